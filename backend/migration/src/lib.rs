@@ -1,0 +1,19 @@
+//! Simmer's schema, as ordered migrations that run the same on SQLite and
+//! PostgreSQL. Applied at start-up by `simmer serve` and by `simmer migrate`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_accounts_recipes_sessions;
+
+/// Every migration, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(
+            m20261126_000001_accounts_recipes_sessions::Migration,
+        )]
+    }
+}

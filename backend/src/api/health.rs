@@ -1,0 +1,79 @@
+//! Liveness and readiness for orchestrators, and the metrics endpoint.
+
+use actix_web::{get, web, HttpResponse};
+use sea_orm::ConnectionTrait;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A health answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok` when healthy.
+    pub status: String,
+    /// The database backend (`sqlite` or `postgres`), on `/readyz`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Live sessions run by this node, on `/readyz`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_sessions: Option<usize>,
+}
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Alive", body = Health))
+)]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok".into(),
+        database: None,
+        live_sessions: None,
+    })
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "The database does not answer", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        state.db.execute_unprepared("SELECT 1").await
+    })
+    .await;
+    match ping {
+        Ok(Ok(_)) => Ok(HttpResponse::Ok().json(Health {
+            status: "ok".into(),
+            database: Some(crate::db::backend_name(&state.db).into()),
+            live_sessions: Some(state.registry.live_count()),
+        })),
+        Ok(Err(e)) => Err(ApiError::Unavailable(e.into())),
+        Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!(
+            "database ping timed out"
+        ))),
+    }
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+)]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    crate::metrics::metrics_endpoint(state).await
+}

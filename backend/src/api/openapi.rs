@@ -1,0 +1,160 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use super::{auth, health, models, recipes, sessions};
+use crate::error::{FieldError, Problem};
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Simmer API",
+        description = "REST API of Simmer, the backend of live cooking streams. \
+Errors are `application/problem+json` (RFC 9457) with a stable `code`. \
+Authenticate with `Authorization: Bearer <access_token>`.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        auth::register,
+        auth::login,
+        auth::refresh,
+        auth::logout,
+        auth::me,
+        recipes::create,
+        recipes::list,
+        recipes::get,
+        recipes::replace,
+        recipes::delete,
+        sessions::create,
+        sessions::list,
+        sessions::get,
+        sessions::start,
+        sessions::end,
+        sessions::guest_token,
+        sessions::get_timer,
+        health::healthz,
+        health::readyz,
+        health::metrics,
+    ),
+    components(schemas(
+        Problem,
+        FieldError,
+        mobile_bridge::ErrorCode,
+        models::User,
+        models::UserSummary,
+        watch_sync::TimerView,
+        watch_sync::TimerState,
+        watch_sync::TimerStep,
+    )),
+    modifiers(&BearerAuth, &StandardErrors),
+    tags(
+        (name = "auth", description = "Accounts and tokens"),
+        (name = "recipes", description = "Recipes and their steps"),
+        (name = "sessions", description = "Live cooking sessions"),
+        (name = "operations", description = "Health and metrics for operators"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The `bearer` security scheme (JWT access tokens).
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Adds the error responses every operation can give, so each handler only
+/// lists its own (403, 404, 409): 400 for malformed input, 401 where a token
+/// is read, 413/415/422 where a body is read, 503 when the database is down.
+struct StandardErrors;
+
+const STANDARD: [(&str, &str, &str); 6] = [
+    ("400", "BadRequest", "Malformed path, query or body (`invalid_path`, `invalid_query`, `invalid_cursor`, `invalid_body`)"),
+    ("401", "Unauthorized", "Missing, malformed, forged or expired token (`unauthorized`), or wrong credentials"),
+    ("413", "PayloadTooLarge", "Body over the configured limit (`payload_too_large`)"),
+    ("415", "UnsupportedMediaType", "Body is not `application/json` (`unsupported_media_type`)"),
+    ("422", "ValidationFailed", "A field breaks a rule (`validation_failed`; `errors` lists them)"),
+    ("503", "Unavailable", "The database is unavailable (`unavailable`); retry later"),
+];
+
+fn problem_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+fn add_standard(op: &mut Operation, is_operations_endpoint: bool) {
+    let has_body = op.request_body.is_some();
+    let has_auth = op.security.as_ref().is_some_and(|reqs| !reqs.is_empty());
+    let login_like = op
+        .operation_id
+        .as_deref()
+        .is_some_and(|id| matches!(id, "login" | "refresh"));
+    for (status, name, _) in STANDARD {
+        let wanted = match status {
+            "400" => !is_operations_endpoint,
+            "401" => has_auth || login_like,
+            "413" | "415" | "422" => has_body,
+            "503" => !is_operations_endpoint || op.operation_id.as_deref() == Some("readyz"),
+            _ => false,
+        };
+        if wanted {
+            op.responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+        }
+    }
+}
+
+impl Modify for StandardErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (_, name, description) in STANDARD {
+            components
+                .responses
+                .insert(name.to_owned(), RefOr::T(problem_response(description)));
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops_endpoint = !path.starts_with("/api/");
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                add_standard(op, ops_endpoint);
+            }
+        }
+    }
+}
+
+/// The document as pretty JSON (what `simmer openapi` prints and
+/// `docs/openapi.json` holds).
+pub fn json() -> Result<String, serde_json::Error> {
+    ApiDoc::openapi().to_pretty_json()
+}

@@ -1,0 +1,134 @@
+//! Extractors: handlers say who may call them by the type they take.
+
+use std::future::{ready, Ready};
+
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use uuid::Uuid;
+
+use super::jwt::TokenKind;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Any caller with a valid access token: a user or a guest.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    User {
+        id: Uuid,
+        name: String,
+    },
+    Guest {
+        id: Uuid,
+        name: String,
+        session_id: Uuid,
+    },
+}
+
+impl Principal {
+    pub fn id(&self) -> Uuid {
+        match self {
+            Principal::User { id, .. } | Principal::Guest { id, .. } => *id,
+        }
+    }
+
+    /// Whether this caller may view `session_id` (users: any; guests: theirs).
+    pub fn may_view(&self, session_id: Uuid) -> bool {
+        match self {
+            Principal::User { .. } => true,
+            Principal::Guest {
+                session_id: own, ..
+            } => *own == session_id,
+        }
+    }
+}
+
+/// A registered user (guest tokens get 403).
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// The caller if it sent a token, `None` if it sent none; a bad token is
+/// still a 401 (a client that sends one expects it to count).
+#[derive(Debug, Clone)]
+pub struct MaybePrincipal(pub Option<Principal>);
+
+fn bearer_token(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("Authorization header is not valid text"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthorized("Authorization header must be `Bearer <token>`"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::unauthorized(
+            "Authorization header must be `Bearer <token>`",
+        ));
+    }
+    Ok(Some(token.trim()))
+}
+
+fn principal(req: &HttpRequest) -> Result<Option<Principal>, ApiError> {
+    let Some(token) = bearer_token(req)? else {
+        return Ok(None);
+    };
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState missing")))?;
+    let claims = state.keys.verify(token)?;
+    Ok(Some(match (claims.kind, claims.sid) {
+        (TokenKind::User, _) => Principal::User {
+            id: claims.sub,
+            name: claims.name,
+        },
+        (TokenKind::Guest, Some(session_id)) => Principal::Guest {
+            id: claims.sub,
+            name: claims.name,
+            session_id,
+        },
+        (TokenKind::Guest, None) => {
+            return Err(ApiError::unauthorized("guest token names no session"))
+        }
+    }))
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(principal(req).and_then(|p| {
+            p.ok_or_else(|| ApiError::unauthorized("this endpoint needs a bearer token"))
+        }))
+    }
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        ready(
+            Principal::from_request(req, payload)
+                .into_inner()
+                .and_then(|p| match p {
+                    Principal::User { id, name } => Ok(AuthUser { id, name }),
+                    Principal::Guest { .. } => Err(ApiError::forbidden(
+                        "guest tokens can only view their session; sign in for this",
+                    )),
+                }),
+        )
+    }
+}
+
+impl FromRequest for MaybePrincipal {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(principal(req).map(MaybePrincipal))
+    }
+}

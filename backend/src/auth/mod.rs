@@ -1,0 +1,12 @@
+//! Who is calling: password hashing, signed access tokens, refresh-token
+//! rotation, and the extractors that handlers take.
+
+mod extract;
+mod jwt;
+mod password;
+mod refresh;
+
+pub use extract::{AuthUser, MaybePrincipal, Principal};
+pub use jwt::{Claims, TokenKeys, TokenKind};
+pub use password::{hash_password, verify_password, PasswordHasher};
+pub use refresh::{RefreshTokens, RotateOutcome};

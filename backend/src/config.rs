@@ -1,0 +1,296 @@
+//! Typed, layered configuration: built-in defaults, then an optional TOML file,
+//! then environment variables and command-line flags. Passed by value; there is
+//! no global settings static, so tests build one app each.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+
+/// A value that must never be printed (signing keys, passwords in URLs).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Every setting, as given on the command line, in the environment or in the
+/// TOML file. `None` means "not given here": the next layer decides.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigArgs {
+    /// TOML file with any of these settings (the same names, in snake_case).
+    /// Flags and environment variables override it.
+    #[arg(long, env = "SIMMER_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:8080]. Port 0 picks a free port.
+    #[arg(long, env = "SIMMER_BIND")]
+    pub bind: Option<SocketAddr>,
+
+    /// Directory for the SQLite database and the generated signing secret
+    /// [default: the current directory].
+    #[arg(long, env = "SIMMER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL: `sqlite://path?mode=rwc` or `postgres://user@host/db`
+    /// [default: SQLite in <data_dir>/simmer.db].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+
+    /// Most open database connections [default: 10].
+    #[arg(long, env = "SIMMER_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+
+    /// Redis URL for running several nodes as one cluster. Accepted now; this
+    /// build runs single-node and says so at start-up when it is set.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+
+    /// Secret that signs access tokens (at least 32 bytes). When unset, one is
+    /// generated once and kept in <data_dir>/simmer.secret. Set it when
+    /// several nodes must accept each other's tokens.
+    #[arg(long, env = "SIMMER_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// Lifetime of access tokens, in seconds [default: 900].
+    #[arg(long, env = "SIMMER_ACCESS_TOKEN_TTL_S")]
+    pub access_token_ttl_s: Option<u64>,
+
+    /// Lifetime of refresh tokens, in seconds [default: 2592000, 30 days].
+    #[arg(long, env = "SIMMER_REFRESH_TOKEN_TTL_S")]
+    pub refresh_token_ttl_s: Option<u64>,
+
+    /// Lifetime of guest (viewer-only) tokens, in seconds [default: 14400].
+    #[arg(long, env = "SIMMER_GUEST_TOKEN_TTL_S")]
+    pub guest_token_ttl_s: Option<u64>,
+
+    /// Largest accepted request body, in bytes [default: 1048576].
+    #[arg(long, env = "SIMMER_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    /// Page size when a list request gives no `limit` [default: 20].
+    #[arg(long, env = "SIMMER_PAGE_SIZE_DEFAULT")]
+    pub page_size_default: Option<u32>,
+
+    /// Largest `limit` a list request may ask for [default: 100].
+    #[arg(long, env = "SIMMER_PAGE_SIZE_MAX")]
+    pub page_size_max: Option<u32>,
+
+    /// HTTP worker threads [default: one per core].
+    #[arg(long, env = "SIMMER_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Seconds to let in-flight requests finish on SIGTERM/SIGINT [default: 30].
+    #[arg(long, env = "SIMMER_SHUTDOWN_TIMEOUT_S")]
+    pub shutdown_timeout_s: Option<u64>,
+
+    /// Log format [default: text]. Levels come from RUST_LOG (default `info`).
+    #[arg(long, env = "SIMMER_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+macro_rules! layer {
+    ($top:expr, $bottom:expr, $($field:ident),+ $(,)?) => {
+        ConfigArgs {
+            config: $top.config.or($bottom.config),
+            $($field: $top.$field.or($bottom.$field),)+
+        }
+    };
+}
+
+impl ConfigArgs {
+    /// Reads the TOML file named by `config` (if any) and lays these settings
+    /// over it.
+    pub fn with_file(self) -> anyhow::Result<ConfigArgs> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let file: ConfigArgs = toml::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
+        Ok(self.over(file))
+    }
+
+    /// `self`'s values where given, else `below`'s.
+    pub fn over(self, below: ConfigArgs) -> ConfigArgs {
+        layer!(
+            self,
+            below,
+            bind,
+            data_dir,
+            database_url,
+            db_max_connections,
+            redis_url,
+            jwt_secret,
+            access_token_ttl_s,
+            refresh_token_ttl_s,
+            guest_token_ttl_s,
+            max_body_bytes,
+            page_size_default,
+            page_size_max,
+            workers,
+            shutdown_timeout_s,
+            log_format,
+        )
+    }
+}
+
+/// Resolved settings with every default applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Secret,
+    pub db_max_connections: u32,
+    pub redis_url: Option<Secret>,
+    pub jwt_secret: Option<Secret>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub guest_token_ttl: Duration,
+    pub max_body_bytes: usize,
+    pub page_size_default: u32,
+    pub page_size_max: u32,
+    pub workers: Option<usize>,
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+}
+
+/// The SQLite URL of the embedded default.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+impl Settings {
+    /// Applies defaults and checks ranges.
+    pub fn resolve(args: ConfigArgs) -> anyhow::Result<Settings> {
+        let data_dir = args.data_dir.unwrap_or_else(|| PathBuf::from("."));
+        let database_url = args
+            .database_url
+            .unwrap_or_else(|| Secret::new(sqlite_url(&data_dir.join("simmer.db"))));
+        let page_size_max = args.page_size_max.unwrap_or(100);
+        let page_size_default = args.page_size_default.unwrap_or(20);
+        anyhow::ensure!(page_size_max >= 1, "page_size_max must be at least 1");
+        anyhow::ensure!(
+            (1..=page_size_max).contains(&page_size_default),
+            "page_size_default must be between 1 and page_size_max"
+        );
+        let max_body_bytes = args.max_body_bytes.unwrap_or(1024 * 1024);
+        anyhow::ensure!(
+            max_body_bytes >= 1024,
+            "max_body_bytes must be at least 1024"
+        );
+        let positive = |name: &str, value: Option<u64>, default: u64| {
+            let secs = value.unwrap_or(default);
+            anyhow::ensure!(secs > 0, "{name} must be positive");
+            Ok(Duration::from_secs(secs))
+        };
+        Ok(Settings {
+            bind: args
+                .bind
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir,
+            database_url,
+            db_max_connections: args.db_max_connections.unwrap_or(10).max(1),
+            redis_url: args.redis_url,
+            jwt_secret: args.jwt_secret,
+            access_token_ttl: positive("access_token_ttl_s", args.access_token_ttl_s, 900)?,
+            refresh_token_ttl: positive(
+                "refresh_token_ttl_s",
+                args.refresh_token_ttl_s,
+                30 * 24 * 3600,
+            )?,
+            guest_token_ttl: positive("guest_token_ttl_s", args.guest_token_ttl_s, 4 * 3600)?,
+            max_body_bytes,
+            page_size_default,
+            page_size_max,
+            workers: args.workers.filter(|w| *w > 0),
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout_s.unwrap_or(30)),
+            log_format: args.log_format.unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults_fill_the_rest() {
+        let file: ConfigArgs =
+            toml::from_str("bind = \"0.0.0.0:9000\"\npage_size_default = 5\n").unwrap();
+        let flags = ConfigArgs {
+            page_size_default: Some(7),
+            ..ConfigArgs::default()
+        };
+        let settings = Settings::resolve(flags.over(file)).unwrap();
+        assert_eq!(settings.bind.port(), 9000);
+        assert_eq!(settings.page_size_default, 7);
+        assert_eq!(settings.page_size_max, 100);
+        assert!(settings
+            .database_url
+            .expose()
+            .ends_with("simmer.db?mode=rwc"));
+    }
+
+    #[test]
+    fn the_sample_config_is_valid_and_shows_the_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/simmer.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let file: ConfigArgs = toml::from_str(&text).unwrap();
+        let from_file = Settings::resolve(file).unwrap();
+        let defaults = Settings::resolve(ConfigArgs::default()).unwrap();
+        assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        assert!(toml::from_str::<ConfigArgs>("bnid = \"x\"").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

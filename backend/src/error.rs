@@ -1,0 +1,221 @@
+//! The one HTTP error type: every failure leaves the server as an RFC 9457
+//! `application/problem+json` document with a stable `code`. Internal details
+//! (SQL, I/O) are logged here and never sent to clients.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use mobile_bridge::ErrorCode;
+use sea_orm::DbErr;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A problem document (RFC 9457), as every error response carries it.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:simmer:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem (the same for every `code`).
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request, for people.
+    pub detail: String,
+    /// The stable machine-readable code; clients branch on this.
+    pub code: ErrorCode,
+    /// For `validation_failed`: every field that broke a rule.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub errors: Vec<FieldError>,
+}
+
+/// One field that broke a validation rule.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field, as a JSON path such as `steps[2].text`.
+    pub field: String,
+    /// The rule it broke.
+    pub message: String,
+}
+
+/// The status and title of every code: the single table from code to HTTP.
+pub fn status_of(code: ErrorCode) -> (StatusCode, &'static str) {
+    match code {
+        ErrorCode::InvalidBody => (StatusCode::BAD_REQUEST, "Malformed request body"),
+        ErrorCode::InvalidPath => (StatusCode::BAD_REQUEST, "Malformed path parameter"),
+        ErrorCode::InvalidQuery => (StatusCode::BAD_REQUEST, "Malformed query parameter"),
+        ErrorCode::InvalidCursor => (StatusCode::BAD_REQUEST, "Invalid pagination cursor"),
+        ErrorCode::ValidationFailed => (StatusCode::UNPROCESSABLE_ENTITY, "Validation failed"),
+        ErrorCode::Unauthorized => (StatusCode::UNAUTHORIZED, "Authentication required"),
+        ErrorCode::InvalidCredentials => (StatusCode::UNAUTHORIZED, "Invalid credentials"),
+        ErrorCode::InvalidRefreshToken => (StatusCode::UNAUTHORIZED, "Invalid refresh token"),
+        ErrorCode::Forbidden => (StatusCode::FORBIDDEN, "Forbidden"),
+        ErrorCode::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+        ErrorCode::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
+        ErrorCode::Conflict => (StatusCode::CONFLICT, "Conflict"),
+        ErrorCode::UsernameTaken => (StatusCode::CONFLICT, "Username taken"),
+        ErrorCode::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "Too many requests"),
+        ErrorCode::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"),
+        ErrorCode::UnsupportedMediaType => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type")
+        }
+        ErrorCode::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
+        ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
+    }
+}
+
+/// An error at the HTTP edge.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The client's fault (4xx): the detail is safe to send.
+    #[error("{code}: {detail}")]
+    Client {
+        code: ErrorCode,
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    /// A dependency is down; retrying later may work (503).
+    #[error("service unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// Our fault (500): logged with its cause chain, never sent.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 4xx error with a detail for people.
+    pub fn client(code: ErrorCode, detail: impl Into<String>) -> Self {
+        ApiError::Client {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// 422 with every broken rule.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError::Client {
+            code: ErrorCode::ValidationFailed,
+            detail,
+            errors,
+        }
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::client(ErrorCode::Unauthorized, detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::client(ErrorCode::Forbidden, detail)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::client(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::client(ErrorCode::Conflict, detail)
+    }
+
+    /// The code this error is sent with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::Client { code, .. } => *code,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    fn problem(&self) -> Problem {
+        let code = self.code();
+        let (status, title) = status_of(code);
+        let (detail, errors) = match self {
+            ApiError::Client { detail, errors, .. } => (detail.clone(), errors.clone()),
+            ApiError::Unavailable(_) => (
+                "a dependency is temporarily unavailable; retry later".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::Internal(_) => (
+                "unexpected server error; it has been logged".to_owned(),
+                Vec::new(),
+            ),
+        };
+        Problem {
+            kind: format!("urn:simmer:problem:{code}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            code,
+            errors,
+        }
+    }
+}
+
+impl From<DbErr> for ApiError {
+    fn from(e: DbErr) -> Self {
+        match e {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => ApiError::Unavailable(e.into()),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        status_of(self.code()).0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(e) => {
+                tracing::error!(error.cause_chain = ?e, error.message = %e, "request failed");
+            }
+            ApiError::Unavailable(e) => {
+                tracing::warn!(error.cause_chain = ?e, error.message = %e, "dependency unavailable");
+            }
+            ApiError::Client { .. } => {}
+        }
+        problem_response(&self.problem())
+    }
+}
+
+/// Serialises a problem with its content type (and the headers its status
+/// asks for).
+pub fn problem_response(problem: &Problem) -> HttpResponse {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut builder = HttpResponse::build(status);
+    builder.content_type("application/problem+json");
+    if status == StatusCode::UNAUTHORIZED {
+        builder.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"simmer\""));
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        builder.insert_header((header::RETRY_AFTER, "1"));
+    }
+    builder.json(problem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_an_error_status() {
+        for code in ErrorCode::ALL {
+            let (status, title) = status_of(code);
+            assert!(status.is_client_error() || status.is_server_error());
+            assert!(!title.is_empty());
+        }
+    }
+
+    #[test]
+    fn internal_details_are_not_sent() {
+        let err = ApiError::Internal(anyhow::anyhow!("SELECT secret FROM users"));
+        let problem = err.problem();
+        assert_eq!(problem.status, 500);
+        assert!(!problem.detail.contains("SELECT"));
+    }
+}

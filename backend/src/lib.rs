@@ -1,0 +1,18 @@
+//! Simmer's server: REST API with OpenAPI, persistence, and the live session
+//! actors. `main.rs` is a thin shell around [`startup::Application`].
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod live;
+pub mod metrics;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+pub use config::{ConfigArgs, Settings};
+pub use startup::Application;

@@ -1,0 +1,187 @@
+//! `CookingSession`: the supervised actor of one live session. A thin shell
+//! around [`LiveSession`]: it loads the state from the database when it
+//! (re)starts and answers questions about it.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use super::registry::SessionError;
+use super::session::{LiveSession, LiveSnapshot};
+use crate::metrics::Metrics;
+use crate::store::sessions::{self, SessionState};
+
+const LOAD_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const LOAD_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Where the actor's state stands.
+#[derive(Debug)]
+enum Phase {
+    /// Reading the session from the database (messages wait, or are refused
+    /// while a retry is pending).
+    Loading,
+    /// Serving.
+    Ready(LiveSession),
+    /// The session is not live any more; the registry will let this actor go.
+    Gone,
+}
+
+/// One live session's actor. Started under an `actix::Supervisor`: when its
+/// context stops it is restarted and reloads its state from the database.
+#[derive(Debug)]
+pub struct CookingSession {
+    id: Uuid,
+    db: DatabaseConnection,
+    metrics: Metrics,
+    phase: Phase,
+    failed_loads: u32,
+    shutting_down: bool,
+}
+
+impl CookingSession {
+    pub fn new(id: Uuid, db: DatabaseConnection, metrics: Metrics) -> Self {
+        Self {
+            id,
+            db,
+            metrics,
+            phase: Phase::Loading,
+            failed_loads: 0,
+            shutting_down: false,
+        }
+    }
+
+    /// Loads the session; mailbox processing waits until this is done.
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        self.phase = Phase::Loading;
+        let db = self.db.clone();
+        let id = self.id;
+        let fut = async move {
+            let Some(model) = sessions::find(&db, id).await? else {
+                return Ok(None);
+            };
+            let (state, recipe) = sessions::decode(&model)?;
+            Ok::<_, sea_orm::DbErr>(
+                (state == SessionState::Live).then(|| LiveSession::new(id, model.host_id, &recipe)),
+            )
+        };
+        ctx.wait(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok(Some(live)) => {
+                act.failed_loads = 0;
+                act.phase = Phase::Ready(live);
+                tracing::debug!(session_id = %act.id, "session actor ready");
+            }
+            Ok(None) => {
+                act.phase = Phase::Gone;
+                tracing::info!(session_id = %act.id, "session is no longer live");
+            }
+            Err(e) => {
+                act.failed_loads = act.failed_loads.saturating_add(1);
+                let backoff = LOAD_BACKOFF_MIN
+                    .saturating_mul(2u32.saturating_pow(act.failed_loads.min(10)))
+                    .min(LOAD_BACKOFF_MAX);
+                tracing::warn!(
+                    session_id = %act.id,
+                    error.cause_chain = ?e,
+                    error.message = %e,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "loading session failed"
+                );
+                ctx.run_later(backoff, |act, ctx| act.load(ctx));
+            }
+        }));
+    }
+
+    fn ready(&self) -> Result<&LiveSession, SessionError> {
+        match &self.phase {
+            Phase::Ready(live) => Ok(live),
+            Phase::Loading => Err(SessionError::Unavailable),
+            Phase::Gone => Err(SessionError::NotLive),
+        }
+    }
+}
+
+impl Actor for CookingSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.load(ctx);
+    }
+}
+
+impl Supervised for CookingSession {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        if !self.shutting_down {
+            self.metrics
+                .session_actor_restarts
+                .with_label_values(&["stopped"])
+                .inc();
+            tracing::warn!(session_id = %self.id, "session actor stopped unexpectedly; restarting");
+        }
+        self.phase = Phase::Loading;
+    }
+}
+
+/// Asks for what a client sees of the session now.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LiveSnapshot, SessionError>")]
+pub struct GetSnapshot;
+
+impl Handler<GetSnapshot> for CookingSession {
+    type Result = Result<LiveSnapshot, SessionError>;
+
+    fn handle(&mut self, _: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
+        Ok(self
+            .ready()?
+            .snapshot(chrono::Utc::now().timestamp_millis()))
+    }
+}
+
+/// Tells the actor that its session ended: stop for good.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for CookingSession {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.shutting_down = true;
+        ctx.stop();
+    }
+}
+
+/// A way for tests to break an actor.
+#[cfg(feature = "test-hooks")]
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Panic inside a handler: the actor's task dies without stopping, which
+    /// `actix::Supervisor` does not see; the registry must.
+    Panic,
+    /// Fail with an unrecoverable error: the actor stops and its supervisor
+    /// restarts it.
+    Stop,
+}
+
+/// Breaks the actor (tests only).
+#[cfg(feature = "test-hooks")]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct InjectFault(pub Fault);
+
+#[cfg(feature = "test-hooks")]
+impl Handler<InjectFault> for CookingSession {
+    type Result = ();
+
+    #[allow(clippy::panic)] // the point of this hook
+    fn handle(&mut self, msg: InjectFault, ctx: &mut Context<Self>) {
+        match msg.0 {
+            Fault::Panic => panic!("injected fault in session {}", self.id),
+            Fault::Stop => {
+                tracing::error!(session_id = %self.id, "injected unrecoverable error; stopping");
+                ctx.stop();
+            }
+        }
+    }
+}

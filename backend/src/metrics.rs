@@ -1,0 +1,113 @@
+//! Prometheus metrics, one registry per app (so tests can run several apps in
+//! one process), served as text at `/metrics`.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The counters and gauges Simmer exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub live_sessions: IntGauge,
+    pub session_actor_restarts: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("simmer".into()), None)?;
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by route and status"),
+            &["method", "route", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["method", "route"],
+        )?;
+        let live_sessions = IntGauge::new("live_sessions", "Live sessions owned by this node")?;
+        let session_actor_restarts = IntCounterVec::new(
+            Opts::new(
+                "session_actor_restarts_total",
+                "Session actors restarted after a crash, by cause",
+            ),
+            &["cause"],
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(live_sessions.clone()))?;
+        registry.register(Box::new(session_actor_restarts.clone()))?;
+        Ok(Self {
+            registry,
+            http_requests,
+            http_duration,
+            live_sessions,
+            session_actor_restarts,
+        })
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+/// Middleware: counts and times every request by its route pattern (not its
+/// path, so ids do not explode the label set).
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let metrics = req
+        .app_data::<web::Data<crate::state::AppState>>()
+        .map(|s| s.metrics.clone());
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "<unmatched>".to_owned());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let result = next.call(req).await;
+    if let Some(metrics) = metrics {
+        let status = match &result {
+            Ok(res) => res.status().as_u16(),
+            Err(e) => e.as_response_error().status_code().as_u16(),
+        };
+        metrics
+            .http_requests
+            .with_label_values(&[method.as_str(), route.as_str(), &status.to_string()])
+            .inc();
+        metrics
+            .http_duration
+            .with_label_values(&[method.as_str(), route.as_str()])
+            .observe(start.elapsed().as_secs_f64());
+    }
+    result
+}
+
+/// `GET /metrics`
+pub async fn metrics_endpoint(
+    state: web::Data<crate::state::AppState>,
+) -> Result<HttpResponse, crate::error::ApiError> {
+    let text = state
+        .metrics
+        .render()
+        .map_err(|e| crate::error::ApiError::Internal(e.into()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
+}

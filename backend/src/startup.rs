@@ -1,0 +1,210 @@
+//! Building and running the app: one function builds the `App`, used by
+//! `main` and by the tests alike.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{middleware, web, App, HttpServer};
+use anyhow::Context;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rand::RngCore;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::api::{self, health, openapi::ApiDoc};
+use crate::auth::{PasswordHasher, RefreshTokens, TokenKeys};
+use crate::config::Settings;
+use crate::db;
+use crate::live::SessionRegistry;
+use crate::metrics::{self, Metrics};
+use crate::state::AppState;
+
+/// Shortest accepted signing secret, in bytes.
+const MIN_SECRET_BYTES: usize = 32;
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Connects and migrates the database, restores live sessions, and binds
+    /// (port 0 picks a free port). Needs a running actix `System`.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = db::connect(&settings).await?;
+        db::migrate(&db).await?;
+        let secret = signing_secret(&settings)?;
+        let metrics = Metrics::new().context("creating metrics")?;
+        let registry = SessionRegistry::new(db.clone(), metrics.clone())?;
+        let restored = registry
+            .restore()
+            .await
+            .context("restoring live sessions")?;
+        if settings.redis_url.is_some() {
+            tracing::warn!(
+                "REDIS_URL is set, but this build runs single-node: live sessions stay on this node"
+            );
+        }
+        let passwords = PasswordHasher::new().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let state = AppState {
+            refresh_tokens: RefreshTokens::new(db.clone(), settings.refresh_token_ttl),
+            db,
+            keys: Arc::new(TokenKeys::new(&secret)),
+            passwords,
+            registry,
+            metrics,
+            settings: Arc::new(settings.clone()),
+        };
+
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("binding {}", settings.bind))?;
+        let addr = listener.local_addr()?;
+        let data = web::Data::new(state.clone());
+        let mut server = HttpServer::new(move || build_app(data.clone()))
+            .listen(listener)?
+            .shutdown_timeout(settings.shutdown_timeout.as_secs());
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        tracing::info!(
+            %addr,
+            database = db::backend_name(&state.db),
+            live_sessions_restored = restored,
+            "simmer listening"
+        );
+        Ok(Self {
+            port: addr.port(),
+            server: server.run(),
+            state,
+        })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server (gracefully or not) from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The shared state (tests reach the registry through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until stopped (SIGTERM/SIGINT, or a handle), then stops the
+    /// session actors and closes the database.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        tracing::info!("http server stopped; stopping session actors");
+        self.state.registry.shutdown();
+        if let Err(e) = self.state.db.close().await {
+            tracing::warn!(error.message = %e, "closing the database");
+        }
+        tracing::info!("shutdown complete");
+        result
+    }
+}
+
+/// The whole app: routes, extractor limits, middleware.
+pub fn build_app(
+    data: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let (json, path, query) = api::extractor_configs(data.settings.max_body_bytes);
+    let payload = web::PayloadConfig::new(data.settings.max_body_bytes);
+    App::new()
+        .app_data(data)
+        .app_data(json)
+        .app_data(path)
+        .app_data(query)
+        .app_data(payload)
+        .wrap(middleware::from_fn(metrics::track))
+        .wrap(tracing_actix_web::TracingLogger::default())
+        .wrap(middleware::NormalizePath::new(
+            middleware::TrailingSlash::MergeOnly,
+        ))
+        .service(health::healthz)
+        .service(health::readyz)
+        .service(health::metrics)
+        .service(web::redirect("/docs", "/docs/"))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", ApiDoc::openapi()))
+        .configure(api::configure)
+        .default_service(web::to(api::not_found))
+}
+
+/// The configured secret, or the one kept in the data directory (created on
+/// first start).
+fn signing_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &settings.jwt_secret {
+        let bytes = secret.expose().as_bytes().to_vec();
+        anyhow::ensure!(
+            bytes.len() >= MIN_SECRET_BYTES,
+            "SIMMER_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes"
+        );
+        return Ok(bytes);
+    }
+    let path = settings.data_dir.join("simmer.secret");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading signing secret {}", path.display()))?;
+        let secret = text.trim().as_bytes().to_vec();
+        anyhow::ensure!(
+            secret.len() >= MIN_SECRET_BYTES,
+            "signing secret in {} is too short; delete it to generate a new one",
+            path.display()
+        );
+        return Ok(secret);
+    }
+    let mut bytes = [0u8; 48];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let secret = STANDARD.encode(bytes);
+    write_private(&path, &secret)?;
+    tracing::info!(
+        path = %path.display(),
+        "generated a new token signing secret; set SIMMER_JWT_SECRET to share one between nodes"
+    );
+    Ok(secret.into_bytes())
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}

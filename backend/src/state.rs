@@ -1,0 +1,22 @@
+//! What every handler can reach: built once per app in `startup`.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::auth::{PasswordHasher, RefreshTokens, TokenKeys};
+use crate::config::Settings;
+use crate::live::SessionRegistry;
+use crate::metrics::Metrics;
+
+/// Shared application state (cheap to clone: handles and `Arc`s).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub settings: Arc<Settings>,
+    pub keys: Arc<TokenKeys>,
+    pub passwords: PasswordHasher,
+    pub refresh_tokens: RefreshTokens,
+    pub registry: SessionRegistry,
+    pub metrics: Metrics,
+}

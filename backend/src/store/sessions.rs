@@ -1,0 +1,168 @@
+//! Live sessions and their state machine: scheduled -> live -> ended.
+
+use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+};
+use serde::{Deserialize, Serialize};
+use simmer_entity::session;
+use uuid::Uuid;
+
+use super::recipes::StoredStep;
+use super::{keyset, split_page, Keyset};
+
+/// A session's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Scheduled,
+    Live,
+    Ended,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Scheduled => "scheduled",
+            SessionState::Live => "live",
+            SessionState::Ended => "ended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "scheduled" => Some(SessionState::Scheduled),
+            "live" => Some(SessionState::Live),
+            "ended" => Some(SessionState::Ended),
+            _ => None,
+        }
+    }
+}
+
+/// The copy of its recipe that a session keeps (the `recipe` JSON column).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipeCopy {
+    pub id: Option<Uuid>,
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub servings: Option<u32>,
+    pub steps: Vec<StoredStep>,
+}
+
+impl RecipeCopy {
+    /// Copies a stored recipe.
+    pub fn of(model: &simmer_entity::recipe::Model) -> Result<Self, DbErr> {
+        Ok(Self {
+            id: Some(model.id),
+            title: model.title.clone(),
+            description: model.description.clone(),
+            servings: model.servings.and_then(|s| u32::try_from(s).ok()),
+            steps: super::recipes::steps_of(model)?,
+        })
+    }
+}
+
+/// Reads a session's state and recipe copy.
+pub fn decode(model: &session::Model) -> Result<(SessionState, RecipeCopy), DbErr> {
+    let state = SessionState::parse(&model.state).ok_or_else(|| {
+        DbErr::Custom(format!(
+            "session {} has unknown state {:?}",
+            model.id, model.state
+        ))
+    })?;
+    let recipe = serde_json::from_value(model.recipe.clone())
+        .map_err(|e| DbErr::Custom(format!("session {} recipe unreadable: {e}", model.id)))?;
+    Ok((state, recipe))
+}
+
+/// What a new session needs.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub host_id: Uuid,
+    pub title: String,
+    pub allow_guests: bool,
+    pub recipe: RecipeCopy,
+}
+
+pub async fn insert(db: &DatabaseConnection, new: NewSession) -> Result<session::Model, DbErr> {
+    let now = Utc::now();
+    let recipe = serde_json::to_value(&new.recipe).map_err(|e| DbErr::Custom(e.to_string()))?;
+    session::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        host_id: Set(new.host_id),
+        recipe_id: Set(new.recipe.id),
+        title: Set(new.title),
+        allow_guests: Set(new.allow_guests),
+        state: Set(SessionState::Scheduled.as_str().to_owned()),
+        recipe: Set(recipe),
+        created_at: Set(now),
+        started_at: Set(None),
+        ended_at: Set(None),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await
+}
+
+pub async fn find(db: &DatabaseConnection, id: Uuid) -> Result<Option<session::Model>, DbErr> {
+    session::Entity::find_by_id(id).one(db).await
+}
+
+/// Every live session (to re-create their actors at start-up).
+pub async fn live_ids(db: &DatabaseConnection) -> Result<Vec<Uuid>, DbErr> {
+    Ok(session::Entity::find()
+        .filter(session::Column::State.eq(SessionState::Live.as_str()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect())
+}
+
+/// A page of sessions, newest first, optionally in one state.
+pub async fn list(
+    db: &DatabaseConnection,
+    state: Option<SessionState>,
+    page: Keyset,
+) -> Result<(Vec<session::Model>, bool), DbErr> {
+    let mut query = session::Entity::find();
+    if let Some(state) = state {
+        query = query.filter(session::Column::State.eq(state.as_str()));
+    }
+    let rows = keyset(query, session::Column::Id, page).all(db).await?;
+    Ok(split_page(rows, page))
+}
+
+/// Moves a session from `from` to `to` atomically (a conditional update, so
+/// of two racing requests exactly one wins). Returns whether it moved. On
+/// start, the recipe copy is refreshed when `recipe` is given.
+pub async fn transition(
+    db: &DatabaseConnection,
+    id: Uuid,
+    from: SessionState,
+    to: SessionState,
+    recipe: Option<&RecipeCopy>,
+) -> Result<bool, DbErr> {
+    let now = Utc::now();
+    let mut update = session::Entity::update_many()
+        .col_expr(session::Column::State, Expr::value(to.as_str()))
+        .col_expr(session::Column::UpdatedAt, Expr::value(now));
+    update = match to {
+        SessionState::Live => update.col_expr(session::Column::StartedAt, Expr::value(now)),
+        SessionState::Ended => update.col_expr(session::Column::EndedAt, Expr::value(now)),
+        SessionState::Scheduled => update,
+    };
+    if let Some(recipe) = recipe {
+        let json = serde_json::to_value(recipe).map_err(|e| DbErr::Custom(e.to_string()))?;
+        update = update.col_expr(session::Column::Recipe, Expr::value(json));
+    }
+    let result = update
+        .filter(session::Column::Id.eq(id))
+        .filter(session::Column::State.eq(from.as_str()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}

@@ -1,0 +1,18 @@
+//! Integration tests: each boots the real `simmer` on port 0 with its own
+//! database (SQLite by default; PostgreSQL when SIMMER_TEST_DATABASE=postgres)
+//! and talks to it over real sockets.
+
+// The harness and helpers are test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod accounts;
+mod bad_input_gets_problem_json;
+mod live_sessions_survive_restart;
+mod openapi_spec;
+mod operations;
+mod recipes_crud;
+mod refresh_token_rotation;
+mod session_actor_survives_panic;
+mod session_lifecycle;

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is missing, then
+# runs formatting and lint checks, the tests on SQLite and on PostgreSQL, and
+# an OpenAPI-driven fuzz run (schemathesis) against a booted server.
+#
+#   ./scripts/test.sh
+#
+# Environment:
+#   SIMMER_TEST_POSTGRES_URL  admin URL of a PostgreSQL server to create test
+#                             databases on (default postgres://postgres@127.0.0.1:5432/postgres)
+#   CARGO_TARGET_DIR          build directory (default ~/.cache/simmer/target,
+#                             outside the clone so repeated runs reuse it)
+#   SIMMER_FUZZ_EXAMPLES      schemathesis examples per operation (default 40)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/simmer/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export SIMMER_TEST_POSTGRES_URL="${SIMMER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+CACHE="$HOME/.cache/simmer"
+mkdir -p "$CACHE"
+
+step() { printf '\n==> %s\n' "$*"; }
+is_root() { [ "$(id -u)" = 0 ]; }
+
+APT_UPDATED=0
+apt_install() {
+    is_root || { echo "missing $*; install it (needs root)" >&2; return 1; }
+    if [ "$APT_UPDATED" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- toolchain -------------------------------------------------------------
+step "toolchain"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)" >&2; exit 1; }
+cargo --version
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy
+fi
+command -v curl >/dev/null || apt_install curl
+command -v python3 >/dev/null || apt_install python3 python3-venv
+
+# --- PostgreSQL ------------------------------------------------------------
+pg_host_port() {
+    # host and port of SIMMER_TEST_POSTGRES_URL
+    python3 - "$SIMMER_TEST_POSTGRES_URL" <<'PY'
+import sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1])
+print(u.hostname or "127.0.0.1", u.port or 5432)
+PY
+}
+ensure_postgres() {
+    read -r PG_HOST PG_PORT < <(pg_host_port)
+    if command -v pg_isready >/dev/null && pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
+        return 0
+    fi
+    step "starting PostgreSQL"
+    if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+        apt_install postgresql
+    fi
+    local version
+    version="$(ls /etc/postgresql | sort -V | tail -1)"
+    local conf="/etc/postgresql/$version/main"
+    # trust auth on loopback for the test user, as on the CI machine kind
+    if ! grep -q '^host all all 127.0.0.1/32 trust' "$conf/pg_hba.conf"; then
+        sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$conf/pg_hba.conf"
+    fi
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 60); do
+        pg_isready -q -h "$PG_HOST" -p "$PG_PORT" && return 0
+        sleep 0.5
+    done
+    echo "PostgreSQL did not start on $PG_HOST:$PG_PORT" >&2
+    return 1
+}
+drop_test_databases() {
+    psql "$SIMMER_TEST_POSTGRES_URL" -Atqc \
+        "select datname from pg_database where datname like 'simmer\_t\_%' or datname like 'simmer\_fuzz\_%'" 2>/dev/null |
+        while read -r db; do
+            [ -n "$db" ] && psql "$SIMMER_TEST_POSTGRES_URL" -qc "drop database if exists \"$db\"" >/dev/null 2>&1 || true
+        done
+}
+
+# --- checks ----------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests on SQLite"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$CACHE/test-sqlite.log"
+
+step "tests on PostgreSQL"
+ensure_postgres
+drop_test_databases
+SIMMER_TEST_DATABASE=postgres cargo test -p backend --test api --locked --no-fail-fast 2>&1 |
+    tee "$CACHE/test-postgres.log"
+drop_test_databases
+
+step "OpenAPI fuzzing (schemathesis)"
+"$ROOT/scripts/fuzz-openapi.sh"
+
+step "all checks passed"
