@@ -63,7 +63,7 @@ status=0
     --header "Authorization: Bearer $TOKEN" \
     --max-examples "$EXAMPLES" \
     --phases examples,coverage,fuzzing \
-    --workers 2 \
+    --workers 1 \
     --seed 20261126 \
     --generation-database none \
     --suppress-health-check all \

@@ -137,8 +137,11 @@ pub fn build_app(
 > {
     let (json, path, query) = api::extractor_configs(data.settings.max_body_bytes);
     let payload = web::PayloadConfig::new(data.settings.max_body_bytes);
+    let openapi = ApiDoc::openapi();
+    let allowed = web::Data::new(api::AllowedMethods::from_openapi(&openapi));
     App::new()
         .app_data(data)
+        .app_data(allowed)
         .app_data(json)
         .app_data(path)
         .app_data(query)
@@ -152,7 +155,7 @@ pub fn build_app(
         .service(health::readyz)
         .service(health::metrics)
         .service(web::redirect("/docs", "/docs/"))
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", ApiDoc::openapi()))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", openapi))
         .configure(api::configure)
         .default_service(web::to(api::not_found))
 }

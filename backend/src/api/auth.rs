@@ -17,13 +17,23 @@ use crate::store::users::{self, CreateUserError};
 pub struct RegisterRequest {
     /// 3–32 characters: letters, digits, `_`, `.`, `-`. Case-insensitive
     /// (stored lower-case).
-    #[schema(example = "chef_anna")]
+    #[schema(
+        example = "chef_anna",
+        min_length = 3,
+        max_length = 32,
+        pattern = r"^[A-Za-z0-9_.-]+$"
+    )]
     pub username: String,
     /// 8–128 characters.
-    #[schema(example = "correct horse battery")]
+    #[schema(example = "correct horse battery", min_length = 8, max_length = 128)]
     pub password: String,
     /// 1–64 characters; defaults to the username.
-    #[schema(example = "Anna")]
+    #[schema(
+        example = "Anna",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*\S[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub display_name: Option<String>,
 }
 

@@ -9,6 +9,8 @@ pub mod recipes;
 pub mod sessions;
 mod validate;
 
+use std::collections::HashMap;
+
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, HttpRequest, HttpResponse};
 use mobile_bridge::ErrorCode;
@@ -81,12 +83,64 @@ pub fn extractor_configs(
     (json, path, query)
 }
 
-/// The fallback for unknown paths: a problem document, not an empty 404.
+/// The methods each documented route answers, for `405` and `Allow`.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedMethods(HashMap<String, Vec<&'static str>>);
+
+impl AllowedMethods {
+    /// Read off the OpenAPI document, so it cannot drift from the routes.
+    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
+        let map = doc
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(m, present)| present.then_some(m))
+                .collect();
+                (path.clone(), methods)
+            })
+            .collect();
+        Self(map)
+    }
+}
+
+/// The fallback: a known path with another method gets `405` and `Allow`;
+/// anything else a `404`. Both as problem documents.
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     use actix_web::ResponseError;
-    ApiError::client(
-        ErrorCode::NotFound,
-        format!("no route for {} {}", req.method(), req.path()),
-    )
-    .error_response()
+    let allowed = req
+        .match_pattern()
+        .and_then(|pattern| {
+            req.app_data::<web::Data<AllowedMethods>>()
+                .and_then(|a| a.0.get(&pattern).cloned())
+        })
+        .filter(|methods| !methods.is_empty());
+    match allowed {
+        Some(methods) => {
+            let allow = methods.join(", ");
+            let mut resp = ApiError::client(
+                ErrorCode::MethodNotAllowed,
+                format!("{} is not supported here; use {allow}", req.method()),
+            )
+            .error_response();
+            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+                resp.headers_mut()
+                    .insert(actix_web::http::header::ALLOW, value);
+            }
+            resp
+        }
+        None => ApiError::client(
+            ErrorCode::NotFound,
+            format!("no route for {} {}", req.method(), req.path()),
+        )
+        .error_response(),
+    }
 }

@@ -29,13 +29,22 @@ pub const STEP_DURATION_MAX_S: u32 = 24 * 3600;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct StepInput {
     /// 1–2000 characters.
-    #[schema(example = "Bring the water to a boil")]
+    #[schema(
+        example = "Bring the water to a boil",
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*\S[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     pub text: String,
     /// The step's countdown, 1 s – 24 h; omit for a manual step.
-    #[schema(example = 600)]
+    #[schema(example = 600, minimum = 1, maximum = 86400)]
     pub duration_s: Option<u32>,
     /// A short name for small screens, up to 60 characters.
-    #[schema(example = "Boil")]
+    #[schema(
+        example = "Boil",
+        max_length = 60,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub label: Option<String>,
 }
 
@@ -43,13 +52,24 @@ pub struct StepInput {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RecipeInput {
     /// 1–200 characters.
-    #[schema(example = "Tomato soup")]
+    #[schema(
+        example = "Tomato soup",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*\S[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub title: String,
     /// Up to 5000 characters.
+    #[schema(
+        max_length = 5000,
+        pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+    )]
     pub description: Option<String>,
     /// 1–100.
+    #[schema(minimum = 1, maximum = 100)]
     pub servings: Option<u32>,
     /// 1–100 steps, in order.
+    #[schema(min_items = 1, max_items = 100)]
     pub steps: Vec<StepInput>,
 }
 
@@ -91,9 +111,10 @@ pub struct ListRecipesQuery {
     /// Only the caller's own recipes (needs a token).
     pub mine: Option<bool>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[A-Za-z0-9_-]{22}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to the configured maximum (default 20, max 100).
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

@@ -25,7 +25,12 @@ pub struct CreateSessionRequest {
     /// The recipe to cook (any recipe; the session keeps a copy).
     pub recipe_id: Uuid,
     /// 1–200 characters.
-    #[schema(example = "Sunday soup, live")]
+    #[schema(
+        example = "Sunday soup, live",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*\S[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub title: String,
     /// Whether viewers without an account may get guest tokens (default true).
     pub allow_guests: Option<bool>,
@@ -74,9 +79,10 @@ pub struct ListSessionsQuery {
     /// Only sessions in this state.
     pub state: Option<SessionState>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[A-Za-z0-9_-]{22}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to the configured maximum (default 20, max 100).
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -84,7 +90,12 @@ pub struct ListSessionsQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GuestTokenRequest {
     /// 1–64 characters, shown in chat.
-    #[schema(example = "Hungry viewer")]
+    #[schema(
+        example = "Hungry viewer",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*\S[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub display_name: String,
 }
 

@@ -143,11 +143,28 @@ async fn missing_malformed_forged_and_expired_tokens_get_401() {
 }
 
 #[actix_rt::test]
-async fn unsupported_methods_get_a_problem_document() {
+async fn unsupported_methods_get_405_with_allow() {
     let app = spawn_app().await;
     let reply = app
         .request(Method::PATCH, "/api/v1/recipes", None, Some(&json!({})))
         .await;
-    assert!(reply.status.is_client_error());
-    assert_eq!(reply.content_type, "application/problem+json");
+    reply.assert_problem(405, "method_not_allowed");
+    assert_eq!(reply.headers["allow"], "GET, POST");
+    let id = uuid::Uuid::now_v7();
+    let reply = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/recipes/{id}"),
+            None,
+            Some(&json!({})),
+        )
+        .await;
+    reply.assert_problem(405, "method_not_allowed");
+    assert_eq!(reply.headers["allow"], "GET, PUT, DELETE");
+    let reply = app.request(Method::DELETE, "/healthz", None, None).await;
+    reply.assert_problem(405, "method_not_allowed");
+    // Unknown paths stay 404, whatever the method.
+    app.request(Method::PATCH, "/api/v1/nothing/here", None, None)
+        .await
+        .assert_problem(404, "not_found");
 }
