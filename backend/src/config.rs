@@ -104,6 +104,16 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_GUEST_TOKEN_TTL_S")]
     pub guest_token_ttl_s: Option<u64>,
 
+    /// Failed logins for one username before it is locked out for
+    /// `login_lockout_s` (answers 429 `rate_limited`) [default: 10].
+    #[arg(long, env = "SIMMER_LOGIN_MAX_FAILURES")]
+    pub login_max_failures: Option<u32>,
+
+    /// Seconds a username stays locked after too many failed logins
+    /// [default: 900].
+    #[arg(long, env = "SIMMER_LOGIN_LOCKOUT_S")]
+    pub login_lockout_s: Option<u64>,
+
     /// Largest accepted request body, in bytes [default: 1048576].
     #[arg(long, env = "SIMMER_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -166,6 +176,8 @@ impl ConfigArgs {
             access_token_ttl_s,
             refresh_token_ttl_s,
             guest_token_ttl_s,
+            login_max_failures,
+            login_lockout_s,
             max_body_bytes,
             page_size_default,
             page_size_max,
@@ -188,6 +200,8 @@ pub struct Settings {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub guest_token_ttl: Duration,
+    pub login_max_failures: u32,
+    pub login_lockout: Duration,
     pub max_body_bytes: usize,
     pub page_size_default: u32,
     pub page_size_max: u32,
@@ -241,6 +255,8 @@ impl Settings {
                 30 * 24 * 3600,
             )?,
             guest_token_ttl: positive("guest_token_ttl_s", args.guest_token_ttl_s, 4 * 3600)?,
+            login_max_failures: args.login_max_failures.unwrap_or(10).max(1),
+            login_lockout: positive("login_lockout_s", args.login_lockout_s, 900)?,
             max_body_bytes,
             page_size_default,
             page_size_max,

@@ -73,6 +73,12 @@ pub enum ApiError {
         detail: String,
         errors: Vec<FieldError>,
     },
+    /// 429: slow down; retry after this long.
+    #[error("rate limited: {detail}")]
+    RateLimited {
+        detail: String,
+        retry_after: std::time::Duration,
+    },
     /// A dependency is down; retrying later may work (503).
     #[error("service unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -105,6 +111,14 @@ impl ApiError {
         }
     }
 
+    /// 429 with a `Retry-After`.
+    pub fn rate_limited(detail: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        ApiError::RateLimited {
+            detail: detail.into(),
+            retry_after,
+        }
+    }
+
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::client(ErrorCode::Unauthorized, detail)
     }
@@ -125,6 +139,7 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ApiError::Client { code, .. } => *code,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -135,6 +150,7 @@ impl ApiError {
         let (status, title) = status_of(code);
         let (detail, errors) = match self {
             ApiError::Client { detail, errors, .. } => (detail.clone(), errors.clone()),
+            ApiError::RateLimited { detail, .. } => (detail.clone(), Vec::new()),
             ApiError::Unavailable(_) => (
                 "a dependency is temporarily unavailable; retry later".to_owned(),
                 Vec::new(),
@@ -177,9 +193,16 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(e) => {
                 tracing::warn!(error.cause_chain = ?e, error.message = %e, "dependency unavailable");
             }
-            ApiError::Client { .. } => {}
+            ApiError::Client { .. } | ApiError::RateLimited { .. } => {}
         }
-        problem_response(&self.problem())
+        let mut response = problem_response(&self.problem());
+        if let ApiError::RateLimited { retry_after, .. } = self {
+            let secs = retry_after.as_secs().max(1).to_string();
+            if let Ok(value) = header::HeaderValue::from_str(&secs) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
     }
 }
 

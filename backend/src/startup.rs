@@ -17,7 +17,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, health, openapi::ApiDoc};
-use crate::auth::{PasswordHasher, RefreshTokens, TokenKeys};
+use crate::auth::{LoginThrottle, PasswordHasher, RefreshTokens, TokenKeys};
 use crate::config::Settings;
 use crate::db;
 use crate::live::SessionRegistry;
@@ -63,6 +63,7 @@ impl Application {
         let passwords = PasswordHasher::new().map_err(|e| anyhow::anyhow!("{e}"))?;
         let state = AppState {
             refresh_tokens: RefreshTokens::new(db.clone(), settings.refresh_token_ttl),
+            login_throttle: LoginThrottle::new(settings.login_max_failures, settings.login_lockout),
             db,
             keys: Arc::new(TokenKeys::new(&secret)),
             passwords,

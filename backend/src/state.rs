@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
-use crate::auth::{PasswordHasher, RefreshTokens, TokenKeys};
+use crate::auth::{LoginThrottle, PasswordHasher, RefreshTokens, TokenKeys};
 use crate::config::Settings;
 use crate::live::SessionRegistry;
 use crate::metrics::Metrics;
@@ -17,6 +17,7 @@ pub struct AppState {
     pub keys: Arc<TokenKeys>,
     pub passwords: PasswordHasher,
     pub refresh_tokens: RefreshTokens,
+    pub login_throttle: LoginThrottle,
     pub registry: SessionRegistry,
     pub metrics: Metrics,
 }

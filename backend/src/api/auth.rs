@@ -159,6 +159,7 @@ pub async fn register(
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = AuthResponse),
+        (status = 429, description = "Too many failed logins for this username (`rate_limited`); see `Retry-After`", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/auth/login")]
@@ -169,6 +170,16 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let username = normalise_username(&body.username);
+    let now = std::time::Instant::now();
+    if let Some(wait) = state.login_throttle.check(&username, now) {
+        return Err(ApiError::rate_limited(
+            format!(
+                "too many failed logins for this username; retry in {} s",
+                wait.as_secs().max(1)
+            ),
+            wait,
+        ));
+    }
     let user = if username.len() <= 64 {
         users::by_username(&state.db, &username).await?
     } else {
@@ -182,11 +193,13 @@ pub async fn login(
         .unwrap_or_else(|| state.passwords.dummy_hash().to_owned());
     let password_ok = body.password.len() <= 1024 && verify_password(body.password, hash).await?;
     let Some(user) = user.filter(|_| password_ok) else {
+        state.login_throttle.failed(&username, now);
         return Err(ApiError::client(
             ErrorCode::InvalidCredentials,
             "username or password is wrong",
         ));
     };
+    state.login_throttle.succeeded(&username);
     Ok(HttpResponse::Ok().json(signed_in(&state, &user).await?))
 }
 

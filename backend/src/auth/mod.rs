@@ -5,8 +5,10 @@ mod extract;
 mod jwt;
 mod password;
 mod refresh;
+mod throttle;
 
 pub use extract::{AuthUser, MaybePrincipal, Principal};
 pub use jwt::{Claims, TokenKeys, TokenKind};
 pub use password::{hash_password, verify_password, PasswordHasher};
 pub use refresh::{RefreshTokens, RotateOutcome};
+pub use throttle::LoginThrottle;

@@ -118,3 +118,31 @@ async fn me_needs_a_user_token() {
         .await
         .assert_problem(403, "forbidden");
 }
+
+#[actix_rt::test]
+async fn repeated_failed_logins_are_rate_limited() {
+    let app = crate::helpers::spawn_app_with(|s| s.login_max_failures = 3).await;
+    let user = app.register().await;
+    let attempt = |password: &'static str| {
+        let body = json!({"username": user.username, "password": password});
+        let app = &app;
+        async move { app.post("/api/v1/auth/login", None, &body).await }
+    };
+    for _ in 0..3 {
+        attempt("wrong password")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    let limited = attempt("wrong password").await;
+    limited.assert_problem(429, "rate_limited");
+    let retry: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0 && retry <= 900);
+    // Even the right password waits: the lockout protects the account.
+    attempt("correct horse battery")
+        .await
+        .assert_problem(429, "rate_limited");
+}

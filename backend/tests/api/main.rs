@@ -9,6 +9,7 @@ mod helpers;
 
 mod accounts;
 mod bad_input_gets_problem_json;
+mod binary_runs_embedded_default;
 mod live_sessions_survive_restart;
 mod openapi_spec;
 mod operations;
