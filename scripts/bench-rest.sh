@@ -43,7 +43,7 @@ for i in $(seq 1 "$LIVE_SESSIONS"); do
 done
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr)"
-echo "server: release simmer, SQLite=${DATABASE_URL:-embedded}, $LIVE_SESSIONS live sessions; wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s on loopback"
+echo "server: release simmer, database=${DATABASE_URL:-embedded SQLite}, $LIVE_SESSIONS live sessions; wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s on loopback"
 for path in "/api/v1/sessions/$SESSION" "/api/v1/sessions?state=live"; do
     echo
     echo "### GET $path"

@@ -168,11 +168,13 @@ async fn view(
 }
 
 async fn view_one(state: &AppState, model: &session::Model) -> Result<Session, ApiError> {
-    let host = users::by_id(&state.db, model.host_id)
-        .await?
-        .map(|u| UserSummary::from(&u))
-        .unwrap_or_else(|| UserSummary::deleted(model.host_id));
-    view(state, model, host).await
+    let host = users::by_id(&state.db, model.host_id).await?;
+    view(state, model, host_summary(model, host.as_ref())).await
+}
+
+fn host_summary(model: &session::Model, host: Option<&simmer_entity::user::Model>) -> UserSummary {
+    host.map(UserSummary::from)
+        .unwrap_or_else(|| UserSummary::deleted(model.host_id))
 }
 
 async fn find(state: &AppState, id: Uuid) -> Result<session::Model, ApiError> {
@@ -278,8 +280,11 @@ pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = find(&state, id.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(view_one(&state, &model).await?))
+    let (model, host) = store::find_with_host(&state.db, id.into_inner())
+        .await?
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    let host = host_summary(&model, host.as_ref());
+    Ok(HttpResponse::Ok().json(view(&state, &model, host).await?))
 }
 
 /// Goes live (host only; the session must be scheduled). The recipe copy is

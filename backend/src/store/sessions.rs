@@ -111,6 +111,17 @@ pub async fn find(db: &DatabaseConnection, id: Uuid) -> Result<Option<session::M
     session::Entity::find_by_id(id).one(db).await
 }
 
+/// A session and its host, in one query.
+pub async fn find_with_host(
+    db: &DatabaseConnection,
+    id: Uuid,
+) -> Result<Option<(session::Model, Option<simmer_entity::user::Model>)>, DbErr> {
+    session::Entity::find_by_id(id)
+        .find_also_related(simmer_entity::user::Entity)
+        .one(db)
+        .await
+}
+
 /// Every live session (to re-create their actors at start-up).
 pub async fn live_ids(db: &DatabaseConnection) -> Result<Vec<Uuid>, DbErr> {
     Ok(session::Entity::find()
