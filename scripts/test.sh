@@ -106,3 +106,7 @@ step "OpenAPI fuzzing (schemathesis)"
 "$ROOT/scripts/fuzz-openapi.sh"
 
 step "all checks passed"
+# One closing line for the whole run (every cargo test binary, both databases).
+cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" |
+    awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+         END { printf "summary: %d passed, %d failed\n", p, f }'

@@ -168,3 +168,30 @@ fn a_bad_config_file_is_a_clear_startup_error() {
     assert!(err.contains("parsing config file"), "{err}");
     assert!(err.contains("bnid"), "{err}");
 }
+
+#[test]
+fn migrate_creates_the_schema_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_simmer"))
+        .env_clear()
+        .env("SIMMER_LOG_FORMAT", "json")
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("migrations applied"));
+    assert!(dir.path().join("simmer.db").exists());
+    // Migrating again is a no-op.
+    let again = Command::new(env!("CARGO_BIN_EXE_simmer"))
+        .env_clear()
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+}
