@@ -67,7 +67,8 @@ ensure_postgres() {
     local conf="/etc/postgresql/$version/main"
     # trust auth on loopback for the test user, as on the CI machine kind
     if ! grep -q '^host all all 127.0.0.1/32 trust' "$conf/pg_hba.conf"; then
-        sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$conf/pg_hba.conf"
+        sed -i '1i host all all ::1/128 trust' "$conf/pg_hba.conf"
+        sed -i '1i host all all 127.0.0.1/32 trust' "$conf/pg_hba.conf"
     fi
     pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
     for _ in $(seq 1 60); do
