@@ -126,6 +126,37 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_PAGE_SIZE_MAX")]
     pub page_size_max: Option<u32>,
 
+    /// Longest chat message, in characters [default: 1000].
+    #[arg(long, env = "SIMMER_CHAT_MAX_CHARS")]
+    pub chat_max_chars: Option<usize>,
+
+    /// Chat messages per session kept in memory for resume [default: 1000].
+    #[arg(long, env = "SIMMER_CHAT_HISTORY")]
+    pub chat_history: Option<usize>,
+
+    /// Recent sends per session remembered to make `client_msg_id` resends
+    /// idempotent [default: 10000].
+    #[arg(long, env = "SIMMER_CHAT_DEDUPE_WINDOW")]
+    pub chat_dedupe_window: Option<usize>,
+
+    /// Events per session a slow connection may fall behind before it must
+    /// resync [default: 1024].
+    #[arg(long, env = "SIMMER_FANOUT_BUFFER")]
+    pub fanout_buffer: Option<usize>,
+
+    /// Largest WebSocket frame a client may send, in bytes [default: 16384].
+    #[arg(long, env = "SIMMER_WS_MAX_FRAME_BYTES")]
+    pub ws_max_frame_bytes: Option<usize>,
+
+    /// Seconds of silence after which the server closes a WebSocket
+    /// [default: 30]. The server pings every third of it.
+    #[arg(long, env = "SIMMER_WS_IDLE_TIMEOUT_S")]
+    pub ws_idle_timeout_s: Option<u64>,
+
+    /// Sessions one WebSocket connection may join at once [default: 16].
+    #[arg(long, env = "SIMMER_WS_MAX_JOINS")]
+    pub ws_max_joins: Option<usize>,
+
     /// HTTP worker threads [default: one per core].
     #[arg(long, env = "SIMMER_WORKERS")]
     pub workers: Option<usize>,
@@ -181,6 +212,13 @@ impl ConfigArgs {
             max_body_bytes,
             page_size_default,
             page_size_max,
+            chat_max_chars,
+            chat_history,
+            chat_dedupe_window,
+            fanout_buffer,
+            ws_max_frame_bytes,
+            ws_idle_timeout_s,
+            ws_max_joins,
             workers,
             shutdown_timeout_s,
             log_format,
@@ -205,6 +243,13 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub page_size_default: u32,
     pub page_size_max: u32,
+    pub chat_max_chars: usize,
+    pub chat_history: usize,
+    pub chat_dedupe_window: usize,
+    pub fanout_buffer: usize,
+    pub ws_max_frame_bytes: usize,
+    pub ws_idle_timeout: Duration,
+    pub ws_max_joins: usize,
     pub workers: Option<usize>,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
@@ -260,6 +305,13 @@ impl Settings {
             max_body_bytes,
             page_size_default,
             page_size_max,
+            chat_max_chars: args.chat_max_chars.unwrap_or(1000).max(1),
+            chat_history: args.chat_history.unwrap_or(1000).max(1),
+            chat_dedupe_window: args.chat_dedupe_window.unwrap_or(10_000).max(1),
+            fanout_buffer: args.fanout_buffer.unwrap_or(1024).max(16),
+            ws_max_frame_bytes: args.ws_max_frame_bytes.unwrap_or(16 * 1024).max(1024),
+            ws_idle_timeout: positive("ws_idle_timeout_s", args.ws_idle_timeout_s, 30)?,
+            ws_max_joins: args.ws_max_joins.unwrap_or(16).max(1),
             workers: args.workers.filter(|w| *w > 0),
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_s.unwrap_or(30)),
             log_format: args.log_format.unwrap_or_default(),

@@ -59,6 +59,9 @@ pub fn status_of(code: ErrorCode) -> (StatusCode, &'static str) {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type")
         }
         ErrorCode::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
+        ErrorCode::InvalidFrame => (StatusCode::BAD_REQUEST, "Invalid frame"),
+        ErrorCode::NotJoined => (StatusCode::FORBIDDEN, "Not joined"),
+        ErrorCode::UnsupportedProtocol => (StatusCode::BAD_REQUEST, "Unsupported protocol version"),
         ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
     }
 }

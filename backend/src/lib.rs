@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod gateway;
 pub mod live;
 pub mod metrics;
 pub mod startup;

@@ -8,7 +8,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// The counters and gauges Simmer exports.
@@ -19,6 +20,8 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub live_sessions: IntGauge,
     pub session_actor_restarts: IntCounterVec,
+    pub chat_messages: IntCounter,
+    pub ws_connections: IntGauge,
 }
 
 impl Metrics {
@@ -46,6 +49,11 @@ impl Metrics {
             ),
             &["cause"],
         )?;
+        let chat_messages = IntCounter::new("chat_messages_total", "Chat messages made durable")?;
+        let ws_connections =
+            IntGauge::new("ws_connections", "Open realtime WebSocket connections")?;
+        registry.register(Box::new(chat_messages.clone()))?;
+        registry.register(Box::new(ws_connections.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(live_sessions.clone()))?;
@@ -56,6 +64,8 @@ impl Metrics {
             http_duration,
             live_sessions,
             session_actor_restarts,
+            chat_messages,
+            ws_connections,
         })
     }
 

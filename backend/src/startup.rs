@@ -20,6 +20,8 @@ use crate::api::{self, health, openapi::ApiDoc};
 use crate::auth::{LoginThrottle, PasswordHasher, RefreshTokens, TokenKeys};
 use crate::config::Settings;
 use crate::db;
+use crate::live::bus::LocalBus;
+use crate::live::chat::ChatLimits;
 use crate::live::SessionRegistry;
 use crate::metrics::{self, Metrics};
 use crate::state::AppState;
@@ -50,7 +52,13 @@ impl Application {
         db::migrate(&db).await?;
         let secret = signing_secret(&settings)?;
         let metrics = Metrics::new().context("creating metrics")?;
-        let registry = SessionRegistry::new(db.clone(), metrics.clone())?;
+        let bus = LocalBus::new(settings.fanout_buffer);
+        let chat_limits = ChatLimits {
+            max_chars: settings.chat_max_chars,
+            ring: settings.chat_history,
+            dedupe: settings.chat_dedupe_window,
+        };
+        let registry = SessionRegistry::new(db.clone(), bus, metrics.clone(), chat_limits)?;
         let restored = registry
             .restore()
             .await
@@ -155,6 +163,7 @@ pub fn build_app(
         .service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)
+        .route("/ws", web::get().to(crate::gateway::ws))
         .service(web::redirect("/docs", "/docs/"))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", openapi))
         .configure(api::configure)

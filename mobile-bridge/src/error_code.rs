@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Clients branch on these, never on human-readable text; a code once shipped
 /// keeps its meaning. The same code is used over HTTP (the `code` field of a
 /// problem document) and over the WebSocket (`error` frames and error replies).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -45,13 +45,20 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// A dependency (database, session actor) is temporarily unavailable.
     Unavailable,
+    /// A realtime frame is not valid JSON, has an unknown `type`, or lacks a
+    /// field.
+    InvalidFrame,
+    /// A realtime frame names a session this connection has not joined.
+    NotJoined,
+    /// The client asked for a protocol version this server does not speak.
+    UnsupportedProtocol,
     /// An unexpected server-side failure; details are in the server's logs.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (for documentation and tests).
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidBody,
         ErrorCode::InvalidPath,
         ErrorCode::InvalidQuery,
@@ -69,6 +76,9 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::Unavailable,
+        ErrorCode::InvalidFrame,
+        ErrorCode::NotJoined,
+        ErrorCode::UnsupportedProtocol,
         ErrorCode::Internal,
     ];
 
@@ -92,6 +102,9 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InvalidFrame => "invalid_frame",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::UnsupportedProtocol => "unsupported_protocol",
             ErrorCode::Internal => "internal",
         }
     }

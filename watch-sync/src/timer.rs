@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where a session's recipe timer is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TimerState {
@@ -16,7 +16,7 @@ pub enum TimerState {
 }
 
 /// One recipe step, as the timer shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimerStep {
     /// What to do.
@@ -30,7 +30,7 @@ pub struct TimerStep {
 
 /// The timer object of the client contract: a full snapshot that a client can
 /// render without any earlier frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimerView {
     /// Where the timer is in its life.

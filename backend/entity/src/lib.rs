@@ -1,6 +1,7 @@
 //! Simmer's tables as sea-orm entities. Entities only: queries and rules live
 //! in `backend`'s store and domain modules.
 
+pub mod chat_message;
 pub mod recipe;
 pub mod refresh_token;
 pub mod session;

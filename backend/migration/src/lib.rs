@@ -4,6 +4,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_accounts_recipes_sessions;
+mod m20261126_000002_chat_messages;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -12,8 +13,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261126_000001_accounts_recipes_sessions::Migration,
-        )]
+        vec![
+            Box::new(m20261126_000001_accounts_recipes_sessions::Migration),
+            Box::new(m20261126_000002_chat_messages::Migration),
+        ]
     }
 }

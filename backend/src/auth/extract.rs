@@ -78,8 +78,14 @@ fn principal(req: &HttpRequest) -> Result<Option<Principal>, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState missing")))?;
+    principal_for_token(state, token).map(Some)
+}
+
+/// The caller a token names (for clients that pass it outside the header,
+/// like `/ws?token=`).
+pub fn principal_for_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     let claims = state.keys.verify(token)?;
-    Ok(Some(match (claims.kind, claims.sid) {
+    Ok(match (claims.kind, claims.sid) {
         (TokenKind::User, _) => Principal::User {
             id: claims.sub,
             name: claims.name,
@@ -92,7 +98,12 @@ fn principal(req: &HttpRequest) -> Result<Option<Principal>, ApiError> {
         (TokenKind::Guest, None) => {
             return Err(ApiError::unauthorized("guest token names no session"))
         }
-    }))
+    })
+}
+
+/// The bearer token of a request, if it sent one (for `/ws`).
+pub fn request_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    Ok(bearer_token(req)?.map(str::to_owned))
 }
 
 impl FromRequest for Principal {

@@ -7,7 +7,7 @@ mod password;
 mod refresh;
 mod throttle;
 
-pub use extract::{AuthUser, MaybePrincipal, Principal};
+pub use extract::{principal_for_token, request_token, AuthUser, MaybePrincipal, Principal};
 pub use jwt::{Claims, TokenKeys, TokenKind};
 pub use password::{hash_password, verify_password, PasswordHasher};
 pub use refresh::{RefreshTokens, RotateOutcome};

@@ -9,11 +9,14 @@
 //! `CookingSession` in later issues.
 
 mod actor;
+pub mod bus;
+pub mod chat;
+pub mod chat_actor;
 mod registry;
 mod session;
 
 pub use actor::{CookingSession, GetSnapshot};
 #[cfg(feature = "test-hooks")]
 pub use actor::{Fault, InjectFault};
-pub use registry::{SessionError, SessionRegistry};
+pub use registry::{SessionError, SessionRegistry, PRESENCE_INTERVAL};
 pub use session::{timer_steps, LiveSession, LiveSnapshot};

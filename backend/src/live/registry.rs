@@ -1,12 +1,17 @@
-//! `SessionRegistry`: the node's map from session id to its actor, and the
+//! `SessionRegistry`: the node's map from session id to its actors, and the
 //! second line of supervision.
 //!
 //! `actix::Supervisor` restarts an actor whose context stopped, but a panic in
 //! a handler kills the actor's task outright (actix/actix#158): nothing is
-//! restarted and its address goes dead. So the registry checks the address on
+//! restarted and its address goes dead. So the registry checks addresses on
 //! every use and on a short watchdog interval, and re-creates a dead actor,
 //! which then reloads its state from the database. Other sessions live on
 //! other tasks and never notice.
+//!
+//! It also keeps presence (who is connected to which session), outside the
+//! actors so that a crash does not forget who is watching, and publishes it
+//! coalesced: at most one `presence` frame per session per
+//! [`PRESENCE_INTERVAL`], and only when the count changed.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -15,18 +20,24 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_rt::{Arbiter, System};
+use bytestring::ByteString;
+use mobile_bridge::protocol::ServerMsg;
+use mobile_bridge::{SessionId, UserId};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::actor::{CookingSession, GetSnapshot, Shutdown};
+use super::bus::{Bus, BusEvent};
+use super::chat::ChatLimits;
+use super::chat_actor::{ChatChannel, StopChat};
 use super::session::LiveSnapshot;
 use crate::metrics::Metrics;
 use crate::store::sessions;
 
 /// How long a caller waits for a session actor to answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often the watchdog looks for dead session actors.
-const WATCHDOG_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the watchdog looks for dead actors and publishes presence.
+pub const PRESENCE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Why a live session could not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +48,37 @@ pub enum SessionError {
     Unavailable,
 }
 
+/// The actors of one live session.
+#[derive(Debug, Clone)]
+struct Entry {
+    session: Addr<CookingSession>,
+    chat: Addr<ChatChannel>,
+    arbiter: usize,
+}
+
+/// Who is connected to one session.
+#[derive(Debug, Default)]
+struct SessionPresence {
+    /// Connection id -> the user on it (hosts are not counted as viewers).
+    connections: HashMap<u64, (UserId, bool)>,
+    viewer_count: u32,
+    published: Option<u32>,
+}
+
+impl SessionPresence {
+    fn recount(&mut self) {
+        let mut viewers: Vec<UserId> = self
+            .connections
+            .values()
+            .filter(|(_, is_host)| !is_host)
+            .map(|(user, _)| *user)
+            .collect();
+        viewers.sort_unstable();
+        viewers.dedup();
+        self.viewer_count = u32::try_from(viewers.len()).unwrap_or(u32::MAX);
+    }
+}
+
 /// The node's live sessions. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SessionRegistry {
@@ -45,12 +87,15 @@ pub struct SessionRegistry {
 
 #[derive(Debug)]
 struct Inner {
-    sessions: Mutex<HashMap<Uuid, Addr<CookingSession>>>,
+    sessions: Mutex<HashMap<Uuid, Entry>>,
+    presence: Mutex<HashMap<Uuid, SessionPresence>>,
     /// Session actors run on these threads, spread by session id, away from
     /// the HTTP workers.
     arbiters: Vec<Arbiter>,
     db: DatabaseConnection,
+    bus: Arc<dyn Bus>,
     metrics: Metrics,
+    chat_limits: ChatLimits,
 }
 
 impl Drop for Inner {
@@ -61,10 +106,21 @@ impl Drop for Inner {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked while holding it;
+    // the maps are always consistent (single inserts and removes).
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl SessionRegistry {
     /// Creates the registry and its actor threads. Needs a running actix
     /// `System`.
-    pub fn new(db: DatabaseConnection, metrics: Metrics) -> anyhow::Result<Self> {
+    pub fn new(
+        db: DatabaseConnection,
+        bus: Arc<dyn Bus>,
+        metrics: Metrics,
+        chat_limits: ChatLimits,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             System::try_current().is_some(),
             "the session registry needs a running actix System"
@@ -76,43 +132,56 @@ impl SessionRegistry {
         let registry = Self {
             inner: Arc::new(Inner {
                 sessions: Mutex::new(HashMap::new()),
+                presence: Mutex::new(HashMap::new()),
                 arbiters: (0..threads).map(|_| Arbiter::new()).collect(),
                 db,
+                bus,
                 metrics,
+                chat_limits,
             }),
         };
         registry.spawn_watchdog();
         Ok(registry)
     }
 
-    fn sessions(&self) -> MutexGuard<'_, HashMap<Uuid, Addr<CookingSession>>> {
-        // A poisoned lock only means another thread panicked while holding it;
-        // the map itself is always consistent (single inserts and removes).
-        self.inner
-            .sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The bus that session events travel on.
+    pub fn bus(&self) -> Arc<dyn Bus> {
+        self.inner.bus.clone()
     }
 
-    fn spawn_actor(&self, id: Uuid) -> Addr<CookingSession> {
+    fn arbiter_for(&self, id: Uuid) -> usize {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         id.hash(&mut hasher);
-        let index =
-            usize::try_from(hasher.finish() % self.inner.arbiters.len() as u64).unwrap_or_default();
+        usize::try_from(hasher.finish() % self.inner.arbiters.len() as u64).unwrap_or_default()
+    }
+
+    fn spawn_session(&self, id: Uuid, arbiter: usize) -> Addr<CookingSession> {
         let db = self.inner.db.clone();
         let metrics = self.inner.metrics.clone();
-        let handle = self.inner.arbiters[index].handle();
+        let handle = self.inner.arbiters[arbiter].handle();
         Supervisor::start_in_arbiter(&handle, move |_| CookingSession::new(id, db, metrics))
     }
 
-    fn update_gauge(&self, map: &HashMap<Uuid, Addr<CookingSession>>) {
+    fn spawn_chat(&self, id: Uuid, arbiter: usize) -> Addr<ChatChannel> {
+        let db = self.inner.db.clone();
+        let bus = self.inner.bus.clone();
+        let metrics = self.inner.metrics.clone();
+        let limits = self.inner.chat_limits;
+        let handle = self.inner.arbiters[arbiter].handle();
+        Supervisor::start_in_arbiter(&handle, move |_| {
+            ChatChannel::new(id, db, bus, metrics, limits)
+        })
+    }
+
+    fn update_gauge(&self, map: &HashMap<Uuid, Entry>) {
         self.inner
             .metrics
             .live_sessions
             .set(i64::try_from(map.len()).unwrap_or(i64::MAX));
     }
 
-    /// Re-creates the actor of every live session in the database (at start-up).
+    /// Re-creates the actors of every live session in the database (at
+    /// start-up).
     pub async fn restore(&self) -> Result<usize, sea_orm::DbErr> {
         let ids = sessions::live_ids(&self.inner.db).await?;
         for id in &ids {
@@ -121,63 +190,101 @@ impl SessionRegistry {
         Ok(ids.len())
     }
 
-    /// Starts the actor of a session that just went live.
+    /// Starts the actors of a session that just went live.
     pub fn activate(&self, id: Uuid) {
-        let mut map = self.sessions();
-        if map.get(&id).is_some_and(|addr| addr.connected()) {
+        let mut map = lock(&self.inner.sessions);
+        if map.contains_key(&id) {
             return;
         }
-        let addr = self.spawn_actor(id);
-        map.insert(id, addr);
+        let arbiter = self.arbiter_for(id);
+        let entry = Entry {
+            session: self.spawn_session(id, arbiter),
+            chat: self.spawn_chat(id, arbiter),
+            arbiter,
+        };
+        map.insert(id, entry);
         self.update_gauge(&map);
     }
 
-    /// Stops the actor of a session that ended.
+    /// Stops the actors of a session that ended, and tells its followers.
     pub fn deactivate(&self, id: Uuid) {
-        let mut map = self.sessions();
-        if let Some(addr) = map.remove(&id) {
-            addr.do_send(Shutdown);
+        let entry = {
+            let mut map = lock(&self.inner.sessions);
+            let entry = map.remove(&id);
+            self.update_gauge(&map);
+            entry
+        };
+        lock(&self.inner.presence).remove(&id);
+        let frame = ServerMsg::SessionEnded {
+            session_id: SessionId(id),
         }
-        self.update_gauge(&map);
+        .encode();
+        self.inner.bus.publish(
+            id,
+            BusEvent {
+                seq: None,
+                frame: ByteString::from(frame),
+                last: true,
+            },
+        );
+        self.inner.bus.close(id);
+        if let Some(entry) = entry {
+            entry.session.do_send(Shutdown);
+            entry.chat.do_send(StopChat);
+        }
     }
 
-    /// The actor of a live session, re-created first if it died.
-    fn addr(&self, id: Uuid) -> Option<Addr<CookingSession>> {
-        let mut map = self.sessions();
-        let addr = map.get(&id)?;
-        if addr.connected() {
-            return Some(addr.clone());
+    /// The actors of a live session, re-created first if one died.
+    fn entry(&self, id: Uuid) -> Option<Entry> {
+        let mut map = lock(&self.inner.sessions);
+        let entry = map.get_mut(&id)?;
+        let restarts = &self.inner.metrics.session_actor_restarts;
+        if !entry.session.connected() {
+            tracing::warn!(session_id = %id, "session actor died (panic); re-creating it");
+            restarts.with_label_values(&["panic"]).inc();
+            entry.session = self.spawn_session(id, entry.arbiter);
         }
-        tracing::warn!(session_id = %id, "session actor died (panic); re-creating it");
-        self.inner
-            .metrics
-            .session_actor_restarts
-            .with_label_values(&["panic"])
-            .inc();
-        let addr = self.spawn_actor(id);
-        map.insert(id, addr.clone());
-        Some(addr)
+        if !entry.chat.connected() {
+            tracing::warn!(session_id = %id, "chat actor died (panic); re-creating it");
+            restarts.with_label_values(&["panic"]).inc();
+            entry.chat = self.spawn_chat(id, entry.arbiter);
+        }
+        Some(entry.clone())
     }
 
     fn forget(&self, id: Uuid, addr: &Addr<CookingSession>) {
-        let mut map = self.sessions();
-        if map.get(&id).is_some_and(|current| current == addr) {
+        let mut map = lock(&self.inner.sessions);
+        if map.get(&id).is_some_and(|current| &current.session == addr) {
             map.remove(&id);
         }
         self.update_gauge(&map);
+    }
+
+    /// Whether this node runs the session.
+    pub fn is_live(&self, id: Uuid) -> bool {
+        lock(&self.inner.sessions).contains_key(&id)
+    }
+
+    /// The chat actor of a live session.
+    pub fn chat(&self, id: Uuid) -> Result<Addr<ChatChannel>, SessionError> {
+        self.entry(id).map(|e| e.chat).ok_or(SessionError::NotLive)
     }
 
     /// Asks a live session's actor for its snapshot. A dead actor is
     /// re-created and asked again, once.
     pub async fn snapshot(&self, id: Uuid) -> Result<LiveSnapshot, SessionError> {
         for _ in 0..2 {
-            let addr = self.addr(id).ok_or(SessionError::NotLive)?;
+            let addr = self.entry(id).ok_or(SessionError::NotLive)?.session;
             match addr.send(GetSnapshot).timeout(ASK_TIMEOUT).await {
                 Ok(Err(SessionError::NotLive)) => {
                     self.forget(id, &addr);
                     return Err(SessionError::NotLive);
                 }
-                Ok(answer) => return answer,
+                Ok(Ok(mut snapshot)) => {
+                    snapshot.viewer_count = self.viewer_count(id);
+                    return Ok(snapshot);
+                }
+                Ok(Err(e)) => return Err(e),
                 Err(MailboxError::Closed) => continue,
                 Err(MailboxError::Timeout) => return Err(SessionError::Unavailable),
             }
@@ -185,44 +292,97 @@ impl SessionRegistry {
         Err(SessionError::Unavailable)
     }
 
+    /// Distinct viewers (not the host) connected to a session now.
+    pub fn viewer_count(&self, id: Uuid) -> u32 {
+        lock(&self.inner.presence)
+            .get(&id)
+            .map(|p| p.viewer_count)
+            .unwrap_or(0)
+    }
+
+    /// A connection joined a session.
+    pub fn joined(&self, id: Uuid, connection: u64, user: UserId, is_host: bool) {
+        let mut presence = lock(&self.inner.presence);
+        let p = presence.entry(id).or_default();
+        p.connections.insert(connection, (user, is_host));
+        p.recount();
+    }
+
+    /// A connection left a session (or closed).
+    pub fn left(&self, id: Uuid, connection: u64) {
+        let mut presence = lock(&self.inner.presence);
+        if let Some(p) = presence.get_mut(&id) {
+            p.connections.remove(&connection);
+            p.recount();
+        }
+    }
+
+    /// Publishes a `presence` frame for every session whose count changed.
+    fn publish_presence(&self) {
+        let changed: Vec<(Uuid, u32)> = lock(&self.inner.presence)
+            .iter_mut()
+            .filter(|(_, p)| p.published != Some(p.viewer_count))
+            .map(|(id, p)| {
+                p.published = Some(p.viewer_count);
+                (*id, p.viewer_count)
+            })
+            .collect();
+        for (id, viewer_count) in changed {
+            let frame = ServerMsg::Presence {
+                session_id: SessionId(id),
+                viewer_count,
+            }
+            .encode();
+            self.inner.bus.publish(
+                id,
+                BusEvent {
+                    seq: None,
+                    frame: ByteString::from(frame),
+                    last: false,
+                },
+            );
+        }
+    }
+
     /// How many sessions this node runs.
     pub fn live_count(&self) -> usize {
-        self.sessions().len()
+        lock(&self.inner.sessions).len()
     }
 
     /// Stops every session actor (graceful shutdown; their state is durable).
     pub fn shutdown(&self) {
-        let mut map = self.sessions();
-        for (_, addr) in map.drain() {
-            addr.do_send(Shutdown);
+        let mut map = lock(&self.inner.sessions);
+        for (_, entry) in map.drain() {
+            entry.session.do_send(Shutdown);
+            entry.chat.do_send(StopChat);
         }
         self.update_gauge(&map);
     }
 
-    /// Re-creates dead actors even when nobody asks for them, so that a
-    /// session's own timers keep running after a panic.
+    /// Re-creates dead actors even when nobody asks for them, and publishes
+    /// presence.
     fn spawn_watchdog(&self) {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let Some(arbiter) = self.inner.arbiters.first() else {
             return;
         };
         arbiter.spawn(async move {
-            let mut interval = tokio::time::interval(WATCHDOG_INTERVAL);
+            let mut interval = tokio::time::interval(PRESENCE_INTERVAL);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
                 let Some(inner) = weak.upgrade() else { break };
                 let registry = SessionRegistry { inner };
-                let dead: Vec<Uuid> = registry
-                    .sessions()
+                let dead: Vec<Uuid> = lock(&registry.inner.sessions)
                     .iter()
-                    .filter(|(_, addr)| !addr.connected())
+                    .filter(|(_, e)| !e.session.connected() || !e.chat.connected())
                     .map(|(id, _)| *id)
                     .collect();
                 for id in dead {
-                    // `addr` re-creates it (and counts the restart).
-                    drop(registry.addr(id));
+                    // `entry` re-creates them (and counts the restarts).
+                    drop(registry.entry(id));
                 }
+                registry.publish_presence();
             }
         });
     }
@@ -230,11 +390,21 @@ impl SessionRegistry {
     /// Breaks a session's actor (tests only).
     #[cfg(feature = "test-hooks")]
     pub async fn inject_fault(&self, id: Uuid, fault: super::actor::Fault) -> bool {
-        let Some(addr) = self.addr(id) else {
+        let Some(entry) = self.entry(id) else {
             return false;
         };
         // A panicking handler never answers; a stopping one may not either.
-        let _ = addr.send(super::actor::InjectFault(fault)).await;
+        let _ = entry.session.send(super::actor::InjectFault(fault)).await;
+        true
+    }
+
+    /// Breaks a session's chat actor (tests only).
+    #[cfg(feature = "test-hooks")]
+    pub async fn inject_chat_fault(&self, id: Uuid, fault: super::actor::Fault) -> bool {
+        let Some(entry) = self.entry(id) else {
+            return false;
+        };
+        let _ = entry.chat.send(super::actor::InjectFault(fault)).await;
         true
     }
 }

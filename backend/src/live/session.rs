@@ -20,7 +20,6 @@ pub struct LiveSession {
     pub id: Uuid,
     pub host_id: Uuid,
     steps: Vec<TimerStep>,
-    viewer_count: u32,
 }
 
 /// The timer's view of a recipe's steps.
@@ -42,7 +41,6 @@ impl LiveSession {
             id,
             host_id,
             steps: timer_steps(recipe),
-            viewer_count: 0,
         }
     }
 
@@ -50,7 +48,9 @@ impl LiveSession {
     /// recipe-timer actor drives it.
     pub fn snapshot(&self, now_ms: i64) -> LiveSnapshot {
         LiveSnapshot {
-            viewer_count: self.viewer_count,
+            // Presence lives in the registry (it survives actor restarts),
+            // which fills this in.
+            viewer_count: 0,
             timer: TimerView::idle(&self.steps, now_ms),
         }
     }

@@ -1,6 +1,7 @@
 //! Data access: the queries, one module per table. Returns entity models;
 //! turning them into wire types is the API layer's job.
 
+pub mod chat;
 pub mod recipes;
 pub mod sessions;
 pub mod users;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod helpers;
+mod ws_client;
 
 mod accounts;
 mod bad_input_gets_problem_json;
@@ -13,6 +14,7 @@ mod binary_runs_embedded_default;
 mod live_sessions_survive_restart;
 mod openapi_spec;
 mod operations;
+mod realtime_chat;
 mod recipes_crud;
 mod refresh_token_rotation;
 mod session_actor_survives_panic;

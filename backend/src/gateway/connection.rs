@@ -1,0 +1,494 @@
+//! One WebSocket connection: a single `select!` loop over inbound frames,
+//! the events of the sessions it joined, replies of its pending sends, and a
+//! heartbeat. Nothing a client sends can panic it; a bad frame gets an
+//! `error` frame (or an error reply when it carried a `ref`).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, MessageStream, Session};
+use bytestring::ByteString;
+use futures_util::StreamExt;
+use mobile_bridge::protocol::{
+    Author, ClientMsg, JoinSnapshot, Ref, Role, ServerMsg, PROTOCOL_VERSION,
+};
+use mobile_bridge::{ErrorCode, SessionId, UserId};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamMap;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::live::bus::BusEvent;
+use crate::live::chat_actor::{ChatError, GetHistory, PostChat};
+use crate::state::AppState;
+use crate::store::sessions::{self, SessionState};
+
+/// Replies of sends in flight, per connection.
+const REPLY_QUEUE: usize = 256;
+/// Messages per page when replaying history after a `join` or a lag.
+const REPLAY_PAGE: usize = 500;
+
+/// A session this connection follows.
+#[derive(Debug)]
+struct Joined {
+    role: Role,
+    /// The newest chat sequence number delivered on this connection.
+    delivered_seq: u64,
+}
+
+struct Connection {
+    id: u64,
+    principal: Principal,
+    state: AppState,
+    session: Session,
+    joined: HashMap<Uuid, Joined>,
+    events: StreamMap<Uuid, BroadcastStream<BusEvent>>,
+    replies_tx: mpsc::Sender<ByteString>,
+}
+
+/// Why the loop ended.
+enum End {
+    /// The client closed or went away.
+    Gone,
+    /// We close it, with this reason.
+    Close(CloseReason),
+}
+
+pub async fn run(
+    id: u64,
+    principal: Principal,
+    state: AppState,
+    session: Session,
+    stream: MessageStream,
+) {
+    let metrics = state.metrics.clone();
+    metrics.ws_connections.inc();
+    let (replies_tx, mut replies_rx) = mpsc::channel(REPLY_QUEUE);
+    let idle_timeout = state.settings.ws_idle_timeout;
+    let max_frame = state.settings.ws_max_frame_bytes;
+    let mut conn = Connection {
+        id,
+        principal,
+        state,
+        session,
+        joined: HashMap::new(),
+        events: StreamMap::new(),
+        replies_tx,
+    };
+    let mut stream = stream
+        .aggregate_continuations()
+        .max_continuation_size(max_frame);
+    let mut heartbeat = tokio::time::interval(idle_timeout / 3);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+
+    let hello = ServerMsg::Hello {
+        protocol: PROTOCOL_VERSION,
+        server_time_ms: chrono::Utc::now().timestamp_millis(),
+        heartbeat_interval_ms: u64::try_from((idle_timeout / 2).as_millis()).unwrap_or(u64::MAX),
+        max_frame_bytes: max_frame,
+        max_message_chars: conn.state.settings.chat_max_chars,
+    };
+    let mut end = if conn.send(&hello).await {
+        None
+    } else {
+        Some(End::Gone)
+    };
+
+    while end.is_none() {
+        tokio::select! {
+            inbound = stream.recv() => {
+                last_heard = Instant::now();
+                end = match inbound {
+                    Some(Ok(AggregatedMessage::Text(text))) => conn.on_text(&text).await,
+                    Some(Ok(AggregatedMessage::Binary(_))) => {
+                        conn.error(ErrorCode::InvalidFrame, "frames are JSON text, not binary").await
+                    }
+                    Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                        if conn.session.pong(&bytes).await.is_ok() { None } else { Some(End::Gone) }
+                    }
+                    Some(Ok(AggregatedMessage::Pong(_))) => None,
+                    Some(Ok(AggregatedMessage::Close(_))) | None => Some(End::Gone),
+                    Some(Err(e)) => Some(End::Close(CloseReason {
+                        code: match e {
+                            actix_ws::ProtocolError::Overflow => CloseCode::Size,
+                            _ => CloseCode::Protocol,
+                        },
+                        description: Some(format!("protocol error: {e}")),
+                    })),
+                };
+            }
+            Some((session_id, event)) = conn.events.next() => {
+                end = conn.on_event(session_id, event).await;
+            }
+            Some(reply) = replies_rx.recv() => {
+                if conn.session.text(reply).await.is_err() {
+                    end = Some(End::Gone);
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > idle_timeout {
+                    end = Some(End::Close(CloseReason {
+                        code: CloseCode::Away,
+                        description: Some("idle timeout: no frame or pong received".into()),
+                    }));
+                } else if conn.session.ping(b"").await.is_err() {
+                    end = Some(End::Gone);
+                }
+            }
+        }
+    }
+
+    for session_id in conn.joined.keys() {
+        conn.state.registry.left(*session_id, conn.id);
+    }
+    if let Some(End::Close(reason)) = end {
+        let _ = conn.session.close(Some(reason)).await;
+    }
+    metrics.ws_connections.dec();
+}
+
+impl Connection {
+    /// Sends a frame; `false` when the socket is gone.
+    async fn send(&mut self, msg: &ServerMsg) -> bool {
+        self.session.text(msg.encode()).await.is_ok()
+    }
+
+    async fn reply(&mut self, msg: ServerMsg) -> Option<End> {
+        if self.send(&msg).await {
+            None
+        } else {
+            Some(End::Gone)
+        }
+    }
+
+    async fn error(&mut self, code: ErrorCode, message: impl Into<String>) -> Option<End> {
+        self.reply(ServerMsg::Error {
+            code,
+            message: message.into(),
+        })
+        .await
+    }
+
+    async fn on_text(&mut self, text: &str) -> Option<End> {
+        let value: serde_json::Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                return self
+                    .error(ErrorCode::InvalidFrame, format!("not JSON: {e}"))
+                    .await
+            }
+        };
+        let reference: Option<Ref> = value
+            .get("ref")
+            .and_then(|r| serde_json::from_value(r.clone()).ok());
+        let msg: ClientMsg = match serde_json::from_value(value) {
+            Ok(m) => m,
+            Err(e) => {
+                let message = format!("invalid frame: {e}");
+                return match reference {
+                    Some(r) => {
+                        self.reply(ServerMsg::err(Some(r), ErrorCode::InvalidFrame, message))
+                            .await
+                    }
+                    None => self.error(ErrorCode::InvalidFrame, message).await,
+                };
+            }
+        };
+        match msg {
+            ClientMsg::Ping => {
+                let now = chrono::Utc::now().timestamp_millis();
+                self.reply(ServerMsg::Pong {
+                    server_time_ms: now,
+                })
+                .await
+            }
+            ClientMsg::Join {
+                session_id,
+                last_seq,
+            } => self.join(reference, session_id.0, last_seq).await,
+            ClientMsg::Leave { session_id } => {
+                let reply = if self.joined.remove(&session_id.0).is_some() {
+                    self.events.remove(&session_id.0);
+                    self.state.registry.left(session_id.0, self.id);
+                    ServerMsg::ok(reference, serde_json::json!({"session_id": session_id}))
+                } else {
+                    ServerMsg::err(
+                        reference,
+                        ErrorCode::NotJoined,
+                        "not joined to that session",
+                    )
+                };
+                self.reply(reply).await
+            }
+            ClientMsg::ChatSend {
+                session_id,
+                text,
+                client_msg_id,
+            } => {
+                self.chat_send(reference, session_id, text, client_msg_id)
+                    .await
+            }
+        }
+    }
+
+    async fn join(
+        &mut self,
+        reference: Option<Ref>,
+        id: Uuid,
+        last_seq: Option<u64>,
+    ) -> Option<End> {
+        match self.try_join(id, last_seq).await {
+            Ok((snapshot, replay_from)) => {
+                let durable = snapshot.last_seq;
+                let body = serde_json::to_value(&snapshot).unwrap_or_default();
+                if let Some(end) = self.reply(ServerMsg::ok(reference, body)).await {
+                    return Some(end);
+                }
+                if let Some(from) = replay_from {
+                    return self.replay(id, from, durable).await;
+                }
+                None
+            }
+            Err((code, message)) => self.reply(ServerMsg::err(reference, code, message)).await,
+        }
+    }
+
+    /// Checks, subscribes, and snapshots; returns the snapshot and where a
+    /// replay starts.
+    async fn try_join(
+        &mut self,
+        id: Uuid,
+        last_seq: Option<u64>,
+    ) -> Result<(JoinSnapshot, Option<u64>), (ErrorCode, String)> {
+        if !self.principal.may_view(id) {
+            return Err((
+                ErrorCode::Forbidden,
+                "a guest token is good for its own session only".into(),
+            ));
+        }
+        if self.joined.contains_key(&id) {
+            return Err((ErrorCode::Conflict, "already joined".into()));
+        }
+        let max = self.state.settings.ws_max_joins;
+        if self.joined.len() >= max {
+            return Err((
+                ErrorCode::RateLimited,
+                format!("at most {max} sessions per connection"),
+            ));
+        }
+        let unavailable = || (ErrorCode::Unavailable, "try again shortly".to_owned());
+        let (model, _) = sessions::find_with_host(&self.state.db, id)
+            .await
+            .map_err(|_| unavailable())?
+            .ok_or((ErrorCode::NotFound, "no such session".to_owned()))?;
+        let (session_state, _) = sessions::decode(&model).map_err(|_| unavailable())?;
+        if session_state != SessionState::Live {
+            return Err((
+                ErrorCode::Conflict,
+                format!(
+                    "session is {}; only live sessions can be joined",
+                    session_state.as_str()
+                ),
+            ));
+        }
+        let role = match &self.principal {
+            Principal::Guest { .. } => Role::Guest,
+            Principal::User { id: user, .. } if *user == model.host_id => Role::Host,
+            Principal::User { .. } => Role::Viewer,
+        };
+        // Subscribe before reading history: whatever is published from now
+        // on is in the subscription, whatever was before is in the history.
+        let events = self.state.registry.bus().subscribe(id);
+        let snapshot = self
+            .state
+            .registry
+            .snapshot(id)
+            .await
+            .map_err(|_| unavailable())?;
+        let chat = self.state.registry.chat(id).map_err(|_| unavailable())?;
+        let durable = chat
+            .send(GetHistory {
+                after: u64::MAX,
+                limit: 0,
+            })
+            .await
+            .map_err(|_| unavailable())?
+            .map_err(|_| unavailable())?
+            .durable_seq;
+        self.events.insert(id, BroadcastStream::new(events));
+        let from = last_seq.filter(|s| *s < durable);
+        self.joined.insert(
+            id,
+            Joined {
+                role,
+                delivered_seq: from.unwrap_or(durable),
+            },
+        );
+        self.state
+            .registry
+            .joined(id, self.id, UserId(self.principal.id()), role == Role::Host);
+        Ok((
+            JoinSnapshot {
+                session_id: SessionId(id),
+                title: model.title,
+                state: session_state.as_str().into(),
+                role,
+                viewer_count: self.state.registry.viewer_count(id),
+                timer: snapshot.timer,
+                last_seq: durable,
+            },
+            from,
+        ))
+    }
+
+    /// Sends the chat messages after `from` up to (at least) `until`, oldest
+    /// first, each once.
+    async fn replay(&mut self, id: Uuid, from: u64, until: u64) -> Option<End> {
+        let Ok(chat) = self.state.registry.chat(id) else {
+            return None;
+        };
+        let mut after = from;
+        while after < until {
+            let page = match chat
+                .send(GetHistory {
+                    after,
+                    limit: REPLAY_PAGE,
+                })
+                .await
+            {
+                Ok(Ok(history)) => history.messages,
+                _ => {
+                    return Some(End::Close(CloseReason {
+                        code: CloseCode::Again,
+                        description: Some("history unavailable; reconnect with last_seq".into()),
+                    }))
+                }
+            };
+            if page.is_empty() {
+                break;
+            }
+            for message in page {
+                after = message.seq;
+                if !self.send(&ServerMsg::ChatMessage((*message).clone())).await {
+                    return Some(End::Gone);
+                }
+            }
+        }
+        if let Some(joined) = self.joined.get_mut(&id) {
+            joined.delivered_seq = joined.delivered_seq.max(after);
+        }
+        None
+    }
+
+    async fn on_event(
+        &mut self,
+        id: Uuid,
+        event: Result<BusEvent, BroadcastStreamRecvError>,
+    ) -> Option<End> {
+        let event = match event {
+            Ok(event) => event,
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                // Fell behind the session's ring: replay the chat we missed
+                // from history, then carry on from the subscription.
+                tracing::debug!(connection = self.id, session_id = %id, missed, "lagging; resyncing");
+                let from = self.joined.get(&id).map(|j| j.delivered_seq)?;
+                let until = self
+                    .state
+                    .registry
+                    .chat(id)
+                    .ok()?
+                    .send(GetHistory {
+                        after: u64::MAX,
+                        limit: 0,
+                    })
+                    .await
+                    .ok()?
+                    .ok()?
+                    .durable_seq;
+                return self.replay(id, from, until).await;
+            }
+        };
+        // Not following it any more (a late event after `leave`): drop it.
+        let joined = self.joined.get_mut(&id)?;
+        if let Some(seq) = event.seq {
+            if seq <= joined.delivered_seq {
+                return None;
+            }
+            joined.delivered_seq = seq;
+        }
+        if event.last {
+            self.joined.remove(&id);
+            self.events.remove(&id);
+        }
+        if self.session.text(event.frame).await.is_err() {
+            return Some(End::Gone);
+        }
+        None
+    }
+
+    async fn chat_send(
+        &mut self,
+        reference: Option<Ref>,
+        session_id: SessionId,
+        text: String,
+        client_msg_id: String,
+    ) -> Option<End> {
+        let Some(joined) = self.joined.get(&session_id.0) else {
+            return self
+                .reply(ServerMsg::err(
+                    reference,
+                    ErrorCode::NotJoined,
+                    "join the session first",
+                ))
+                .await;
+        };
+        let author = Author {
+            id: UserId(self.principal.id()),
+            name: match &self.principal {
+                Principal::User { name, .. } | Principal::Guest { name, .. } => name.clone(),
+            },
+            role: joined.role,
+        };
+        let chat = match self.state.registry.chat(session_id.0) {
+            Ok(chat) => chat,
+            Err(_) => {
+                return self
+                    .reply(ServerMsg::err(
+                        reference,
+                        ErrorCode::Conflict,
+                        "session is not live",
+                    ))
+                    .await
+            }
+        };
+        let replies = self.replies_tx.clone();
+        // Wait for durability off the loop, so this connection keeps reading
+        // and delivering while its message is written.
+        actix_rt::spawn(async move {
+            let result = chat
+                .send(PostChat {
+                    author,
+                    text,
+                    client_msg_id,
+                })
+                .timeout(Duration::from_secs(10))
+                .await;
+            let reply = match result {
+                Ok(Ok(ack)) => {
+                    ServerMsg::ok(reference, serde_json::to_value(ack).unwrap_or_default())
+                }
+                Ok(Err(ChatError::Rejected(r))) => ServerMsg::err(reference, r.code, r.message),
+                Ok(Err(ChatError::Unavailable)) | Err(_) => ServerMsg::err(
+                    reference,
+                    ErrorCode::Unavailable,
+                    "not sent; retry with the same client_msg_id",
+                ),
+            };
+            let _ = replies.send(ByteString::from(reply.encode())).await;
+        });
+        None
+    }
+}

@@ -1,0 +1,91 @@
+//! The realtime gateway: `GET /ws`. Authenticates before the upgrade (401 on
+//! a missing or bad token), negotiates the protocol version, then runs one
+//! connection loop per socket (see [`connection`]).
+
+mod connection;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use mobile_bridge::protocol::{PROTOCOL_VERSION, SUBPROTOCOL};
+use mobile_bridge::ErrorCode;
+use serde::Deserialize;
+
+use crate::auth::{principal_for_token, request_token};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Connection ids, unique per process.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// Query parameters of `/ws`.
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    /// The access token, for clients that cannot set headers (browsers).
+    pub token: Option<String>,
+    /// The protocol version the client speaks (default: the current one).
+    pub protocol: Option<u32>,
+}
+
+/// `GET /ws`: upgrade to the realtime protocol.
+pub async fn ws(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    query: web::Query<WsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let token = match request_token(&req)? {
+        Some(token) => token,
+        None => query.token.clone().ok_or_else(|| {
+            ApiError::unauthorized("send the access token as `Authorization: Bearer` or `?token=`")
+        })?,
+    };
+    let principal = principal_for_token(&state, &token)?;
+
+    if let Some(version) = query.protocol {
+        if version != PROTOCOL_VERSION {
+            return Err(ApiError::client(
+                ErrorCode::UnsupportedProtocol,
+                format!("this server speaks protocol {PROTOCOL_VERSION}, not {version}"),
+            ));
+        }
+    }
+    let offered = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').map(str::trim).collect::<Vec<_>>());
+    let subprotocol = match &offered {
+        Some(list) if list.contains(&SUBPROTOCOL) => Some(SUBPROTOCOL),
+        Some(list) => {
+            return Err(ApiError::client(
+                ErrorCode::UnsupportedProtocol,
+                format!("offered subprotocols {list:?}; this server speaks {SUBPROTOCOL}"),
+            ))
+        }
+        None => None,
+    };
+
+    let (mut response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::client(
+            ErrorCode::InvalidBody,
+            format!("not a WebSocket upgrade: {e}"),
+        )
+    })?;
+    if let Some(p) = subprotocol {
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
+    }
+    let stream = stream.max_frame_size(state.settings.ws_max_frame_bytes);
+    let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    actix_rt::spawn(connection::run(
+        id,
+        principal,
+        state.get_ref().clone(),
+        session,
+        stream,
+    ));
+    Ok(response)
+}

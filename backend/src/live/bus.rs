@@ -1,0 +1,121 @@
+//! The node event bus: how a session's events reach every connection that
+//! follows it. Fan-out goes through this interface only, never through calls
+//! wired to sockets, so a Redis implementation can carry events between nodes.
+//!
+//! Lag policy: each session has one bounded broadcast ring
+//! (`capacity` events). Publishing never waits. A subscriber that falls more
+//! than `capacity` events behind gets `Lagged` and must resync (the gateway
+//! replays missed chat from history); it never slows the publisher or the
+//! other subscribers.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use bytestring::ByteString;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// One event of a session, encoded once and shared by every subscriber.
+#[derive(Debug, Clone)]
+pub struct BusEvent {
+    /// The chat sequence number, for `chat.message` events (so subscribers can
+    /// drop what a replay already delivered without parsing the frame).
+    pub seq: Option<u64>,
+    /// The frame as sent to clients.
+    pub frame: ByteString,
+    /// The session is over: subscribers stop following it after this frame.
+    pub last: bool,
+}
+
+/// Carries session events to subscribers.
+pub trait Bus: Send + Sync + fmt::Debug + 'static {
+    /// Publishes an event of `session_id` (never waits).
+    fn publish(&self, session_id: Uuid, event: BusEvent);
+    /// Follows a session's events from now on.
+    fn subscribe(&self, session_id: Uuid) -> broadcast::Receiver<BusEvent>;
+    /// Forgets a session (after its last event).
+    fn close(&self, session_id: Uuid);
+}
+
+/// The in-process bus of a single node.
+#[derive(Debug)]
+pub struct LocalBus {
+    capacity: usize,
+    channels: Mutex<HashMap<Uuid, broadcast::Sender<BusEvent>>>,
+}
+
+impl LocalBus {
+    /// A bus whose per-session rings hold `capacity` events.
+    pub fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            capacity: capacity.max(16),
+            channels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn sender(&self, session_id: Uuid) -> broadcast::Sender<BusEvent> {
+        let mut map = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.entry(session_id)
+            .or_insert_with(|| broadcast::channel(self.capacity).0)
+            .clone()
+    }
+}
+
+impl Bus for LocalBus {
+    fn publish(&self, session_id: Uuid, event: BusEvent) {
+        // No subscriber is not an error: nobody is watching.
+        let _ = self.sender(session_id).send(event);
+    }
+
+    fn subscribe(&self, session_id: Uuid) -> broadcast::Receiver<BusEvent> {
+        self.sender(session_id).subscribe()
+    }
+
+    fn close(&self, session_id: Uuid) {
+        self.channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&session_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u64) -> BusEvent {
+        BusEvent {
+            seq: Some(n),
+            frame: ByteString::from(format!("{n}")),
+            last: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn subscribers_get_events_published_after_they_subscribed() {
+        let bus = LocalBus::new(16);
+        let id = Uuid::now_v7();
+        bus.publish(id, event(1));
+        let mut rx = bus.subscribe(id);
+        bus.publish(id, event(2));
+        assert_eq!(rx.recv().await.unwrap().seq, Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_lags_without_blocking_the_publisher() {
+        let bus = LocalBus::new(16);
+        let id = Uuid::now_v7();
+        let mut slow = bus.subscribe(id);
+        for n in 0..100 {
+            bus.publish(id, event(n));
+        }
+        assert!(matches!(
+            slow.recv().await,
+            Err(broadcast::error::RecvError::Lagged(_))
+        ));
+    }
+}

@@ -1,0 +1,266 @@
+//! A session's chat, without I/O: sequence numbers, the recent-history ring,
+//! idempotent sends. The `ChatChannel` actor persists what this accepts and
+//! tells it when a batch is durable.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use mobile_bridge::protocol::{Author, ChatAck, ChatMessage};
+use mobile_bridge::{ErrorCode, SessionId, UserId};
+
+/// Chat limits (configurable).
+#[derive(Debug, Clone, Copy)]
+pub struct ChatLimits {
+    /// Longest message, in characters.
+    pub max_chars: usize,
+    /// Messages kept in memory for resume.
+    pub ring: usize,
+    /// Recent sends remembered for idempotency, per session.
+    pub dedupe: usize,
+}
+
+/// Why a send was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatReject {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// What became of a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Seen before and durable: here is the original acknowledgement.
+    Duplicate(ChatAck),
+    /// Seen before and still being written: wait for this sequence number.
+    InFlight(u64),
+    /// New: persist this message.
+    New(ChatMessage),
+}
+
+type SendKey = (UserId, String);
+
+/// One session's chat state.
+#[derive(Debug)]
+pub struct ChatLog {
+    session_id: SessionId,
+    limits: ChatLimits,
+    /// Next sequence number to hand out.
+    next_seq: u64,
+    /// Highest durable (persisted and published) sequence number.
+    durable_seq: u64,
+    /// Durable messages, oldest first, at most `limits.ring`.
+    ring: VecDeque<Arc<ChatMessage>>,
+    acks: HashMap<SendKey, ChatAck>,
+    ack_order: VecDeque<SendKey>,
+    in_flight: HashMap<SendKey, u64>,
+}
+
+impl ChatLog {
+    /// Rebuilds the state from the newest stored messages (oldest first) and
+    /// the highest stored sequence number.
+    pub fn restore(
+        session_id: SessionId,
+        recent: Vec<ChatMessage>,
+        last_seq: u64,
+        limits: ChatLimits,
+    ) -> Self {
+        let mut log = Self {
+            session_id,
+            limits,
+            next_seq: last_seq + 1,
+            durable_seq: last_seq,
+            ring: VecDeque::with_capacity(limits.ring.min(4096)),
+            acks: HashMap::new(),
+            ack_order: VecDeque::new(),
+            in_flight: HashMap::new(),
+        };
+        for message in recent {
+            log.remember(message);
+        }
+        log
+    }
+
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq
+    }
+
+    /// Checks and numbers a send.
+    pub fn accept(
+        &mut self,
+        author: Author,
+        text: &str,
+        client_msg_id: &str,
+        sent_at: String,
+    ) -> Result<Accepted, ChatReject> {
+        let key = (author.id, client_msg_id.to_owned());
+        if let Some(ack) = self.acks.get(&key) {
+            return Ok(Accepted::Duplicate(ack.clone()));
+        }
+        if let Some(seq) = self.in_flight.get(&key) {
+            return Ok(Accepted::InFlight(*seq));
+        }
+        let id_len = client_msg_id.chars().count();
+        if id_len == 0 || id_len > 64 {
+            return Err(reject("client_msg_id must be 1 to 64 characters"));
+        }
+        let text = text.trim();
+        let chars = text.chars().count();
+        if chars == 0 || chars > self.limits.max_chars {
+            return Err(reject(format!(
+                "text must be 1 to {} characters",
+                self.limits.max_chars
+            )));
+        }
+        if text.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(reject("text must not contain control characters"));
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.in_flight.insert(key, seq);
+        Ok(Accepted::New(ChatMessage {
+            session_id: self.session_id,
+            seq,
+            author,
+            text: text.to_owned(),
+            sent_at,
+            client_msg_id: Some(client_msg_id.to_owned()),
+        }))
+    }
+
+    /// Records that a batch (in sequence order) is durable; returns the acks.
+    pub fn committed(&mut self, batch: &[ChatMessage]) -> Vec<ChatAck> {
+        batch
+            .iter()
+            .map(|m| {
+                self.durable_seq = self.durable_seq.max(m.seq);
+                self.remember(m.clone())
+            })
+            .collect()
+    }
+
+    fn remember(&mut self, message: ChatMessage) -> ChatAck {
+        let ack = ChatAck {
+            session_id: message.session_id,
+            seq: message.seq,
+            sent_at: message.sent_at.clone(),
+            client_msg_id: message.client_msg_id.clone().unwrap_or_default(),
+        };
+        if let Some(id) = &message.client_msg_id {
+            let key = (message.author.id, id.clone());
+            self.in_flight.remove(&key);
+            if self.acks.insert(key.clone(), ack.clone()).is_none() {
+                self.ack_order.push_back(key);
+            }
+            while self.ack_order.len() > self.limits.dedupe {
+                if let Some(old) = self.ack_order.pop_front() {
+                    self.acks.remove(&old);
+                }
+            }
+        }
+        self.ring.push_back(Arc::new(message));
+        while self.ring.len() > self.limits.ring {
+            self.ring.pop_front();
+        }
+        ack
+    }
+
+    /// Durable messages with `seq > after`, up to `limit`, when the ring still
+    /// holds all of them; `None` when older ones must come from the database.
+    pub fn after(&self, after: u64, limit: usize) -> Option<Vec<Arc<ChatMessage>>> {
+        if after >= self.durable_seq {
+            return Some(Vec::new());
+        }
+        let oldest = self.ring.front()?.seq;
+        if oldest > after + 1 {
+            return None;
+        }
+        Some(
+            self.ring
+                .iter()
+                .filter(|m| m.seq > after)
+                .take(limit)
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+fn reject(message: impl Into<String>) -> ChatReject {
+    ChatReject {
+        code: ErrorCode::ValidationFailed,
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mobile_bridge::protocol::Role;
+    use uuid::Uuid;
+
+    const LIMITS: ChatLimits = ChatLimits {
+        max_chars: 10,
+        ring: 3,
+        dedupe: 100,
+    };
+
+    fn author(n: u128) -> Author {
+        Author {
+            id: UserId(Uuid::from_u128(n)),
+            name: format!("u{n}"),
+            role: Role::Viewer,
+        }
+    }
+
+    fn new(log: &mut ChatLog, who: u128, id: &str) -> ChatMessage {
+        match log.accept(author(who), "hi", id, "t".into()).unwrap() {
+            Accepted::New(m) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn numbers_are_gap_free_and_resends_are_idempotent() {
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), 0, LIMITS);
+        let a = new(&mut log, 1, "a");
+        let b = new(&mut log, 2, "a");
+        assert_eq!((a.seq, b.seq), (1, 2));
+        // In flight: same sequence number, no new message.
+        assert_eq!(
+            log.accept(author(1), "hi", "a", "t".into()).unwrap(),
+            Accepted::InFlight(1)
+        );
+        let acks = log.committed(&[a, b]);
+        assert_eq!(acks[0].seq, 1);
+        assert_eq!(
+            log.accept(author(1), "hi again", "a", "t".into()).unwrap(),
+            Accepted::Duplicate(acks[0].clone())
+        );
+        assert_eq!(new(&mut log, 1, "b").seq, 3);
+    }
+
+    #[test]
+    fn bad_text_is_refused_without_using_a_number() {
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), 5, LIMITS);
+        for text in ["", "   ", "01234567890", "a\u{0}b"] {
+            assert!(
+                log.accept(author(1), text, text, "t".into()).is_err(),
+                "{text:?}"
+            );
+        }
+        assert!(log.accept(author(1), "ok", "", "t".into()).is_err());
+        assert_eq!(new(&mut log, 1, "x").seq, 6);
+    }
+
+    #[test]
+    fn the_ring_answers_recent_history_and_defers_older() {
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), 0, LIMITS);
+        let batch: Vec<_> = (0..5).map(|i| new(&mut log, 1, &format!("m{i}"))).collect();
+        log.committed(&batch);
+        assert_eq!(log.durable_seq(), 5);
+        let seqs: Vec<u64> = log.after(2, 10).unwrap().iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [3, 4, 5]);
+        assert!(log.after(1, 10).is_none(), "seq 2 left the ring");
+        assert_eq!(log.after(5, 10).unwrap().len(), 0);
+    }
+}

@@ -1,0 +1,312 @@
+//! `ChatChannel`: the supervised actor of one session's chat. It numbers
+//! messages ([`ChatLog`]), writes them in batches (group commit: while one
+//! batch is being written, the next accumulates), acknowledges a sender only
+//! once its message is durable, and then publishes it on the bus, encoded once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use chrono::Utc;
+use mobile_bridge::protocol::{Author, ChatAck, ChatMessage, ServerMsg};
+use mobile_bridge::SessionId;
+use sea_orm::DatabaseConnection;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::bus::{Bus, BusEvent};
+use super::chat::{Accepted, ChatLimits, ChatLog, ChatReject};
+use crate::metrics::Metrics;
+use crate::store::chat as store;
+
+/// Most messages written in one batch.
+const MAX_BATCH: usize = 512;
+
+/// Why a chat request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChatError {
+    #[error("{}", .0.message)]
+    Rejected(ChatReject),
+    #[error("chat is temporarily unavailable")]
+    Unavailable,
+}
+
+type Waiter = oneshot::Sender<Result<ChatAck, ChatError>>;
+
+/// One session's chat actor.
+#[derive(Debug)]
+pub struct ChatChannel {
+    session_id: Uuid,
+    db: DatabaseConnection,
+    bus: Arc<dyn Bus>,
+    metrics: Metrics,
+    limits: ChatLimits,
+    log: Option<ChatLog>,
+    /// Accepted, not yet being written.
+    pending: Vec<ChatMessage>,
+    /// Senders waiting for their message (by seq) to be durable.
+    waiters: HashMap<u64, Vec<Waiter>>,
+    writing: bool,
+}
+
+impl ChatChannel {
+    pub fn new(
+        session_id: Uuid,
+        db: DatabaseConnection,
+        bus: Arc<dyn Bus>,
+        metrics: Metrics,
+        limits: ChatLimits,
+    ) -> Self {
+        Self {
+            session_id,
+            db,
+            bus,
+            metrics,
+            limits,
+            log: None,
+            pending: Vec::new(),
+            waiters: HashMap::new(),
+            writing: false,
+        }
+    }
+
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        let db = self.db.clone();
+        let id = self.session_id;
+        let ring = u64::try_from(self.limits.ring).unwrap_or(u64::MAX);
+        let fut = async move {
+            let last = store::last_seq(&db, id).await?;
+            let recent = store::newest(&db, id, ring).await?;
+            Ok::<_, sea_orm::DbErr>((last, recent))
+        };
+        ctx.wait(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok((last, recent)) => {
+                act.log = Some(ChatLog::restore(
+                    SessionId(act.session_id),
+                    recent,
+                    last,
+                    act.limits,
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(session_id = %act.session_id, error.message = %e, "loading chat failed; retrying");
+                ctx.run_later(std::time::Duration::from_millis(500), |act, ctx| {
+                    act.load(ctx)
+                });
+            }
+        }));
+    }
+
+    /// Starts writing the pending messages unless a write is under way.
+    fn write_pending(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.pending.is_empty() {
+            return;
+        }
+        self.writing = true;
+        let take = self.pending.len().min(MAX_BATCH);
+        let batch: Vec<ChatMessage> = self.pending.drain(..take).collect();
+        let db = self.db.clone();
+        let now = Utc::now();
+        let fut = async move {
+            let rows: Vec<_> = batch.iter().map(|m| (m.clone(), now)).collect();
+            let result = store::insert_batch(&db, &rows).await;
+            (batch, result)
+        };
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(|(batch, result), act, ctx| match result {
+                    Ok(()) => {
+                        act.writing = false;
+                        act.durable(&batch);
+                        act.write_pending(ctx);
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            session_id = %act.session_id,
+                            error.cause_chain = ?e,
+                            error.message = %e,
+                            messages = batch.len(),
+                            "writing chat failed; restarting the channel"
+                        );
+                        for m in &batch {
+                            act.answer(m.seq, Err(ChatError::Unavailable));
+                        }
+                        // Unrecoverable here: stop, and let the supervisor
+                        // restart us from what is in the database (the
+                        // numbers of unwritten messages are handed out again,
+                        // so the sequence stays gap-free).
+                        ctx.stop();
+                    }
+                }),
+        );
+    }
+
+    fn durable(&mut self, batch: &[ChatMessage]) {
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        let acks = log.committed(batch);
+        self.metrics
+            .chat_messages
+            .inc_by(u64::try_from(batch.len()).unwrap_or_default());
+        for (message, ack) in batch.iter().zip(acks) {
+            let frame = ServerMsg::ChatMessage(message.clone()).encode();
+            self.bus.publish(
+                self.session_id,
+                BusEvent {
+                    seq: Some(message.seq),
+                    frame: ByteString::from(frame),
+                    last: false,
+                },
+            );
+            self.answer(message.seq, Ok(ack));
+        }
+    }
+
+    fn answer(&mut self, seq: u64, result: Result<ChatAck, ChatError>) {
+        for waiter in self.waiters.remove(&seq).unwrap_or_default() {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}
+
+impl Actor for ChatChannel {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.load(ctx);
+    }
+}
+
+impl Supervised for ChatChannel {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.log = None;
+        self.pending.clear();
+        for (_, waiters) in self.waiters.drain() {
+            for w in waiters {
+                let _ = w.send(Err(ChatError::Unavailable));
+            }
+        }
+        self.writing = false;
+    }
+}
+
+/// Posts a message; answers once it is durable.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ChatAck, ChatError>")]
+pub struct PostChat {
+    pub author: Author,
+    pub text: String,
+    pub client_msg_id: String,
+}
+
+impl Handler<PostChat> for ChatChannel {
+    type Result = ResponseFuture<Result<ChatAck, ChatError>>;
+
+    fn handle(&mut self, msg: PostChat, ctx: &mut Context<Self>) -> Self::Result {
+        let Some(log) = self.log.as_mut() else {
+            return Box::pin(async { Err(ChatError::Unavailable) });
+        };
+        let sent_at = store::rfc3339(Utc::now());
+        let seq = match log.accept(msg.author, &msg.text, &msg.client_msg_id, sent_at) {
+            Err(reject) => return Box::pin(async move { Err(ChatError::Rejected(reject)) }),
+            Ok(Accepted::Duplicate(ack)) => return Box::pin(async move { Ok(ack) }),
+            Ok(Accepted::InFlight(seq)) => seq,
+            Ok(Accepted::New(message)) => {
+                let seq = message.seq;
+                self.pending.push(message);
+                seq
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        self.waiters.entry(seq).or_default().push(tx);
+        self.write_pending(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(ChatError::Unavailable)) })
+    }
+}
+
+/// Asks for durable messages after a sequence number (for resume), and the
+/// newest durable number.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<History, ChatError>")]
+pub struct GetHistory {
+    pub after: u64,
+    pub limit: usize,
+}
+
+/// Messages after a point, oldest first.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub messages: Vec<Arc<ChatMessage>>,
+    /// The newest durable sequence number when this was read.
+    pub durable_seq: u64,
+}
+
+impl Handler<GetHistory> for ChatChannel {
+    type Result = ResponseFuture<Result<History, ChatError>>;
+
+    fn handle(&mut self, msg: GetHistory, _: &mut Context<Self>) -> Self::Result {
+        let Some(log) = self.log.as_ref() else {
+            return Box::pin(async { Err(ChatError::Unavailable) });
+        };
+        let durable_seq = log.durable_seq();
+        if let Some(messages) = log.after(msg.after, msg.limit) {
+            return Box::pin(async move {
+                Ok(History {
+                    messages,
+                    durable_seq,
+                })
+            });
+        }
+        let db = self.db.clone();
+        let id = self.session_id;
+        Box::pin(async move {
+            let limit = u64::try_from(msg.limit).unwrap_or(u64::MAX);
+            let rows = store::after(&db, id, msg.after, limit)
+                .await
+                .map_err(|_| ChatError::Unavailable)?;
+            Ok(History {
+                messages: rows
+                    .into_iter()
+                    .filter(|m| m.seq <= durable_seq)
+                    .map(Arc::new)
+                    .collect(),
+                durable_seq,
+            })
+        })
+    }
+}
+
+/// Stops the channel for good (its session ended).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopChat;
+
+impl Handler<StopChat> for ChatChannel {
+    type Result = ();
+
+    fn handle(&mut self, _: StopChat, ctx: &mut Context<Self>) {
+        // Let a write under way finish: stop once nothing is pending.
+        if self.writing || !self.pending.is_empty() {
+            ctx.run_later(std::time::Duration::from_millis(20), |_, ctx| {
+                ctx.address().do_send(StopChat);
+            });
+            return;
+        }
+        ctx.stop();
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+impl Handler<super::actor::InjectFault> for ChatChannel {
+    type Result = ();
+
+    #[allow(clippy::panic)] // the point of this hook
+    fn handle(&mut self, msg: super::actor::InjectFault, ctx: &mut Context<Self>) {
+        match msg.0 {
+            super::actor::Fault::Panic => panic!("injected fault in chat {}", self.session_id),
+            super::actor::Fault::Stop => ctx.stop(),
+        }
+    }
+}
