@@ -10,6 +10,7 @@ mod ws_client;
 
 mod accounts;
 mod bad_input_gets_problem_json;
+mod chat_survives_random_disconnects;
 mod binary_runs_embedded_default;
 mod live_sessions_survive_restart;
 mod openapi_spec;
