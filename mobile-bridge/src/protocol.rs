@@ -64,6 +64,7 @@ pub enum ClientMsg {
 
 /// Who wrote a chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Author {
     pub id: UserId,
     pub name: String,
@@ -72,6 +73,7 @@ pub struct Author {
 
 /// A participant's role in a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// The session's host.
@@ -84,6 +86,7 @@ pub enum Role {
 
 /// A chat message as delivered (`chat.message`) and as listed over REST.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatMessage {
     pub session_id: SessionId,
     /// Gap-free per session, from 1.
@@ -94,6 +97,13 @@ pub struct ChatMessage {
     pub sent_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
+    /// The host deleted it: `text` is empty. Sent only when true.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Whether a request worked.
@@ -127,6 +137,7 @@ pub struct JoinSnapshot {
 
 /// The body of a successful `chat.send` reply: the message is durable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatAck {
     pub session_id: SessionId,
     pub seq: u64,

@@ -7,7 +7,8 @@
 #[test]
 fn committed_schema_matches_the_types() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.schema.json");
-    let generated = serde_json::to_string_pretty(&mobile_bridge::protocol::json_schema()).unwrap() + "\n";
+    let generated =
+        serde_json::to_string_pretty(&mobile_bridge::protocol::json_schema()).unwrap() + "\n";
     if std::env::var_os("SIMMER_BLESS").is_some() {
         std::fs::write(path, &generated).unwrap();
         return;

@@ -2,6 +2,7 @@
 //! in `backend`'s store and domain modules.
 
 pub mod chat_message;
+pub mod chat_mute;
 pub mod recipe;
 pub mod refresh_token;
 pub mod session;

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_accounts_recipes_sessions;
 mod m20261126_000002_chat_messages;
+mod m20261126_000003_chat_mutes;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_accounts_recipes_sessions::Migration),
             Box::new(m20261126_000002_chat_messages::Migration),
+            Box::new(m20261126_000003_chat_mutes::Migration),
         ]
     }
 }

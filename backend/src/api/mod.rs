@@ -1,6 +1,7 @@
 //! The REST API (`/api/v1`), operations endpoints and the OpenAPI document.
 
 pub mod auth;
+pub mod chat;
 pub mod health;
 pub mod models;
 pub mod openapi;
@@ -38,6 +39,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(sessions::end)
             .service(sessions::guest_token)
             .service(sessions::get_timer)
+            .service(chat::list)
+            .service(chat::post_message)
+            .service(chat::delete_message)
+            .service(chat::mute)
             .default_service(web::to(not_found)),
     );
 }

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, health, models, recipes, sessions};
+use super::{auth, chat, health, models, recipes, sessions};
 use crate::error::{FieldError, Problem};
 
 #[derive(Debug, OpenApi)]
@@ -35,6 +35,10 @@ Authenticate with `Authorization: Bearer <access_token>`.",
         sessions::end,
         sessions::guest_token,
         sessions::get_timer,
+        chat::list,
+        chat::post_message,
+        chat::delete_message,
+        chat::mute,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -48,12 +52,16 @@ Authenticate with `Authorization: Bearer <access_token>`.",
         watch_sync::TimerView,
         watch_sync::TimerState,
         watch_sync::TimerStep,
+        mobile_bridge::protocol::ChatMessage,
+        mobile_bridge::protocol::Author,
+        mobile_bridge::protocol::Role,
     )),
     modifiers(&BearerAuth, &StandardErrors),
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "recipes", description = "Recipes and their steps"),
         (name = "sessions", description = "Live cooking sessions"),
+        (name = "chat", description = "Chat history, posting and moderation (live delivery is over `/ws`)"),
         (name = "operations", description = "Health and metrics for operators"),
     )
 )]

@@ -53,6 +53,8 @@ pub struct ChatLog {
     acks: HashMap<SendKey, ChatAck>,
     ack_order: VecDeque<SendKey>,
     in_flight: HashMap<SendKey, u64>,
+    /// Muted users and until when (milliseconds since the epoch).
+    mutes: HashMap<UserId, i64>,
 }
 
 impl ChatLog {
@@ -73,6 +75,7 @@ impl ChatLog {
             acks: HashMap::new(),
             ack_order: VecDeque::new(),
             in_flight: HashMap::new(),
+            mutes: HashMap::new(),
         };
         for message in recent {
             log.remember(message);
@@ -84,13 +87,29 @@ impl ChatLog {
         self.durable_seq
     }
 
-    /// Checks and numbers a send.
+    /// Mutes `user` until `until_ms` (milliseconds since the epoch).
+    pub fn mute(&mut self, user: UserId, until_ms: i64) {
+        self.mutes.insert(user, until_ms);
+    }
+
+    /// Redacts a message in the ring (it was deleted).
+    pub fn delete(&mut self, seq: u64) {
+        if let Some(slot) = self.ring.iter_mut().find(|m| m.seq == seq) {
+            let mut redacted = (**slot).clone();
+            redacted.text.clear();
+            redacted.deleted = true;
+            *slot = Arc::new(redacted);
+        }
+    }
+
+    /// Checks and numbers a send at `now_ms`.
     pub fn accept(
         &mut self,
         author: Author,
         text: &str,
         client_msg_id: &str,
         sent_at: String,
+        now_ms: i64,
     ) -> Result<Accepted, ChatReject> {
         let key = (author.id, client_msg_id.to_owned());
         if let Some(ack) = self.acks.get(&key) {
@@ -98,6 +117,18 @@ impl ChatLog {
         }
         if let Some(seq) = self.in_flight.get(&key) {
             return Ok(Accepted::InFlight(*seq));
+        }
+        if let Some(until) = self.mutes.get(&author.id).copied() {
+            if until > now_ms {
+                return Err(ChatReject {
+                    code: ErrorCode::Forbidden,
+                    message: format!(
+                        "you are muted in this session for {} more seconds",
+                        (until - now_ms + 999) / 1000
+                    ),
+                });
+            }
+            self.mutes.remove(&author.id);
         }
         let id_len = client_msg_id.chars().count();
         if id_len == 0 || id_len > 64 {
@@ -124,6 +155,7 @@ impl ChatLog {
             text: text.to_owned(),
             sent_at,
             client_msg_id: Some(client_msg_id.to_owned()),
+            deleted: false,
         }))
     }
 
@@ -213,7 +245,7 @@ mod tests {
     }
 
     fn new(log: &mut ChatLog, who: u128, id: &str) -> ChatMessage {
-        match log.accept(author(who), "hi", id, "t".into()).unwrap() {
+        match log.accept(author(who), "hi", id, "t".into(), 0).unwrap() {
             Accepted::New(m) => m,
             other => panic!("{other:?}"),
         }
@@ -227,13 +259,14 @@ mod tests {
         assert_eq!((a.seq, b.seq), (1, 2));
         // In flight: same sequence number, no new message.
         assert_eq!(
-            log.accept(author(1), "hi", "a", "t".into()).unwrap(),
+            log.accept(author(1), "hi", "a", "t".into(), 0).unwrap(),
             Accepted::InFlight(1)
         );
         let acks = log.committed(&[a, b]);
         assert_eq!(acks[0].seq, 1);
         assert_eq!(
-            log.accept(author(1), "hi again", "a", "t".into()).unwrap(),
+            log.accept(author(1), "hi again", "a", "t".into(), 0)
+                .unwrap(),
             Accepted::Duplicate(acks[0].clone())
         );
         assert_eq!(new(&mut log, 1, "b").seq, 3);
@@ -244,12 +277,35 @@ mod tests {
         let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), 5, LIMITS);
         for text in ["", "   ", "01234567890", "a\u{0}b"] {
             assert!(
-                log.accept(author(1), text, text, "t".into()).is_err(),
+                log.accept(author(1), text, text, "t".into(), 0).is_err(),
                 "{text:?}"
             );
         }
-        assert!(log.accept(author(1), "ok", "", "t".into()).is_err());
+        assert!(log.accept(author(1), "ok", "", "t".into(), 0).is_err());
         assert_eq!(new(&mut log, 1, "x").seq, 6);
+    }
+
+    #[test]
+    fn muted_users_cannot_post_until_the_mute_ends() {
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), 0, LIMITS);
+        log.mute(author(1).id, 1_000);
+        let err = log
+            .accept(author(1), "hi", "a", "t".into(), 500)
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::Forbidden);
+        assert!(log.accept(author(2), "hi", "a", "t".into(), 500).is_ok());
+        assert!(log.accept(author(1), "hi", "a", "t".into(), 1_000).is_ok());
+    }
+
+    #[test]
+    fn deleted_messages_are_redacted_in_the_ring() {
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), 0, LIMITS);
+        let m = new(&mut log, 1, "a");
+        log.committed(&[m]);
+        log.delete(1);
+        let replay = log.after(0, 10).unwrap();
+        assert!(replay[0].deleted);
+        assert!(replay[0].text.is_empty());
     }
 
     #[test]

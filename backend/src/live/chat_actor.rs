@@ -78,16 +78,17 @@ impl ChatChannel {
         let fut = async move {
             let last = store::last_seq(&db, id).await?;
             let recent = store::newest(&db, id, ring).await?;
-            Ok::<_, sea_orm::DbErr>((last, recent))
+            let mutes = store::mutes(&db, id).await?;
+            Ok::<_, sea_orm::DbErr>((last, recent, mutes))
         };
         ctx.wait(fut.into_actor(self).map(|result, act, ctx| match result {
-            Ok((last, recent)) => {
-                act.log = Some(ChatLog::restore(
-                    SessionId(act.session_id),
-                    recent,
-                    last,
-                    act.limits,
-                ));
+            Ok((last, recent, mutes)) => {
+                let mut log =
+                    ChatLog::restore(SessionId(act.session_id), recent, last, act.limits);
+                for (user, until) in mutes {
+                    log.mute(mobile_bridge::UserId(user), until.timestamp_millis());
+                }
+                act.log = Some(log);
             }
             Err(e) => {
                 tracing::warn!(session_id = %act.session_id, error.message = %e, "loading chat failed; retrying");
@@ -208,8 +209,15 @@ impl Handler<PostChat> for ChatChannel {
         let Some(log) = self.log.as_mut() else {
             return Box::pin(async { Err(ChatError::Unavailable) });
         };
-        let sent_at = store::rfc3339(Utc::now());
-        let seq = match log.accept(msg.author, &msg.text, &msg.client_msg_id, sent_at) {
+        let now = Utc::now();
+        let sent_at = store::rfc3339(now);
+        let seq = match log.accept(
+            msg.author,
+            &msg.text,
+            &msg.client_msg_id,
+            sent_at,
+            now.timestamp_millis(),
+        ) {
             Err(reject) => return Box::pin(async move { Err(ChatError::Rejected(reject)) }),
             Ok(Accepted::Duplicate(ack)) => return Box::pin(async move { Ok(ack) }),
             Ok(Accepted::InFlight(seq)) => seq,
@@ -275,6 +283,80 @@ impl Handler<GetHistory> for ChatChannel {
                 durable_seq,
             })
         })
+    }
+}
+
+/// Deletes a message: its text is gone from history and members get
+/// `chat.deleted`. Answers whether the message exists.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, ChatError>")]
+pub struct DeleteChat {
+    pub seq: u64,
+}
+
+impl Handler<DeleteChat> for ChatChannel {
+    type Result = ResponseActFuture<Self, Result<bool, ChatError>>;
+
+    fn handle(&mut self, msg: DeleteChat, _: &mut Context<Self>) -> Self::Result {
+        let db = self.db.clone();
+        let id = self.session_id;
+        Box::pin(
+            async move { store::mark_deleted(&db, id, msg.seq).await }
+                .into_actor(self)
+                .map(move |result, act, _| {
+                    let found = result.map_err(|_| ChatError::Unavailable)?;
+                    if found {
+                        if let Some(log) = act.log.as_mut() {
+                            log.delete(msg.seq);
+                        }
+                        let frame = ServerMsg::ChatDeleted {
+                            session_id: SessionId(act.session_id),
+                            seq: msg.seq,
+                        }
+                        .encode();
+                        act.bus.publish(
+                            act.session_id,
+                            BusEvent {
+                                seq: None,
+                                frame: ByteString::from(frame),
+                                last: false,
+                            },
+                        );
+                    }
+                    Ok(found)
+                }),
+        )
+    }
+}
+
+/// Mutes a user until a time.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ChatError>")]
+pub struct MuteUser {
+    pub user: Uuid,
+    pub until: chrono::DateTime<Utc>,
+}
+
+impl Handler<MuteUser> for ChatChannel {
+    type Result = ResponseActFuture<Self, Result<(), ChatError>>;
+
+    fn handle(&mut self, msg: MuteUser, _: &mut Context<Self>) -> Self::Result {
+        let db = self.db.clone();
+        let id = self.session_id;
+        Box::pin(
+            async move { store::mute(&db, id, msg.user, msg.until).await }
+                .into_actor(self)
+                .map(move |result, act, _| {
+                    result.map_err(|_| ChatError::Unavailable)?;
+                    if let Some(log) = act.log.as_mut() {
+                        log.mute(
+                            mobile_bridge::UserId(msg.user),
+                            msg.until.timestamp_millis(),
+                        );
+                    }
+                    Ok(())
+                }),
+        )
     }
 }
 

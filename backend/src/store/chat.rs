@@ -32,6 +32,7 @@ fn role_of(s: &str) -> Role {
 
 /// A row as a protocol message.
 pub fn to_message(row: chat_message::Model) -> ChatMessage {
+    let deleted = row.deleted_at.is_some();
     ChatMessage {
         session_id: SessionId(row.session_id),
         seq: u64::try_from(row.seq).unwrap_or_default(),
@@ -40,9 +41,10 @@ pub fn to_message(row: chat_message::Model) -> ChatMessage {
             name: row.author_name,
             role: role_of(&row.author_role),
         },
-        text: row.text,
+        text: if deleted { String::new() } else { row.text },
         sent_at: rfc3339(row.sent_at),
         client_msg_id: row.client_msg_id,
+        deleted,
     }
 }
 
@@ -100,6 +102,91 @@ pub async fn after(
         .all(db)
         .await?;
     Ok(rows.into_iter().map(to_message).collect())
+}
+
+/// Up to `limit` messages with `seq < before` (or the newest), newest first.
+pub async fn page_before(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+    before: Option<u64>,
+    limit: u64,
+) -> Result<Vec<ChatMessage>, DbErr> {
+    let mut query =
+        chat_message::Entity::find().filter(chat_message::Column::SessionId.eq(session_id));
+    if let Some(before) = before {
+        query =
+            query.filter(chat_message::Column::Seq.lt(i64::try_from(before).unwrap_or(i64::MAX)));
+    }
+    let rows = query
+        .order_by_desc(chat_message::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(to_message).collect())
+}
+
+/// Marks a message deleted (its text is no longer shown). Returns whether
+/// such a message exists.
+pub async fn mark_deleted(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+    seq: u64,
+) -> Result<bool, DbErr> {
+    use sea_orm::sea_query::Expr;
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    chat_message::Entity::update_many()
+        .col_expr(chat_message::Column::DeletedAt, Expr::value(Utc::now()))
+        .filter(chat_message::Column::SessionId.eq(session_id))
+        .filter(chat_message::Column::Seq.eq(seq))
+        .filter(chat_message::Column::DeletedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(chat_message::Entity::find()
+        .filter(chat_message::Column::SessionId.eq(session_id))
+        .filter(chat_message::Column::Seq.eq(seq))
+        .one(db)
+        .await?
+        .is_some())
+}
+
+/// Mutes a user in a session until `until` (replacing an earlier mute).
+pub async fn mute(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+    user_id: Uuid,
+    until: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    use sea_orm::sea_query::OnConflict;
+    use simmer_entity::chat_mute;
+    chat_mute::Entity::insert(chat_mute::ActiveModel {
+        session_id: Set(session_id),
+        user_id: Set(user_id),
+        until: Set(until),
+    })
+    .on_conflict(
+        OnConflict::columns([chat_mute::Column::SessionId, chat_mute::Column::UserId])
+            .update_column(chat_mute::Column::Until)
+            .to_owned(),
+    )
+    .exec(db)
+    .await?;
+    Ok(())
+}
+
+/// The mutes of a session still in force.
+pub async fn mutes(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, DbErr> {
+    use simmer_entity::chat_mute;
+    Ok(chat_mute::Entity::find()
+        .filter(chat_mute::Column::SessionId.eq(session_id))
+        .filter(chat_mute::Column::Until.gt(Utc::now()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| (m.user_id, m.until))
+        .collect())
 }
 
 /// The highest sequence number of a session (0 when it has no messages).

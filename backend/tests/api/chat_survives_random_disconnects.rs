@@ -127,7 +127,11 @@ async fn every_client_ends_with_the_same_complete_sequence() {
         assert_eq!(log, first, "readers disagree");
     }
     let delivered: BTreeSet<String> = first.values().cloned().collect();
-    assert_eq!(delivered.len() as u64, TOTAL, "a message was delivered twice");
+    assert_eq!(
+        delivered.len() as u64,
+        TOTAL,
+        "a message was delivered twice"
+    );
     assert_eq!(delivered, acked, "every acknowledged message, exactly once");
 }
 
@@ -141,7 +145,10 @@ async fn a_crashed_chat_actor_comes_back_without_gaps() {
     let mut ws = WsClient::connect(&app.address, &host.token).await;
     ws.join(&sid, None).await;
     for i in 1..=3 {
-        assert_eq!(ws.chat(&sid, "before", &format!("b{i}")).await["body"]["seq"], i);
+        assert_eq!(
+            ws.chat(&sid, "before", &format!("b{i}")).await["body"]["seq"],
+            i
+        );
     }
     for fault in [Fault::Panic, Fault::Stop] {
         assert!(app.state.registry.inject_chat_fault(session, fault).await);

@@ -10,8 +10,9 @@ mod ws_client;
 
 mod accounts;
 mod bad_input_gets_problem_json;
-mod chat_survives_random_disconnects;
 mod binary_runs_embedded_default;
+mod chat_moderation_and_rest;
+mod chat_survives_random_disconnects;
 mod live_sessions_survive_restart;
 mod openapi_spec;
 mod operations;
