@@ -139,6 +139,25 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_CHAT_DEDUPE_WINDOW")]
     pub chat_dedupe_window: Option<usize>,
 
+    /// Chat messages per second one user may send to one session, on average
+    /// [default: 5].
+    #[arg(long, env = "SIMMER_CHAT_RATE_PER_S")]
+    pub chat_rate_per_s: Option<f64>,
+
+    /// Chat messages one user may send at once before the rate applies
+    /// [default: 10].
+    #[arg(long, env = "SIMMER_CHAT_BURST")]
+    pub chat_burst: Option<u32>,
+
+    /// Open WebSocket connections per user (or guest) [default: 10].
+    #[arg(long, env = "SIMMER_WS_MAX_CONNECTIONS_PER_USER")]
+    pub ws_max_connections_per_user: Option<u32>,
+
+    /// Frames per second a connection may send, on average, before it is
+    /// closed for flooding (burst: twice as many) [default: 50].
+    #[arg(long, env = "SIMMER_WS_MAX_FRAMES_PER_S")]
+    pub ws_max_frames_per_s: Option<u32>,
+
     /// Events per session a slow connection may fall behind before it must
     /// resync [default: 1024].
     #[arg(long, env = "SIMMER_FANOUT_BUFFER")]
@@ -215,6 +234,10 @@ impl ConfigArgs {
             chat_max_chars,
             chat_history,
             chat_dedupe_window,
+            chat_rate_per_s,
+            chat_burst,
+            ws_max_connections_per_user,
+            ws_max_frames_per_s,
             fanout_buffer,
             ws_max_frame_bytes,
             ws_idle_timeout_s,
@@ -246,6 +269,10 @@ pub struct Settings {
     pub chat_max_chars: usize,
     pub chat_history: usize,
     pub chat_dedupe_window: usize,
+    pub chat_rate_per_s: f64,
+    pub chat_burst: u32,
+    pub ws_max_connections_per_user: u32,
+    pub ws_max_frames_per_s: u32,
     pub fanout_buffer: usize,
     pub ws_max_frame_bytes: usize,
     pub ws_idle_timeout: Duration,
@@ -308,6 +335,10 @@ impl Settings {
             chat_max_chars: args.chat_max_chars.unwrap_or(1000).max(1),
             chat_history: args.chat_history.unwrap_or(1000).max(1),
             chat_dedupe_window: args.chat_dedupe_window.unwrap_or(10_000).max(1),
+            chat_rate_per_s: args.chat_rate_per_s.unwrap_or(5.0).max(0.01),
+            chat_burst: args.chat_burst.unwrap_or(10).max(1),
+            ws_max_connections_per_user: args.ws_max_connections_per_user.unwrap_or(10).max(1),
+            ws_max_frames_per_s: args.ws_max_frames_per_s.unwrap_or(50).max(1),
             fanout_buffer: args.fanout_buffer.unwrap_or(1024).max(16),
             ws_max_frame_bytes: args.ws_max_frame_bytes.unwrap_or(16 * 1024).max(1024),
             ws_idle_timeout: positive("ws_idle_timeout_s", args.ws_idle_timeout_s, 30)?,

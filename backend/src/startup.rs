@@ -57,6 +57,8 @@ impl Application {
             max_chars: settings.chat_max_chars,
             ring: settings.chat_history,
             dedupe: settings.chat_dedupe_window,
+            rate_per_s: settings.chat_rate_per_s,
+            burst: settings.chat_burst,
         };
         let registry = SessionRegistry::new(db.clone(), bus, metrics.clone(), chat_limits)?;
         let restored = registry
@@ -77,6 +79,7 @@ impl Application {
             passwords,
             registry,
             metrics,
+            ws_users: Default::default(),
             settings: Arc::new(settings.clone()),
         };
 

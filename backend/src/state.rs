@@ -20,4 +20,6 @@ pub struct AppState {
     pub login_throttle: LoginThrottle,
     pub registry: SessionRegistry,
     pub metrics: Metrics,
+    /// Open WebSocket connections per user.
+    pub ws_users: crate::gateway::UserConnections,
 }

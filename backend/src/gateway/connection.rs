@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::live::bus::BusEvent;
 use crate::live::chat_actor::{ChatError, GetHistory, PostChat};
+use crate::live::rate::TokenBucket;
 use crate::state::AppState;
 use crate::store::sessions::{self, SessionState};
 
@@ -58,6 +59,7 @@ enum End {
 
 pub async fn run(
     id: u64,
+    _slot: super::ConnectionSlot,
     principal: Principal,
     state: AppState,
     session: Session,
@@ -83,6 +85,12 @@ pub async fn run(
     let mut heartbeat = tokio::time::interval(idle_timeout / 3);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    let frames_per_s = conn.state.settings.ws_max_frames_per_s;
+    let mut flood = TokenBucket::new(
+        f64::from(frames_per_s),
+        frames_per_s.saturating_mul(2),
+        chrono::Utc::now().timestamp_millis(),
+    );
 
     let hello = ServerMsg::Hello {
         protocol: PROTOCOL_VERSION,
@@ -101,6 +109,13 @@ pub async fn run(
         tokio::select! {
             inbound = stream.recv() => {
                 last_heard = Instant::now();
+                if flood.take(chrono::Utc::now().timestamp_millis()).is_err() {
+                    end = Some(End::Close(CloseReason {
+                        code: CloseCode::Policy,
+                        description: Some(format!("flooding: more than {frames_per_s} frames per second")),
+                    }));
+                    continue;
+                }
                 end = match inbound {
                     Some(Ok(AggregatedMessage::Text(text))) => conn.on_text(&text).await,
                     Some(Ok(AggregatedMessage::Binary(_))) => {

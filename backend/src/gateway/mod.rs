@@ -4,7 +4,11 @@
 
 mod connection;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -18,6 +22,51 @@ use crate::state::AppState;
 
 /// Connection ids, unique per process.
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// Open connections per user, to enforce the per-user limit.
+#[derive(Debug, Clone, Default)]
+pub struct UserConnections(Arc<Mutex<HashMap<Uuid, u32>>>);
+
+/// One counted connection; uncounted when dropped.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    users: UserConnections,
+    user: Uuid,
+}
+
+impl UserConnections {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, u32>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts a new connection of `user`, unless it has `max` already.
+    pub fn acquire(&self, user: Uuid, max: u32) -> Option<ConnectionSlot> {
+        let mut map = self.map();
+        let open = map.entry(user).or_insert(0);
+        if *open >= max {
+            return None;
+        }
+        *open += 1;
+        Some(ConnectionSlot {
+            users: self.clone(),
+            user,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut map = self.users.map();
+        if let Some(open) = map.get_mut(&self.user) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                map.remove(&self.user);
+            }
+        }
+    }
+}
 
 /// Query parameters of `/ws`.
 #[derive(Debug, Deserialize)]
@@ -42,6 +91,13 @@ pub async fn ws(
         })?,
     };
     let principal = principal_for_token(&state, &token)?;
+    let max = state.settings.ws_max_connections_per_user;
+    let slot = state.ws_users.acquire(principal.id(), max).ok_or_else(|| {
+        ApiError::rate_limited(
+            format!("at most {max} open connections per user; close one first"),
+            std::time::Duration::from_secs(1),
+        )
+    })?;
 
     if let Some(version) = query.protocol {
         if version != PROTOCOL_VERSION {
@@ -82,6 +138,7 @@ pub async fn ws(
     let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     actix_rt::spawn(connection::run(
         id,
+        slot,
         principal,
         state.get_ref().clone(),
         session,

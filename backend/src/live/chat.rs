@@ -8,6 +8,8 @@ use std::sync::Arc;
 use mobile_bridge::protocol::{Author, ChatAck, ChatMessage};
 use mobile_bridge::{ErrorCode, SessionId, UserId};
 
+use super::rate::TokenBucket;
+
 /// Chat limits (configurable).
 #[derive(Debug, Clone, Copy)]
 pub struct ChatLimits {
@@ -17,6 +19,10 @@ pub struct ChatLimits {
     pub ring: usize,
     /// Recent sends remembered for idempotency, per session.
     pub dedupe: usize,
+    /// Messages per second one user may send to one session, on average.
+    pub rate_per_s: f64,
+    /// Messages one user may send at once.
+    pub burst: u32,
 }
 
 /// Why a send was refused.
@@ -55,7 +61,12 @@ pub struct ChatLog {
     in_flight: HashMap<SendKey, u64>,
     /// Muted users and until when (milliseconds since the epoch).
     mutes: HashMap<UserId, i64>,
+    /// Send rate per user.
+    buckets: HashMap<UserId, TokenBucket>,
 }
+
+/// Buckets kept before full (idle) ones are forgotten.
+const BUCKETS_PRUNE_ABOVE: usize = 10_000;
 
 impl ChatLog {
     /// Rebuilds the state from the newest stored messages (oldest first) and
@@ -76,6 +87,7 @@ impl ChatLog {
             ack_order: VecDeque::new(),
             in_flight: HashMap::new(),
             mutes: HashMap::new(),
+            buckets: HashMap::new(),
         };
         for message in recent {
             log.remember(message);
@@ -144,6 +156,20 @@ impl ChatLog {
         }
         if text.chars().any(|c| c.is_control() && c != '\n') {
             return Err(reject("text must not contain control characters"));
+        }
+        if self.buckets.len() > BUCKETS_PRUNE_ABOVE {
+            self.buckets.retain(|_, b| !b.is_full(now_ms));
+        }
+        let limits = self.limits;
+        let bucket = self
+            .buckets
+            .entry(author.id)
+            .or_insert_with(|| TokenBucket::new(limits.rate_per_s, limits.burst, now_ms));
+        if let Err(wait_ms) = bucket.take(now_ms) {
+            return Err(ChatReject {
+                code: ErrorCode::RateLimited,
+                message: format!("sending too fast; retry in {wait_ms} ms"),
+            });
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -234,6 +260,8 @@ mod tests {
         max_chars: 10,
         ring: 3,
         dedupe: 100,
+        rate_per_s: 1000.0,
+        burst: 1000,
     };
 
     fn author(n: u128) -> Author {
@@ -283,6 +311,25 @@ mod tests {
         }
         assert!(log.accept(author(1), "ok", "", "t".into(), 0).is_err());
         assert_eq!(new(&mut log, 1, "x").seq, 6);
+    }
+
+    #[test]
+    fn a_fast_sender_is_rate_limited_without_using_a_number() {
+        let limits = ChatLimits {
+            rate_per_s: 1.0,
+            burst: 2,
+            ..LIMITS
+        };
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), 0, limits);
+        assert!(log.accept(author(1), "a", "1", "t".into(), 0).is_ok());
+        assert!(log.accept(author(1), "b", "2", "t".into(), 0).is_ok());
+        let err = log.accept(author(1), "c", "3", "t".into(), 0).unwrap_err();
+        assert_eq!(err.code, ErrorCode::RateLimited);
+        assert!(log.accept(author(2), "d", "1", "t".into(), 0).is_ok());
+        match log.accept(author(1), "c", "3", "t".into(), 1_000).unwrap() {
+            Accepted::New(m) => assert_eq!(m.seq, 4),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod actor;
 pub mod bus;
 pub mod chat;
 pub mod chat_actor;
+pub mod rate;
 mod registry;
 mod session;
 

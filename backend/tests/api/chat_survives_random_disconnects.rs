@@ -89,7 +89,12 @@ async fn reader(app: &TestApp, user: User, session: String, n: usize) -> Vec<(u6
 
 #[actix_rt::test]
 async fn every_client_ends_with_the_same_complete_sequence() {
-    let app = spawn_app().await;
+    // Delivery is under test here, not the send rate.
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.chat_rate_per_s = 1e6;
+        s.chat_burst = 1_000_000;
+    })
+    .await;
     let host = app.register().await;
     let session = app.live_session(&host).await.to_string();
     let mut senders = Vec::new();

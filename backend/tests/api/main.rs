@@ -17,6 +17,7 @@ mod live_sessions_survive_restart;
 mod openapi_spec;
 mod operations;
 mod realtime_chat;
+mod realtime_limits;
 mod recipes_crud;
 mod refresh_token_rotation;
 mod session_actor_survives_panic;

@@ -1,0 +1,144 @@
+//! Limits of the realtime gateway: send rate, connections per user, floods,
+//! and slow readers that must not hold anyone else back.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
+
+use crate::helpers::{read, spawn_app_with};
+use crate::ws_client::WsClient;
+
+#[actix_rt::test]
+async fn a_fast_sender_is_rate_limited_not_disconnected() {
+    let app = spawn_app_with(|s| {
+        s.chat_burst = 3;
+        s.chat_rate_per_s = 0.5;
+    })
+    .await;
+    let host = app.register().await;
+    let sid = app.live_session(&host).await.to_string();
+    let mut h = WsClient::connect(&app.address, &host.token).await;
+    h.join(&sid, None).await;
+    for i in 0..3 {
+        assert_eq!(h.chat(&sid, "hi", &format!("m{i}")).await["status"], "ok");
+    }
+    let limited = h.chat(&sid, "hi", "m3").await;
+    assert_eq!(limited["error"]["code"], "rate_limited", "{limited}");
+    h.send(json!({"type": "ping"})).await;
+    assert_eq!(h.recv_type("pong").await.0["type"], "pong");
+}
+
+#[actix_rt::test]
+async fn connections_per_user_are_limited() {
+    let app = spawn_app_with(|s| s.ws_max_connections_per_user = 2).await;
+    let user = app.register().await;
+    let a = WsClient::connect(&app.address, &user.token).await;
+    let _b = WsClient::connect(&app.address, &user.token).await;
+    let third = app
+        .client
+        .get(app.url(&format!("/ws?token={}", user.token)))
+        .send()
+        .await
+        .unwrap();
+    let third = read(third).await;
+    third.assert_problem(429, "rate_limited");
+    assert!(third.headers.contains_key("retry-after"));
+    // Closing one frees its slot.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = format!("{}/ws", app.address.replacen("http", "ws", 1));
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+                .unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", user.token).parse().unwrap(),
+        );
+        if tokio_tungstenite::connect_async(request).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_flood_closes_the_connection_with_a_policy_code() {
+    let app = spawn_app_with(|s| s.ws_max_frames_per_s = 5).await;
+    let user = app.register().await;
+    let mut ws = WsClient::connect(&app.address, &user.token).await;
+    for _ in 0..50 {
+        ws.send_raw(r#"{"type":"ping"}"#).await;
+    }
+    let code = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(msg) = ws.socket.next().await {
+            if let Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) = msg {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1008));
+}
+
+#[actix_rt::test]
+async fn a_slow_reader_delays_nobody_and_still_gets_every_message() {
+    const N: u64 = 2000;
+    let app = spawn_app_with(|s| {
+        s.fanout_buffer = 16;
+        s.chat_rate_per_s = 1e6;
+        s.chat_burst = 1_000_000;
+        s.ws_max_frames_per_s = 100_000;
+    })
+    .await;
+    let host = app.register().await;
+    let sid = app.live_session(&host).await.to_string();
+    let slow_user = app.register().await;
+    let fast_user = app.register().await;
+
+    let mut slow = WsClient::connect(&app.address, &slow_user.token).await;
+    slow.join(&sid, None).await;
+    let mut fast = WsClient::connect(&app.address, &fast_user.token).await;
+    fast.join(&sid, None).await;
+    let mut sender = WsClient::connect(&app.address, &host.token).await;
+    sender.join(&sid, None).await;
+
+    let text = "y".repeat(500);
+    let send_all = async {
+        for i in 0..N {
+            sender
+                .send(json!({"type": "chat.send", "session_id": sid, "text": text, "client_msg_id": format!("m{i}")}))
+                .await;
+        }
+    };
+    // The fast reader gets everything, in order, while the slow one reads nothing.
+    let read_fast = async {
+        let mut next = 1;
+        while next <= N {
+            let f = fast.recv().await;
+            if f["type"] == "chat.message" {
+                assert_eq!(f["seq"], next);
+                next += 1;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(send_all, read_fast)
+    })
+    .await
+    .expect("the fast reader was held back");
+
+    // Now the slow reader catches up: gap-free, no duplicates.
+    let mut next = 1;
+    while next <= N {
+        let f = slow.recv().await;
+        if f["type"] == "chat.message" {
+            assert_eq!(f["seq"], next, "slow reader: gap or duplicate");
+            next += 1;
+        }
+    }
+}
