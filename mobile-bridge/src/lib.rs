@@ -6,6 +6,8 @@
 //! appear in frames. It depends on nothing server-side, so a client can depend
 //! on it alone.
 
+#[cfg(feature = "client")]
+pub mod client;
 mod error_code;
 mod ids;
 pub mod protocol;

@@ -20,5 +20,6 @@ mod realtime_chat;
 mod realtime_limits;
 mod recipes_crud;
 mod refresh_token_rotation;
+mod sdk_resumes_after_drops;
 mod session_actor_survives_panic;
 mod session_lifecycle;
