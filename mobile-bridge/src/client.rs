@@ -50,6 +50,12 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// How often to send `ping` while idle.
     pub ping_interval: Duration,
+    /// Local address to connect from (load tools spread sockets over
+    /// 127.0.0.x to pass the ~60k ports of one source address).
+    pub bind: Option<std::net::IpAddr>,
+    /// The socket read buffer. Chat frames are small: a small buffer keeps
+    /// memory (and the cost of clearing it) low for many connections.
+    pub read_buffer_size: usize,
 }
 
 impl ClientConfig {
@@ -63,6 +69,8 @@ impl ClientConfig {
             max_backoff: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(10),
+            bind: None,
+            read_buffer_size: 8 * 1024,
         }
     }
 }
@@ -247,9 +255,42 @@ async fn open(config: &ClientConfig) -> Result<Socket, ClientError> {
         "sec-websocket-protocol",
         HeaderValue::from_static(SUBPROTOCOL),
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .map_err(|e| ClientError::Connect(e.to_string()))?;
+    let connect_error = |e: &dyn std::fmt::Display| ClientError::Connect(e.to_string());
+    let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer_size)
+        .write_buffer_size(0);
+    let (mut socket, _) = match config.bind {
+        None => tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true)
+            .await
+            .map_err(|e| connect_error(&e))?,
+        Some(ip) => {
+            let uri = request.uri();
+            let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
+            let port = uri.port_u16().unwrap_or(80);
+            let server: std::net::SocketAddr = tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|e| connect_error(&e))?
+                .next()
+                .ok_or_else(|| ClientError::Connect(format!("cannot resolve {host}")))?;
+            let tcp = if server.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+            .map_err(|e| connect_error(&e))?;
+            tcp.bind(std::net::SocketAddr::new(ip, 0))
+                .map_err(|e| connect_error(&e))?;
+            let stream = tcp.connect(server).await.map_err(|e| connect_error(&e))?;
+            let _ = stream.set_nodelay(true);
+            tokio_tungstenite::client_async_with_config(
+                request,
+                tokio_tungstenite::MaybeTlsStream::Plain(stream),
+                Some(ws_config),
+            )
+            .await
+            .map_err(|e| connect_error(&e))?
+        }
+    };
     // The first frame is `hello`.
     match tokio::time::timeout(config.request_timeout, socket.next()).await {
         Ok(Some(Ok(Message::Text(text)))) if text.contains("\"hello\"") => Ok(socket),

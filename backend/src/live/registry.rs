@@ -56,26 +56,48 @@ struct Entry {
     arbiter: usize,
 }
 
-/// Who is connected to one session.
+/// Who is connected to one session. Counts are kept incrementally: a join or
+/// leave costs O(1) however many are watching.
 #[derive(Debug, Default)]
 struct SessionPresence {
-    /// Connection id -> the user on it (hosts are not counted as viewers).
+    /// Connection id -> the user on it, and whether that user is the host
+    /// (hosts are not counted as viewers).
     connections: HashMap<u64, (UserId, bool)>,
-    viewer_count: u32,
+    /// Open connections per viewing user.
+    per_viewer: HashMap<UserId, u32>,
     published: Option<u32>,
 }
 
 impl SessionPresence {
-    fn recount(&mut self) {
-        let mut viewers: Vec<UserId> = self
-            .connections
-            .values()
-            .filter(|(_, is_host)| !is_host)
-            .map(|(user, _)| *user)
-            .collect();
-        viewers.sort_unstable();
-        viewers.dedup();
-        self.viewer_count = u32::try_from(viewers.len()).unwrap_or(u32::MAX);
+    fn add(&mut self, connection: u64, user: UserId, is_host: bool) {
+        if let Some(old) = self.connections.insert(connection, (user, is_host)) {
+            self.release(old);
+        }
+        if !is_host {
+            *self.per_viewer.entry(user).or_insert(0) += 1;
+        }
+    }
+
+    fn remove(&mut self, connection: u64) {
+        if let Some(old) = self.connections.remove(&connection) {
+            self.release(old);
+        }
+    }
+
+    fn release(&mut self, (user, is_host): (UserId, bool)) {
+        if is_host {
+            return;
+        }
+        if let Some(n) = self.per_viewer.get_mut(&user) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_viewer.remove(&user);
+            }
+        }
+    }
+
+    fn viewer_count(&self) -> u32 {
+        u32::try_from(self.per_viewer.len()).unwrap_or(u32::MAX)
     }
 }
 
@@ -296,24 +318,24 @@ impl SessionRegistry {
     pub fn viewer_count(&self, id: Uuid) -> u32 {
         lock(&self.inner.presence)
             .get(&id)
-            .map(|p| p.viewer_count)
+            .map(SessionPresence::viewer_count)
             .unwrap_or(0)
     }
 
     /// A connection joined a session.
     pub fn joined(&self, id: Uuid, connection: u64, user: UserId, is_host: bool) {
         let mut presence = lock(&self.inner.presence);
-        let p = presence.entry(id).or_default();
-        p.connections.insert(connection, (user, is_host));
-        p.recount();
+        presence
+            .entry(id)
+            .or_default()
+            .add(connection, user, is_host);
     }
 
     /// A connection left a session (or closed).
     pub fn left(&self, id: Uuid, connection: u64) {
         let mut presence = lock(&self.inner.presence);
         if let Some(p) = presence.get_mut(&id) {
-            p.connections.remove(&connection);
-            p.recount();
+            p.remove(connection);
         }
     }
 
@@ -321,10 +343,10 @@ impl SessionRegistry {
     fn publish_presence(&self) {
         let changed: Vec<(Uuid, u32)> = lock(&self.inner.presence)
             .iter_mut()
-            .filter(|(_, p)| p.published != Some(p.viewer_count))
+            .filter(|(_, p)| p.published != Some(p.viewer_count()))
             .map(|(id, p)| {
-                p.published = Some(p.viewer_count);
-                (*id, p.viewer_count)
+                p.published = Some(p.viewer_count());
+                (*id, p.viewer_count())
             })
             .collect();
         for (id, viewer_count) in changed {
@@ -406,5 +428,31 @@ impl SessionRegistry {
         };
         let _ = entry.chat.send(super::actor::InjectFault(fault)).await;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_counts_distinct_viewers_not_connections_or_the_host() {
+        let mut p = SessionPresence::default();
+        let (a, b, host) = (
+            UserId(Uuid::from_u128(1)),
+            UserId(Uuid::from_u128(2)),
+            UserId(Uuid::from_u128(3)),
+        );
+        p.add(1, a, false);
+        p.add(2, a, false);
+        p.add(3, b, false);
+        p.add(4, host, true);
+        assert_eq!(p.viewer_count(), 2);
+        p.remove(1);
+        assert_eq!(p.viewer_count(), 2, "a still has a connection");
+        p.remove(2);
+        p.remove(4);
+        p.remove(99);
+        assert_eq!(p.viewer_count(), 1);
     }
 }

@@ -1,0 +1,58 @@
+//! `simmer-bench`: load scenarios for Simmer's realtime gateway, and a
+//! command-line chat, all through the client SDK. Every scenario is bounded
+//! in time and stops by itself. Use it against a server on loopback only.
+
+// A command-line tool: its output is the point.
+#![allow(clippy::print_stdout)]
+
+mod chat;
+mod fanout;
+mod idle;
+mod setup;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "simmer-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// N viewers in one session, a sender at R msgs/s for T seconds.
+    Fanout(fanout::FanoutArgs),
+    /// Hold N joined connections; report server memory per connection.
+    Idle(idle::IdleArgs),
+    /// Chat in a session from the terminal.
+    Chat(chat::ChatArgs),
+}
+
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => eprintln!("open file limit: {n}"),
+        Err(e) => eprintln!("could not raise the open file limit: {e}"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Fanout(args) => {
+                raise_file_limit();
+                fanout::run(args).await
+            }
+            Command::Idle(args) => {
+                raise_file_limit();
+                idle::run(args).await
+            }
+            Command::Chat(args) => chat::run(args).await,
+        }
+    })
+}
