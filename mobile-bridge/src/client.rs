@@ -547,6 +547,7 @@ impl Driver {
             ServerMsg::Presence {
                 session_id,
                 viewer_count,
+                ..
             } => {
                 let _ = self.events.send(Event::Presence {
                     session_id,

@@ -183,6 +183,13 @@ pub enum ServerMsg {
     Presence {
         session_id: SessionId,
         viewer_count: u32,
+        /// Who arrived since the previous `presence` (at most 50 names; a
+        /// user with several connections arrives once).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        joined: Vec<Author>,
+        /// Who left since the previous `presence` (at most 50 names).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        left: Vec<Author>,
     },
     /// The recipe timer changed.
     #[serde(rename = "timer")]

@@ -342,9 +342,7 @@ impl Connection {
                 delivered_seq: from.unwrap_or(durable),
             },
         );
-        self.state
-            .registry
-            .joined(id, self.id, UserId(self.principal.id()), role == Role::Host);
+        self.state.registry.joined(id, self.id, self.author(role));
         Ok((
             JoinSnapshot {
                 session_id: SessionId(id),
@@ -444,6 +442,17 @@ impl Connection {
         None
     }
 
+    /// The caller as other members see it.
+    fn author(&self, role: Role) -> Author {
+        Author {
+            id: UserId(self.principal.id()),
+            name: match &self.principal {
+                Principal::User { name, .. } | Principal::Guest { name, .. } => name.clone(),
+            },
+            role,
+        }
+    }
+
     async fn chat_send(
         &mut self,
         reference: Option<Ref>,
@@ -460,13 +469,7 @@ impl Connection {
                 ))
                 .await;
         };
-        let author = Author {
-            id: UserId(self.principal.id()),
-            name: match &self.principal {
-                Principal::User { name, .. } | Principal::Guest { name, .. } => name.clone(),
-            },
-            role: joined.role,
-        };
+        let author = self.author(joined.role);
         let chat = match self.state.registry.chat(session_id.0) {
             Ok(chat) => chat,
             Err(_) => {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_rt::{Arbiter, System};
 use bytestring::ByteString;
-use mobile_bridge::protocol::ServerMsg;
+use mobile_bridge::protocol::{Author, Role, ServerMsg};
 use mobile_bridge::{SessionId, UserId};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
@@ -56,48 +56,82 @@ struct Entry {
     arbiter: usize,
 }
 
+/// Names per `presence` frame, each way.
+const PRESENCE_NAMES_MAX: usize = 50;
+
 /// Who is connected to one session. Counts are kept incrementally: a join or
 /// leave costs O(1) however many are watching.
 #[derive(Debug, Default)]
 struct SessionPresence {
-    /// Connection id -> the user on it, and whether that user is the host
-    /// (hosts are not counted as viewers).
-    connections: HashMap<u64, (UserId, bool)>,
-    /// Open connections per viewing user.
-    per_viewer: HashMap<UserId, u32>,
+    /// Connection id -> who is on it.
+    connections: HashMap<u64, Author>,
+    /// Open connections per user (any role).
+    per_user: HashMap<UserId, u32>,
+    /// Distinct users other than the host.
+    viewers: u32,
     published: Option<u32>,
+    /// Arrivals and departures since the last `presence` frame.
+    joined: Vec<Author>,
+    left: Vec<Author>,
 }
 
 impl SessionPresence {
-    fn add(&mut self, connection: u64, user: UserId, is_host: bool) {
-        if let Some(old) = self.connections.insert(connection, (user, is_host)) {
-            self.release(old);
+    fn add(&mut self, connection: u64, who: Author) {
+        if self.connections.contains_key(&connection) {
+            return;
         }
-        if !is_host {
-            *self.per_viewer.entry(user).or_insert(0) += 1;
+        let open = self.per_user.entry(who.id).or_insert(0);
+        *open += 1;
+        if *open == 1 {
+            if who.role != Role::Host {
+                self.viewers += 1;
+            }
+            if let Some(i) = self.left.iter().position(|a| a.id == who.id) {
+                self.left.remove(i); // left and came back: no news
+            } else if self.joined.len() < PRESENCE_NAMES_MAX {
+                self.joined.push(who.clone());
+            }
         }
+        self.connections.insert(connection, who);
     }
 
     fn remove(&mut self, connection: u64) {
-        if let Some(old) = self.connections.remove(&connection) {
-            self.release(old);
-        }
-    }
-
-    fn release(&mut self, (user, is_host): (UserId, bool)) {
-        if is_host {
+        let Some(who) = self.connections.remove(&connection) else {
             return;
-        }
-        if let Some(n) = self.per_viewer.get_mut(&user) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_viewer.remove(&user);
+        };
+        let Some(open) = self.per_user.get_mut(&who.id) else {
+            return;
+        };
+        *open -= 1;
+        if *open == 0 {
+            self.per_user.remove(&who.id);
+            if who.role != Role::Host {
+                self.viewers = self.viewers.saturating_sub(1);
+            }
+            if let Some(i) = self.joined.iter().position(|a| a.id == who.id) {
+                self.joined.remove(i); // came and went: no news
+            } else if self.left.len() < PRESENCE_NAMES_MAX {
+                self.left.push(who);
             }
         }
     }
 
     fn viewer_count(&self) -> u32 {
-        u32::try_from(self.per_viewer.len()).unwrap_or(u32::MAX)
+        self.viewers
+    }
+
+    /// The frame to publish, if anything changed since the last one.
+    fn take_update(&mut self) -> Option<(u32, Vec<Author>, Vec<Author>)> {
+        let count = self.viewer_count();
+        if self.published == Some(count) && self.joined.is_empty() && self.left.is_empty() {
+            return None;
+        }
+        self.published = Some(count);
+        Some((
+            count,
+            std::mem::take(&mut self.joined),
+            std::mem::take(&mut self.left),
+        ))
     }
 }
 
@@ -323,12 +357,9 @@ impl SessionRegistry {
     }
 
     /// A connection joined a session.
-    pub fn joined(&self, id: Uuid, connection: u64, user: UserId, is_host: bool) {
+    pub fn joined(&self, id: Uuid, connection: u64, who: Author) {
         let mut presence = lock(&self.inner.presence);
-        presence
-            .entry(id)
-            .or_default()
-            .add(connection, user, is_host);
+        presence.entry(id).or_default().add(connection, who);
     }
 
     /// A connection left a session (or closed).
@@ -341,18 +372,16 @@ impl SessionRegistry {
 
     /// Publishes a `presence` frame for every session whose count changed.
     fn publish_presence(&self) {
-        let changed: Vec<(Uuid, u32)> = lock(&self.inner.presence)
+        let changed: Vec<_> = lock(&self.inner.presence)
             .iter_mut()
-            .filter(|(_, p)| p.published != Some(p.viewer_count()))
-            .map(|(id, p)| {
-                p.published = Some(p.viewer_count());
-                (*id, p.viewer_count())
-            })
+            .filter_map(|(id, p)| p.take_update().map(|update| (*id, update)))
             .collect();
-        for (id, viewer_count) in changed {
+        for (id, (viewer_count, joined, left)) in changed {
             let frame = ServerMsg::Presence {
                 session_id: SessionId(id),
                 viewer_count,
+                joined,
+                left,
             }
             .encode();
             self.inner.bus.publish(
@@ -435,24 +464,45 @@ impl SessionRegistry {
 mod tests {
     use super::*;
 
+    fn who(n: u128, role: Role) -> Author {
+        Author {
+            id: UserId(Uuid::from_u128(n)),
+            name: format!("u{n}"),
+            role,
+        }
+    }
+
     #[test]
     fn presence_counts_distinct_viewers_not_connections_or_the_host() {
         let mut p = SessionPresence::default();
-        let (a, b, host) = (
-            UserId(Uuid::from_u128(1)),
-            UserId(Uuid::from_u128(2)),
-            UserId(Uuid::from_u128(3)),
-        );
-        p.add(1, a, false);
-        p.add(2, a, false);
-        p.add(3, b, false);
-        p.add(4, host, true);
+        p.add(1, who(1, Role::Viewer));
+        p.add(2, who(1, Role::Viewer));
+        p.add(3, who(2, Role::Guest));
+        p.add(4, who(3, Role::Host));
         assert_eq!(p.viewer_count(), 2);
+        let (count, joined, left) = p.take_update().unwrap();
+        assert_eq!(count, 2);
+        assert_eq!(joined.len(), 3, "each user once, the host too");
+        assert!(left.is_empty());
+        assert!(p.take_update().is_none(), "nothing new");
         p.remove(1);
-        assert_eq!(p.viewer_count(), 2, "a still has a connection");
+        assert_eq!(p.viewer_count(), 2, "u1 still has a connection");
+        assert!(p.take_update().is_none());
         p.remove(2);
         p.remove(4);
         p.remove(99);
         assert_eq!(p.viewer_count(), 1);
+        let (_, joined, left) = p.take_update().unwrap();
+        assert!(joined.is_empty());
+        assert_eq!(left.len(), 2);
+    }
+
+    #[test]
+    fn coming_and_going_between_frames_is_no_news() {
+        let mut p = SessionPresence::default();
+        p.take_update();
+        p.add(1, who(1, Role::Viewer));
+        p.remove(1);
+        assert!(p.take_update().is_none());
     }
 }

@@ -265,3 +265,56 @@ async fn chat_survives_a_server_restart() {
     assert_eq!(h.chat(&session, "m1", "c1").await["body"]["seq"], 1);
     second.handle.stop(true).await;
 }
+
+#[actix_rt::test]
+async fn presence_announces_who_joined_and_left_once_per_user() {
+    let app = spawn_app().await;
+    let host = app.register().await;
+    let viewer = app.register().await;
+    let sid = app.live_session(&host).await.to_string();
+    let mut h = WsClient::connect(&app.address, &host.token).await;
+    h.join(&sid, None).await;
+    // The viewer opens two connections: one arrival.
+    let mut v1 = WsClient::connect(&app.address, &viewer.token).await;
+    let mut v2 = WsClient::connect(&app.address, &viewer.token).await;
+    v1.join(&sid, None).await;
+    v2.join(&sid, None).await;
+    let mut arrivals = Vec::new();
+    let mut count = 0;
+    while count != 1
+        || !arrivals
+            .iter()
+            .any(|a: &serde_json::Value| a["id"] == viewer.id.to_string())
+    {
+        let (p, _) = h.recv_type("presence").await;
+        count = p["viewer_count"].as_u64().unwrap();
+        arrivals.extend(p["joined"].as_array().cloned().unwrap_or_default());
+    }
+    let viewer_arrivals = arrivals
+        .iter()
+        .filter(|a| a["id"] == viewer.id.to_string())
+        .count();
+    assert_eq!(viewer_arrivals, 1);
+    let arrival = arrivals
+        .iter()
+        .find(|a| a["id"] == viewer.id.to_string())
+        .unwrap();
+    assert_eq!(arrival["role"], "viewer");
+    assert_eq!(arrival["name"], viewer.username);
+
+    // Leaving on one connection is not a departure; closing the last is.
+    let (left, _) = v1
+        .request(json!({"type": "leave", "session_id": sid}))
+        .await;
+    assert_eq!(left["status"], "ok");
+    drop(v2);
+    loop {
+        let (p, _) = h.recv_type("presence").await;
+        if let Some(gone) = p["left"].as_array() {
+            assert_eq!(gone.len(), 1);
+            assert_eq!(gone[0]["id"], viewer.id.to_string());
+            assert_eq!(p["viewer_count"], 0);
+            break;
+        }
+    }
+}
