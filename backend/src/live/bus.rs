@@ -28,6 +28,23 @@ pub struct BusEvent {
     pub last: bool,
 }
 
+impl BusEvent {
+    /// An event with its frame encoded once, for every subscriber.
+    pub fn new(frame: String, seq: Option<u64>) -> Self {
+        Self {
+            seq,
+            frame: ByteString::from(frame),
+            last: false,
+        }
+    }
+
+    /// Marks the session's last event.
+    pub fn last(mut self) -> Self {
+        self.last = true;
+        self
+    }
+}
+
 /// Carries session events to subscribers.
 pub trait Bus: Send + Sync + fmt::Debug + 'static {
     /// Publishes an event of `session_id` (never waits).

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use bytestring::ByteString;
 use chrono::Utc;
 use mobile_bridge::protocol::{Author, ChatAck, ChatMessage, ServerMsg};
 use mobile_bridge::SessionId;
@@ -153,14 +152,8 @@ impl ChatChannel {
             .inc_by(u64::try_from(batch.len()).unwrap_or_default());
         for (message, ack) in batch.iter().zip(acks) {
             let frame = ServerMsg::ChatMessage(message.clone()).encode();
-            self.bus.publish(
-                self.session_id,
-                BusEvent {
-                    seq: Some(message.seq),
-                    frame: ByteString::from(frame),
-                    last: false,
-                },
-            );
+            self.bus
+                .publish(self.session_id, BusEvent::new(frame, Some(message.seq)));
             self.answer(message.seq, Ok(ack));
         }
     }
@@ -314,14 +307,7 @@ impl Handler<DeleteChat> for ChatChannel {
                             seq: msg.seq,
                         }
                         .encode();
-                        act.bus.publish(
-                            act.session_id,
-                            BusEvent {
-                                seq: None,
-                                frame: ByteString::from(frame),
-                                last: false,
-                            },
-                        );
+                        act.bus.publish(act.session_id, BusEvent::new(frame, None));
                     }
                     Ok(found)
                 }),

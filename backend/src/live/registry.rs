@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_rt::{Arbiter, System};
-use bytestring::ByteString;
 use mobile_bridge::protocol::{Author, Role, ServerMsg};
 use mobile_bridge::{SessionId, UserId};
 use sea_orm::DatabaseConnection;
@@ -275,14 +274,9 @@ impl SessionRegistry {
             session_id: SessionId(id),
         }
         .encode();
-        self.inner.bus.publish(
-            id,
-            BusEvent {
-                seq: None,
-                frame: ByteString::from(frame),
-                last: true,
-            },
-        );
+        self.inner
+            .bus
+            .publish(id, BusEvent::new(frame, None).last());
         self.inner.bus.close(id);
         if let Some(entry) = entry {
             entry.session.do_send(Shutdown);
@@ -384,14 +378,7 @@ impl SessionRegistry {
                 left,
             }
             .encode();
-            self.inner.bus.publish(
-                id,
-                BusEvent {
-                    seq: None,
-                    frame: ByteString::from(frame),
-                    last: false,
-                },
-            );
+            self.inner.bus.publish(id, BusEvent::new(frame, None));
         }
     }
 

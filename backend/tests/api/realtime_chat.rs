@@ -182,17 +182,7 @@ async fn an_oversized_frame_closes_the_connection_with_a_size_code() {
     let host = app.register().await;
     let mut h = WsClient::connect(&app.address, &host.token).await;
     h.send_raw(&"x".repeat(64 * 1024)).await;
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
-        use futures_util::StreamExt;
-        while let Some(msg) = h.socket.next().await {
-            if let Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) = msg {
-                return frame.map(|f| u16::from(f.code));
-            }
-        }
-        None
-    })
-    .await
-    .unwrap();
+    let closed = h.close_code().await;
     assert_eq!(closed, Some(1009));
 }
 

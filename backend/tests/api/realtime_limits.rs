@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::helpers::{read, spawn_app_with};
@@ -72,16 +71,7 @@ async fn a_flood_closes_the_connection_with_a_policy_code() {
     for _ in 0..50 {
         ws.send_raw(r#"{"type":"ping"}"#).await;
     }
-    let code = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(msg) = ws.socket.next().await {
-            if let Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) = msg {
-                return frame.map(|f| u16::from(f.code));
-            }
-        }
-        None
-    })
-    .await
-    .unwrap();
+    let code = ws.close_code().await;
     assert_eq!(code, Some(1008));
 }
 

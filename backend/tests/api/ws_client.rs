@@ -74,6 +74,21 @@ impl WsClient {
         }
     }
 
+    /// Reads until the server closes the connection; its close code.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        tokio::time::timeout(FRAME_TIMEOUT, async {
+            while let Some(msg) = self.socket.next().await {
+                if let Ok(Message::Close(frame)) = msg {
+                    return frame.map(|f| u16::from(f.code));
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     /// Reads frames until one of type `kind`, returning the skipped ones too.
     pub async fn recv_type(&mut self, kind: &str) -> (Value, Vec<Value>) {
         let mut skipped = Vec::new();
