@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what is missing, then
-# runs formatting and lint checks, the tests on SQLite and on PostgreSQL, and
-# an OpenAPI-driven fuzz run (schemathesis) against a booted server.
+# runs formatting and lint checks, the tests on SQLite and on PostgreSQL, an
+# OpenAPI-driven fuzz run (schemathesis) against a booted server, and an
+# independent Python WebSocket client against another.
 #
 #   ./scripts/test.sh
 #
@@ -106,8 +107,12 @@ drop_test_databases
 step "OpenAPI fuzzing (schemathesis)"
 "$ROOT/scripts/fuzz-openapi.sh"
 
+step "interop: a Python WebSocket client written from docs/protocol.md"
+"$ROOT/scripts/interop.sh" 2>&1 | tee "$CACHE/interop.log"
+
 step "all checks passed"
 # One closing line for the whole run (every cargo test binary, both databases).
-cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" |
-    awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/interop.log" |
+    awk '/^test result:/ || /^[0-9]+ passed, [0-9]+ failed$/ {
+             for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
          END { printf "summary: %d passed, %d failed\n", p, f }'

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Clients nobody on this team wrote: a Python WebSocket client, written from
+# docs/protocol.md, drives a booted simmer (SQLite, loopback) and validates
+# every server frame against docs/protocol.schema.json.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/simmer/target}"
+VENV="$HOME/.cache/simmer/interop-venv"
+if ! "$VENV/bin/python" -c 'import websockets, jsonschema' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "websockets==15.0.1" "jsonschema==4.26.0"
+fi
+cargo build -p backend --locked --quiet
+WORK="$(mktemp -d)"
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
+    "$CARGO_TARGET_DIR/debug/simmer" serve >"$WORK/server.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+"$VENV/bin/python" scripts/interop/ws_chat_client.py "http://127.0.0.1:$PORT" docs/protocol.schema.json
