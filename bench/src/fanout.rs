@@ -30,6 +30,10 @@ pub struct LoadArgs {
     /// Connections opened at once while ramping up.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
+    /// Connect only, without joining the session (to tell the cost of a
+    /// connection from the cost of a membership).
+    #[arg(long)]
+    pub no_join: bool,
     /// The server's process id, to report its memory.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -129,6 +133,7 @@ pub async fn connect_viewers(
             let base = args.url.clone();
             let ws_url = ws_url.clone();
             let ips = args.source_ips.max(1);
+            let no_join = args.no_join;
             pending.push(async move {
                 let token =
                     setup::guest_token(&http, &base, session.0, &format!("viewer {n}")).await?;
@@ -142,7 +147,9 @@ pub async fn connect_viewers(
                 ]));
                 config.ping_interval = Duration::from_secs(20);
                 let (client, events) = Client::connect(config).await?;
-                client.join(session).await?;
+                if !no_join {
+                    client.join(session).await?;
+                }
                 Ok::<_, anyhow::Error>((client, events, t0.elapsed()))
             });
         }
