@@ -3,8 +3,8 @@
 
 use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{Duration as ChronoDuration, Utc};
-use mobile_bridge::protocol::{Author, ChatMessage, Role};
-use mobile_bridge::{SessionId, UserId};
+use mobile_bridge::protocol::ChatMessage;
+use mobile_bridge::SessionId;
 use serde::{Deserialize, Serialize};
 use simmer_entity::session;
 use utoipa::{IntoParams, ToSchema};
@@ -162,16 +162,7 @@ pub async fn post_message(
         return Err(not_live());
     }
     let chat = state.registry.chat(id).map_err(|_| not_live())?;
-    let (name, role) = match &caller {
-        Principal::Guest { name, .. } => (name.clone(), Role::Guest),
-        Principal::User { id: user, name } if *user == model.host_id => (name.clone(), Role::Host),
-        Principal::User { name, .. } => (name.clone(), Role::Viewer),
-    };
-    let author = Author {
-        id: UserId(caller.id()),
-        name,
-        role,
-    };
+    let author = caller.author_in(model.host_id);
     let body = body.into_inner();
     let client_msg_id = body
         .client_msg_id

@@ -3,6 +3,8 @@
 use std::future::{ready, Ready};
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use mobile_bridge::protocol::{Author, Role};
+use mobile_bridge::UserId;
 use uuid::Uuid;
 
 use super::jwt::TokenKind;
@@ -27,6 +29,27 @@ impl Principal {
     pub fn id(&self) -> Uuid {
         match self {
             Principal::User { id, .. } | Principal::Guest { id, .. } => *id,
+        }
+    }
+
+    /// The display name from the token.
+    pub fn name(&self) -> &str {
+        match self {
+            Principal::User { name, .. } | Principal::Guest { name, .. } => name,
+        }
+    }
+
+    /// This caller as a chat author in a session hosted by `host_id`.
+    pub fn author_in(&self, host_id: Uuid) -> Author {
+        let role = match self {
+            Principal::Guest { .. } => Role::Guest,
+            Principal::User { id, .. } if *id == host_id => Role::Host,
+            Principal::User { .. } => Role::Viewer,
+        };
+        Author {
+            id: UserId(self.id()),
+            name: self.name().to_owned(),
+            role,
         }
     }
 

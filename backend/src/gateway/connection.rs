@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, MessageStream, Session};
 use bytestring::ByteString;
 use futures_util::StreamExt;
-use mobile_bridge::protocol::{
-    Author, ClientMsg, JoinSnapshot, Ref, Role, ServerMsg, PROTOCOL_VERSION,
-};
-use mobile_bridge::{ErrorCode, SessionId, UserId};
+use mobile_bridge::protocol::{Author, ClientMsg, JoinSnapshot, Ref, ServerMsg, PROTOCOL_VERSION};
+use mobile_bridge::{ErrorCode, SessionId};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
@@ -21,7 +19,7 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::live::bus::BusEvent;
-use crate::live::chat_actor::{ChatError, GetHistory, PostChat};
+use crate::live::chat_actor::{durable_seq, ChatError, GetHistory, PostChat};
 use crate::live::rate::TokenBucket;
 use crate::state::AppState;
 use crate::store::sessions::{self, SessionState};
@@ -34,7 +32,8 @@ const REPLAY_PAGE: usize = 500;
 /// A session this connection follows.
 #[derive(Debug)]
 struct Joined {
-    role: Role,
+    /// This connection's user as the session's members see it.
+    author: Author,
     /// The newest chat sequence number delivered on this connection.
     delivered_seq: u64,
 }
@@ -295,7 +294,7 @@ impl Connection {
             ));
         }
         let unavailable = || (ErrorCode::Unavailable, "try again shortly".to_owned());
-        let (model, _) = sessions::find_with_host(&self.state.db, id)
+        let model = sessions::find(&self.state.db, id)
             .await
             .map_err(|_| unavailable())?
             .ok_or((ErrorCode::NotFound, "no such session".to_owned()))?;
@@ -309,11 +308,9 @@ impl Connection {
                 ),
             ));
         }
-        let role = match &self.principal {
-            Principal::Guest { .. } => Role::Guest,
-            Principal::User { id: user, .. } if *user == model.host_id => Role::Host,
-            Principal::User { .. } => Role::Viewer,
-        };
+        let author = self.principal.author_in(model.host_id);
+        let role = author.role;
+        let author_for_presence = author.clone();
         // Subscribe before reading history: whatever is published from now
         // on is in the subscription, whatever was before is in the history.
         let events = self.state.registry.bus().subscribe(id);
@@ -324,25 +321,17 @@ impl Connection {
             .await
             .map_err(|_| unavailable())?;
         let chat = self.state.registry.chat(id).map_err(|_| unavailable())?;
-        let durable = chat
-            .send(GetHistory {
-                after: u64::MAX,
-                limit: 0,
-            })
-            .await
-            .map_err(|_| unavailable())?
-            .map_err(|_| unavailable())?
-            .durable_seq;
+        let durable = durable_seq(&chat).await.map_err(|_| unavailable())?;
         self.events.insert(id, BroadcastStream::new(events));
         let from = last_seq.filter(|s| *s < durable);
         self.joined.insert(
             id,
             Joined {
-                role,
+                author,
                 delivered_seq: from.unwrap_or(durable),
             },
         );
-        self.state.registry.joined(id, self.id, self.author(role));
+        self.state.registry.joined(id, self.id, author_for_presence);
         Ok((
             JoinSnapshot {
                 session_id: SessionId(id),
@@ -408,19 +397,8 @@ impl Connection {
                 // from history, then carry on from the subscription.
                 tracing::debug!(connection = self.id, session_id = %id, missed, "lagging; resyncing");
                 let from = self.joined.get(&id).map(|j| j.delivered_seq)?;
-                let until = self
-                    .state
-                    .registry
-                    .chat(id)
-                    .ok()?
-                    .send(GetHistory {
-                        after: u64::MAX,
-                        limit: 0,
-                    })
-                    .await
-                    .ok()?
-                    .ok()?
-                    .durable_seq;
+                let chat = self.state.registry.chat(id).ok()?;
+                let until = durable_seq(&chat).await.ok()?;
                 return self.replay(id, from, until).await;
             }
         };
@@ -442,17 +420,6 @@ impl Connection {
         None
     }
 
-    /// The caller as other members see it.
-    fn author(&self, role: Role) -> Author {
-        Author {
-            id: UserId(self.principal.id()),
-            name: match &self.principal {
-                Principal::User { name, .. } | Principal::Guest { name, .. } => name.clone(),
-            },
-            role,
-        }
-    }
-
     async fn chat_send(
         &mut self,
         reference: Option<Ref>,
@@ -469,7 +436,7 @@ impl Connection {
                 ))
                 .await;
         };
-        let author = self.author(joined.role);
+        let author = joined.author.clone();
         let chat = match self.state.registry.chat(session_id.0) {
             Ok(chat) => chat,
             Err(_) => {

@@ -158,6 +158,17 @@ impl ChatChannel {
         }
     }
 
+    /// Stops once no write is pending, so acknowledged work always lands.
+    fn stop_when_written(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || !self.pending.is_empty() {
+            ctx.run_later(std::time::Duration::from_millis(20), |act, ctx| {
+                act.stop_when_written(ctx)
+            });
+        } else {
+            ctx.stop();
+        }
+    }
+
     fn answer(&mut self, seq: u64, result: Result<ChatAck, ChatError>) {
         for waiter in self.waiters.remove(&seq).unwrap_or_default() {
             let _ = waiter.send(result.clone());
@@ -346,6 +357,17 @@ impl Handler<MuteUser> for ChatChannel {
     }
 }
 
+/// The newest durable sequence number of a channel.
+pub async fn durable_seq(chat: &Addr<ChatChannel>) -> Result<u64, ChatError> {
+    chat.send(GetHistory {
+        after: u64::MAX,
+        limit: 0,
+    })
+    .await
+    .map_err(|_| ChatError::Unavailable)?
+    .map(|h| h.durable_seq)
+}
+
 /// Stops the channel for good (its session ended).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -355,14 +377,7 @@ impl Handler<StopChat> for ChatChannel {
     type Result = ();
 
     fn handle(&mut self, _: StopChat, ctx: &mut Context<Self>) {
-        // Let a write under way finish: stop once nothing is pending.
-        if self.writing || !self.pending.is_empty() {
-            ctx.run_later(std::time::Duration::from_millis(20), |_, ctx| {
-                ctx.address().do_send(StopChat);
-            });
-            return;
-        }
-        ctx.stop();
+        self.stop_when_written(ctx);
     }
 }
 

@@ -58,6 +58,14 @@ struct Entry {
 /// Names per `presence` frame, each way.
 const PRESENCE_NAMES_MAX: usize = 50;
 
+impl Entry {
+    /// Stops both actors for good.
+    fn stop(&self) {
+        self.session.do_send(Shutdown);
+        self.chat.do_send(StopChat);
+    }
+}
+
 /// Who is connected to one session. Counts are kept incrementally: a join or
 /// leave costs O(1) however many are watching.
 #[derive(Debug, Default)]
@@ -279,8 +287,7 @@ impl SessionRegistry {
             .publish(id, BusEvent::new(frame, None).last());
         self.inner.bus.close(id);
         if let Some(entry) = entry {
-            entry.session.do_send(Shutdown);
-            entry.chat.do_send(StopChat);
+            entry.stop();
         }
     }
 
@@ -391,8 +398,7 @@ impl SessionRegistry {
     pub fn shutdown(&self) {
         let mut map = lock(&self.inner.sessions);
         for (_, entry) in map.drain() {
-            entry.session.do_send(Shutdown);
-            entry.chat.do_send(StopChat);
+            entry.stop();
         }
         self.update_gauge(&map);
     }
