@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, MessageStream, Session};
 use bytestring::ByteString;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use mobile_bridge::protocol::{Author, ClientMsg, JoinSnapshot, Ref, ServerMsg, PROTOCOL_VERSION};
 use mobile_bridge::{ErrorCode, SessionId};
 use tokio::sync::mpsc;
@@ -28,6 +28,8 @@ use crate::store::sessions::{self, SessionState};
 const REPLY_QUEUE: usize = 256;
 /// Messages per page when replaying history after a `join` or a lag.
 const REPLAY_PAGE: usize = 500;
+/// Queued events written in one go after a wake-up, at most.
+const COALESCE_FRAMES: usize = 64;
 
 /// A session this connection follows.
 #[derive(Debug)]
@@ -45,7 +47,9 @@ struct Connection {
     session: Session,
     joined: HashMap<Uuid, Joined>,
     events: StreamMap<Uuid, BroadcastStream<BusEvent>>,
-    replies_tx: mpsc::Sender<ByteString>,
+    /// Replies of sends in flight; made on the first send, so connections
+    /// that only watch do not pay for the queue.
+    replies: Option<(mpsc::Sender<ByteString>, mpsc::Receiver<ByteString>)>,
 }
 
 /// Why the loop ended.
@@ -66,7 +70,6 @@ pub async fn run(
 ) {
     let metrics = state.metrics.clone();
     metrics.ws_connections.inc();
-    let (replies_tx, mut replies_rx) = mpsc::channel(REPLY_QUEUE);
     let idle_timeout = state.settings.ws_idle_timeout;
     let max_frame = state.settings.ws_max_frame_bytes;
     let mut conn = Connection {
@@ -76,7 +79,7 @@ pub async fn run(
         session,
         joined: HashMap::new(),
         events: StreamMap::new(),
-        replies_tx,
+        replies: None,
     };
     let mut stream = stream
         .aggregate_continuations()
@@ -116,7 +119,10 @@ pub async fn run(
                     continue;
                 }
                 end = match inbound {
-                    Some(Ok(AggregatedMessage::Text(text))) => conn.on_text(&text).await,
+                    // Boxed: handling a frame can go as deep as a database
+                    // read, and that state should not live in every idle
+                    // connection's future.
+                    Some(Ok(AggregatedMessage::Text(text))) => Box::pin(conn.on_text(&text)).await,
                     Some(Ok(AggregatedMessage::Binary(_))) => {
                         conn.error(ErrorCode::InvalidFrame, "frames are JSON text, not binary").await
                     }
@@ -136,8 +142,18 @@ pub async fn run(
             }
             Some((session_id, event)) = conn.events.next() => {
                 end = conn.on_event(session_id, event).await;
+                // Take whatever else is already queued before yielding, so
+                // the socket gets one write for the batch, not one per frame.
+                let mut budget = COALESCE_FRAMES;
+                while end.is_none() && budget > 0 {
+                    let Some(Some((session_id, event))) = conn.events.next().now_or_never() else {
+                        break;
+                    };
+                    end = conn.on_event(session_id, event).await;
+                    budget -= 1;
+                }
             }
-            Some(reply) = replies_rx.recv() => {
+            Some(reply) = next_reply(&mut conn.replies) => {
                 if conn.session.text(reply).await.is_err() {
                     end = Some(End::Gone);
                 }
@@ -162,6 +178,16 @@ pub async fn run(
         let _ = conn.session.close(Some(reason)).await;
     }
     metrics.ws_connections.dec();
+}
+
+/// The next reply of a send in flight; never, before the first send.
+async fn next_reply(
+    replies: &mut Option<(mpsc::Sender<ByteString>, mpsc::Receiver<ByteString>)>,
+) -> Option<ByteString> {
+    match replies {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Connection {
@@ -399,7 +425,8 @@ impl Connection {
                 let from = self.joined.get(&id).map(|j| j.delivered_seq)?;
                 let chat = self.state.registry.chat(id).ok()?;
                 let until = durable_seq(&chat).await.ok()?;
-                return self.replay(id, from, until).await;
+                // Boxed: rare, and deep; kept out of the connection's future.
+                return Box::pin(self.replay(id, from, until)).await;
             }
         };
         // Not following it any more (a late event after `leave`): drop it.
@@ -449,7 +476,11 @@ impl Connection {
                     .await
             }
         };
-        let replies = self.replies_tx.clone();
+        let replies = self
+            .replies
+            .get_or_insert_with(|| mpsc::channel(REPLY_QUEUE))
+            .0
+            .clone();
         // Wait for durability off the loop, so this connection keeps reading
         // and delivering while its message is written.
         actix_rt::spawn(async move {
