@@ -1,11 +1,14 @@
-//! Simmer's recipe timer as clients see it, and (as it grows) the timer state
-//! machine and the smartwatch feed.
+//! Simmer's recipe timer and its smartwatch feed, without I/O.
 //!
 //! The timer keeps absolute deadlines in server time (`deadline_ms`), never a
 //! decremented "seconds left": every client, whatever its clock or its link,
 //! can render the same countdown from one frame. This crate depends on nothing
 //! server-side, so watch and phone clients can use its types directly.
 
+mod machine;
 mod timer;
 
+pub use machine::{
+    RefusalCode, TimerAction, TimerEvent, TimerMachine, TimerRecord, TimerRefusal, MAX_ADD_TIME_S,
+};
 pub use timer::{TimerState, TimerStep, TimerView};
