@@ -62,6 +62,15 @@ pub fn status_of(code: ErrorCode) -> (StatusCode, &'static str) {
         ErrorCode::InvalidFrame => (StatusCode::BAD_REQUEST, "Invalid frame"),
         ErrorCode::NotJoined => (StatusCode::FORBIDDEN, "Not joined"),
         ErrorCode::UnsupportedProtocol => (StatusCode::BAD_REQUEST, "Unsupported protocol version"),
+        ErrorCode::TimerNotIdle
+        | ErrorCode::TimerNotRunning
+        | ErrorCode::TimerNotPaused
+        | ErrorCode::TimerFinished
+        | ErrorCode::TimerFirstStep
+        | ErrorCode::TimerNoSuchStep
+        | ErrorCode::TimerManualStep
+        | ErrorCode::TimerNoSteps => (StatusCode::CONFLICT, "Timer action does not apply"),
+        ErrorCode::TimerBadSeconds => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid timer seconds"),
         ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
     }
 }

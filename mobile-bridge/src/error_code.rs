@@ -52,13 +52,31 @@ pub enum ErrorCode {
     NotJoined,
     /// The client asked for a protocol version this server does not speak.
     UnsupportedProtocol,
+    /// `start` applies to an idle timer only.
+    TimerNotIdle,
+    /// `pause` applies to a running timer only.
+    TimerNotRunning,
+    /// `resume` applies to a paused timer only.
+    TimerNotPaused,
+    /// The timer is finished: `reset` it or `goto` a step.
+    TimerFinished,
+    /// `previous` on the first step.
+    TimerFirstStep,
+    /// `goto` a step the recipe does not have.
+    TimerNoSuchStep,
+    /// `add_time` on a step without a countdown.
+    TimerManualStep,
+    /// The recipe has no steps to time.
+    TimerNoSteps,
+    /// `add_time` with zero seconds or more than a day either way.
+    TimerBadSeconds,
     /// An unexpected server-side failure; details are in the server's logs.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (for documentation and tests).
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::InvalidBody,
         ErrorCode::InvalidPath,
         ErrorCode::InvalidQuery,
@@ -79,6 +97,15 @@ impl ErrorCode {
         ErrorCode::InvalidFrame,
         ErrorCode::NotJoined,
         ErrorCode::UnsupportedProtocol,
+        ErrorCode::TimerNotIdle,
+        ErrorCode::TimerNotRunning,
+        ErrorCode::TimerNotPaused,
+        ErrorCode::TimerFinished,
+        ErrorCode::TimerFirstStep,
+        ErrorCode::TimerNoSuchStep,
+        ErrorCode::TimerManualStep,
+        ErrorCode::TimerNoSteps,
+        ErrorCode::TimerBadSeconds,
         ErrorCode::Internal,
     ];
 
@@ -105,7 +132,33 @@ impl ErrorCode {
             ErrorCode::InvalidFrame => "invalid_frame",
             ErrorCode::NotJoined => "not_joined",
             ErrorCode::UnsupportedProtocol => "unsupported_protocol",
+            ErrorCode::TimerNotIdle => "timer_not_idle",
+            ErrorCode::TimerNotRunning => "timer_not_running",
+            ErrorCode::TimerNotPaused => "timer_not_paused",
+            ErrorCode::TimerFinished => "timer_finished",
+            ErrorCode::TimerFirstStep => "timer_first_step",
+            ErrorCode::TimerNoSuchStep => "timer_no_such_step",
+            ErrorCode::TimerManualStep => "timer_manual_step",
+            ErrorCode::TimerNoSteps => "timer_no_steps",
+            ErrorCode::TimerBadSeconds => "timer_bad_seconds",
             ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl From<watch_sync::RefusalCode> for ErrorCode {
+    fn from(code: watch_sync::RefusalCode) -> Self {
+        use watch_sync::RefusalCode as R;
+        match code {
+            R::TimerNotIdle => ErrorCode::TimerNotIdle,
+            R::TimerNotRunning => ErrorCode::TimerNotRunning,
+            R::TimerNotPaused => ErrorCode::TimerNotPaused,
+            R::TimerFinished => ErrorCode::TimerFinished,
+            R::TimerFirstStep => ErrorCode::TimerFirstStep,
+            R::TimerNoSuchStep => ErrorCode::TimerNoSuchStep,
+            R::TimerManualStep => ErrorCode::TimerManualStep,
+            R::TimerNoSteps => ErrorCode::TimerNoSteps,
+            R::TimerBadSeconds => ErrorCode::TimerBadSeconds,
         }
     }
 }

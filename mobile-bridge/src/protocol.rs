@@ -4,7 +4,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use watch_sync::TimerView;
+use watch_sync::{TimerActionName, TimerView};
 
 use crate::{ErrorCode, SessionId, UserId};
 
@@ -56,6 +56,19 @@ pub enum ClientMsg {
         session_id: SessionId,
         text: String,
         client_msg_id: String,
+    },
+    /// The host drives the recipe timer of a joined session (the same
+    /// actions as `POST /sessions/{id}/timer`); the reply carries the timer.
+    #[serde(rename = "timer.control")]
+    TimerControl {
+        session_id: SessionId,
+        action: TimerActionName,
+        /// For `goto`: the step, counted from 0.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<u32>,
+        /// For `add_time`: seconds to add (negative to remove).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<i64>,
     },
     /// Application-level keep-alive; answered by `pong`.
     #[serde(rename = "ping")]

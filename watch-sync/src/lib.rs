@@ -9,6 +9,7 @@ mod machine;
 mod timer;
 
 pub use machine::{
-    RefusalCode, TimerAction, TimerEvent, TimerMachine, TimerRecord, TimerRefusal, MAX_ADD_TIME_S,
+    RefusalCode, TimerAction, TimerActionName, TimerControl, TimerEvent, TimerMachine, TimerRecord,
+    TimerRefusal, MAX_ADD_TIME_S,
 };
 pub use timer::{TimerState, TimerStep, TimerView};

@@ -12,8 +12,7 @@ use crate::timer::{TimerState, TimerStep, TimerView};
 pub const MAX_ADD_TIME_S: i64 = 24 * 3600;
 
 /// What the host asks the timer to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimerAction {
     /// Start the current step (from idle).
     Start,
@@ -31,6 +30,57 @@ pub enum TimerAction {
     AddTime { seconds: i64 },
     /// Back to the first step, idle.
     Reset,
+}
+
+/// The names of the timer's actions on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TimerActionName {
+    Start,
+    Pause,
+    Resume,
+    Next,
+    Previous,
+    Goto,
+    AddTime,
+    Reset,
+}
+
+/// A host's timer action as sent over REST (`POST /sessions/{id}/timer`) and
+/// the WebSocket (`timer.control`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TimerControl {
+    /// What to do.
+    pub action: TimerActionName,
+    /// For `goto`: the step to go to, counted from 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    /// For `add_time`: seconds to add (negative to remove), non-zero, at most
+    /// a day either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<i64>,
+}
+
+impl TimerControl {
+    /// The action, or what is missing for it.
+    pub fn action(&self) -> Result<TimerAction, String> {
+        Ok(match self.action {
+            TimerActionName::Start => TimerAction::Start,
+            TimerActionName::Pause => TimerAction::Pause,
+            TimerActionName::Resume => TimerAction::Resume,
+            TimerActionName::Next => TimerAction::Next,
+            TimerActionName::Previous => TimerAction::Previous,
+            TimerActionName::Reset => TimerAction::Reset,
+            TimerActionName::Goto => TimerAction::Goto {
+                step: self.step.ok_or("goto needs `step`")?,
+            },
+            TimerActionName::AddTime => TimerAction::AddTime {
+                seconds: self.seconds.ok_or("add_time needs `seconds`")?,
+            },
+        })
+    }
 }
 
 impl TimerAction {

@@ -22,6 +22,11 @@ pub struct Model {
     pub started_at: Option<DateTimeUtc>,
     pub ended_at: Option<DateTimeUtc>,
     pub updated_at: DateTimeUtc,
+    /// The recipe timer's record (`watch_sync::TimerRecord`); `null` until
+    /// the host first touches the timer.
+    pub timer: Option<Json>,
+    /// The timer moves to the next step by itself when a countdown ends.
+    pub auto_advance: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

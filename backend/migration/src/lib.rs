@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_accounts_recipes_sessions;
 mod m20261126_000002_chat_messages;
 mod m20261126_000003_chat_mutes;
+mod m20261126_000004_session_timer;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_accounts_recipes_sessions::Migration),
             Box::new(m20261126_000002_chat_messages::Migration),
             Box::new(m20261126_000003_chat_mutes::Migration),
+            Box::new(m20261126_000004_session_timer::Migration),
         ]
     }
 }

@@ -39,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(sessions::end)
             .service(sessions::guest_token)
             .service(sessions::get_timer)
+            .service(sessions::control_timer)
             .service(chat::list)
             .service(chat::post_message)
             .service(chat::delete_message)

@@ -6,14 +6,15 @@ use serde::{Deserialize, Serialize};
 use simmer_entity::session;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use watch_sync::TimerView;
+use watch_sync::{TimerControl, TimerMachine, TimerView};
 
 use super::models::UserSummary;
 use super::pagination;
 use super::recipes::{steps_view, Step};
 use super::validate::Checks;
 use crate::auth::{AuthUser, TokenKind};
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
+use crate::live::timer_actor::TimerError;
 use crate::live::{self, SessionError};
 use crate::state::AppState;
 use crate::store::sessions::{self as store, NewSession, RecipeCopy, SessionState};
@@ -34,6 +35,9 @@ pub struct CreateSessionRequest {
     pub title: String,
     /// Whether viewers without an account may get guest tokens (default true).
     pub allow_guests: Option<bool>,
+    /// Whether the recipe timer moves to the next step by itself when a
+    /// countdown ends (default false: the host moves on).
+    pub auto_advance: Option<bool>,
 }
 
 /// The recipe a session cooks, as copied into it.
@@ -54,6 +58,8 @@ pub struct Session {
     pub title: String,
     pub state: SessionState,
     pub allow_guests: bool,
+    /// The timer moves to the next step by itself when a countdown ends.
+    pub auto_advance: bool,
     pub host: UserSummary,
     pub recipe: SessionRecipe,
     /// Viewers connected now (0 unless live).
@@ -120,9 +126,23 @@ async fn live_part(
     session_state: SessionState,
     recipe: &RecipeCopy,
 ) -> Result<(u32, TimerView), ApiError> {
+    // Not running: the stored timer as it was left (idle before the start).
     let at_rest = || {
         let now = Utc::now().timestamp_millis();
-        (0, TimerView::idle(&live::timer_steps(recipe), now))
+        let steps = live::timer_steps(recipe);
+        let timer = match (session_state, store::timer_record(model)) {
+            (SessionState::Scheduled, _) | (_, None) => TimerView::idle(&steps, now),
+            (_, Some(record)) => {
+                let mut view = TimerMachine::restore(steps, model.auto_advance, record).view(now);
+                // Nothing counts down in a session that is over.
+                if let Some(deadline) = view.deadline_ms.take() {
+                    view.remaining_ms = Some((deadline - now).max(0));
+                    view.state = watch_sync::TimerState::Paused;
+                }
+                view
+            }
+        };
+        (0, timer)
     };
     if session_state != SessionState::Live {
         return Ok(at_rest());
@@ -150,6 +170,7 @@ async fn view(
         title: model.title.clone(),
         state: session_state,
         allow_guests: model.allow_guests,
+        auto_advance: model.auto_advance,
         host,
         recipe: SessionRecipe {
             // The column, not the copy: it is nulled when the recipe is deleted.
@@ -224,6 +245,7 @@ pub async fn create(
             host_id: user.id,
             title,
             allow_guests: body.allow_guests.unwrap_or(true),
+            auto_advance: body.auto_advance.unwrap_or(false),
             recipe: RecipeCopy::of(&recipe)?,
         },
     )
@@ -452,5 +474,66 @@ pub async fn get_timer(
     let model = find(&state, id.into_inner()).await?;
     let (session_state, recipe) = store::decode(&model)?;
     let (_, timer) = live_part(&state, &model, session_state, &recipe).await?;
+    Ok(HttpResponse::Ok().json(timer))
+}
+
+/// Drives the recipe timer (host only, live sessions): `start`, `pause`,
+/// `resume`, `next`, `previous`, `goto` (with `step`), `add_time` (with
+/// `seconds`), `reset`. Answered once the change is durable; every viewer and
+/// paired watch gets the new timer.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{id}/timer",
+    tag = "sessions",
+    params(("id" = Uuid, Path, description = "Session id")),
+    request_body = TimerControl,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The timer after the action", body = TimerView),
+        (status = 403, description = "Not the host", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The action does not apply to the timer as it is (`code` says why: `timer_not_running`, `timer_finished`, ...), or the session is not live", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`goto` without `step`, `add_time` without valid `seconds`", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/sessions/{id}/timer")]
+#[tracing::instrument(skip_all, fields(user_id = %user.id, session_id))]
+pub async fn control_timer(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+    body: web::Json<TimerControl>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    tracing::Span::current().record("session_id", tracing::field::display(id));
+    let action = body.action().map_err(|message| {
+        let field = match body.action {
+            watch_sync::TimerActionName::Goto => "step",
+            _ => "seconds",
+        };
+        ApiError::validation(vec![FieldError {
+            field: field.into(),
+            message,
+        }])
+    })?;
+    let model = hosted(&state, id, &user).await?;
+    if store::decode(&model)?.0 != SessionState::Live {
+        return Err(ApiError::conflict(
+            "the timer runs while the session is live",
+        ));
+    }
+    let timer = state
+        .registry
+        .control_timer(id, action)
+        .await
+        .map_err(|e| match e {
+            TimerError::Refused(refusal) => ApiError::client(refusal.code.into(), refusal.message),
+            TimerError::Session(SessionError::NotLive) => {
+                ApiError::conflict("the session is not live any more")
+            }
+            TimerError::Session(SessionError::Unavailable) => {
+                ApiError::Unavailable(anyhow::anyhow!("session {id} timer did not answer"))
+            }
+        })?;
     Ok(HttpResponse::Ok().json(timer))
 }

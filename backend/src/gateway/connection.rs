@@ -9,18 +9,23 @@ use std::time::{Duration, Instant};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, MessageStream, Session};
 use bytestring::ByteString;
 use futures_util::{FutureExt, StreamExt};
-use mobile_bridge::protocol::{Author, ClientMsg, JoinSnapshot, Ref, ServerMsg, PROTOCOL_VERSION};
+use mobile_bridge::protocol::{
+    Author, ClientMsg, JoinSnapshot, Ref, Role, ServerMsg, PROTOCOL_VERSION,
+};
 use mobile_bridge::{ErrorCode, SessionId};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamMap;
 use uuid::Uuid;
+use watch_sync::TimerControl;
 
 use crate::auth::Principal;
 use crate::live::bus::BusEvent;
 use crate::live::chat_actor::{durable_seq, ChatError, GetHistory, PostChat};
 use crate::live::rate::TokenBucket;
+use crate::live::timer_actor::TimerError;
+use crate::live::SessionError;
 use crate::state::AppState;
 use crate::store::sessions::{self, SessionState};
 
@@ -271,7 +276,82 @@ impl Connection {
                 self.chat_send(reference, session_id, text, client_msg_id)
                     .await
             }
+            ClientMsg::TimerControl {
+                session_id,
+                action,
+                step,
+                seconds,
+            } => {
+                let control = TimerControl {
+                    action,
+                    step,
+                    seconds,
+                };
+                self.timer_control(reference, session_id, control).await
+            }
         }
+    }
+
+    /// A host's timer action; answered off the loop once it is durable.
+    async fn timer_control(
+        &mut self,
+        reference: Option<Ref>,
+        session_id: SessionId,
+        control: TimerControl,
+    ) -> Option<End> {
+        let refused = match self.joined.get(&session_id.0) {
+            None => Some((ErrorCode::NotJoined, "join the session first".to_owned())),
+            Some(joined) if joined.author.role != Role::Host => Some((
+                ErrorCode::Forbidden,
+                "only the session's host drives the timer".to_owned(),
+            )),
+            Some(_) => None,
+        };
+        let action = match (refused, control.action()) {
+            (Some((code, message)), _) => {
+                return self.reply(ServerMsg::err(reference, code, message)).await
+            }
+            (None, Err(message)) => {
+                return self
+                    .reply(ServerMsg::err(
+                        reference,
+                        ErrorCode::ValidationFailed,
+                        message,
+                    ))
+                    .await
+            }
+            (None, Ok(action)) => action,
+        };
+        let registry = self.state.registry.clone();
+        let replies = self.replies();
+        actix_rt::spawn(async move {
+            let reply = match registry.control_timer(session_id.0, action).await {
+                Ok(timer) => {
+                    ServerMsg::ok(reference, serde_json::to_value(timer).unwrap_or_default())
+                }
+                Err(TimerError::Refused(refusal)) => {
+                    ServerMsg::err(reference, refusal.code.into(), refusal.message)
+                }
+                Err(TimerError::Session(SessionError::NotLive)) => {
+                    ServerMsg::err(reference, ErrorCode::Conflict, "session is not live")
+                }
+                Err(TimerError::Session(SessionError::Unavailable)) => ServerMsg::err(
+                    reference,
+                    ErrorCode::Unavailable,
+                    "the timer did not answer; retry",
+                ),
+            };
+            let _ = replies.send(ByteString::from(reply.encode())).await;
+        });
+        None
+    }
+
+    /// The queue that replies of work done off the loop come back on.
+    fn replies(&mut self) -> mpsc::Sender<ByteString> {
+        self.replies
+            .get_or_insert_with(|| mpsc::channel(REPLY_QUEUE))
+            .0
+            .clone()
     }
 
     async fn join(
@@ -476,11 +556,7 @@ impl Connection {
                     .await
             }
         };
-        let replies = self
-            .replies
-            .get_or_insert_with(|| mpsc::channel(REPLY_QUEUE))
-            .0
-            .clone();
+        let replies = self.replies();
         // Wait for durability off the loop, so this connection keeps reading
         // and delivering while its message is written.
         actix_rt::spawn(async move {

@@ -1,6 +1,7 @@
-//! `CookingSession`: the supervised actor of one live session. A thin shell
-//! around [`LiveSession`]: it loads the state from the database when it
-//! (re)starts and answers questions about it.
+//! `CookingSession`: the supervised actor of one live session's lifecycle. It
+//! checks on (re)start that the session is still live; chat and the recipe
+//! timer are its sibling actors under the registry, and the media room joins
+//! it in a later issue.
 
 use std::time::Duration;
 
@@ -8,8 +9,6 @@ use actix::prelude::*;
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use super::registry::SessionError;
-use super::session::{LiveSession, LiveSnapshot};
 use crate::metrics::Metrics;
 use crate::store::sessions::{self, SessionState};
 
@@ -23,7 +22,7 @@ enum Phase {
     /// while a retry is pending).
     Loading,
     /// Serving.
-    Ready(LiveSession),
+    Ready,
     /// The session is not live any more; the registry will let this actor go.
     Gone,
 }
@@ -61,15 +60,13 @@ impl CookingSession {
             let Some(model) = sessions::find(&db, id).await? else {
                 return Ok(None);
             };
-            let (state, recipe) = sessions::decode(&model)?;
-            Ok::<_, sea_orm::DbErr>(
-                (state == SessionState::Live).then(|| LiveSession::new(id, model.host_id, &recipe)),
-            )
+            let (state, _) = sessions::decode(&model)?;
+            Ok::<_, sea_orm::DbErr>((state == SessionState::Live).then_some(()))
         };
         ctx.wait(fut.into_actor(self).map(|result, act, ctx| match result {
-            Ok(Some(live)) => {
+            Ok(Some(())) => {
                 act.failed_loads = 0;
-                act.phase = Phase::Ready(live);
+                act.phase = Phase::Ready;
                 tracing::debug!(session_id = %act.id, "session actor ready");
             }
             Ok(None) => {
@@ -92,14 +89,6 @@ impl CookingSession {
             }
         }));
     }
-
-    fn ready(&self) -> Result<&LiveSession, SessionError> {
-        match &self.phase {
-            Phase::Ready(live) => Ok(live),
-            Phase::Loading => Err(SessionError::Unavailable),
-            Phase::Gone => Err(SessionError::NotLive),
-        }
-    }
 }
 
 impl Actor for CookingSession {
@@ -120,21 +109,6 @@ impl Supervised for CookingSession {
             tracing::warn!(session_id = %self.id, "session actor stopped unexpectedly; restarting");
         }
         self.phase = Phase::Loading;
-    }
-}
-
-/// Asks for what a client sees of the session now.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<LiveSnapshot, SessionError>")]
-pub struct GetSnapshot;
-
-impl Handler<GetSnapshot> for CookingSession {
-    type Result = Result<LiveSnapshot, SessionError>;
-
-    fn handle(&mut self, _: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
-        Ok(self
-            .ready()?
-            .snapshot(chrono::Utc::now().timestamp_millis()))
     }
 }
 

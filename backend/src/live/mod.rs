@@ -2,11 +2,14 @@
 //! registry.
 //!
 //! ```text
-//! SessionRegistry (one per node)    session id -> Addr<CookingSession>
-//! └── CookingSession (supervised)   lifecycle, roles, presence, timer view
+//! SessionRegistry (one per node)    session id -> the session's actors
+//! ├── CookingSession (supervised)   lifecycle
+//! ├── ChatChannel (supervised)      chat: sequence, group commit, fan-out
+//! └── RecipeTimer (supervised)      the recipe timer: deadlines, alerts
 //! ```
-//! Chat, the recipe timer and the media room join as children of
-//! `CookingSession` in later issues.
+//! The registry supervises the three together (actix restarts a stopped
+//! actor; the registry re-creates one that panicked), each on the session's
+//! arbiter. The media room joins them in a later issue.
 
 mod actor;
 pub mod bus;
@@ -15,9 +18,10 @@ pub mod chat_actor;
 pub mod rate;
 mod registry;
 mod session;
+pub mod timer_actor;
 
-pub use actor::{CookingSession, GetSnapshot};
+pub use actor::CookingSession;
 #[cfg(feature = "test-hooks")]
 pub use actor::{Fault, InjectFault};
 pub use registry::{SessionError, SessionRegistry, PRESENCE_INTERVAL};
-pub use session::{timer_steps, LiveSession, LiveSnapshot};
+pub use session::{timer_steps, LiveSnapshot};

@@ -25,11 +25,12 @@ use mobile_bridge::{SessionId, UserId};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use super::actor::{CookingSession, GetSnapshot, Shutdown};
+use super::actor::{CookingSession, Shutdown};
 use super::bus::{Bus, BusEvent};
 use super::chat::ChatLimits;
 use super::chat_actor::{ChatChannel, StopChat};
 use super::session::LiveSnapshot;
+use super::timer_actor::{ControlTimer, GetTimer, RecipeTimer, StopTimer, TimerError};
 use crate::metrics::Metrics;
 use crate::store::sessions;
 
@@ -52,6 +53,7 @@ pub enum SessionError {
 struct Entry {
     session: Addr<CookingSession>,
     chat: Addr<ChatChannel>,
+    timer: Addr<RecipeTimer>,
     arbiter: usize,
 }
 
@@ -59,10 +61,15 @@ struct Entry {
 const PRESENCE_NAMES_MAX: usize = 50;
 
 impl Entry {
-    /// Stops both actors for good.
+    /// Stops the actors for good.
     fn stop(&self) {
         self.session.do_send(Shutdown);
         self.chat.do_send(StopChat);
+        self.timer.do_send(StopTimer);
+    }
+
+    fn all_connected(&self) -> bool {
+        self.session.connected() && self.chat.connected() && self.timer.connected()
     }
 }
 
@@ -236,6 +243,14 @@ impl SessionRegistry {
         })
     }
 
+    fn spawn_timer(&self, id: Uuid, arbiter: usize) -> Addr<RecipeTimer> {
+        let db = self.inner.db.clone();
+        let bus = self.inner.bus.clone();
+        let metrics = self.inner.metrics.clone();
+        let handle = self.inner.arbiters[arbiter].handle();
+        Supervisor::start_in_arbiter(&handle, move |_| RecipeTimer::new(id, db, bus, metrics))
+    }
+
     fn update_gauge(&self, map: &HashMap<Uuid, Entry>) {
         self.inner
             .metrics
@@ -263,6 +278,7 @@ impl SessionRegistry {
         let entry = Entry {
             session: self.spawn_session(id, arbiter),
             chat: self.spawn_chat(id, arbiter),
+            timer: self.spawn_timer(id, arbiter),
             arbiter,
         };
         map.insert(id, entry);
@@ -306,6 +322,11 @@ impl SessionRegistry {
             restarts.with_label_values(&["panic"]).inc();
             entry.chat = self.spawn_chat(id, entry.arbiter);
         }
+        if !entry.timer.connected() {
+            tracing::warn!(session_id = %id, "timer actor died (panic); re-creating it");
+            restarts.with_label_values(&["panic"]).inc();
+            entry.timer = self.spawn_timer(id, entry.arbiter);
+        }
         Some(entry.clone())
     }
 
@@ -327,19 +348,21 @@ impl SessionRegistry {
         self.entry(id).map(|e| e.chat).ok_or(SessionError::NotLive)
     }
 
-    /// Asks a live session's actor for its snapshot. A dead actor is
-    /// re-created and asked again, once.
+    /// What a client sees of a live session now: its viewers and its timer.
+    /// A dead timer actor is re-created and asked again, once.
     pub async fn snapshot(&self, id: Uuid) -> Result<LiveSnapshot, SessionError> {
         for _ in 0..2 {
-            let addr = self.entry(id).ok_or(SessionError::NotLive)?.session;
-            match addr.send(GetSnapshot).timeout(ASK_TIMEOUT).await {
+            let entry = self.entry(id).ok_or(SessionError::NotLive)?;
+            match entry.timer.send(GetTimer).timeout(ASK_TIMEOUT).await {
                 Ok(Err(SessionError::NotLive)) => {
-                    self.forget(id, &addr);
+                    self.forget(id, &entry.session);
                     return Err(SessionError::NotLive);
                 }
-                Ok(Ok(mut snapshot)) => {
-                    snapshot.viewer_count = self.viewer_count(id);
-                    return Ok(snapshot);
+                Ok(Ok(timer)) => {
+                    return Ok(LiveSnapshot {
+                        viewer_count: self.viewer_count(id),
+                        timer,
+                    })
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(MailboxError::Closed) => continue,
@@ -347,6 +370,28 @@ impl SessionRegistry {
             }
         }
         Err(SessionError::Unavailable)
+    }
+
+    /// Applies a host's timer action; answers once it is durable.
+    pub async fn control_timer(
+        &self,
+        id: Uuid,
+        action: watch_sync::TimerAction,
+    ) -> Result<watch_sync::TimerView, TimerError> {
+        for _ in 0..2 {
+            let entry = self.entry(id).ok_or(SessionError::NotLive)?;
+            match entry
+                .timer
+                .send(ControlTimer { action })
+                .timeout(ASK_TIMEOUT)
+                .await
+            {
+                Ok(result) => return result,
+                Err(MailboxError::Closed) => continue,
+                Err(MailboxError::Timeout) => return Err(SessionError::Unavailable.into()),
+            }
+        }
+        Err(SessionError::Unavailable.into())
     }
 
     /// Distinct viewers (not the host) connected to a session now.
@@ -419,7 +464,7 @@ impl SessionRegistry {
                 let registry = SessionRegistry { inner };
                 let dead: Vec<Uuid> = lock(&registry.inner.sessions)
                     .iter()
-                    .filter(|(_, e)| !e.session.connected() || !e.chat.connected())
+                    .filter(|(_, e)| !e.all_connected())
                     .map(|(id, _)| *id)
                     .collect();
                 for id in dead {
@@ -439,6 +484,16 @@ impl SessionRegistry {
         };
         // A panicking handler never answers; a stopping one may not either.
         let _ = entry.session.send(super::actor::InjectFault(fault)).await;
+        true
+    }
+
+    /// Breaks a session's timer actor (tests only).
+    #[cfg(feature = "test-hooks")]
+    pub async fn inject_timer_fault(&self, id: Uuid, fault: super::actor::Fault) -> bool {
+        let Some(entry) = self.entry(id) else {
+            return false;
+        };
+        let _ = entry.timer.send(super::actor::InjectFault(fault)).await;
         true
     }
 

@@ -8,6 +8,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use simmer_entity::session;
 use uuid::Uuid;
+use watch_sync::TimerRecord;
 
 use super::recipes::StoredStep;
 use super::{keyset, split_page, Keyset};
@@ -84,6 +85,7 @@ pub struct NewSession {
     pub host_id: Uuid,
     pub title: String,
     pub allow_guests: bool,
+    pub auto_advance: bool,
     pub recipe: RecipeCopy,
 }
 
@@ -102,6 +104,8 @@ pub async fn insert(db: &DatabaseConnection, new: NewSession) -> Result<session:
         started_at: Set(None),
         ended_at: Set(None),
         updated_at: Set(now),
+        timer: Set(None),
+        auto_advance: Set(new.auto_advance),
     }
     .insert(db)
     .await
@@ -162,7 +166,13 @@ pub async fn transition(
         .col_expr(session::Column::State, Expr::value(to.as_str()))
         .col_expr(session::Column::UpdatedAt, Expr::value(now));
     update = match to {
-        SessionState::Live => update.col_expr(session::Column::StartedAt, Expr::value(now)),
+        // Going live starts a fresh timer on the (refreshed) recipe.
+        SessionState::Live => update
+            .col_expr(session::Column::StartedAt, Expr::value(now))
+            .col_expr(
+                session::Column::Timer,
+                Expr::value(Option::<serde_json::Value>::None),
+            ),
         SessionState::Ended => update.col_expr(session::Column::EndedAt, Expr::value(now)),
         SessionState::Scheduled => update,
     };
@@ -173,6 +183,36 @@ pub async fn transition(
     let result = update
         .filter(session::Column::Id.eq(id))
         .filter(session::Column::State.eq(from.as_str()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// The stored timer record of a session, if the timer was ever touched. A
+/// record that does not parse is treated as absent (and logged).
+pub fn timer_record(model: &session::Model) -> Option<TimerRecord> {
+    let json = model.timer.as_ref()?;
+    match serde_json::from_value(json.clone()) {
+        Ok(record) => Some(record),
+        Err(e) => {
+            tracing::warn!(session_id = %model.id, error = %e, "unreadable timer record; starting idle");
+            None
+        }
+    }
+}
+
+/// Stores a live session's timer record. Returns `false` when the session is
+/// not live any more (nothing is written).
+pub async fn save_timer(
+    db: &DatabaseConnection,
+    id: Uuid,
+    record: &TimerRecord,
+) -> Result<bool, DbErr> {
+    let json = serde_json::to_value(record).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let result = session::Entity::update_many()
+        .col_expr(session::Column::Timer, Expr::value(json))
+        .filter(session::Column::Id.eq(id))
+        .filter(session::Column::State.eq(SessionState::Live.as_str()))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)

@@ -23,3 +23,5 @@ mod refresh_token_rotation;
 mod sdk_resumes_after_drops;
 mod session_actor_survives_panic;
 mod session_lifecycle;
+mod timer_control;
+mod timer_survives_restart;

@@ -1,0 +1,310 @@
+//! `RecipeTimer`: the supervised actor of one session's recipe timer. A thin
+//! shell around [`TimerMachine`]: it applies host actions, writes the timer's
+//! record before it answers or announces anything, sleeps until the next
+//! deadline (never ticking a counter), and publishes `timer` events on the
+//! bus. After a crash or a restart it reloads the record and catches up with
+//! the time that passed, so the deadline is the same one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use mobile_bridge::protocol::ServerMsg;
+use mobile_bridge::SessionId;
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+use watch_sync::{TimerAction, TimerEvent, TimerMachine, TimerRefusal, TimerView};
+
+use super::bus::{Bus, BusEvent};
+use super::registry::SessionError;
+use super::session::timer_steps;
+use crate::metrics::Metrics;
+use crate::store::sessions::{self, SessionState};
+
+/// How long to wait before retrying a failed load or write.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// Why a timer action was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimerError {
+    /// The action does not apply to the timer as it is.
+    #[error("{0}")]
+    Refused(TimerRefusal),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+#[derive(Debug)]
+enum Phase {
+    Loading,
+    Ready(TimerMachine),
+    /// The session is not live any more.
+    Gone,
+}
+
+/// One session's timer actor.
+#[derive(Debug)]
+pub struct RecipeTimer {
+    session_id: Uuid,
+    db: DatabaseConnection,
+    bus: Arc<dyn Bus>,
+    metrics: Metrics,
+    phase: Phase,
+    /// The pending wake-up at the next deadline.
+    wake: Option<SpawnHandle>,
+    shutting_down: bool,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl RecipeTimer {
+    pub fn new(
+        session_id: Uuid,
+        db: DatabaseConnection,
+        bus: Arc<dyn Bus>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            session_id,
+            db,
+            bus,
+            metrics,
+            phase: Phase::Loading,
+            wake: None,
+            shutting_down: false,
+        }
+    }
+
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        self.phase = Phase::Loading;
+        let db = self.db.clone();
+        let id = self.session_id;
+        let fut = async move {
+            let Some(model) = sessions::find(&db, id).await? else {
+                return Ok(None);
+            };
+            let (state, recipe) = sessions::decode(&model)?;
+            if state != SessionState::Live {
+                return Ok(None);
+            }
+            let steps = timer_steps(&recipe);
+            let machine = match sessions::timer_record(&model) {
+                Some(record) => TimerMachine::restore(steps, model.auto_advance, record),
+                None => TimerMachine::new(steps, model.auto_advance),
+            };
+            Ok::<_, sea_orm::DbErr>(Some(machine))
+        };
+        ctx.wait(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok(Some(machine)) => {
+                act.phase = Phase::Ready(machine);
+                // Catch up with whatever came due while nobody was running it.
+                act.on_wake(ctx);
+            }
+            Ok(None) => act.phase = Phase::Gone,
+            Err(e) => {
+                tracing::warn!(session_id = %act.session_id, error.message = %e, "loading timer failed; retrying");
+                ctx.run_later(RETRY, |act, ctx| act.load(ctx));
+            }
+        }));
+    }
+
+    fn ready(&self) -> Result<&TimerMachine, SessionError> {
+        match &self.phase {
+            Phase::Ready(machine) => Ok(machine),
+            Phase::Loading => Err(SessionError::Unavailable),
+            Phase::Gone => Err(SessionError::NotLive),
+        }
+    }
+
+    /// Takes a changed timer whose record is durable: announces it and sleeps
+    /// until its next deadline.
+    fn commit(
+        &mut self,
+        machine: TimerMachine,
+        events: Vec<TimerEvent>,
+        now: i64,
+        ctx: &mut Context<Self>,
+    ) {
+        let view = machine.view(now);
+        self.phase = Phase::Ready(machine);
+        for event in &events {
+            if let TimerEvent::Alert { step_index, .. } = event {
+                tracing::info!(session_id = %self.session_id, step_index, "step due");
+            }
+        }
+        if events.contains(&TimerEvent::Changed) {
+            let frame = ServerMsg::Timer {
+                session_id: SessionId(self.session_id),
+                timer: view,
+            }
+            .encode();
+            self.bus
+                .publish(self.session_id, BusEvent::new(frame, None));
+        }
+        self.schedule(ctx);
+    }
+
+    /// Sleeps until the next deadline, if any.
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.wake.take() {
+            ctx.cancel_future(handle);
+        }
+        let Ok(Some(at)) = self.ready().map(TimerMachine::next_wake_ms) else {
+            return;
+        };
+        let delay = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
+        self.wake = Some(ctx.run_later(delay, |act, ctx| {
+            act.wake = None;
+            act.on_wake(ctx);
+        }));
+    }
+
+    /// Lets time pass: alerts (and auto-advance) of deadlines that came due,
+    /// written before they are announced.
+    fn on_wake(&mut self, ctx: &mut Context<Self>) {
+        let Ok(machine) = self.ready() else {
+            return;
+        };
+        let now = now_ms();
+        let mut next = machine.clone();
+        let events = next.advance(now);
+        if events.is_empty() {
+            self.schedule(ctx);
+            return;
+        }
+        let record = next.record().clone();
+        let db = self.db.clone();
+        let id = self.session_id;
+        // `wait`: no action is applied between the change and its write.
+        ctx.wait(
+            async move { sessions::save_timer(&db, id, &record).await }
+                .into_actor(self)
+                .map(move |saved, act, ctx| match saved {
+                    Ok(true) => act.commit(next, events, now, ctx),
+                    Ok(false) => act.phase = Phase::Gone,
+                    Err(e) => {
+                        tracing::warn!(session_id = %act.session_id, error.message = %e, "writing timer failed; retrying");
+                        act.wake = Some(ctx.run_later(RETRY, |act, ctx| {
+                            act.wake = None;
+                            act.on_wake(ctx);
+                        }));
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for RecipeTimer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.load(ctx);
+    }
+}
+
+impl Supervised for RecipeTimer {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        if !self.shutting_down {
+            self.metrics
+                .session_actor_restarts
+                .with_label_values(&["stopped"])
+                .inc();
+            tracing::warn!(session_id = %self.session_id, "timer actor stopped unexpectedly; restarting");
+        }
+        self.wake = None;
+        self.phase = Phase::Loading;
+    }
+}
+
+/// The timer as a client sees it now.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<TimerView, SessionError>")]
+pub struct GetTimer;
+
+impl Handler<GetTimer> for RecipeTimer {
+    type Result = Result<TimerView, SessionError>;
+
+    fn handle(&mut self, _: GetTimer, _: &mut Context<Self>) -> Self::Result {
+        Ok(self.ready()?.view(now_ms()))
+    }
+}
+
+/// The host drives the timer; answered once the change is durable.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<TimerView, TimerError>")]
+pub struct ControlTimer {
+    pub action: TimerAction,
+}
+
+impl Handler<ControlTimer> for RecipeTimer {
+    type Result = AtomicResponse<Self, Result<TimerView, TimerError>>;
+
+    fn handle(&mut self, msg: ControlTimer, _: &mut Context<Self>) -> Self::Result {
+        let now = now_ms();
+        let applied = self.ready().map_err(TimerError::from).and_then(|machine| {
+            let mut next = machine.clone();
+            let events = next.apply(msg.action, now).map_err(TimerError::Refused)?;
+            Ok((next, events))
+        });
+        let (next, events) = match applied {
+            Ok(applied) => applied,
+            Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
+        };
+        tracing::info!(session_id = %self.session_id, action = msg.action.name(), "timer action");
+        let record = next.record().clone();
+        let db = self.db.clone();
+        let id = self.session_id;
+        // Atomic: the next action waits until this one is written.
+        AtomicResponse::new(Box::pin(
+            async move { sessions::save_timer(&db, id, &record).await }
+                .into_actor(self)
+                .map(move |saved, act, ctx| match saved {
+                    Ok(true) => {
+                        let view = next.view(now);
+                        act.commit(next, events, now, ctx);
+                        Ok(view)
+                    }
+                    Ok(false) => {
+                        act.phase = Phase::Gone;
+                        Err(SessionError::NotLive.into())
+                    }
+                    Err(e) => {
+                        tracing::warn!(session_id = %act.session_id, error.message = %e, "writing timer failed");
+                        Err(SessionError::Unavailable.into())
+                    }
+                }),
+        ))
+    }
+}
+
+/// Stop for good: the session ended.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopTimer;
+
+impl Handler<StopTimer> for RecipeTimer {
+    type Result = ();
+
+    fn handle(&mut self, _: StopTimer, ctx: &mut Context<Self>) {
+        self.shutting_down = true;
+        ctx.stop();
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+impl Handler<super::actor::InjectFault> for RecipeTimer {
+    type Result = ();
+
+    #[allow(clippy::panic)] // the point of this hook
+    fn handle(&mut self, msg: super::actor::InjectFault, ctx: &mut Context<Self>) {
+        match msg.0 {
+            super::actor::Fault::Panic => panic!("injected fault in timer {}", self.session_id),
+            super::actor::Fault::Stop => {
+                tracing::error!(session_id = %self.session_id, "injected unrecoverable error; stopping");
+                ctx.stop();
+            }
+        }
+    }
+}
