@@ -176,6 +176,25 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_WS_MAX_JOINS")]
     pub ws_max_joins: Option<usize>,
 
+    /// Seconds a watch pairing code stays valid, and a claimed pairing's
+    /// token can be collected [default: 300].
+    #[arg(long, env = "SIMMER_WATCH_PAIRING_TTL_S")]
+    pub watch_pairing_ttl_s: Option<u64>,
+
+    /// Wrong pairing codes one user (or one address) may try per
+    /// `watch_claim_window_s` before claims answer 429 [default: 10].
+    #[arg(long, env = "SIMMER_WATCH_CLAIM_MAX_FAILURES")]
+    pub watch_claim_max_failures: Option<u32>,
+
+    /// The window of `watch_claim_max_failures` and
+    /// `watch_pairings_per_window`, in seconds [default: 600].
+    #[arg(long, env = "SIMMER_WATCH_CLAIM_WINDOW_S")]
+    pub watch_claim_window_s: Option<u64>,
+
+    /// Pairings one address may ask for per window [default: 30].
+    #[arg(long, env = "SIMMER_WATCH_PAIRINGS_PER_WINDOW")]
+    pub watch_pairings_per_window: Option<u32>,
+
     /// HTTP worker threads [default: one per core].
     #[arg(long, env = "SIMMER_WORKERS")]
     pub workers: Option<usize>,
@@ -242,6 +261,10 @@ impl ConfigArgs {
             ws_max_frame_bytes,
             ws_idle_timeout_s,
             ws_max_joins,
+            watch_pairing_ttl_s,
+            watch_claim_max_failures,
+            watch_claim_window_s,
+            watch_pairings_per_window,
             workers,
             shutdown_timeout_s,
             log_format,
@@ -277,6 +300,10 @@ pub struct Settings {
     pub ws_max_frame_bytes: usize,
     pub ws_idle_timeout: Duration,
     pub ws_max_joins: usize,
+    pub watch_pairing_ttl: Duration,
+    pub watch_claim_max_failures: u32,
+    pub watch_claim_window: Duration,
+    pub watch_pairings_per_window: u32,
     pub workers: Option<usize>,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
@@ -343,6 +370,10 @@ impl Settings {
             ws_max_frame_bytes: args.ws_max_frame_bytes.unwrap_or(16 * 1024).max(1024),
             ws_idle_timeout: positive("ws_idle_timeout_s", args.ws_idle_timeout_s, 30)?,
             ws_max_joins: args.ws_max_joins.unwrap_or(16).max(1),
+            watch_pairing_ttl: positive("watch_pairing_ttl_s", args.watch_pairing_ttl_s, 300)?,
+            watch_claim_max_failures: args.watch_claim_max_failures.unwrap_or(10).max(1),
+            watch_claim_window: positive("watch_claim_window_s", args.watch_claim_window_s, 600)?,
+            watch_pairings_per_window: args.watch_pairings_per_window.unwrap_or(30).max(1),
             workers: args.workers.filter(|w| *w > 0),
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_s.unwrap_or(30)),
             log_format: args.log_format.unwrap_or_default(),

@@ -71,6 +71,8 @@ pub fn status_of(code: ErrorCode) -> (StatusCode, &'static str) {
         | ErrorCode::TimerManualStep
         | ErrorCode::TimerNoSteps => (StatusCode::CONFLICT, "Timer action does not apply"),
         ErrorCode::TimerBadSeconds => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid timer seconds"),
+        ErrorCode::PairingExpired => (StatusCode::GONE, "Pairing code expired"),
+        ErrorCode::PairingUsed => (StatusCode::CONFLICT, "Pairing code already used"),
         ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
     }
 }

@@ -14,6 +14,7 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod watch;
 
 pub use config::{ConfigArgs, Settings};
 pub use startup::Application;

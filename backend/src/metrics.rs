@@ -22,6 +22,8 @@ pub struct Metrics {
     pub session_actor_restarts: IntCounterVec,
     pub chat_messages: IntCounter,
     pub ws_connections: IntGauge,
+    pub watch_connections: IntGauge,
+    pub watch_ticks: IntCounter,
 }
 
 impl Metrics {
@@ -52,6 +54,14 @@ impl Metrics {
         let chat_messages = IntCounter::new("chat_messages_total", "Chat messages made durable")?;
         let ws_connections =
             IntGauge::new("ws_connections", "Open realtime WebSocket connections")?;
+        let watch_connections =
+            IntGauge::new("watch_connections", "Open watch feeds (WebSocket and SSE)")?;
+        let watch_ticks = IntCounter::new(
+            "watch_ticks_total",
+            "Tick frames published (one per running session per second)",
+        )?;
+        registry.register(Box::new(watch_connections.clone()))?;
+        registry.register(Box::new(watch_ticks.clone()))?;
         registry.register(Box::new(chat_messages.clone()))?;
         registry.register(Box::new(ws_connections.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
@@ -66,6 +76,8 @@ impl Metrics {
             session_actor_restarts,
             chat_messages,
             ws_connections,
+            watch_connections,
+            watch_ticks,
         })
     }
 

@@ -80,6 +80,15 @@ impl Application {
             registry,
             metrics,
             ws_users: Default::default(),
+            watch_hub: Default::default(),
+            claim_throttle: LoginThrottle::new(
+                settings.watch_claim_max_failures,
+                settings.watch_claim_window,
+            ),
+            pairing_throttle: LoginThrottle::new(
+                settings.watch_pairings_per_window,
+                settings.watch_claim_window,
+            ),
             settings: Arc::new(settings.clone()),
         };
 
@@ -167,6 +176,11 @@ pub fn build_app(
         .service(health::readyz)
         .service(health::metrics)
         .route("/ws", web::get().to(crate::gateway::ws))
+        .route("/watch/ws", web::get().to(crate::watch::feed::watch_ws))
+        .route(
+            "/watch/events",
+            web::get().to(crate::watch::feed::watch_events),
+        )
         .service(web::redirect("/docs", "/docs/"))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", openapi))
         .configure(api::configure)

@@ -22,4 +22,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Open WebSocket connections per user.
     pub ws_users: crate::gateway::UserConnections,
+    /// Open watch feeds on this node, per device.
+    pub watch_hub: crate::watch::WatchHub,
+    /// Wrong pairing codes per user and per address.
+    pub claim_throttle: LoginThrottle,
+    /// Pairings asked for per address.
+    pub pairing_throttle: LoginThrottle,
 }

@@ -70,13 +70,17 @@ pub enum ErrorCode {
     TimerNoSteps,
     /// `add_time` with zero seconds or more than a day either way.
     TimerBadSeconds,
+    /// The watch pairing code expired: ask the watch for a new one.
+    PairingExpired,
+    /// The watch pairing code was already claimed (codes are single use).
+    PairingUsed,
     /// An unexpected server-side failure; details are in the server's logs.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (for documentation and tests).
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::InvalidBody,
         ErrorCode::InvalidPath,
         ErrorCode::InvalidQuery,
@@ -106,6 +110,8 @@ impl ErrorCode {
         ErrorCode::TimerManualStep,
         ErrorCode::TimerNoSteps,
         ErrorCode::TimerBadSeconds,
+        ErrorCode::PairingExpired,
+        ErrorCode::PairingUsed,
         ErrorCode::Internal,
     ];
 
@@ -141,6 +147,8 @@ impl ErrorCode {
             ErrorCode::TimerManualStep => "timer_manual_step",
             ErrorCode::TimerNoSteps => "timer_no_steps",
             ErrorCode::TimerBadSeconds => "timer_bad_seconds",
+            ErrorCode::PairingExpired => "pairing_expired",
+            ErrorCode::PairingUsed => "pairing_used",
             ErrorCode::Internal => "internal",
         }
     }

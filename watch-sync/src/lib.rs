@@ -5,9 +5,11 @@
 //! can render the same countdown from one frame. This crate depends on nothing
 //! server-side, so watch and phone clients can use its types directly.
 
+mod feed;
 mod machine;
 mod timer;
 
+pub use feed::{json_schema, next_tick, WatchClientFrame, WatchFrame, WatchStep, WatchTimer, MAX_FRAME_BYTES};
 pub use machine::{
     RefusalCode, TimerAction, TimerActionName, TimerControl, TimerEvent, TimerMachine, TimerRecord,
     TimerRefusal, MAX_ADD_TIME_S,

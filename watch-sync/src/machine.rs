@@ -321,6 +321,18 @@ impl TimerMachine {
         }
     }
 
+    /// The alert of a countdown that reached zero and is still waiting for
+    /// the host to move on (without auto-advance): `(step_index, due_ms,
+    /// alert_seq)`. A watch that connects late buzzes for it once.
+    pub fn pending_alert(&self, now_ms: i64) -> Option<(u32, i64, u64)> {
+        match (self.record.state, self.record.deadline_ms) {
+            (TimerState::Running, Some(deadline)) if self.record.alerted && deadline <= now_ms => {
+                Some((self.record.step_index, deadline, self.record.alert_seq))
+            }
+            _ => None,
+        }
+    }
+
     /// When the caller should next call [`TimerMachine::advance`]: the
     /// deadline of a countdown that has not alerted yet.
     pub fn next_wake_ms(&self) -> Option<i64> {
@@ -609,6 +621,7 @@ mod tests {
             alert_seq: 1
         }));
         assert!(t.advance(70_000).is_empty());
+        assert_eq!(t.pending_alert(70_000), Some((0, 60_000, 1)));
         assert_eq!(t.state(), TimerState::Running);
         assert_eq!(t.step_index(), 0);
         t.apply(TimerAction::Next, 80_000).unwrap();

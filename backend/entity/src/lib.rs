@@ -7,3 +7,5 @@ pub mod recipe;
 pub mod refresh_token;
 pub mod session;
 pub mod user;
+pub mod watch_device;
+pub mod watch_pairing;

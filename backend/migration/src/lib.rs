@@ -7,6 +7,7 @@ mod m20261126_000001_accounts_recipes_sessions;
 mod m20261126_000002_chat_messages;
 mod m20261126_000003_chat_mutes;
 mod m20261126_000004_session_timer;
+mod m20261126_000005_watches;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_chat_messages::Migration),
             Box::new(m20261126_000003_chat_mutes::Migration),
             Box::new(m20261126_000004_session_timer::Migration),
+            Box::new(m20261126_000005_watches::Migration),
         ]
     }
 }

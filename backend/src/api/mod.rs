@@ -9,6 +9,7 @@ pub mod pagination;
 pub mod recipes;
 pub mod sessions;
 mod validate;
+pub mod watch;
 
 use std::collections::HashMap;
 
@@ -44,6 +45,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(chat::post_message)
             .service(chat::delete_message)
             .service(chat::mute)
+            .service(watch::create_pairing)
+            .service(watch::claim)
+            .service(watch::poll_pairing)
+            .service(watch::list_devices)
+            .service(watch::delete_device)
+            .service(watch::retarget)
             .default_service(web::to(not_found)),
     );
 }

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, chat, health, models, recipes, sessions};
+use super::{auth, chat, health, models, recipes, sessions, watch};
 use crate::error::{FieldError, Problem};
 
 #[derive(Debug, OpenApi)]
@@ -36,6 +36,12 @@ Authenticate with `Authorization: Bearer <access_token>`.",
         sessions::guest_token,
         sessions::get_timer,
         sessions::control_timer,
+        watch::create_pairing,
+        watch::claim,
+        watch::poll_pairing,
+        watch::list_devices,
+        watch::delete_device,
+        watch::retarget,
         chat::list,
         chat::post_message,
         chat::delete_message,
@@ -65,6 +71,7 @@ Authenticate with `Authorization: Bearer <access_token>`.",
         (name = "recipes", description = "Recipes and their steps"),
         (name = "sessions", description = "Live cooking sessions"),
         (name = "chat", description = "Chat history, posting and moderation (live delivery is over `/ws`)"),
+        (name = "watch", description = "Smartwatch pairing and devices (the timer feed itself is `/watch/ws` or `/watch/events`, see docs/watch.md)"),
         (name = "operations", description = "Health and metrics for operators"),
     )
 )]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use simmer_entity::session;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use watch_sync::{TimerControl, TimerMachine, TimerView};
+use watch_sync::{TimerControl, TimerView};
 
 use super::models::UserSummary;
 use super::pagination;
@@ -126,23 +126,9 @@ async fn live_part(
     session_state: SessionState,
     recipe: &RecipeCopy,
 ) -> Result<(u32, TimerView), ApiError> {
-    // Not running: the stored timer as it was left (idle before the start).
     let at_rest = || {
         let now = Utc::now().timestamp_millis();
-        let steps = live::timer_steps(recipe);
-        let timer = match (session_state, store::timer_record(model)) {
-            (SessionState::Scheduled, _) | (_, None) => TimerView::idle(&steps, now),
-            (_, Some(record)) => {
-                let mut view = TimerMachine::restore(steps, model.auto_advance, record).view(now);
-                // Nothing counts down in a session that is over.
-                if let Some(deadline) = view.deadline_ms.take() {
-                    view.remaining_ms = Some((deadline - now).max(0));
-                    view.state = watch_sync::TimerState::Paused;
-                }
-                view
-            }
-        };
-        (0, timer)
+        (0, live::timer_at_rest(model, session_state, recipe, now))
     };
     if session_state != SessionState::Live {
         return Ok(at_rest());

@@ -5,10 +5,12 @@ mod extract;
 mod jwt;
 mod password;
 mod refresh;
+mod secret;
 mod throttle;
 
 pub use extract::{principal_for_token, request_token, AuthUser, MaybePrincipal, Principal};
 pub use jwt::{Claims, TokenKeys, TokenKind};
 pub use password::{hash_password, verify_password, PasswordHasher};
 pub use refresh::{RefreshTokens, RotateOutcome};
+pub use secret::{new_secret, secret_hash};
 pub use throttle::LoginThrottle;

@@ -5,19 +5,16 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::Utc;
-use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
     Set, TransactionTrait,
 };
-use sha2::{Digest, Sha256};
 use simmer_entity::refresh_token;
 use uuid::Uuid;
 
+use super::secret::{new_secret, secret_hash};
 use crate::error::ApiError;
 
 /// What an exchange of a refresh token came to.
@@ -36,17 +33,6 @@ pub struct RefreshTokens {
     ttl: Duration,
 }
 
-fn hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
 impl RefreshTokens {
     pub fn new(db: DatabaseConnection, ttl: Duration) -> Self {
         Self { db, ttl }
@@ -63,7 +49,7 @@ impl RefreshTokens {
         user_id: Uuid,
         family_id: Uuid,
     ) -> Result<String, ApiError> {
-        let token = new_token();
+        let token = new_secret();
         let now = Utc::now();
         let ttl = chrono::Duration::from_std(self.ttl)
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("refresh ttl: {e}")))?;
@@ -71,7 +57,7 @@ impl RefreshTokens {
             id: Set(Uuid::now_v7()),
             user_id: Set(user_id),
             family_id: Set(family_id),
-            token_hash: Set(hash(&token)),
+            token_hash: Set(secret_hash(&token)),
             created_at: Set(now),
             expires_at: Set(now + ttl),
             used_at: Set(None),
@@ -85,7 +71,7 @@ impl RefreshTokens {
     /// Exchanges a token for its successor.
     pub async fn rotate(&self, token: &str) -> Result<RotateOutcome, ApiError> {
         let Some(row) = refresh_token::Entity::find()
-            .filter(refresh_token::Column::TokenHash.eq(hash(token)))
+            .filter(refresh_token::Column::TokenHash.eq(secret_hash(token)))
             .one(&self.db)
             .await?
         else {
@@ -144,7 +130,7 @@ impl RefreshTokens {
     /// Unknown tokens are ignored (RFC 7009: revoking is idempotent).
     pub async fn revoke(&self, user_id: Uuid, token: &str) -> Result<(), ApiError> {
         let row = refresh_token::Entity::find()
-            .filter(refresh_token::Column::TokenHash.eq(hash(token)))
+            .filter(refresh_token::Column::TokenHash.eq(secret_hash(token)))
             .filter(refresh_token::Column::UserId.eq(user_id))
             .one(&self.db)
             .await?;

@@ -16,6 +16,33 @@ use bytestring::ByteString;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+/// Who follows a session's events: its `/ws` members, or its paired watches
+/// (which get compact frames of their own, ticks and alerts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Members(Uuid),
+    Watches(Uuid),
+}
+
+impl Topic {
+    pub fn session_id(self) -> Uuid {
+        match self {
+            Topic::Members(id) | Topic::Watches(id) => id,
+        }
+    }
+}
+
+/// What a watch-feed event is, so a feed can filter without parsing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// Anything to pass on as it is.
+    Frame,
+    /// A tick with this many whole seconds left.
+    Tick { remaining_s: i64 },
+    /// A step came due; each watch gets each alert once.
+    Alert { alert_seq: u64 },
+}
+
 /// One event of a session, encoded once and shared by every subscriber.
 #[derive(Debug, Clone)]
 pub struct BusEvent {
@@ -26,6 +53,7 @@ pub struct BusEvent {
     pub frame: ByteString,
     /// The session is over: subscribers stop following it after this frame.
     pub last: bool,
+    pub kind: EventKind,
 }
 
 impl BusEvent {
@@ -35,7 +63,14 @@ impl BusEvent {
             seq,
             frame: ByteString::from(frame),
             last: false,
+            kind: EventKind::Frame,
         }
+    }
+
+    /// A watch-feed event of this kind.
+    pub fn of_kind(mut self, kind: EventKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// Marks the session's last event.
@@ -47,19 +82,29 @@ impl BusEvent {
 
 /// Carries session events to subscribers.
 pub trait Bus: Send + Sync + fmt::Debug + 'static {
-    /// Publishes an event of `session_id` (never waits).
-    fn publish(&self, session_id: Uuid, event: BusEvent);
-    /// Follows a session's events from now on.
-    fn subscribe(&self, session_id: Uuid) -> broadcast::Receiver<BusEvent>;
-    /// Forgets a session (after its last event).
+    /// Publishes an event on a topic (never waits).
+    fn publish_to(&self, topic: Topic, event: BusEvent);
+    /// Follows a topic's events from now on.
+    fn subscribe_to(&self, topic: Topic) -> broadcast::Receiver<BusEvent>;
+    /// Forgets a session's topics (after their last events).
     fn close(&self, session_id: Uuid);
+
+    /// Publishes an event to a session's members.
+    fn publish(&self, session_id: Uuid, event: BusEvent) {
+        self.publish_to(Topic::Members(session_id), event);
+    }
+
+    /// Follows a session's member events from now on.
+    fn subscribe(&self, session_id: Uuid) -> broadcast::Receiver<BusEvent> {
+        self.subscribe_to(Topic::Members(session_id))
+    }
 }
 
 /// The in-process bus of a single node.
 #[derive(Debug)]
 pub struct LocalBus {
     capacity: usize,
-    channels: Mutex<HashMap<Uuid, broadcast::Sender<BusEvent>>>,
+    channels: Mutex<HashMap<Topic, broadcast::Sender<BusEvent>>>,
 }
 
 impl LocalBus {
@@ -71,32 +116,34 @@ impl LocalBus {
         })
     }
 
-    fn sender(&self, session_id: Uuid) -> broadcast::Sender<BusEvent> {
+    fn sender(&self, topic: Topic) -> broadcast::Sender<BusEvent> {
         let mut map = self
             .channels
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.entry(session_id)
+        map.entry(topic)
             .or_insert_with(|| broadcast::channel(self.capacity).0)
             .clone()
     }
 }
 
 impl Bus for LocalBus {
-    fn publish(&self, session_id: Uuid, event: BusEvent) {
+    fn publish_to(&self, topic: Topic, event: BusEvent) {
         // No subscriber is not an error: nobody is watching.
-        let _ = self.sender(session_id).send(event);
+        let _ = self.sender(topic).send(event);
     }
 
-    fn subscribe(&self, session_id: Uuid) -> broadcast::Receiver<BusEvent> {
-        self.sender(session_id).subscribe()
+    fn subscribe_to(&self, topic: Topic) -> broadcast::Receiver<BusEvent> {
+        self.sender(topic).subscribe()
     }
 
     fn close(&self, session_id: Uuid) {
-        self.channels
+        let mut map = self
+            .channels
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&session_id);
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.remove(&Topic::Members(session_id));
+        map.remove(&Topic::Watches(session_id));
     }
 }
 
@@ -109,6 +156,7 @@ mod tests {
             seq: Some(n),
             frame: ByteString::from(format!("{n}")),
             last: false,
+            kind: EventKind::Frame,
         }
     }
 
@@ -120,6 +168,19 @@ mod tests {
         let mut rx = bus.subscribe(id);
         bus.publish(id, event(2));
         assert_eq!(rx.recv().await.unwrap().seq, Some(2));
+    }
+
+    #[tokio::test]
+    async fn members_and_watches_are_separate_topics() {
+        let bus = LocalBus::new(16);
+        let id = Uuid::now_v7();
+        let mut members = bus.subscribe(id);
+        let mut watches = bus.subscribe_to(Topic::Watches(id));
+        bus.publish_to(Topic::Watches(id), event(1));
+        bus.publish(id, event(2));
+        assert_eq!(watches.recv().await.unwrap().seq, Some(1));
+        assert_eq!(members.recv().await.unwrap().seq, Some(2));
+        assert!(watches.try_recv().is_err());
     }
 
     #[tokio::test]

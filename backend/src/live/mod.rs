@@ -24,4 +24,4 @@ pub use actor::CookingSession;
 #[cfg(feature = "test-hooks")]
 pub use actor::{Fault, InjectFault};
 pub use registry::{SessionError, SessionRegistry, PRESENCE_INTERVAL};
-pub use session::{timer_steps, LiveSnapshot};
+pub use session::{timer_at_rest, timer_steps, LiveSnapshot};

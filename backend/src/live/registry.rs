@@ -26,11 +26,13 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::actor::{CookingSession, Shutdown};
-use super::bus::{Bus, BusEvent};
+use super::bus::{Bus, BusEvent, Topic};
 use super::chat::ChatLimits;
 use super::chat_actor::{ChatChannel, StopChat};
 use super::session::LiveSnapshot;
-use super::timer_actor::{ControlTimer, GetTimer, RecipeTimer, StopTimer, TimerError};
+use super::timer_actor::{
+    ControlTimer, GetTimer, GetWatchSnapshot, RecipeTimer, StopTimer, TimerError, WatchSnapshot,
+};
 use crate::metrics::Metrics;
 use crate::store::sessions;
 
@@ -301,6 +303,14 @@ impl SessionRegistry {
         self.inner
             .bus
             .publish(id, BusEvent::new(frame, None).last());
+        let bye = watch_sync::WatchFrame::Bye {
+            server_time_ms: chrono::Utc::now().timestamp_millis(),
+            reason: "session_ended".into(),
+        }
+        .encode();
+        self.inner
+            .bus
+            .publish_to(Topic::Watches(id), BusEvent::new(bye, None).last());
         self.inner.bus.close(id);
         if let Some(entry) = entry {
             entry.stop();
@@ -365,6 +375,24 @@ impl SessionRegistry {
                     })
                 }
                 Ok(Err(e)) => return Err(e),
+                Err(MailboxError::Closed) => continue,
+                Err(MailboxError::Timeout) => return Err(SessionError::Unavailable),
+            }
+        }
+        Err(SessionError::Unavailable)
+    }
+
+    /// What a watch needs on connect (the timer and a pending alert).
+    pub async fn watch_snapshot(&self, id: Uuid) -> Result<WatchSnapshot, SessionError> {
+        for _ in 0..2 {
+            let entry = self.entry(id).ok_or(SessionError::NotLive)?;
+            match entry
+                .timer
+                .send(GetWatchSnapshot)
+                .timeout(ASK_TIMEOUT)
+                .await
+            {
+                Ok(result) => return result,
                 Err(MailboxError::Closed) => continue,
                 Err(MailboxError::Timeout) => return Err(SessionError::Unavailable),
             }

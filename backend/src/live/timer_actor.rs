@@ -13,9 +13,12 @@ use mobile_bridge::protocol::ServerMsg;
 use mobile_bridge::SessionId;
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
-use watch_sync::{TimerAction, TimerEvent, TimerMachine, TimerRefusal, TimerView};
+use watch_sync::{
+    next_tick, TimerAction, TimerEvent, TimerMachine, TimerRefusal, TimerView, WatchFrame,
+    WatchTimer,
+};
 
-use super::bus::{Bus, BusEvent};
+use super::bus::{Bus, BusEvent, EventKind, Topic};
 use super::registry::SessionError;
 use super::session::timer_steps;
 use crate::metrics::Metrics;
@@ -52,6 +55,8 @@ pub struct RecipeTimer {
     phase: Phase,
     /// The pending wake-up at the next deadline.
     wake: Option<SpawnHandle>,
+    /// The pending tick for the watches.
+    tick: Option<SpawnHandle>,
     shutting_down: bool,
 }
 
@@ -73,6 +78,7 @@ impl RecipeTimer {
             metrics,
             phase: Phase::Loading,
             wake: None,
+            tick: None,
             shutting_down: false,
         }
     }
@@ -101,6 +107,7 @@ impl RecipeTimer {
                 act.phase = Phase::Ready(machine);
                 // Catch up with whatever came due while nobody was running it.
                 act.on_wake(ctx);
+                act.schedule_tick(ctx);
             }
             Ok(None) => act.phase = Phase::Gone,
             Err(e) => {
@@ -129,12 +136,34 @@ impl RecipeTimer {
     ) {
         let view = machine.view(now);
         self.phase = Phase::Ready(machine);
+        let watches = Topic::Watches(self.session_id);
         for event in &events {
-            if let TimerEvent::Alert { step_index, .. } = event {
+            if let TimerEvent::Alert {
+                step_index,
+                due_ms,
+                alert_seq,
+            } = *event
+            {
                 tracing::info!(session_id = %self.session_id, step_index, "step due");
+                let frame = WatchFrame::Alert {
+                    server_time_ms: now,
+                    step_index,
+                    due_ms,
+                    alert_seq,
+                };
+                self.bus.publish_to(
+                    watches,
+                    BusEvent::new(frame.encode(), None).of_kind(EventKind::Alert { alert_seq }),
+                );
             }
         }
         if events.contains(&TimerEvent::Changed) {
+            let frame = WatchFrame::Timer {
+                server_time_ms: now,
+                timer: WatchTimer::from(view.clone()),
+            };
+            self.bus
+                .publish_to(watches, BusEvent::new(frame.encode(), None));
             let frame = ServerMsg::Timer {
                 session_id: SessionId(self.session_id),
                 timer: view,
@@ -144,6 +173,53 @@ impl RecipeTimer {
                 .publish(self.session_id, BusEvent::new(frame, None));
         }
         self.schedule(ctx);
+        self.schedule_tick(ctx);
+    }
+
+    /// Schedules the next tick of a running countdown: on the next whole
+    /// second of remaining time, one frame for all the session's watches.
+    fn schedule_tick(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.tick.take() {
+            ctx.cancel_future(handle);
+        }
+        let Ok(Some(deadline)) = self.ready().map(TimerMachine::deadline_ms) else {
+            return;
+        };
+        let Some((at, _)) = next_tick(deadline, now_ms()) else {
+            return;
+        };
+        let delay = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
+        self.tick = Some(ctx.run_later(delay, move |act, ctx| {
+            act.tick = None;
+            act.send_tick(deadline);
+            act.schedule_tick(ctx);
+        }));
+    }
+
+    fn send_tick(&self, deadline: i64) {
+        let Ok(machine) = self.ready() else {
+            return;
+        };
+        // The countdown changed meanwhile: its own frame said so.
+        if machine.deadline_ms() != Some(deadline) {
+            return;
+        }
+        let now = now_ms();
+        let remaining_ms = (deadline - now).max(0);
+        let frame = WatchFrame::Tick {
+            server_time_ms: now,
+            step_index: machine.step_index(),
+            deadline_ms: deadline,
+            remaining_ms,
+        };
+        // Whole seconds left, rounded to the nearest (the tick fires at most
+        // a few milliseconds late).
+        let remaining_s = (remaining_ms + 500) / 1000;
+        self.metrics.watch_ticks.inc();
+        self.bus.publish_to(
+            Topic::Watches(self.session_id),
+            BusEvent::new(frame.encode(), None).of_kind(EventKind::Tick { remaining_s }),
+        );
     }
 
     /// Sleeps until the next deadline, if any.
@@ -214,6 +290,7 @@ impl Supervised for RecipeTimer {
             tracing::warn!(session_id = %self.session_id, "timer actor stopped unexpectedly; restarting");
         }
         self.wake = None;
+        self.tick = None;
         self.phase = Phase::Loading;
     }
 }
@@ -228,6 +305,33 @@ impl Handler<GetTimer> for RecipeTimer {
 
     fn handle(&mut self, _: GetTimer, _: &mut Context<Self>) -> Self::Result {
         Ok(self.ready()?.view(now_ms()))
+    }
+}
+
+/// What a watch needs on connect: the timer, and the alert of a step that is
+/// due and still waiting for the host, if any.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<WatchSnapshot, SessionError>")]
+pub struct GetWatchSnapshot;
+
+/// The answer to [`GetWatchSnapshot`].
+#[derive(Debug, Clone)]
+pub struct WatchSnapshot {
+    pub timer: TimerView,
+    /// `(step_index, due_ms, alert_seq)`.
+    pub pending_alert: Option<(u32, i64, u64)>,
+}
+
+impl Handler<GetWatchSnapshot> for RecipeTimer {
+    type Result = Result<WatchSnapshot, SessionError>;
+
+    fn handle(&mut self, _: GetWatchSnapshot, _: &mut Context<Self>) -> Self::Result {
+        let machine = self.ready()?;
+        let now = now_ms();
+        Ok(WatchSnapshot {
+            timer: machine.view(now),
+            pending_alert: machine.pending_alert(now),
+        })
     }
 }
 

@@ -5,6 +5,7 @@ pub mod chat;
 pub mod recipes;
 pub mod sessions;
 pub mod users;
+pub mod watch;
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use uuid::Uuid;

@@ -250,6 +250,55 @@ impl TestApp {
     }
 }
 
+/// A paired watch.
+#[derive(Debug, Clone)]
+pub struct PairedWatch {
+    pub device_id: Uuid,
+    pub token: String,
+}
+
+impl TestApp {
+    /// Pairs a new watch to `session` on behalf of `user`, the way a watch and
+    /// a phone do it.
+    pub async fn pair_watch(&self, user: &User, session: Uuid, tick: Option<u32>) -> PairedWatch {
+        let mut body = json!({"device_name": "Test watch"});
+        if let Some(tick) = tick {
+            body["tick_interval_s"] = json!(tick);
+        }
+        let pairing = self.post("/api/v1/watch/pairings", None, &body).await;
+        assert_eq!(pairing.status, 201, "{}", pairing.body);
+        let claimed = self
+            .post(
+                "/api/v1/watch/pairings/claim",
+                Some(&user.token),
+                &json!({"code": pairing.body["code"], "session_id": session}),
+            )
+            .await;
+        assert_eq!(claimed.status, 200, "{}", claimed.body);
+        let polled = self.poll_pairing(&pairing.body).await;
+        assert_eq!(polled.body["status"], "claimed", "{}", polled.body);
+        PairedWatch {
+            device_id: polled.body["device_id"].as_str().unwrap().parse().unwrap(),
+            token: polled.body["device_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Polls a pairing (the body `POST /watch/pairings` answered) as its watch.
+    pub async fn poll_pairing(&self, pairing: &Value) -> Reply {
+        let resp = self
+            .client
+            .get(self.url(&format!(
+                "/api/v1/watch/pairings/{}",
+                pairing["pairing_id"].as_str().unwrap()
+            )))
+            .header("X-Poll-Secret", pairing["poll_secret"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        read(resp).await
+    }
+}
+
 /// Reads a response whole.
 pub async fn read(resp: reqwest::Response) -> Reply {
     let status = resp.status();

@@ -25,3 +25,5 @@ mod session_actor_survives_panic;
 mod session_lifecycle;
 mod timer_control;
 mod timer_survives_restart;
+mod watch_feed;
+mod watch_pairing;

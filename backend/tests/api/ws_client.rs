@@ -38,6 +38,20 @@ impl WsClient {
         client
     }
 
+    /// Connects to the watch feed (`/watch/ws?{query}`) with a device token.
+    pub async fn connect_watch(address: &str, token: &str, query: &str) -> WsClient {
+        let url = format!("{}/watch/ws?{query}", address.replacen("http", "ws", 1));
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        WsClient {
+            socket,
+            next_ref: 0,
+        }
+    }
+
     pub async fn send(&mut self, frame: Value) {
         self.socket
             .send(Message::Text(frame.to_string().into()))

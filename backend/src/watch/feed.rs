@@ -1,0 +1,469 @@
+//! The watch feed: `GET /watch/ws` (WebSocket) and `GET /watch/events`
+//! (server-sent events, for watches without WebSockets). Both run the same
+//! [`Feed`]: a snapshot on connect, the session's compact timer frames, ticks
+//! filtered to the watch's interval, each alert once, `bye` at the end.
+//!
+//! Ticks are not made here: the session's timer actor publishes one tick per
+//! whole second for all its watches (encoded once); a feed only passes it on
+//! or skips it.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
+use bytestring::ByteString;
+use serde::Deserialize;
+use simmer_entity::watch_device;
+use tokio::sync::{broadcast, mpsc};
+use watch_sync::{WatchClientFrame, WatchFrame, WatchTimer};
+
+use super::hub::{Attachment, DeviceControl};
+use crate::auth::{request_token, secret_hash};
+use crate::error::ApiError;
+use crate::live::bus::{BusEvent, EventKind, Topic};
+use crate::live::rate::TokenBucket;
+use crate::live::{self, SessionError};
+use crate::state::AppState;
+use crate::store::sessions::{self, SessionState};
+use crate::store::watch as store;
+
+/// Longest tick interval a watch may ask for, in seconds.
+const MAX_TICK_INTERVAL_S: u32 = 3600;
+/// How often an SSE stream sends a comment to keep proxies from closing it.
+const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
+/// Frames queued for a slow SSE client before it is cut off.
+const SSE_QUEUE: usize = 64;
+
+/// Query parameters of the watch feed.
+#[derive(Debug, Deserialize)]
+pub struct FeedQuery {
+    /// The device token, for watches that cannot set headers.
+    pub token: Option<String>,
+    /// Seconds between ticks for this connection (0 = changes only; default:
+    /// the device's setting).
+    pub tick: Option<u32>,
+}
+
+/// What the feed has for its transport next.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this frame.
+    Frame(ByteString),
+    /// Send this frame (the session's last, a `bye`) and close.
+    Last(ByteString),
+    /// Send a fresh snapshot (after a lag or a re-target).
+    Snapshot,
+    /// Say `bye` with this reason and close.
+    Bye(&'static str),
+}
+
+/// One open feed of one watch.
+#[derive(Debug)]
+pub struct Feed {
+    state: AppState,
+    device: watch_device::Model,
+    tick_interval_s: i64,
+    last_alert_seq: u64,
+    events: broadcast::Receiver<BusEvent>,
+    control: mpsc::UnboundedReceiver<DeviceControl>,
+    _attachment: Attachment,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn bye(reason: &str) -> ByteString {
+    ByteString::from(
+        WatchFrame::Bye {
+            server_time_ms: now_ms(),
+            reason: reason.into(),
+        }
+        .encode(),
+    )
+}
+
+/// The device a request's token belongs to; 401 before any upgrade.
+async fn authenticate(
+    req: &HttpRequest,
+    state: &AppState,
+    query: &FeedQuery,
+) -> Result<watch_device::Model, ApiError> {
+    let token = match request_token(req)? {
+        Some(token) => token,
+        None => query.token.clone().ok_or_else(|| {
+            ApiError::unauthorized("send the device token as `Authorization: Bearer` or `?token=`")
+        })?,
+    };
+    store::device_by_token(&state.db, &secret_hash(&token))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown or revoked device token"))
+}
+
+fn tick_interval(query: &FeedQuery, device: &watch_device::Model) -> Result<i64, ApiError> {
+    match query.tick {
+        Some(t) if t > MAX_TICK_INTERVAL_S => Err(ApiError::client(
+            mobile_bridge::ErrorCode::InvalidQuery,
+            format!("tick must be 0 to {MAX_TICK_INTERVAL_S} seconds"),
+        )),
+        Some(t) => Ok(i64::from(t)),
+        None => Ok(i64::from(device.tick_interval_s.max(0))),
+    }
+}
+
+impl Feed {
+    fn open(state: AppState, device: watch_device::Model, tick_interval_s: i64) -> Self {
+        let (attachment, control) = state.watch_hub.attach(device.id);
+        let events = state
+            .registry
+            .bus()
+            .subscribe_to(Topic::Watches(device.session_id));
+        state.metrics.watch_connections.inc();
+        let last_alert_seq = u64::try_from(device.last_alert_seq).unwrap_or(0);
+        Self {
+            state,
+            device,
+            tick_interval_s,
+            last_alert_seq,
+            events,
+            control,
+            _attachment: attachment,
+        }
+    }
+
+    /// The snapshot of the session the watch follows, then the alert of a
+    /// due step it has not buzzed for; `Err` with a `bye` reason when the
+    /// feed should end after these frames.
+    pub async fn snapshot(&mut self) -> (Vec<ByteString>, Option<&'static str>) {
+        let now = now_ms();
+        let session_id = self.device.session_id;
+        let model = match sessions::find(&self.state.db, session_id).await {
+            Ok(Some(model)) => model,
+            Ok(None) => return (Vec::new(), Some("session_gone")),
+            Err(_) => return (Vec::new(), Some("unavailable")),
+        };
+        let Ok((session_state, recipe)) = sessions::decode(&model) else {
+            return (Vec::new(), Some("unavailable"));
+        };
+        let (timer, pending, end) = match session_state {
+            SessionState::Live => match self.state.registry.watch_snapshot(session_id).await {
+                Ok(snap) => (snap.timer, snap.pending_alert, None),
+                Err(SessionError::NotLive) => (
+                    live::timer_at_rest(&model, SessionState::Ended, &recipe, now),
+                    None,
+                    Some("session_ended"),
+                ),
+                Err(SessionError::Unavailable) => return (Vec::new(), Some("unavailable")),
+            },
+            SessionState::Scheduled => (
+                live::timer_at_rest(&model, session_state, &recipe, now),
+                None,
+                None,
+            ),
+            SessionState::Ended => (
+                live::timer_at_rest(&model, session_state, &recipe, now),
+                None,
+                Some("session_ended"),
+            ),
+        };
+        let mut frames = vec![ByteString::from(
+            WatchFrame::Snapshot {
+                server_time_ms: timer.server_time_ms,
+                timer: WatchTimer::from(timer),
+            }
+            .encode(),
+        )];
+        if let Some((step_index, due_ms, alert_seq)) = pending {
+            if self.take_alert(alert_seq) {
+                frames.push(ByteString::from(
+                    WatchFrame::Alert {
+                        server_time_ms: now_ms(),
+                        step_index,
+                        due_ms,
+                        alert_seq,
+                    }
+                    .encode(),
+                ));
+            }
+        }
+        (frames, end)
+    }
+
+    /// `true` once per alert and watch: the first time, it is recorded (so a
+    /// reconnect does not buzz again).
+    fn take_alert(&mut self, alert_seq: u64) -> bool {
+        if alert_seq <= self.last_alert_seq {
+            return false;
+        }
+        self.last_alert_seq = alert_seq;
+        let db = self.state.db.clone();
+        let id = self.device.id;
+        actix_rt::spawn(async move {
+            if let Err(e) = store::alerted(&db, id, alert_seq).await {
+                tracing::warn!(device_id = %id, error.message = %e, "recording a watch alert failed");
+            }
+        });
+        true
+    }
+
+    /// Waits for the next thing to send. Cancel-safe: it only receives.
+    pub async fn next(&mut self) -> Step {
+        loop {
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Ok(event) => {
+                        if let Some(step) = self.on_event(event) {
+                            return step;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => return Step::Snapshot,
+                    Err(broadcast::error::RecvError::Closed) => return Step::Bye("session_ended"),
+                },
+                control = self.control.recv() => match control {
+                    Some(DeviceControl::Revoked) | None => return Step::Bye("revoked"),
+                    Some(DeviceControl::Retarget(session_id)) => {
+                        self.device.session_id = session_id;
+                        self.last_alert_seq = 0;
+                        self.events = self
+                            .state
+                            .registry
+                            .bus()
+                            .subscribe_to(Topic::Watches(session_id));
+                        return Step::Snapshot;
+                    }
+                },
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: BusEvent) -> Option<Step> {
+        if event.last {
+            return Some(Step::Last(event.frame));
+        }
+        match event.kind {
+            EventKind::Frame => Some(Step::Frame(event.frame)),
+            EventKind::Tick { remaining_s } => {
+                let every = self.tick_interval_s;
+                (every > 0 && remaining_s % every == 0).then_some(Step::Frame(event.frame))
+            }
+            EventKind::Alert { alert_seq } => self
+                .take_alert(alert_seq)
+                .then_some(Step::Frame(event.frame)),
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.state.metrics.watch_connections.dec();
+    }
+}
+
+/// `GET /watch/ws`: the watch feed over a WebSocket.
+pub async fn watch_ws(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    query: web::Query<FeedQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let device = authenticate(&req, &state, &query).await?;
+    let tick = tick_interval(&query, &device)?;
+    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::client(
+            mobile_bridge::ErrorCode::InvalidBody,
+            format!("not a WebSocket upgrade: {e}"),
+        )
+    })?;
+    let _ = store::seen(&state.db, device.id, chrono::Utc::now()).await;
+    let feed = Feed::open(state.get_ref().clone(), device, tick);
+    actix_rt::spawn(run_ws(feed, session, stream));
+    Ok(response)
+}
+
+async fn run_ws(mut feed: Feed, mut session: actix_ws::Session, stream: actix_ws::MessageStream) {
+    let settings = feed.state.settings.clone();
+    let idle_timeout = settings.ws_idle_timeout;
+    let mut stream = stream
+        .max_frame_size(1024)
+        .aggregate_continuations()
+        .max_continuation_size(1024);
+    let mut heartbeat = tokio::time::interval(idle_timeout / 3);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let per_s = settings.ws_max_frames_per_s;
+    let mut flood = TokenBucket::new(f64::from(per_s), per_s.saturating_mul(2), now_ms());
+
+    let mut close: Option<CloseReason> = None;
+    let mut snapshot_due = true;
+    'feed: loop {
+        if snapshot_due {
+            snapshot_due = false;
+            let (frames, end) = feed.snapshot().await;
+            for frame in frames {
+                if session.text(frame).await.is_err() {
+                    break 'feed;
+                }
+            }
+            if let Some(reason) = end {
+                let _ = session.text(bye(reason)).await;
+                close = Some(CloseReason::from(CloseCode::Normal));
+                break;
+            }
+        }
+        tokio::select! {
+            step = feed.next() => match step {
+                Step::Frame(frame) => {
+                    if session.text(frame).await.is_err() {
+                        break;
+                    }
+                }
+                Step::Last(frame) => {
+                    let _ = session.text(frame).await;
+                    close = Some(CloseReason::from(CloseCode::Normal));
+                    break;
+                }
+                Step::Snapshot => snapshot_due = true,
+                Step::Bye(reason) => {
+                    let _ = session.text(bye(reason)).await;
+                    close = Some(CloseReason {
+                        code: if reason == "revoked" { CloseCode::Policy } else { CloseCode::Normal },
+                        description: Some(reason.into()),
+                    });
+                    break;
+                }
+            },
+            inbound = stream.recv() => {
+                last_heard = Instant::now();
+                if flood.take(now_ms()).is_err() {
+                    close = Some(CloseReason {
+                        code: CloseCode::Policy,
+                        description: Some(format!("flooding: more than {per_s} frames per second")),
+                    });
+                    break;
+                }
+                match inbound {
+                    Some(Ok(AggregatedMessage::Text(text))) => {
+                        // The only frame a watch sends is `ping`; anything else
+                        // is ignored (a watch app cannot do much with errors).
+                        if let Ok(WatchClientFrame::Ping { client_time_ms }) = serde_json::from_str(&text) {
+                            let pong = WatchFrame::Pong { server_time_ms: now_ms(), client_time_ms };
+                            if session.text(pong.encode()).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                        if session.pong(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(AggregatedMessage::Close(_))) | None => break,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        close = Some(CloseReason {
+                            code: CloseCode::Protocol,
+                            description: Some(format!("protocol error: {e}")),
+                        });
+                        break;
+                    }
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > idle_timeout {
+                    close = Some(CloseReason {
+                        code: CloseCode::Away,
+                        description: Some("idle timeout: no frame or pong received".into()),
+                    });
+                    break;
+                }
+                if session.ping(b"").await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(reason) = close {
+        let _ = session.close(Some(reason)).await;
+    }
+}
+
+/// `GET /watch/events`: the watch feed as server-sent events. Each frame is
+/// one `data:` line (its `type` is inside); a comment line every 15 s keeps
+/// the stream open. Clock sync needs `ping`, so it is WebSocket-only; the
+/// frames' `server_time_ms` still lets a watch estimate its offset.
+pub async fn watch_events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<FeedQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let device = authenticate(&req, &state, &query).await?;
+    let tick = tick_interval(&query, &device)?;
+    let _ = store::seen(&state.db, device.id, chrono::Utc::now()).await;
+    let feed = Feed::open(state.get_ref().clone(), device, tick);
+    let (tx, rx) = mpsc::channel::<Bytes>(SSE_QUEUE);
+    actix_rt::spawn(run_sse(feed, tx));
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}
+
+fn sse(frame: &str) -> Bytes {
+    Bytes::from(format!("data: {frame}\n\n"))
+}
+
+async fn run_sse(mut feed: Feed, tx: mpsc::Sender<Bytes>) {
+    let mut keepalive = tokio::time::interval(SSE_KEEPALIVE);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    keepalive.tick().await;
+    let mut snapshot_due = true;
+    loop {
+        if snapshot_due {
+            snapshot_due = false;
+            let (frames, end) = feed.snapshot().await;
+            for frame in frames {
+                if tx.send(sse(&frame)).await.is_err() {
+                    return;
+                }
+            }
+            if let Some(reason) = end {
+                let _ = tx.send(sse(&bye(reason))).await;
+                return;
+            }
+        }
+        tokio::select! {
+            step = feed.next() => match step {
+                Step::Frame(frame) => {
+                    // A client that does not keep up is cut off; it reconnects
+                    // and gets a fresh snapshot.
+                    if tx.try_send(sse(&frame)).is_err() {
+                        return;
+                    }
+                }
+                Step::Last(frame) => {
+                    let _ = tx.send(sse(&frame)).await;
+                    return;
+                }
+                Step::Snapshot => snapshot_due = true,
+                Step::Bye(reason) => {
+                    let _ = tx.send(sse(&bye(reason))).await;
+                    return;
+                }
+            },
+            _ = keepalive.tick() => {
+                if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                    return;
+                }
+            }
+            () = tx.closed() => return,
+        }
+    }
+}
