@@ -9,7 +9,9 @@ mod feed;
 mod machine;
 mod timer;
 
-pub use feed::{json_schema, next_tick, WatchClientFrame, WatchFrame, WatchStep, WatchTimer, MAX_FRAME_BYTES};
+pub use feed::{
+    json_schema, next_tick, WatchClientFrame, WatchFrame, WatchStep, WatchTimer, MAX_FRAME_BYTES,
+};
 pub use machine::{
     RefusalCode, TimerAction, TimerActionName, TimerControl, TimerEvent, TimerMachine, TimerRecord,
     TimerRefusal, MAX_ADD_TIME_S,
