@@ -10,6 +10,7 @@ mod fanout;
 mod idle;
 mod setup;
 mod stats;
+mod watch;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,12 @@ enum Command {
     Idle(idle::IdleArgs),
     /// Chat in a session from the terminal.
     Chat(chat::ChatArgs),
+    /// W paired watches over S sessions with running timers: tick delivery
+    /// after the whole second, displayed-countdown accuracy with skewed
+    /// clocks, server CPU.
+    Watch(watch::WatchArgs),
+    /// The reference watch: pair it with a code, then see what it shows.
+    WatchFollow(watch::FollowArgs),
 }
 
 fn raise_file_limit() {
@@ -53,6 +60,11 @@ fn main() -> anyhow::Result<()> {
                 idle::run(args).await
             }
             Command::Chat(args) => chat::run(args).await,
+            Command::Watch(args) => {
+                raise_file_limit();
+                watch::run(args).await
+            }
+            Command::WatchFollow(args) => watch::follow(args).await,
         }
     })
 }

@@ -33,7 +33,7 @@ use uuid::Uuid;
 use crate::protocol::{ChatAck, ChatMessage, JoinSnapshot, ServerMsg, SUBPROTOCOL};
 use crate::{ErrorCode, SessionId};
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// How to reach the server and how to behave when the link drops.
@@ -243,44 +243,64 @@ impl Client {
 }
 
 async fn open(config: &ClientConfig) -> Result<Socket, ClientError> {
-    let mut request = config
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| ClientError::Connect(e.to_string()))?;
-    let auth = HeaderValue::from_str(&format!("Bearer {}", config.token))
-        .map_err(|e| ClientError::Connect(e.to_string()))?;
-    request.headers_mut().insert("authorization", auth);
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static(SUBPROTOCOL),
-    );
-    let connect_error = |e: &dyn std::fmt::Display| ClientError::Connect(e.to_string());
     let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(config.read_buffer_size)
         .write_buffer_size(0);
-    let (mut socket, _) = match config.bind {
+    let mut socket = dial(
+        &config.url,
+        &config.token,
+        Some(SUBPROTOCOL),
+        config.bind,
+        ws_config,
+    )
+    .await
+    .map_err(ClientError::Connect)?;
+    // The first frame is `hello`.
+    match tokio::time::timeout(config.request_timeout, socket.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) if text.contains("\"hello\"") => Ok(socket),
+        _ => Err(ClientError::Connect("no hello from the server".into())),
+    }
+}
+
+/// Opens a WebSocket to `url` with a bearer token, from a chosen local
+/// address if `bind` is set.
+pub(crate) async fn dial(
+    url: &str,
+    token: &str,
+    subprotocol: Option<&'static str>,
+    bind: Option<std::net::IpAddr>,
+    ws_config: tokio_tungstenite::tungstenite::protocol::WebSocketConfig,
+) -> Result<Socket, String> {
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    let auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
+    request.headers_mut().insert("authorization", auth);
+    if let Some(protocol) = subprotocol {
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
+    }
+    let (socket, _) = match bind {
         None => tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true)
             .await
-            .map_err(|e| connect_error(&e))?,
+            .map_err(|e| e.to_string())?,
         Some(ip) => {
             let uri = request.uri();
             let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
             let port = uri.port_u16().unwrap_or(80);
             let server: std::net::SocketAddr = tokio::net::lookup_host((host, port))
                 .await
-                .map_err(|e| connect_error(&e))?
+                .map_err(|e| e.to_string())?
                 .next()
-                .ok_or_else(|| ClientError::Connect(format!("cannot resolve {host}")))?;
+                .ok_or_else(|| format!("cannot resolve {host}"))?;
             let tcp = if server.is_ipv4() {
                 tokio::net::TcpSocket::new_v4()
             } else {
                 tokio::net::TcpSocket::new_v6()
             }
-            .map_err(|e| connect_error(&e))?;
+            .map_err(|e| e.to_string())?;
             tcp.bind(std::net::SocketAddr::new(ip, 0))
-                .map_err(|e| connect_error(&e))?;
-            let stream = tcp.connect(server).await.map_err(|e| connect_error(&e))?;
+                .map_err(|e| e.to_string())?;
+            let stream = tcp.connect(server).await.map_err(|e| e.to_string())?;
             let _ = stream.set_nodelay(true);
             tokio_tungstenite::client_async_with_config(
                 request,
@@ -288,14 +308,10 @@ async fn open(config: &ClientConfig) -> Result<Socket, ClientError> {
                 Some(ws_config),
             )
             .await
-            .map_err(|e| connect_error(&e))?
+            .map_err(|e| e.to_string())?
         }
     };
-    // The first frame is `hello`.
-    match tokio::time::timeout(config.request_timeout, socket.next()).await {
-        Ok(Some(Ok(Message::Text(text)))) if text.contains("\"hello\"") => Ok(socket),
-        _ => Err(ClientError::Connect("no hello from the server".into())),
-    }
+    Ok(socket)
 }
 
 struct Driver {

@@ -11,6 +11,8 @@ pub mod client;
 mod error_code;
 mod ids;
 pub mod protocol;
+#[cfg(feature = "client")]
+pub mod watch_client;
 
 pub use error_code::ErrorCode;
 pub use ids::{RecipeId, SessionId, UserId};

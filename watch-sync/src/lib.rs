@@ -5,10 +5,12 @@
 //! can render the same countdown from one frame. This crate depends on nothing
 //! server-side, so watch and phone clients can use its types directly.
 
+mod clock;
 mod feed;
 mod machine;
 mod timer;
 
+pub use clock::{ClockSample, ClockSync, WatchDisplay};
 pub use feed::{
     json_schema, next_tick, WatchClientFrame, WatchFrame, WatchStep, WatchTimer, MAX_FRAME_BYTES,
 };

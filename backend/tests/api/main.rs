@@ -21,6 +21,7 @@ mod realtime_limits;
 mod recipes_crud;
 mod refresh_token_rotation;
 mod sdk_resumes_after_drops;
+mod sdk_watch_client;
 mod session_actor_survives_panic;
 mod session_lifecycle;
 mod timer_control;

@@ -1,0 +1,449 @@
+//! `watch`: W paired watches over S live sessions whose timers run, for T
+//! seconds. Every watch pairs the way a real one does (code, claim, poll),
+//! follows the feed with the SDK's reference watch client, and records for
+//! each tick how long after its whole second it arrived. A subset of
+//! "accuracy" watches has a skewed clock (up to ±`skew_ms`) and a delayed
+//! link; they sync their clock NTP-style and record how far the countdown
+//! they display is from the server's at each tick. Reports both
+//! distributions, the ticks lost, and the server's CPU and memory.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use mobile_bridge::watch_client::{request_pairing, WatchClient, WatchConfig};
+use serde_json::json;
+use uuid::Uuid;
+use watch_sync::WatchFrame;
+
+use crate::setup;
+use crate::stats::{ms, Samples};
+
+/// Options of the `watch` scenario.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatchArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Live sessions, each with a running timer.
+    #[arg(long, default_value_t = 1000)]
+    pub sessions: usize,
+    /// Watches, spread evenly over the sessions.
+    #[arg(long, default_value_t = 20_000)]
+    pub watches: usize,
+    /// Of those, watches with a skewed clock and a delayed link that measure
+    /// the accuracy of what they display.
+    #[arg(long, default_value_t = 100)]
+    pub accuracy_watches: usize,
+    /// Largest clock skew of an accuracy watch, either way (ms).
+    #[arg(long, default_value_t = 5000)]
+    pub skew_ms: i64,
+    /// Link delay of an accuracy watch, each way (ms).
+    #[arg(long, default_value_t = 20)]
+    pub link_delay_ms: u64,
+    /// Seconds of measuring once every watch is connected.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Spread sockets over this many source addresses 127.0.0.1..N.
+    #[arg(long, default_value_t = 4)]
+    pub source_ips: u8,
+    /// Requests or connections in flight at once while setting up.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// The server's process id, to report its CPU and memory.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+}
+
+fn system_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn system_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// CPU seconds a process has used (user + system), from `/proc`.
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports clock ticks of 1/100 s (USER_HZ).
+    Some((utime + stime) / 100.0)
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: String,
+    token: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let resp = http
+        .post(&url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "POST {url}: {status} {body}");
+    Ok(body)
+}
+
+/// `n` live sessions of one host, each timer started on a long step.
+async fn running_sessions(
+    http: &reqwest::Client,
+    args: &WatchArgs,
+) -> anyhow::Result<(String, Vec<Uuid>)> {
+    let scene = setup::live_session(http, &args.url).await?;
+    let token = scene.host_token;
+    let recipe = post(
+        http,
+        format!("{}/api/v1/recipes", args.url),
+        &token,
+        json!({"title": "Slow stock", "steps": [
+            {"text": "Simmer the stock", "duration_s": 86400, "label": "Simmer"},
+            {"text": "Strain", "label": "Strain"}
+        ]}),
+    )
+    .await?;
+    let recipe_id = recipe["id"].as_str().context("recipe id")?.to_owned();
+    let mut sessions = Vec::with_capacity(args.sessions);
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0;
+    while sessions.len() < args.sessions {
+        while next < args.sessions && pending.len() < args.concurrency {
+            next += 1;
+            let (http, base, token, recipe_id) = (
+                http.clone(),
+                args.url.clone(),
+                token.clone(),
+                recipe_id.clone(),
+            );
+            pending.push(async move {
+                let session = post(
+                    &http,
+                    format!("{base}/api/v1/sessions"),
+                    &token,
+                    json!({"recipe_id": recipe_id, "title": "Bench stock"}),
+                )
+                .await?;
+                let id: Uuid = session["id"].as_str().context("session id")?.parse()?;
+                post(
+                    &http,
+                    format!("{base}/api/v1/sessions/{id}/start"),
+                    &token,
+                    json!({}),
+                )
+                .await?;
+                post(
+                    &http,
+                    format!("{base}/api/v1/sessions/{id}/timer"),
+                    &token,
+                    json!({"action": "start"}),
+                )
+                .await?;
+                Ok::<_, anyhow::Error>(id)
+            });
+        }
+        match pending.next().await {
+            Some(result) => sessions.push(result?),
+            None => break,
+        }
+    }
+    Ok((token, sessions))
+}
+
+/// Pairs a watch as a real one does: ask, claim (as the user), poll.
+async fn pair(
+    http: &reqwest::Client,
+    base: &str,
+    user_token: &str,
+    session: Uuid,
+    name: String,
+) -> anyhow::Result<String> {
+    let pairing = request_pairing(http, base, &name, Some(1)).await?;
+    post(
+        http,
+        format!("{base}/api/v1/watch/pairings/claim"),
+        user_token,
+        json!({"code": pairing.code, "session_id": session}),
+    )
+    .await?;
+    let device = pairing.wait_claimed(http, Duration::from_secs(30)).await?;
+    Ok(device.token)
+}
+
+#[derive(Default)]
+struct Results {
+    /// Tick arrival after its whole second (µs), load watches.
+    delivery_us: Vec<u64>,
+    /// |displayed - server's| remaining (µs), accuracy watches.
+    error_us: Vec<u64>,
+    ticks: u64,
+    gaps: u64,
+}
+
+pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let t0 = Instant::now();
+    let (user_token, sessions) = running_sessions(&http, &args).await?;
+    println!(
+        "{} live sessions with running timers in {:.1} s",
+        sessions.len(),
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Pair and connect every watch.
+    let t0 = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    let mut watches = Vec::with_capacity(args.watches);
+    let mut next = 0;
+    while watches.len() < args.watches {
+        while next < args.watches && pending.len() < args.concurrency {
+            let n = next;
+            next += 1;
+            let session = sessions[n % sessions.len()];
+            let (http, base, user_token) = (http.clone(), args.url.clone(), user_token.clone());
+            let accuracy = n < args.accuracy_watches;
+            let ips = args.source_ips.max(1);
+            let skew_ms = if accuracy && args.accuracy_watches > 1 {
+                // Spread evenly over [-skew, +skew].
+                -args.skew_ms + (2 * args.skew_ms * n as i64) / (args.accuracy_watches as i64 - 1)
+            } else {
+                0
+            };
+            let link_delay = if accuracy {
+                Duration::from_millis(args.link_delay_ms)
+            } else {
+                Duration::ZERO
+            };
+            pending.push(async move {
+                let token = pair(&http, &base, &user_token, session, format!("watch {n}")).await?;
+                let mut config = WatchConfig::new(&base, &token);
+                config.skew_ms = skew_ms;
+                config.link_delay = link_delay;
+                config.bind = Some(std::net::IpAddr::from([
+                    127,
+                    0,
+                    0,
+                    1 + (n % usize::from(ips)) as u8,
+                ]));
+                let mut watch = WatchClient::connect(config).await?;
+                if accuracy {
+                    watch.sync_clock(8).await?;
+                }
+                Ok::<_, anyhow::Error>((watch, accuracy))
+            });
+        }
+        match pending.next().await {
+            Some(result) => watches.push(result?),
+            None => break,
+        }
+    }
+    println!(
+        "paired and connected {} watches ({} with skewed clocks up to ±{} ms and a {} ms link) in {:.1} s",
+        watches.len(),
+        args.accuracy_watches.min(watches.len()),
+        args.skew_ms,
+        args.link_delay_ms,
+        t0.elapsed().as_secs_f64()
+    );
+
+    let results = Arc::new(Mutex::new(Results::default()));
+    let measure_from = system_ms() + 1000;
+    let measure_until = measure_from + i64::try_from(args.duration * 1000).unwrap_or(i64::MAX);
+    let cpu_before = cpu_seconds(args.server_pid);
+    let wall_before = Instant::now();
+    let mut tasks = Vec::with_capacity(watches.len());
+    for (mut watch, accuracy) in watches {
+        let results = results.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut delivery = Vec::new();
+            let mut errors = Vec::new();
+            let (mut ticks, mut gaps) = (0u64, 0u64);
+            let mut last_second: Option<i64> = None;
+            loop {
+                let remaining_until = measure_until - system_ms();
+                if remaining_until <= 0 {
+                    break;
+                }
+                let frame = match tokio::time::timeout(
+                    Duration::from_millis(remaining_until as u64),
+                    watch.next_frame(),
+                )
+                .await
+                {
+                    Ok(Ok(frame)) => frame,
+                    Ok(Err(_)) | Err(_) => break,
+                };
+                let WatchFrame::Tick {
+                    deadline_ms,
+                    remaining_ms,
+                    ..
+                } = frame
+                else {
+                    continue;
+                };
+                let now_us = system_us();
+                if now_us / 1000 < measure_from {
+                    continue;
+                }
+                let second = (remaining_ms + 500) / 1000;
+                if let Some(last) = last_second {
+                    gaps += u64::try_from(last - second - 1).unwrap_or(0);
+                }
+                last_second = Some(second);
+                ticks += 1;
+                if accuracy {
+                    // What the watch shows now, against the server's truth now.
+                    if let Some(shown) = watch.displayed_remaining_ms() {
+                        let truth_us = deadline_ms * 1000 - system_us();
+                        errors.push((shown * 1000 - truth_us).unsigned_abs());
+                    }
+                } else {
+                    let whole_second_us = (deadline_ms - second * 1000) * 1000;
+                    delivery.push(u64::try_from(now_us - whole_second_us).unwrap_or(0));
+                }
+            }
+            let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+            r.delivery_us.extend(delivery);
+            r.error_us.extend(errors);
+            r.ticks += ticks;
+            r.gaps += gaps;
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let wall = wall_before.elapsed().as_secs_f64();
+    let cpu = match (cpu_before, cpu_seconds(args.server_pid)) {
+        (Some(a), Some(b)) => Some((b - a) / wall),
+        _ => None,
+    };
+    let results = Arc::try_unwrap(results)
+        .map_err(|_| anyhow::anyhow!("results still shared"))?
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    let delivery = Samples::new(results.delivery_us);
+    let errors = Samples::new(results.error_us);
+    println!(
+        "{} ticks in {} s ({} missed between received ones)",
+        results.ticks, args.duration, results.gaps
+    );
+    println!(
+        "tick delivery after the whole second: p50 {}, p99 {}, max {}",
+        ms(delivery.pct(50.0)),
+        ms(delivery.pct(99.0)),
+        ms(delivery.max())
+    );
+    println!(
+        "displayed countdown vs the server's (skewed watches): p50 {}, p99 {}, max {}",
+        ms(errors.pct(50.0)),
+        ms(errors.pct(99.0)),
+        ms(errors.max())
+    );
+    if let Some(cores) = cpu {
+        println!("server CPU while measuring: {cores:.2} cores");
+    }
+    if let Some(rss) = setup::rss_kib(args.server_pid) {
+        println!("server RSS: {rss} KiB");
+    }
+    Ok(())
+}
+
+/// Options of `watch-follow`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FollowArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The watch's name in the user's list.
+    #[arg(long, default_value = "simmer-bench watch")]
+    pub name: String,
+    /// Seconds between ticks (0: changes only; the watch counts down itself).
+    #[arg(long, default_value_t = 1)]
+    pub tick: u32,
+    /// Run the watch's clock this far ahead (negative: behind), in ms.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub skew_ms: i64,
+    /// Delay every frame on the link by this much each way, in ms.
+    #[arg(long, default_value_t = 0)]
+    pub link_delay_ms: u64,
+    /// Stop after this many seconds of following (0: until the feed ends).
+    #[arg(long, default_value_t = 0)]
+    pub duration: u64,
+}
+
+/// The reference watch, interactively: shows a pairing code, waits for a
+/// user to claim it, then prints what the watch would show.
+pub async fn follow(args: FollowArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let pairing = request_pairing(&http, &args.url, &args.name, Some(args.tick)).await?;
+    println!("pairing code: {}", pairing.code);
+    println!(
+        "claim it from a signed-in account:\n  curl -X POST {}/api/v1/watch/pairings/claim -H \"Authorization: Bearer $TOKEN\" \\\n       -H 'Content-Type: application/json' -d '{{\"code\":\"{}\",\"session_id\":\"<session id>\"}}'",
+        args.url, pairing.code
+    );
+    let device = pairing
+        .wait_claimed(&http, Duration::from_secs(300))
+        .await?;
+    println!(
+        "paired: device {} follows session {}",
+        device.device_id, device.session_id
+    );
+    let mut config = WatchConfig::new(&args.url, &device.token);
+    config.skew_ms = args.skew_ms;
+    config.link_delay = Duration::from_millis(args.link_delay_ms);
+    let mut watch = WatchClient::connect(config).await?;
+    let sample = watch.sync_clock(5).await?;
+    println!(
+        "clock: offset {} ms (round trip {} ms)",
+        sample.offset_ms, sample.rtt_ms
+    );
+    let stop = (args.duration > 0).then(|| Instant::now() + Duration::from_secs(args.duration));
+    loop {
+        let wait = stop.map_or(Duration::from_secs(3600), |s| {
+            s.saturating_duration_since(Instant::now())
+        });
+        let frame = match tokio::time::timeout(wait, watch.next_frame()).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(e)) => {
+                println!("{e}");
+                return Ok(());
+            }
+            Err(_) => return Ok(()),
+        };
+        let shown = watch
+            .displayed_remaining_ms()
+            .map_or("--:--".to_owned(), |left| {
+                let s = (left + 999) / 1000;
+                format!("{:02}:{:02}", s / 60, s % 60)
+            });
+        let step = watch
+            .display()
+            .timer()
+            .and_then(|t| t.step.as_ref())
+            .map(|s| s.label.clone().unwrap_or_else(|| s.text.clone()))
+            .unwrap_or_default();
+        match frame {
+            WatchFrame::Alert { step_index, .. } => {
+                println!("*** BZZZ: step {step_index} is done ***")
+            }
+            WatchFrame::Pong { .. } => {}
+            other => println!("{:<8} {shown}  {step}", other.kind()),
+        }
+    }
+}
