@@ -7,6 +7,7 @@
 #   ./scripts/bench-realtime.sh fanout --viewers 10000 --rate 20 --duration 60
 #   ./scripts/bench-realtime.sh fanout --viewers 10000 --rate 0 --duration 20
 #   ./scripts/bench-realtime.sh idle --viewers 100000 --source-ips 4 --hold 10
+#   ./scripts/bench-realtime.sh watch --sessions 1000 --watches 18000 --duration 30
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,6 +21,7 @@ ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
     SIMMER_CHAT_RATE_PER_S=1000000 SIMMER_CHAT_BURST=1000000 \
     SIMMER_WS_MAX_FRAMES_PER_S=1000000 \
+    SIMMER_WATCH_PAIRINGS_PER_WINDOW=100000000 \
     "$CARGO_TARGET_DIR/release/simmer" serve >"$WORK/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT

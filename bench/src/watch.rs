@@ -39,9 +39,12 @@ pub struct WatchArgs {
     /// Largest clock skew of an accuracy watch, either way (ms).
     #[arg(long, default_value_t = 5000)]
     pub skew_ms: i64,
-    /// Link delay of an accuracy watch, each way (ms).
+    /// Link delay of an accuracy watch, each way (ms)...
     #[arg(long, default_value_t = 20)]
     pub link_delay_ms: u64,
+    /// ...plus up to this much random jitter per frame and leg (ms).
+    #[arg(long, default_value_t = 10)]
+    pub link_jitter_ms: u64,
     /// Seconds of measuring once every watch is connected.
     #[arg(long, default_value_t = 30)]
     pub duration: u64,
@@ -192,6 +195,84 @@ struct Results {
     error_us: Vec<u64>,
     ticks: u64,
     gaps: u64,
+    ended_early: u64,
+}
+
+/// Reads a watch's feed until the measuring window closes; records its
+/// ticks inside the window.
+async fn follow_ticks(
+    mut watch: WatchClient,
+    accuracy: bool,
+    mut window: tokio::sync::watch::Receiver<Option<(i64, i64)>>,
+    results: Arc<Mutex<Results>>,
+) {
+    let mut delivery = Vec::new();
+    let mut errors = Vec::new();
+    let (mut ticks, mut gaps) = (0u64, 0u64);
+    let mut last_second: Option<i64> = None;
+    let mut ended_early = false;
+    loop {
+        let bounds = *window.borrow();
+        let wait = match bounds {
+            Some((_, until)) => {
+                let left = until - system_ms();
+                if left <= 0 {
+                    break;
+                }
+                Duration::from_millis(left as u64)
+            }
+            None => Duration::from_secs(3600),
+        };
+        let frame = tokio::select! {
+            frame = tokio::time::timeout(wait, watch.next_frame()) => match frame {
+                Ok(Ok(frame)) => frame,
+                Ok(Err(_)) => {
+                    ended_early = true;
+                    break;
+                }
+                Err(_) => break,
+            },
+            // The window was set: recompute the wait.
+            _ = window.changed(), if bounds.is_none() => continue,
+        };
+        let (
+            Some((from, _)),
+            WatchFrame::Tick {
+                deadline_ms,
+                remaining_ms,
+                ..
+            },
+        ) = (bounds, frame)
+        else {
+            continue;
+        };
+        let now_us = system_us();
+        if now_us / 1000 < from {
+            continue;
+        }
+        let second = (remaining_ms + 500) / 1000;
+        if let Some(last) = last_second {
+            gaps += u64::try_from(last - second - 1).unwrap_or(0);
+        }
+        last_second = Some(second);
+        ticks += 1;
+        if accuracy {
+            // What the watch shows now, against the server's truth now.
+            if let Some(shown) = watch.displayed_remaining_ms() {
+                let truth_us = deadline_ms * 1000 - system_us();
+                errors.push((shown * 1000 - truth_us).unsigned_abs());
+            }
+        } else {
+            let whole_second_us = (deadline_ms - second * 1000) * 1000;
+            delivery.push(u64::try_from(now_us - whole_second_us).unwrap_or(0));
+        }
+    }
+    let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+    r.delivery_us.extend(delivery);
+    r.error_us.extend(errors);
+    r.ticks += ticks;
+    r.gaps += gaps;
+    r.ended_early += u64::from(ended_early);
 }
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
@@ -207,6 +288,8 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
     );
 
     // Pair and connect every watch.
+    let results = Arc::new(Mutex::new(Results::default()));
+    let (window_tx, window) = tokio::sync::watch::channel::<Option<(i64, i64)>>(None);
     let t0 = Instant::now();
     let mut pending = FuturesUnordered::new();
     let mut watches = Vec::with_capacity(args.watches);
@@ -225,16 +308,22 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
             } else {
                 0
             };
-            let link_delay = if accuracy {
-                Duration::from_millis(args.link_delay_ms)
+            let (link_delay, link_jitter) = if accuracy {
+                (
+                    Duration::from_millis(args.link_delay_ms),
+                    Duration::from_millis(args.link_jitter_ms),
+                )
             } else {
-                Duration::ZERO
+                (Duration::ZERO, Duration::ZERO)
             };
+            let window = window.clone();
+            let results = results.clone();
             pending.push(async move {
                 let token = pair(&http, &base, &user_token, session, format!("watch {n}")).await?;
                 let mut config = WatchConfig::new(&base, &token);
                 config.skew_ms = skew_ms;
                 config.link_delay = link_delay;
+                config.link_jitter = link_jitter;
                 config.bind = Some(std::net::IpAddr::from([
                     127,
                     0,
@@ -245,7 +334,10 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
                 if accuracy {
                     watch.sync_clock(8).await?;
                 }
-                Ok::<_, anyhow::Error>((watch, accuracy))
+                // Read from now on (a watch that stops reading stops
+                // answering pings and is rightly closed as idle), recording
+                // only inside the measuring window.
+                Ok::<_, anyhow::Error>(tokio::spawn(follow_ticks(watch, accuracy, window, results)))
             });
         }
         match pending.next().await {
@@ -254,78 +346,21 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "paired and connected {} watches ({} with skewed clocks up to ±{} ms and a {} ms link) in {:.1} s",
+        "paired and connected {} watches ({} with skewed clocks up to ±{} ms and a {}–{} ms link) in {:.1} s",
         watches.len(),
         args.accuracy_watches.min(watches.len()),
         args.skew_ms,
         args.link_delay_ms,
+        args.link_delay_ms + args.link_jitter_ms,
         t0.elapsed().as_secs_f64()
     );
 
-    let results = Arc::new(Mutex::new(Results::default()));
     let measure_from = system_ms() + 1000;
     let measure_until = measure_from + i64::try_from(args.duration * 1000).unwrap_or(i64::MAX);
+    let _ = window_tx.send(Some((measure_from, measure_until)));
     let cpu_before = cpu_seconds(args.server_pid);
     let wall_before = Instant::now();
-    let mut tasks = Vec::with_capacity(watches.len());
-    for (mut watch, accuracy) in watches {
-        let results = results.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut delivery = Vec::new();
-            let mut errors = Vec::new();
-            let (mut ticks, mut gaps) = (0u64, 0u64);
-            let mut last_second: Option<i64> = None;
-            loop {
-                let remaining_until = measure_until - system_ms();
-                if remaining_until <= 0 {
-                    break;
-                }
-                let frame = match tokio::time::timeout(
-                    Duration::from_millis(remaining_until as u64),
-                    watch.next_frame(),
-                )
-                .await
-                {
-                    Ok(Ok(frame)) => frame,
-                    Ok(Err(_)) | Err(_) => break,
-                };
-                let WatchFrame::Tick {
-                    deadline_ms,
-                    remaining_ms,
-                    ..
-                } = frame
-                else {
-                    continue;
-                };
-                let now_us = system_us();
-                if now_us / 1000 < measure_from {
-                    continue;
-                }
-                let second = (remaining_ms + 500) / 1000;
-                if let Some(last) = last_second {
-                    gaps += u64::try_from(last - second - 1).unwrap_or(0);
-                }
-                last_second = Some(second);
-                ticks += 1;
-                if accuracy {
-                    // What the watch shows now, against the server's truth now.
-                    if let Some(shown) = watch.displayed_remaining_ms() {
-                        let truth_us = deadline_ms * 1000 - system_us();
-                        errors.push((shown * 1000 - truth_us).unsigned_abs());
-                    }
-                } else {
-                    let whole_second_us = (deadline_ms - second * 1000) * 1000;
-                    delivery.push(u64::try_from(now_us - whole_second_us).unwrap_or(0));
-                }
-            }
-            let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
-            r.delivery_us.extend(delivery);
-            r.error_us.extend(errors);
-            r.ticks += ticks;
-            r.gaps += gaps;
-        }));
-    }
-    for task in tasks {
+    for task in watches {
         let _ = task.await;
     }
     let wall = wall_before.elapsed().as_secs_f64();
@@ -339,9 +374,10 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|p| p.into_inner());
     let delivery = Samples::new(results.delivery_us);
     let errors = Samples::new(results.error_us);
+    let expected = (args.watches as u64) * args.duration;
     println!(
-        "{} ticks in {} s ({} missed between received ones)",
-        results.ticks, args.duration, results.gaps
+        "{} of ~{expected} ticks in {} s ({} missed between received ones; {} feeds ended early)",
+        results.ticks, args.duration, results.gaps, results.ended_early
     );
     println!(
         "tick delivery after the whole second: p50 {}, p99 {}, max {}",

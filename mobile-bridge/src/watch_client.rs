@@ -172,8 +172,11 @@ pub struct WatchConfig {
     pub tick: Option<u32>,
     /// The watch's clock runs this far ahead (negative: behind).
     pub skew_ms: i64,
-    /// Each way, every frame spends this long on the link.
+    /// Each way, every frame spends this long on the link...
     pub link_delay: Duration,
+    /// ...plus a random extra of up to this much (each way independently, so
+    /// the two legs of a `ping` differ).
+    pub link_jitter: Duration,
     /// Local address to connect from.
     pub bind: Option<std::net::IpAddr>,
 }
@@ -186,6 +189,7 @@ impl WatchConfig {
             tick: None,
             skew_ms: 0,
             link_delay: Duration::ZERO,
+            link_jitter: Duration::ZERO,
             bind: None,
         }
     }
@@ -200,6 +204,8 @@ pub struct WatchClient {
     display: WatchDisplay,
     /// Frames read while waiting for a `pong`, for `next_frame`.
     queued: VecDeque<WatchFrame>,
+    /// State of the jitter's random numbers.
+    rng: u64,
 }
 
 fn system_ms() -> i64 {
@@ -229,7 +235,21 @@ impl WatchClient {
             sync: ClockSync::new(),
             display: WatchDisplay::new(),
             queued: VecDeque::new(),
+            rng: u64::try_from(system_ms()).unwrap_or(1) | 1,
         })
+    }
+
+    /// One leg's time on the simulated link.
+    fn link_leg(&mut self) -> Duration {
+        let jitter = u64::try_from(self.config.link_jitter.as_micros()).unwrap_or(0);
+        if jitter == 0 {
+            return self.config.link_delay;
+        }
+        // xorshift64: cheap, good enough to vary the legs.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.config.link_delay + Duration::from_micros(self.rng % (jitter + 1))
     }
 
     /// The watch's own clock (skewed as configured), milliseconds.
@@ -260,8 +280,9 @@ impl WatchClient {
                 }
                 continue;
             };
-            if !self.config.link_delay.is_zero() {
-                tokio::time::sleep(self.config.link_delay).await;
+            let leg = self.link_leg();
+            if !leg.is_zero() {
+                tokio::time::sleep(leg).await;
             }
             let received = self.local_now();
             let frame: WatchFrame = serde_json::from_str(&text)
@@ -299,8 +320,9 @@ impl WatchClient {
             let sent = self.local_now();
             let ping = json!({"type": "ping", "client_time_ms": sent}).to_string();
             // The ping spends the link delay on its way out.
-            if !self.config.link_delay.is_zero() {
-                tokio::time::sleep(self.config.link_delay).await;
+            let leg = self.link_leg();
+            if !leg.is_zero() {
+                tokio::time::sleep(leg).await;
             }
             self.socket
                 .send(Message::Text(ping.into()))
