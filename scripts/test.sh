@@ -107,7 +107,7 @@ drop_test_databases
 step "OpenAPI fuzzing (schemathesis)"
 "$ROOT/scripts/fuzz-openapi.sh"
 
-step "interop: a Python WebSocket client written from docs/protocol.md"
+step "interop: Python chat and watch clients written from docs/protocol.md and docs/watch.md"
 "$ROOT/scripts/interop.sh" 2>&1 | tee "$CACHE/interop.log"
 
 step "all checks passed"

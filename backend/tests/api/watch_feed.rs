@@ -139,10 +139,19 @@ async fn a_battery_saving_watch_gets_changes_only() {
         feed.try_recv(Duration::from_millis(2_300)).await.is_none(),
         "no ticks for tick_interval_s = 0"
     );
-    // The query overrides it per connection.
+    // The query overrides it per connection: every second, or every other.
     let mut ticking = WsClient::connect_watch(&app.address, &watch.token, "tick=1").await;
     next_of(&mut ticking, "snapshot").await;
     next_of(&mut ticking, "tick").await;
+    let mut every_other = WsClient::connect_watch(&app.address, &watch.token, "tick=2").await;
+    next_of(&mut every_other, "snapshot").await;
+    let mut seconds = Vec::new();
+    for _ in 0..2 {
+        let tick = next_of(&mut every_other, "tick").await;
+        seconds.push((tick["remaining_ms"].as_i64().unwrap() + 500) / 1000);
+    }
+    assert!(seconds.iter().all(|s| s % 2 == 0), "{seconds:?}");
+    assert_eq!(seconds[0] - seconds[1], 2, "{seconds:?}");
 }
 
 #[actix_rt::test]
