@@ -9,45 +9,22 @@ Usage: watch_client.py BASE_URL SCHEMA_PATH
 import json
 import sys
 import time
-import urllib.error
 import urllib.request
 import uuid
 
 import jsonschema
 from websockets.sync.client import connect
 
+from common import check, finish, request
+
 BASE = sys.argv[1].rstrip("/")
 SCHEMA = json.load(open(sys.argv[2]))
 SERVER_FRAME = jsonschema.Draft202012Validator(SCHEMA["server_frame"])
 API = BASE + "/api/v1"
-passed = 0
-failed = 0
 
 
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
-
-
-def request(method, path, body=None, token=None, headers=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(API + path, data=data, method=method)
-    if data is not None:
-        req.add_header("content-type", "application/json")
-    if token:
-        req.add_header("authorization", f"Bearer {token}")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+def call(method, path, body=None, token=None, headers=None):
+    return request(API + path, method, body, token, headers)
 
 
 def frame_of(text):
@@ -70,33 +47,33 @@ def until(ws, kind, timeout=10):
 
 # A user with a live session whose recipe has a timed step.
 name = "py" + uuid.uuid4().hex[:10]
-_, user = request("POST", "/auth/register", {"username": name, "password": "python-client-pw"})
+_, user = call("POST", "/auth/register", {"username": name, "password": "python-client-pw"})
 token = user["access_token"]
-_, recipe = request("POST", "/recipes", {"title": "Eggs", "steps": [
+_, recipe = call("POST", "/recipes", {"title": "Eggs", "steps": [
     {"text": "Boil the eggs", "duration_s": 420, "label": "Boil"},
     {"text": "Cool them"}]}, token)
-_, session = request("POST", "/sessions", {"recipe_id": recipe["id"], "title": "Py eggs"}, token)
+_, session = call("POST", "/sessions", {"recipe_id": recipe["id"], "title": "Py eggs"}, token)
 sid = session["id"]
-request("POST", f"/sessions/{sid}/start", {}, token)
+call("POST", f"/sessions/{sid}/start", {}, token)
 
 # 1. Pairing, as docs/watch.md describes it.
-status, pairing = request("POST", "/watch/pairings", {"device_name": "Py watch"})
+status, pairing = call("POST", "/watch/pairings", {"device_name": "Py watch"})
 check("pairing created (201)", status == 201, pairing)
 code = pairing["code"]
 check("code is 6 characters without look-alikes",
       len(code) == 6 and all(c in "ACDEFGHJKMNPQRTUVWXY34679" for c in code), code)
 poll = {"X-Poll-Secret": pairing["poll_secret"]}
-status, state = request("GET", f"/watch/pairings/{pairing['pairing_id']}", headers=poll)
+status, state = call("GET", f"/watch/pairings/{pairing['pairing_id']}", headers=poll)
 check("pending before the claim", state["status"] == "pending", state)
-status, claimed = request("POST", "/watch/pairings/claim",
+status, claimed = call("POST", "/watch/pairings/claim",
                           {"code": code[:3].lower() + " " + code[3:], "session_id": sid}, token)
 check("claim accepts a loosely typed code", status == 200, claimed)
-status, again = request("POST", "/watch/pairings/claim", {"code": code, "session_id": sid}, token)
+status, again = call("POST", "/watch/pairings/claim", {"code": code, "session_id": sid}, token)
 check("a used code gets 409 pairing_used", status == 409 and again["code"] == "pairing_used", again)
-status, state = request("GET", f"/watch/pairings/{pairing['pairing_id']}", headers=poll)
+status, state = call("GET", f"/watch/pairings/{pairing['pairing_id']}", headers=poll)
 check("claimed: a device token", state["status"] == "claimed" and state["device_token"], state)
 device_token = state["device_token"]
-status, wrong = request("GET", f"/watch/pairings/{pairing['pairing_id']}", headers={"X-Poll-Secret": "x"})
+status, wrong = call("GET", f"/watch/pairings/{pairing['pairing_id']}", headers={"X-Poll-Secret": "x"})
 check("wrong poll secret is refused", status == 403 and wrong["code"] == "forbidden", wrong)
 
 # 2. The WebSocket feed.
@@ -104,7 +81,7 @@ url = BASE.replace("http", "ws", 1) + "/watch/ws"
 with connect(url, additional_headers={"Authorization": f"Bearer {device_token}"}, open_timeout=10) as ws:
     snapshot = until(ws, "snapshot")
     check("snapshot on connect", snapshot["state"] == "idle" and snapshot["remaining_ms"] == 420000, snapshot)
-    request("POST", f"/sessions/{sid}/timer", {"action": "start"}, token)
+    call("POST", f"/sessions/{sid}/timer", {"action": "start"}, token)
     timer = until(ws, "timer")
     check("timer frame with an absolute deadline",
           timer["state"] == "running" and timer["deadline_ms"] - timer["server_time_ms"] == timer["remaining_ms"], timer)
@@ -129,7 +106,7 @@ with connect(url, additional_headers={"Authorization": f"Bearer {device_token}"}
               frame_of(line[6:].strip())["type"] == "snapshot", line)
 
     # 4. Revocation closes the feed.
-    status, _ = request("DELETE", f"/watch/devices/{state['device_id']}", token=token)
+    status, _ = call("DELETE", f"/watch/devices/{state['device_id']}", token=token)
     check("revoked (204)", status == 204)
     bye = until(ws, "bye", timeout=2)
     check("bye revoked within a second", bye["reason"] == "revoked", bye)
@@ -140,5 +117,4 @@ try:
 except Exception as e:
     check("a revoked token is refused before the upgrade", "401" in str(e), e)
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

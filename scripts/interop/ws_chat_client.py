@@ -6,37 +6,24 @@ docs/protocol.schema.json. Usage: ws_chat_client.py BASE_URL SCHEMA_PATH
 
 import json
 import sys
-import urllib.request
 import uuid
 
 import jsonschema
 from websockets.sync.client import connect
 
+from common import check, finish, request
+
 BASE = sys.argv[1].rstrip("/")
 SCHEMA = json.load(open(sys.argv[2]))
 SERVER_FRAME = jsonschema.Draft202012Validator(SCHEMA["server_frame"])
 WS = BASE.replace("http", "ws", 1) + "/ws"
-passed = 0
-failed = 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
 
 
 def post(path, body, token=None):
-    req = urllib.request.Request(BASE + path, data=json.dumps(body).encode(), method="POST")
-    req.add_header("content-type", "application/json")
-    if token:
-        req.add_header("authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read() or b"null")
+    status, answer = request(BASE + path, "POST", body, token)
+    if status >= 400:
+        raise RuntimeError(f"POST {path}: {status} {answer}")
+    return answer
 
 
 def recv(ws):
@@ -110,5 +97,4 @@ try:
 except Exception as e:  # websockets raises InvalidStatus for the HTTP 401
     check("bad token refused before the upgrade", "401" in str(e), e)
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

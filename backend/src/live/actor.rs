@@ -145,17 +145,29 @@ pub enum Fault {
 pub struct InjectFault(pub Fault);
 
 #[cfg(feature = "test-hooks")]
-impl Handler<InjectFault> for CookingSession {
-    type Result = ();
-
+impl Fault {
+    /// Breaks the actor whose context this is (`what` and `id` name it in
+    /// the panic or the log).
     #[allow(clippy::panic)] // the point of this hook
-    fn handle(&mut self, msg: InjectFault, ctx: &mut Context<Self>) {
-        match msg.0 {
-            Fault::Panic => panic!("injected fault in session {}", self.id),
+    pub fn apply<A>(self, what: &str, id: Uuid, ctx: &mut Context<A>)
+    where
+        A: Actor<Context = Context<A>>,
+    {
+        match self {
+            Fault::Panic => panic!("injected fault in {what} {id}"),
             Fault::Stop => {
-                tracing::error!(session_id = %self.id, "injected unrecoverable error; stopping");
+                tracing::error!(%id, what, "injected unrecoverable error; stopping");
                 ctx.stop();
             }
         }
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+impl Handler<InjectFault> for CookingSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectFault, ctx: &mut Context<Self>) {
+        msg.0.apply("session", self.id, ctx);
     }
 }

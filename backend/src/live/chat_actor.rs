@@ -385,11 +385,7 @@ impl Handler<StopChat> for ChatChannel {
 impl Handler<super::actor::InjectFault> for ChatChannel {
     type Result = ();
 
-    #[allow(clippy::panic)] // the point of this hook
     fn handle(&mut self, msg: super::actor::InjectFault, ctx: &mut Context<Self>) {
-        match msg.0 {
-            super::actor::Fault::Panic => panic!("injected fault in chat {}", self.session_id),
-            super::actor::Fault::Stop => ctx.stop(),
-        }
+        msg.0.apply("chat", self.session_id, ctx);
     }
 }

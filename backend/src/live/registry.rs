@@ -361,43 +361,24 @@ impl SessionRegistry {
     /// What a client sees of a live session now: its viewers and its timer.
     /// A dead timer actor is re-created and asked again, once.
     pub async fn snapshot(&self, id: Uuid) -> Result<LiveSnapshot, SessionError> {
-        for _ in 0..2 {
-            let entry = self.entry(id).ok_or(SessionError::NotLive)?;
-            match entry.timer.send(GetTimer).timeout(ASK_TIMEOUT).await {
-                Ok(Err(SessionError::NotLive)) => {
+        match self.ask_timer(id, GetTimer).await? {
+            Ok(timer) => Ok(LiveSnapshot {
+                viewer_count: self.viewer_count(id),
+                timer,
+            }),
+            Err(SessionError::NotLive) => {
+                if let Some(entry) = self.entry(id) {
                     self.forget(id, &entry.session);
-                    return Err(SessionError::NotLive);
                 }
-                Ok(Ok(timer)) => {
-                    return Ok(LiveSnapshot {
-                        viewer_count: self.viewer_count(id),
-                        timer,
-                    })
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(MailboxError::Closed) => continue,
-                Err(MailboxError::Timeout) => return Err(SessionError::Unavailable),
+                Err(SessionError::NotLive)
             }
+            Err(e) => Err(e),
         }
-        Err(SessionError::Unavailable)
     }
 
     /// What a watch needs on connect (the timer and a pending alert).
     pub async fn watch_snapshot(&self, id: Uuid) -> Result<WatchSnapshot, SessionError> {
-        for _ in 0..2 {
-            let entry = self.entry(id).ok_or(SessionError::NotLive)?;
-            match entry
-                .timer
-                .send(GetWatchSnapshot)
-                .timeout(ASK_TIMEOUT)
-                .await
-            {
-                Ok(result) => return result,
-                Err(MailboxError::Closed) => continue,
-                Err(MailboxError::Timeout) => return Err(SessionError::Unavailable),
-            }
-        }
-        Err(SessionError::Unavailable)
+        self.ask_timer(id, GetWatchSnapshot).await?
     }
 
     /// Applies a host's timer action; answers once it is durable.
@@ -406,20 +387,26 @@ impl SessionRegistry {
         id: Uuid,
         action: watch_sync::TimerAction,
     ) -> Result<watch_sync::TimerView, TimerError> {
+        self.ask_timer(id, ControlTimer { action }).await?
+    }
+
+    /// Asks a live session's timer actor; a dead one is re-created and asked
+    /// again, once.
+    async fn ask_timer<M>(&self, id: Uuid, msg: M) -> Result<M::Result, SessionError>
+    where
+        M: Message + Clone + Send + 'static,
+        M::Result: Send,
+        RecipeTimer: Handler<M>,
+    {
         for _ in 0..2 {
             let entry = self.entry(id).ok_or(SessionError::NotLive)?;
-            match entry
-                .timer
-                .send(ControlTimer { action })
-                .timeout(ASK_TIMEOUT)
-                .await
-            {
-                Ok(result) => return result,
+            match entry.timer.send(msg.clone()).timeout(ASK_TIMEOUT).await {
+                Ok(result) => return Ok(result),
                 Err(MailboxError::Closed) => continue,
-                Err(MailboxError::Timeout) => return Err(SessionError::Unavailable.into()),
+                Err(MailboxError::Timeout) => return Err(SessionError::Unavailable),
             }
         }
-        Err(SessionError::Unavailable.into())
+        Err(SessionError::Unavailable)
     }
 
     /// Distinct viewers (not the host) connected to a session now.

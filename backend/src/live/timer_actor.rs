@@ -296,7 +296,7 @@ impl Supervised for RecipeTimer {
 }
 
 /// The timer as a client sees it now.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<TimerView, SessionError>")]
 pub struct GetTimer;
 
@@ -310,7 +310,7 @@ impl Handler<GetTimer> for RecipeTimer {
 
 /// What a watch needs on connect: the timer, and the alert of a step that is
 /// due and still waiting for the host, if any.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<WatchSnapshot, SessionError>")]
 pub struct GetWatchSnapshot;
 
@@ -336,7 +336,7 @@ impl Handler<GetWatchSnapshot> for RecipeTimer {
 }
 
 /// The host drives the timer; answered once the change is durable.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<TimerView, TimerError>")]
 pub struct ControlTimer {
     pub action: TimerAction,
@@ -401,14 +401,7 @@ impl Handler<StopTimer> for RecipeTimer {
 impl Handler<super::actor::InjectFault> for RecipeTimer {
     type Result = ();
 
-    #[allow(clippy::panic)] // the point of this hook
     fn handle(&mut self, msg: super::actor::InjectFault, ctx: &mut Context<Self>) {
-        match msg.0 {
-            super::actor::Fault::Panic => panic!("injected fault in timer {}", self.session_id),
-            super::actor::Fault::Stop => {
-                tracing::error!(session_id = %self.session_id, "injected unrecoverable error; stopping");
-                ctx.stop();
-            }
-        }
+        msg.0.apply("timer", self.session_id, ctx);
     }
 }

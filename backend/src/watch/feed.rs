@@ -53,6 +53,9 @@ pub enum Step {
     Frame(ByteString),
     /// Send this frame (the session's last, a `bye`) and close.
     Last(ByteString),
+    /// Record that this watch got alert `alert_seq` (before sending it, so a
+    /// reconnect right after cannot buzz again), then send the frame.
+    Alert { frame: ByteString, alert_seq: u64 },
     /// Send a fresh snapshot (after a lag or a re-target).
     Snapshot,
     /// Say `bye` with this reason and close.
@@ -177,6 +180,7 @@ impl Feed {
         )];
         if let Some((step_index, due_ms, alert_seq)) = pending {
             if self.take_alert(alert_seq) {
+                self.record_alert(alert_seq).await;
                 frames.push(ByteString::from(
                     WatchFrame::Alert {
                         server_time_ms: now_ms(),
@@ -191,21 +195,22 @@ impl Feed {
         (frames, end)
     }
 
-    /// `true` once per alert and watch: the first time, it is recorded (so a
-    /// reconnect does not buzz again).
+    /// `true` once per alert on this feed.
     fn take_alert(&mut self, alert_seq: u64) -> bool {
         if alert_seq <= self.last_alert_seq {
             return false;
         }
         self.last_alert_seq = alert_seq;
-        let db = self.state.db.clone();
-        let id = self.device.id;
-        actix_rt::spawn(async move {
-            if let Err(e) = store::alerted(&db, id, alert_seq).await {
-                tracing::warn!(device_id = %id, error.message = %e, "recording a watch alert failed");
-            }
-        });
         true
+    }
+
+    /// Stores that the watch got an alert, so no feed of it sends it again.
+    /// When the write fails the alert is sent anyway: twice is better than
+    /// never.
+    pub async fn record_alert(&self, alert_seq: u64) {
+        if let Err(e) = store::alerted(&self.state.db, self.device.id, alert_seq).await {
+            tracing::warn!(device_id = %self.device.id, error.message = %e, "recording a watch alert failed");
+        }
     }
 
     /// Waits for the next thing to send. Cancel-safe: it only receives.
@@ -248,9 +253,10 @@ impl Feed {
                 let every = self.tick_interval_s;
                 (every > 0 && remaining_s % every == 0).then_some(Step::Frame(event.frame))
             }
-            EventKind::Alert { alert_seq } => self
-                .take_alert(alert_seq)
-                .then_some(Step::Frame(event.frame)),
+            EventKind::Alert { alert_seq } => self.take_alert(alert_seq).then_some(Step::Alert {
+                frame: event.frame,
+                alert_seq,
+            }),
         }
     }
 }
@@ -323,6 +329,12 @@ async fn run_ws(mut feed: Feed, mut session: actix_ws::Session, stream: actix_ws
                     let _ = session.text(frame).await;
                     close = Some(CloseReason::from(CloseCode::Normal));
                     break;
+                }
+                Step::Alert { frame, alert_seq } => {
+                    feed.record_alert(alert_seq).await;
+                    if session.text(frame).await.is_err() {
+                        break;
+                    }
                 }
                 Step::Snapshot => snapshot_due = true,
                 Step::Bye(reason) => {
@@ -451,6 +463,12 @@ async fn run_sse(mut feed: Feed, tx: mpsc::Sender<Bytes>) {
                 Step::Last(frame) => {
                     let _ = tx.send(sse(&frame)).await;
                     return;
+                }
+                Step::Alert { frame, alert_seq } => {
+                    feed.record_alert(alert_seq).await;
+                    if tx.send(sse(&frame)).await.is_err() {
+                        return;
+                    }
                 }
                 Step::Snapshot => snapshot_due = true,
                 Step::Bye(reason) => {
