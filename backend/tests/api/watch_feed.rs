@@ -97,11 +97,13 @@ async fn a_watch_follows_the_timer_with_ticks_on_whole_seconds() {
         let remaining = tick["remaining_ms"].as_i64().unwrap();
         let sent = tick["server_time_ms"].as_i64().unwrap();
         assert_eq!(remaining, deadline - sent);
+        // On whole seconds (the bound is loose: tests share two cores with a
+        // debug build; the benchmark measures the real spread).
         let off_whole = remaining
             .rem_euclid(1000)
             .min(1000 - remaining.rem_euclid(1000));
         assert!(
-            off_whole <= 50,
+            off_whole <= 250,
             "tick {off_whole} ms off the whole second: {tick}"
         );
         seconds.push((remaining + 500) / 1000);
