@@ -195,6 +195,48 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_WATCH_PAIRINGS_PER_WINDOW")]
     pub watch_pairings_per_window: Option<u32>,
 
+    /// Addresses the media relay (WebRTC) binds its UDP sockets to and offers
+    /// as ICE candidates, comma-separated [default: 127.0.0.1].
+    #[arg(long, env = "SIMMER_MEDIA_BIND_IPS")]
+    pub media_bind_ips: Option<String>,
+
+    /// Public addresses to announce instead (1:1 NAT, e.g. a cloud VM's
+    /// public IP), comma-separated [default: none].
+    #[arg(long, env = "SIMMER_MEDIA_PUBLIC_IPS")]
+    pub media_public_ips: Option<String>,
+
+    /// Lowest and highest UDP port of the media relay [default: 0 and 0,
+    /// any port].
+    #[arg(long, env = "SIMMER_MEDIA_UDP_PORT_MIN")]
+    pub media_udp_port_min: Option<u16>,
+    #[arg(long, env = "SIMMER_MEDIA_UDP_PORT_MAX")]
+    pub media_udp_port_max: Option<u16>,
+
+    /// STUN/TURN servers announced to WHIP/WHEP clients in `Link` headers,
+    /// comma-separated URLs (`stun:host:3478`, `turn:host:3478?transport=udp`)
+    /// [default: none].
+    #[arg(long, env = "SIMMER_MEDIA_ICE_SERVERS")]
+    pub media_ice_servers: Option<String>,
+
+    /// Username and credential for the TURN servers above [default: none].
+    #[arg(long, env = "SIMMER_MEDIA_TURN_USERNAME")]
+    pub media_turn_username: Option<String>,
+    #[arg(long, env = "SIMMER_MEDIA_TURN_CREDENTIAL")]
+    pub media_turn_credential: Option<String>,
+
+    /// Viewers (WHEP sessions) per room [default: 500].
+    #[arg(long, env = "SIMMER_MEDIA_MAX_SUBSCRIBERS")]
+    pub media_max_subscribers: Option<usize>,
+
+    /// Largest SDP offer accepted, in bytes [default: 32768].
+    #[arg(long, env = "SIMMER_MEDIA_MAX_SDP_BYTES")]
+    pub media_max_sdp_bytes: Option<usize>,
+
+    /// Seconds without ICE traffic after which a peer counts as gone (a
+    /// vanished publisher: viewers see "not publishing") [default: 10].
+    #[arg(long, env = "SIMMER_MEDIA_ICE_TIMEOUT_S")]
+    pub media_ice_timeout_s: Option<u64>,
+
     /// HTTP worker threads [default: one per core].
     #[arg(long, env = "SIMMER_WORKERS")]
     pub workers: Option<usize>,
@@ -265,6 +307,16 @@ impl ConfigArgs {
             watch_claim_max_failures,
             watch_claim_window_s,
             watch_pairings_per_window,
+            media_bind_ips,
+            media_public_ips,
+            media_udp_port_min,
+            media_udp_port_max,
+            media_ice_servers,
+            media_turn_username,
+            media_turn_credential,
+            media_max_subscribers,
+            media_max_sdp_bytes,
+            media_ice_timeout_s,
             workers,
             shutdown_timeout_s,
             log_format,
@@ -304,6 +356,7 @@ pub struct Settings {
     pub watch_claim_max_failures: u32,
     pub watch_claim_window: Duration,
     pub watch_pairings_per_window: u32,
+    pub media: crate::media::MediaSettings,
     pub workers: Option<usize>,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
@@ -374,6 +427,22 @@ impl Settings {
             watch_claim_max_failures: args.watch_claim_max_failures.unwrap_or(10).max(1),
             watch_claim_window: positive("watch_claim_window_s", args.watch_claim_window_s, 600)?,
             watch_pairings_per_window: args.watch_pairings_per_window.unwrap_or(30).max(1),
+            media: crate::media::MediaSettings::resolve(
+                args.media_bind_ips.as_deref(),
+                args.media_public_ips.as_deref(),
+                (
+                    args.media_udp_port_min.unwrap_or(0),
+                    args.media_udp_port_max.unwrap_or(0),
+                ),
+                args.media_ice_servers.as_deref(),
+                (
+                    args.media_turn_username.clone(),
+                    args.media_turn_credential.clone(),
+                ),
+                args.media_max_subscribers.unwrap_or(500).max(1),
+                args.media_max_sdp_bytes.unwrap_or(32 * 1024).max(1024),
+                positive("media_ice_timeout_s", args.media_ice_timeout_s, 10)?,
+            )?,
             workers: args.workers.filter(|w| *w > 0),
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_s.unwrap_or(30)),
             log_format: args.log_format.unwrap_or_default(),

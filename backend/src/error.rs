@@ -73,6 +73,7 @@ pub fn status_of(code: ErrorCode) -> (StatusCode, &'static str) {
         ErrorCode::TimerBadSeconds => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid timer seconds"),
         ErrorCode::PairingExpired => (StatusCode::GONE, "Pairing code expired"),
         ErrorCode::PairingUsed => (StatusCode::CONFLICT, "Pairing code already used"),
+        ErrorCode::RoomFull => (StatusCode::SERVICE_UNAVAILABLE, "Room full"),
         ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
     }
 }

@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod gateway;
 pub mod live;
+pub mod media;
 pub mod metrics;
 pub mod startup;
 pub mod state;

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub ws_connections: IntGauge,
     pub watch_connections: IntGauge,
     pub watch_ticks: IntCounter,
+    pub media_packets_in: IntCounter,
+    pub media_packets_out: IntCounter,
 }
 
 impl Metrics {
@@ -60,6 +62,14 @@ impl Metrics {
             "watch_ticks_total",
             "Tick frames published (one per running session per second)",
         )?;
+        let media_packets_in = IntCounter::new(
+            "media_packets_in_total",
+            "RTP packets received from publishers",
+        )?;
+        let media_packets_out =
+            IntCounter::new("media_packets_out_total", "RTP packets relayed to viewers")?;
+        registry.register(Box::new(media_packets_in.clone()))?;
+        registry.register(Box::new(media_packets_out.clone()))?;
         registry.register(Box::new(watch_connections.clone()))?;
         registry.register(Box::new(watch_ticks.clone()))?;
         registry.register(Box::new(chat_messages.clone()))?;
@@ -78,6 +88,8 @@ impl Metrics {
             ws_connections,
             watch_connections,
             watch_ticks,
+            media_packets_in,
+            media_packets_out,
         })
     }
 

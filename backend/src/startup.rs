@@ -23,6 +23,7 @@ use crate::db;
 use crate::live::bus::LocalBus;
 use crate::live::chat::ChatLimits;
 use crate::live::SessionRegistry;
+use crate::media::engine::Sfu;
 use crate::metrics::{self, Metrics};
 use crate::state::AppState;
 
@@ -44,6 +45,24 @@ impl std::fmt::Debug for Application {
     }
 }
 
+/// The runtime every peer connection of the media relay runs on: all cores,
+/// separate from the HTTP workers and the session actors. One per process.
+fn media_runtime() -> anyhow::Result<tokio::runtime::Handle> {
+    static RUNTIME: std::sync::Mutex<Option<tokio::runtime::Runtime>> = std::sync::Mutex::new(None);
+    let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(runtime) = slot.as_ref() {
+        return Ok(runtime.handle().clone());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("simmer-media")
+        .enable_all()
+        .build()
+        .context("starting the media runtime")?;
+    let handle = runtime.handle().clone();
+    *slot = Some(runtime);
+    Ok(handle)
+}
+
 impl Application {
     /// Connects and migrates the database, restores live sessions, and binds
     /// (port 0 picks a free port). Needs a running actix `System`.
@@ -60,7 +79,9 @@ impl Application {
             rate_per_s: settings.chat_rate_per_s,
             burst: settings.chat_burst,
         };
-        let registry = SessionRegistry::new(db.clone(), bus, metrics.clone(), chat_limits)?;
+        let sfu = Sfu::new(settings.media.clone(), media_runtime()?)
+            .context("setting up the media relay")?;
+        let registry = SessionRegistry::new(db.clone(), bus, metrics.clone(), chat_limits, sfu)?;
         let restored = registry
             .restore()
             .await
@@ -177,6 +198,7 @@ pub fn build_app(
         .service(health::metrics)
         .route("/ws", web::get().to(crate::gateway::ws))
         .route("/watch/ws", web::get().to(crate::watch::feed::watch_ws))
+        .configure(api::media::configure)
         .route(
             "/watch/events",
             web::get().to(crate::watch::feed::watch_events),

@@ -73,6 +73,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
                 Some(Event::Reconnecting { attempt }) => eprintln!("(reconnecting, attempt {attempt})"),
                 Some(Event::Reconnected) => eprintln!("(reconnected)"),
                 Some(Event::Timer { .. }) => {}
+                Some(Event::Media { state, .. }) => eprintln!("(video: {state:?})"),
                 None => break,
             }
         }

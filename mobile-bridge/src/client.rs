@@ -115,6 +115,11 @@ pub enum Event {
         session_id: SessionId,
         timer: watch_sync::TimerView,
     },
+    /// The session's live video changed (see `MediaState`).
+    Media {
+        session_id: SessionId,
+        state: crate::protocol::MediaState,
+    },
     /// The host ended a joined session.
     SessionEnded { session_id: SessionId },
     /// The link dropped; reconnecting (attempt counts from 1).
@@ -572,6 +577,9 @@ impl Driver {
             }
             ServerMsg::Timer { session_id, timer } => {
                 let _ = self.events.send(Event::Timer { session_id, timer });
+            }
+            ServerMsg::Media { session_id, state } => {
+                let _ = self.events.send(Event::Media { session_id, state });
             }
             ServerMsg::SessionEnded { session_id } => {
                 self.joined.remove(&session_id);

@@ -74,13 +74,15 @@ pub enum ErrorCode {
     PairingExpired,
     /// The watch pairing code was already claimed (codes are single use).
     PairingUsed,
+    /// The session's media room has as many viewers as it takes.
+    RoomFull,
     /// An unexpected server-side failure; details are in the server's logs.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (for documentation and tests).
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::InvalidBody,
         ErrorCode::InvalidPath,
         ErrorCode::InvalidQuery,
@@ -112,6 +114,7 @@ impl ErrorCode {
         ErrorCode::TimerBadSeconds,
         ErrorCode::PairingExpired,
         ErrorCode::PairingUsed,
+        ErrorCode::RoomFull,
         ErrorCode::Internal,
     ];
 
@@ -149,6 +152,7 @@ impl ErrorCode {
             ErrorCode::TimerBadSeconds => "timer_bad_seconds",
             ErrorCode::PairingExpired => "pairing_expired",
             ErrorCode::PairingUsed => "pairing_used",
+            ErrorCode::RoomFull => "room_full",
             ErrorCode::Internal => "internal",
         }
     }

@@ -75,6 +75,19 @@ pub enum ClientMsg {
     Ping,
 }
 
+/// The state of a session's live video, as `media` frames tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaState {
+    /// The host's video is flowing: WHEP players receive it.
+    Publishing,
+    /// The host is not publishing (stopped, or its connection was lost);
+    /// players stay connected and resume when it comes back.
+    NotPublishing,
+    /// The relay restarted: set up WHIP/WHEP again.
+    Reconnect,
+}
+
 /// Who wrote a chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -203,6 +216,14 @@ pub enum ServerMsg {
         /// Who left since the previous `presence` (at most 50 names).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         left: Vec<Author>,
+    },
+    /// The session's live video changed: the host started or stopped
+    /// publishing, or (`reconnect`) the relay restarted and WHIP/WHEP
+    /// sessions must be set up again.
+    #[serde(rename = "media")]
+    Media {
+        session_id: SessionId,
+        state: MediaState,
     },
     /// The recipe timer changed.
     #[serde(rename = "timer")]

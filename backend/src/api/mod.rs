@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod chat;
 pub mod health;
+pub mod media;
 pub mod models;
 pub mod openapi;
 pub mod pagination;
@@ -45,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(chat::post_message)
             .service(chat::delete_message)
             .service(chat::mute)
+            .service(media::stats)
             .service(watch::create_pairing)
             .service(watch::claim)
             .service(watch::poll_pairing)

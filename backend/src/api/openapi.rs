@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, chat, health, models, recipes, sessions, watch};
+use super::{auth, chat, health, media, models, recipes, sessions, watch};
 use crate::error::{FieldError, Problem};
 
 #[derive(Debug, OpenApi)]
@@ -36,6 +36,7 @@ Authenticate with `Authorization: Bearer <access_token>`.",
         sessions::guest_token,
         sessions::get_timer,
         sessions::control_timer,
+        media::stats,
         watch::create_pairing,
         watch::claim,
         watch::poll_pairing,

@@ -33,6 +33,8 @@ use super::session::LiveSnapshot;
 use super::timer_actor::{
     ControlTimer, GetTimer, GetWatchSnapshot, RecipeTimer, StopTimer, TimerError, WatchSnapshot,
 };
+use crate::media::engine::Sfu;
+use crate::media::room::{MediaRoom, StopMedia};
 use crate::metrics::Metrics;
 use crate::store::sessions;
 
@@ -56,6 +58,7 @@ struct Entry {
     session: Addr<CookingSession>,
     chat: Addr<ChatChannel>,
     timer: Addr<RecipeTimer>,
+    media: Addr<MediaRoom>,
     arbiter: usize,
 }
 
@@ -68,10 +71,14 @@ impl Entry {
         self.session.do_send(Shutdown);
         self.chat.do_send(StopChat);
         self.timer.do_send(StopTimer);
+        self.media.do_send(StopMedia);
     }
 
     fn all_connected(&self) -> bool {
-        self.session.connected() && self.chat.connected() && self.timer.connected()
+        self.session.connected()
+            && self.chat.connected()
+            && self.timer.connected()
+            && self.media.connected()
     }
 }
 
@@ -168,6 +175,7 @@ struct Inner {
     bus: Arc<dyn Bus>,
     metrics: Metrics,
     chat_limits: ChatLimits,
+    sfu: Sfu,
 }
 
 impl Drop for Inner {
@@ -192,6 +200,7 @@ impl SessionRegistry {
         bus: Arc<dyn Bus>,
         metrics: Metrics,
         chat_limits: ChatLimits,
+        sfu: Sfu,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             System::try_current().is_some(),
@@ -210,6 +219,7 @@ impl SessionRegistry {
                 bus,
                 metrics,
                 chat_limits,
+                sfu,
             }),
         };
         registry.spawn_watchdog();
@@ -253,6 +263,14 @@ impl SessionRegistry {
         Supervisor::start_in_arbiter(&handle, move |_| RecipeTimer::new(id, db, bus, metrics))
     }
 
+    fn spawn_media(&self, id: Uuid, arbiter: usize) -> Addr<MediaRoom> {
+        let sfu = self.inner.sfu.clone();
+        let bus = self.inner.bus.clone();
+        let metrics = self.inner.metrics.clone();
+        let handle = self.inner.arbiters[arbiter].handle();
+        Supervisor::start_in_arbiter(&handle, move |_| MediaRoom::new(id, sfu, bus, metrics))
+    }
+
     fn update_gauge(&self, map: &HashMap<Uuid, Entry>) {
         self.inner
             .metrics
@@ -281,6 +299,7 @@ impl SessionRegistry {
             session: self.spawn_session(id, arbiter),
             chat: self.spawn_chat(id, arbiter),
             timer: self.spawn_timer(id, arbiter),
+            media: self.spawn_media(id, arbiter),
             arbiter,
         };
         map.insert(id, entry);
@@ -336,6 +355,19 @@ impl SessionRegistry {
             tracing::warn!(session_id = %id, "timer actor died (panic); re-creating it");
             restarts.with_label_values(&["panic"]).inc();
             entry.timer = self.spawn_timer(id, entry.arbiter);
+        }
+        if !entry.media.connected() {
+            tracing::warn!(session_id = %id, "media room died (panic); re-creating it");
+            restarts.with_label_values(&["panic"]).inc();
+            entry.media = self.spawn_media(id, entry.arbiter);
+            // Its peer connections died with it: players and the host
+            // must set up their WHIP/WHEP sessions again.
+            let frame = ServerMsg::Media {
+                session_id: SessionId(id),
+                state: mobile_bridge::protocol::MediaState::Reconnect,
+            }
+            .encode();
+            self.inner.bus.publish(id, BusEvent::new(frame, None));
         }
         Some(entry.clone())
     }
@@ -499,6 +531,21 @@ impl SessionRegistry {
         };
         // A panicking handler never answers; a stopping one may not either.
         let _ = entry.session.send(super::actor::InjectFault(fault)).await;
+        true
+    }
+
+    /// The media room of a live session.
+    pub fn media(&self, id: Uuid) -> Result<Addr<MediaRoom>, SessionError> {
+        self.entry(id).map(|e| e.media).ok_or(SessionError::NotLive)
+    }
+
+    /// Breaks a session's media room (tests only).
+    #[cfg(feature = "test-hooks")]
+    pub async fn inject_media_fault(&self, id: Uuid, fault: super::actor::Fault) -> bool {
+        let Some(entry) = self.entry(id) else {
+            return false;
+        };
+        let _ = entry.media.send(super::actor::InjectFault(fault)).await;
         true
     }
 

@@ -1,0 +1,289 @@
+//! Live video signalling: WHIP (RFC 9725) for the host's publishing, WHEP for
+//! viewers' playback, and the room's numbers. The SDP goes to the session's
+//! media room; everything here is HTTP: who may, which session, which limits.
+
+use std::time::Duration;
+
+use actix::MailboxError;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use mobile_bridge::ErrorCode;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::media::room::{
+    Answer, EndResource, GetMediaStats, MediaError, MediaStats, Publish, Subscribe,
+};
+use crate::media::MediaSettings;
+use crate::state::AppState;
+use crate::store::sessions::{self, SessionState};
+
+/// How long an offer may take to answer (ICE gathering included).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Routes of WHIP and WHEP (outside `/api/v1`: their paths are the contract).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/whip/{session_id}", web::post().to(whip))
+        .route("/whip/{session_id}/{resource}", web::delete().to(end_whip))
+        .route("/whip/{session_id}/{resource}", web::patch().to(no_trickle))
+        .route("/whep/{session_id}", web::post().to(whep))
+        .route("/whep/{session_id}/{resource}", web::delete().to(end_whep))
+        .route("/whep/{session_id}/{resource}", web::patch().to(no_trickle));
+}
+
+impl From<MediaError> for ApiError {
+    fn from(e: MediaError) -> Self {
+        match e {
+            MediaError::BadOffer(why) => ApiError::client(ErrorCode::InvalidBody, why),
+            MediaError::Conflict(why) => ApiError::conflict(why),
+            MediaError::Full(max) => ApiError::client(
+                ErrorCode::RoomFull,
+                format!("the room has its {max} viewers; try again later"),
+            ),
+            MediaError::NotFound => ApiError::not_found("media session"),
+            MediaError::Forbidden => ApiError::forbidden("not your media session"),
+            MediaError::Unavailable(why) => ApiError::Unavailable(anyhow::anyhow!(why)),
+        }
+    }
+}
+
+fn mailbox(e: MailboxError) -> ApiError {
+    ApiError::Unavailable(anyhow::anyhow!("media room did not answer: {e}"))
+}
+
+/// The offer of a request: `application/sdp`, within the size limit, UTF-8.
+fn offer(req: &HttpRequest, body: &web::Bytes, limits: &MediaSettings) -> Result<String, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+    {
+        return Err(ApiError::client(
+            ErrorCode::UnsupportedMediaType,
+            "the offer must be sent as `Content-Type: application/sdp`",
+        ));
+    }
+    if body.len() > limits.max_sdp_bytes {
+        return Err(ApiError::client(
+            ErrorCode::PayloadTooLarge,
+            format!("the offer is larger than {} bytes", limits.max_sdp_bytes),
+        ));
+    }
+    String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::client(ErrorCode::InvalidBody, "the offer is not UTF-8 text"))
+}
+
+/// A live session's host id; 404 when there is no such session, 409 when it
+/// is not live.
+async fn live_host(state: &AppState, id: Uuid) -> Result<Uuid, ApiError> {
+    let model = sessions::find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    let (session_state, _) = sessions::decode(&model)?;
+    if session_state != SessionState::Live {
+        return Err(ApiError::conflict(format!(
+            "the session is {}; video flows while it is live",
+            session_state.as_str()
+        )));
+    }
+    Ok(model.host_id)
+}
+
+/// `Link` headers announcing the ICE servers (RFC 9725 section 4.4).
+fn ice_links(settings: &MediaSettings) -> Vec<HeaderValue> {
+    settings
+        .ice_servers
+        .iter()
+        .filter_map(|url| {
+            let mut link = format!("<{url}>; rel=\"ice-server\"");
+            if url.starts_with("turn") {
+                if let (Some(user), Some(credential)) =
+                    (&settings.turn_username, &settings.turn_credential)
+                {
+                    link.push_str(&format!(
+                        "; username=\"{user}\"; credential=\"{credential}\"; credential-type=\"password\""
+                    ));
+                }
+            }
+            HeaderValue::from_str(&link).ok()
+        })
+        .collect()
+}
+
+fn created(kind: &str, session: Uuid, answer: Answer, settings: &MediaSettings) -> HttpResponse {
+    let mut resp = HttpResponse::Created();
+    resp.insert_header((
+        header::LOCATION,
+        format!("/{kind}/{session}/{}", answer.resource),
+    ))
+    .insert_header((header::ETAG, format!("\"{}\"", answer.resource)))
+    .insert_header((header::CONTENT_TYPE, "application/sdp"));
+    for link in ice_links(settings) {
+        resp.append_header((header::LINK, link));
+    }
+    resp.body(answer.sdp)
+}
+
+/// `POST /whip/{session_id}`: the host publishes.
+pub async fn whip(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<Uuid>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let session = path.into_inner();
+    let settings = &state.settings.media;
+    let offer = offer(&req, &body, settings)?;
+    let host = live_host(&state, session).await?;
+    let Principal::User { id: user, .. } = principal else {
+        return Err(ApiError::forbidden("only the session's host publishes"));
+    };
+    if user != host {
+        return Err(ApiError::forbidden("only the session's host publishes"));
+    }
+    let room = state
+        .registry
+        .media(session)
+        .map_err(|_| ApiError::conflict("the session is not live"))?;
+    let answer = room
+        .send(Publish { user, offer })
+        .timeout(ANSWER_TIMEOUT)
+        .await
+        .map_err(mailbox)??;
+    Ok(created("whip", session, answer, settings))
+}
+
+/// `POST /whep/{session_id}`: a viewer (or guest) plays.
+pub async fn whep(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<Uuid>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let session = path.into_inner();
+    let settings = &state.settings.media;
+    let offer = offer(&req, &body, settings)?;
+    if !principal.may_view(session) {
+        return Err(ApiError::forbidden(
+            "a guest token is good for its own session only",
+        ));
+    }
+    live_host(&state, session).await?;
+    let room = state
+        .registry
+        .media(session)
+        .map_err(|_| ApiError::conflict("the session is not live"))?;
+    let answer = room
+        .send(Subscribe {
+            user: principal.id(),
+            offer,
+        })
+        .timeout(ANSWER_TIMEOUT)
+        .await
+        .map_err(mailbox)??;
+    Ok(created("whep", session, answer, settings))
+}
+
+async fn end(
+    state: &AppState,
+    principal: &Principal,
+    session: Uuid,
+    resource: Uuid,
+    publisher: bool,
+) -> Result<HttpResponse, ApiError> {
+    let room = state
+        .registry
+        .media(session)
+        .map_err(|_| ApiError::not_found("media session"))?;
+    room.send(EndResource {
+        resource,
+        user: principal.id(),
+        publisher,
+    })
+    .timeout(ANSWER_TIMEOUT)
+    .await
+    .map_err(mailbox)??;
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// `DELETE /whip/{session_id}/{resource}`: publishing stops.
+pub async fn end_whip(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (session, resource) = path.into_inner();
+    end(&state, &principal, session, resource, true).await
+}
+
+/// `DELETE /whep/{session_id}/{resource}`: that viewer's playback ends.
+pub async fn end_whep(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (session, resource) = path.into_inner();
+    end(&state, &principal, session, resource, false).await
+}
+
+/// `PATCH` on a WHIP/WHEP resource: trickle ICE and ICE restarts are not
+/// supported (the answer carries every candidate); RFC 9725 says 405.
+pub async fn no_trickle() -> HttpResponse {
+    use actix_web::ResponseError;
+    let mut resp = ApiError::client(
+        ErrorCode::MethodNotAllowed,
+        "trickle ICE and ICE restarts are not supported: the answer has every candidate; \
+         to restart, DELETE the resource and POST a new offer",
+    )
+    .error_response();
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("DELETE"));
+    resp
+}
+
+/// The session's live video now: publisher state, codecs, viewers, packets
+/// and bitrates, keyframe requests.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{id}/media",
+    tag = "sessions",
+    params(("id" = Uuid, Path, description = "Session id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The media room's numbers", body = MediaStats),
+        (status = 404, description = "No such session", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The session is not live", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/sessions/{id}/media")]
+pub async fn stats(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    if !principal.may_view(id) {
+        return Err(ApiError::forbidden(
+            "a guest token is good for its own session only",
+        ));
+    }
+    live_host(&state, id).await?;
+    let room = state
+        .registry
+        .media(id)
+        .map_err(|_| ApiError::conflict("the session is not live"))?;
+    let stats = room
+        .send(GetMediaStats)
+        .timeout(ANSWER_TIMEOUT)
+        .await
+        .map_err(mailbox)?;
+    Ok(HttpResponse::Ok().json(stats))
+}

@@ -1,0 +1,120 @@
+//! The configured WebRTC stack: codecs, interceptors (NACK, RTCP reports,
+//! TWCC) and the network rules (which addresses, which ports, no mDNS), and
+//! the runtime the peer connections run on.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::MediaEngine;
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::{APIBuilder, API};
+use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::ice::network_type::NetworkType;
+use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
+use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
+use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::RTCPeerConnection;
+
+use super::MediaSettings;
+
+/// Builds peer connections that follow the media settings. Cheap to clone.
+#[derive(Clone)]
+pub struct Sfu {
+    api: Arc<API>,
+    settings: Arc<MediaSettings>,
+    /// Peer connections and their tasks run here, on every core, away from
+    /// the HTTP workers and the session actors.
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Sfu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sfu")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sfu {
+    pub fn new(settings: MediaSettings, runtime: tokio::runtime::Handle) -> anyhow::Result<Self> {
+        let mut media = MediaEngine::default();
+        media.register_default_codecs()?;
+        let interceptors = register_default_interceptors(Registry::new(), &mut media)?;
+
+        let mut engine = SettingEngine::default();
+        let allowed = settings.bind_ips.clone();
+        engine.set_ip_filter(Box::new(move |ip: IpAddr| allowed.contains(&ip)));
+        engine.set_include_loopback_candidate(settings.bind_ips.iter().any(IpAddr::is_loopback));
+        engine.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+        let mut networks = Vec::new();
+        if settings.bind_ips.iter().any(IpAddr::is_ipv4) {
+            networks.push(NetworkType::Udp4);
+        }
+        if settings.bind_ips.iter().any(IpAddr::is_ipv6) {
+            networks.push(NetworkType::Udp6);
+        }
+        engine.set_network_types(networks);
+        if settings.udp_ports != (0, 0) {
+            let (min, max) = settings.udp_ports;
+            engine.set_udp_network(UDPNetwork::Ephemeral(EphemeralUDP::new(min, max)?));
+        }
+        if !settings.public_ips.is_empty() {
+            engine.set_nat_1to1_ips(
+                settings
+                    .public_ips
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                RTCIceCandidateType::Host,
+            );
+        }
+        let timeout = settings.ice_timeout;
+        engine.set_ice_timeouts(
+            Some(timeout / 2),
+            Some(timeout),
+            Some(std::time::Duration::from_secs(2)),
+        );
+
+        let api = APIBuilder::new()
+            .with_media_engine(media)
+            .with_interceptor_registry(interceptors)
+            .with_setting_engine(engine)
+            .build();
+        Ok(Self {
+            api: Arc::new(api),
+            settings: Arc::new(settings),
+            runtime,
+        })
+    }
+
+    pub fn settings(&self) -> &MediaSettings {
+        &self.settings
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// A new peer connection (on the media runtime). The relay is the ICE
+    /// server side of every connection: it needs no STUN/TURN itself.
+    pub async fn peer(&self) -> anyhow::Result<Arc<RTCPeerConnection>> {
+        let api = self.api.clone();
+        let pc = self
+            .runtime
+            .spawn(async move { api.new_peer_connection(RTCConfiguration::default()).await })
+            .await??;
+        Ok(Arc::new(pc))
+    }
+
+    /// Whether a remote candidate's address may be sent to.
+    pub fn allowed_remote(&self, ip: IpAddr) -> bool {
+        // Loopback relays talk only to loopback; others to anything routable.
+        if self.settings.bind_ips.iter().all(IpAddr::is_loopback) {
+            ip.is_loopback()
+        } else {
+            !ip.is_unspecified() && !ip.is_multicast()
+        }
+    }
+}

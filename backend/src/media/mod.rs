@@ -1,0 +1,101 @@
+//! Live video: a selective forwarding unit on the `webrtc` crate (pinned, see
+//! `docs/media.md`). Hosts publish with WHIP, viewers play with WHEP; each
+//! live session has a [`room::MediaRoom`] actor that relays RTP packet for
+//! packet, never transcoding. Nothing outside this module touches the crate's
+//! callbacks: the rest of Simmer speaks the room's messages.
+
+pub mod engine;
+pub mod rewrite;
+pub mod room;
+pub mod sdp;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// How the relay uses the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaSettings {
+    /// Addresses UDP binds to and offers as host candidates.
+    pub bind_ips: Vec<IpAddr>,
+    /// Addresses announced instead of the bound ones (1:1 NAT).
+    pub public_ips: Vec<IpAddr>,
+    /// UDP port range (`(0, 0)`: any).
+    pub udp_ports: (u16, u16),
+    /// STUN/TURN URLs for clients (`Link` headers).
+    pub ice_servers: Vec<String>,
+    pub turn_username: Option<String>,
+    pub turn_credential: Option<String>,
+    pub max_subscribers: usize,
+    pub max_sdp_bytes: usize,
+    /// No ICE traffic for this long: the peer is gone.
+    pub ice_timeout: Duration,
+}
+
+fn ip_list(name: &str, list: Option<&str>) -> anyhow::Result<Vec<IpAddr>> {
+    list.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .with_context(|| format!("{name}: `{s}` is not an IP address"))
+        })
+        .collect()
+}
+
+impl MediaSettings {
+    /// Checks and fills in the media settings.
+    #[allow(clippy::too_many_arguments)]
+    pub fn resolve(
+        bind_ips: Option<&str>,
+        public_ips: Option<&str>,
+        udp_ports: (u16, u16),
+        ice_servers: Option<&str>,
+        turn: (Option<String>, Option<String>),
+        max_subscribers: usize,
+        max_sdp_bytes: usize,
+        ice_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut bind = ip_list("media_bind_ips", bind_ips)?;
+        if bind.is_empty() {
+            bind.push(IpAddr::from([127, 0, 0, 1]));
+        }
+        anyhow::ensure!(
+            bind.iter().all(|ip| !ip.is_unspecified()),
+            "media_bind_ips: name the addresses to use; 0.0.0.0 and :: are not allowed"
+        );
+        let (min, max) = udp_ports;
+        anyhow::ensure!(
+            (min == 0 && max == 0) || (min > 0 && min <= max),
+            "media_udp_port_min/max: give both, min <= max (or neither)"
+        );
+        let ice_servers: Vec<String> = ice_servers
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for url in &ice_servers {
+            anyhow::ensure!(
+                ["stun:", "stuns:", "turn:", "turns:"]
+                    .iter()
+                    .any(|p| url.starts_with(p)),
+                "media_ice_servers: `{url}` is not a stun:/turn: URL"
+            );
+        }
+        Ok(Self {
+            bind_ips: bind,
+            public_ips: ip_list("media_public_ips", public_ips)?,
+            udp_ports,
+            ice_servers,
+            turn_username: turn.0,
+            turn_credential: turn.1,
+            max_subscribers,
+            max_sdp_bytes,
+            ice_timeout,
+        })
+    }
+}
