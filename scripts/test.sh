@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what is missing, then
-# runs formatting and lint checks, the tests on SQLite and on PostgreSQL, an
-# OpenAPI-driven fuzz run (schemathesis) against a booted server, and an
-# independent Python WebSocket client against another.
+# runs formatting and lint checks, the tests on SQLite and on PostgreSQL, the
+# media relay (WebRTC) tests in a private network namespace, an OpenAPI-driven
+# fuzz run (schemathesis) against a booted server, and independent Python
+# chat and watch clients against another.
 #
 #   ./scripts/test.sh
 #
@@ -92,7 +93,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "tests on SQLite"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$CACHE/test-sqlite.log"
@@ -104,6 +105,17 @@ SIMMER_TEST_DATABASE=postgres cargo test -p backend --test api --locked --no-fai
     tee "$CACHE/test-postgres.log"
 drop_test_databases
 
+step "media relay tests (WebRTC) in a private network namespace with only loopback"
+command -v ip >/dev/null || apt_install iproute2
+command -v unshare >/dev/null || apt_install util-linux
+cargo test -p backend --features media-tests --test media --locked --no-run
+# Root makes a network namespace directly; anyone else through a user
+# namespace. Inside, nothing but `lo` exists: no packet can leave loopback.
+if is_root; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --net); fi
+"${NETNS[@]}" sh -c 'ip link set lo up && exec "$@"' sh \
+    cargo test -p backend --features media-tests --test media --locked --offline -- --test-threads=1 2>&1 |
+    tee "$CACHE/test-media.log"
+
 step "OpenAPI fuzzing (schemathesis)"
 "$ROOT/scripts/fuzz-openapi.sh"
 
@@ -112,7 +124,7 @@ step "interop: Python chat and watch clients written from docs/protocol.md and d
 
 step "all checks passed"
 # One closing line for the whole run (every cargo test binary, both databases).
-cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/interop.log" |
+cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-media.log" "$CACHE/interop.log" |
     awk '/^test result:/ || /^[0-9]+ passed, [0-9]+ failed$/ {
              for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
          END { printf "summary: %d passed, %d failed\n", p, f }'

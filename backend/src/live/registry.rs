@@ -534,6 +534,12 @@ impl SessionRegistry {
         true
     }
 
+    /// Tasks alive on the media runtime (every peer connection's work runs
+    /// there), for tests and diagnostics.
+    pub fn media_tasks(&self) -> usize {
+        self.inner.sfu.runtime().metrics().num_alive_tasks()
+    }
+
     /// The media room of a live session.
     pub fn media(&self, id: Uuid) -> Result<Addr<MediaRoom>, SessionError> {
         self.entry(id).map(|e| e.media).ok_or(SessionError::NotLive)

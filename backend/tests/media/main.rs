@@ -1,0 +1,334 @@
+//! Media relay tests: WHIP and WHEP against the real server with real WebRTC
+//! peers (the `webrtc` crate on the other end). They set up peer connections,
+//! so they run only inside a private network namespace with nothing but
+//! loopback (`scripts/test.sh` does it: `unshare --net`), and only with the
+//! `media-tests` feature.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+#[path = "../api/ws_client.rs"]
+#[allow(dead_code)]
+mod ws_client;
+
+mod peers;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use simmer::live::Fault;
+
+use helpers::{spawn_app, TestApp, User};
+use peers::{Publisher, Viewer};
+use ws_client::WsClient;
+
+/// Which of these UDP ports have an open socket in this network namespace.
+fn open_ports(ports: &[u16]) -> Vec<u16> {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let open: Vec<u16> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1)?.split(':').nth(1))
+        .filter_map(|hex| u16::from_str_radix(hex, 16).ok())
+        .collect();
+    ports.iter().copied().filter(|p| open.contains(p)).collect()
+}
+
+async fn live(app: &TestApp) -> (User, uuid::Uuid) {
+    let host = app.register().await;
+    let session = app.live_session(&host).await;
+    (host, session)
+}
+
+#[actix_rt::test]
+async fn viewers_who_come_before_and_after_the_host_receive_its_video() {
+    let app = spawn_app().await;
+    let (host, session) = live(&app).await;
+    let mut members = WsClient::connect(&app.address, &host.token).await;
+    members.join(&session.to_string(), None).await;
+
+    // A viewer who is there before the host publishes.
+    let early = Viewer::play(&app, &host.token, session).await;
+    let publisher = Publisher::publish(&app, &host.token, session).await;
+    publisher.wait_connected().await;
+    let (event, _) = members.recv_type("media").await;
+    assert_eq!(event["state"], "publishing");
+
+    let sending = publisher.send_for(Duration::from_secs(4));
+    // A viewer who comes in mid-stream.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let late = Viewer::play(&app, &host.token, session).await;
+    sending.await.unwrap();
+
+    for viewer in [&early, &late] {
+        let (video, audio) = viewer.received();
+        assert!(video > 20, "video packets received: {video}");
+        assert!(audio > 20, "audio packets received: {audio}");
+        assert!(viewer.sequence_is_continuous(), "gaps: {:?}", viewer.gaps());
+    }
+    assert!(
+        publisher.keyframe_requests() >= 1,
+        "a viewer's arrival asks the host for a keyframe"
+    );
+
+    let stats = app
+        .get(
+            &format!("/api/v1/sessions/{session}/media"),
+            Some(&host.token),
+        )
+        .await;
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    assert_eq!(stats.body["publisher"], "publishing");
+    assert_eq!(stats.body["subscribers"], 2);
+    assert!(stats.body["packets_in"].as_u64().unwrap() > 100);
+    assert!(stats.body["packets_out"].as_u64().unwrap() > 100);
+    let codecs = stats.body["codecs"].to_string().to_lowercase();
+    assert!(
+        codecs.contains("video/vp8") && codecs.contains("audio/opus"),
+        "{codecs}"
+    );
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("simmer_media_packets_out_total"));
+
+    // The host stops: viewers are told, and stay connected for the next time.
+    let reply = app
+        .request(
+            reqwest::Method::DELETE,
+            &publisher.resource,
+            Some(&host.token),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let (event, _) = members.recv_type("media").await;
+    assert_eq!(event["state"], "not_publishing");
+
+    // The host comes back: the same viewers receive again, with no new offer.
+    let before = early.received().0;
+    let again = Publisher::publish(&app, &host.token, session).await;
+    again.wait_connected().await;
+    again.send_for(Duration::from_secs(2)).await.unwrap();
+    let after = early.received().0;
+    assert!(
+        after > before + 10,
+        "video after republishing: {before} -> {after}"
+    );
+    assert!(early.sequence_is_continuous(), "gaps: {:?}", early.gaps());
+}
+
+#[actix_rt::test]
+async fn bad_signalling_gets_problem_json() {
+    let app = spawn_app().await;
+    let (host, session) = live(&app).await;
+    let viewer = app.register().await;
+    let offer = peers::sample_offer().await;
+    let post = |path: String, token: Option<String>, content_type: &'static str, body: String| {
+        let app = &app;
+        async move {
+            let mut req = app
+                .client
+                .post(app.url(&path))
+                .header("content-type", content_type)
+                .body(body);
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            helpers::read(req.send().await.unwrap()).await
+        }
+    };
+    let whip = format!("/whip/{session}");
+    post(
+        whip.clone(),
+        Some(host.token.clone()),
+        "application/json",
+        offer.clone(),
+    )
+    .await
+    .assert_problem(415, "unsupported_media_type");
+    post(
+        whip.clone(),
+        Some(host.token.clone()),
+        "application/sdp",
+        "hello".into(),
+    )
+    .await
+    .assert_problem(400, "invalid_body");
+    post(
+        whip.clone(),
+        Some(host.token.clone()),
+        "application/sdp",
+        "x".repeat(40_000),
+    )
+    .await
+    .assert_problem(413, "payload_too_large");
+    post(whip.clone(), None, "application/sdp", offer.clone())
+        .await
+        .assert_problem(401, "unauthorized");
+    post(
+        whip.clone(),
+        Some(viewer.token.clone()),
+        "application/sdp",
+        offer.clone(),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    let scheduled = app.create_session(&host).await;
+    post(
+        format!("/whip/{scheduled}"),
+        Some(host.token.clone()),
+        "application/sdp",
+        offer.clone(),
+    )
+    .await
+    .assert_problem(409, "conflict");
+    post(
+        format!("/whep/{}", uuid::Uuid::now_v7()),
+        Some(viewer.token.clone()),
+        "application/sdp",
+        offer.clone(),
+    )
+    .await
+    .assert_problem(404, "not_found");
+
+    // One publisher at a time.
+    let first = Publisher::publish(&app, &host.token, session).await;
+    first.wait_connected().await;
+    let second = post(
+        whip.clone(),
+        Some(host.token.clone()),
+        "application/sdp",
+        peers::sample_offer().await,
+    )
+    .await;
+    second.assert_problem(409, "conflict");
+
+    // No trickle: 405 with Allow.
+    let resp = app
+        .client
+        .patch(app.url(&first.resource))
+        .bearer_auth(&host.token)
+        .header("content-type", "application/trickle-ice-sdpfrag")
+        .body("a=ice-ufrag:x\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "DELETE");
+    // Someone else's resource, an unknown one.
+    let reply = app
+        .request(
+            reqwest::Method::DELETE,
+            &first.resource,
+            Some(&viewer.token),
+            None,
+        )
+        .await;
+    reply.assert_problem(403, "forbidden");
+    let reply = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/whep/{session}/{}", uuid::Uuid::now_v7()),
+            Some(&viewer.token),
+            None,
+        )
+        .await;
+    reply.assert_problem(404, "not_found");
+}
+
+#[actix_rt::test]
+async fn ending_the_session_closes_every_peer_connection() {
+    let app = spawn_app().await;
+    let (host, session) = live(&app).await;
+    let publisher = Publisher::publish(&app, &host.token, session).await;
+    let viewers = [
+        Viewer::play(&app, &host.token, session).await,
+        Viewer::play(&app, &host.token, session).await,
+    ];
+    publisher.wait_connected().await;
+    publisher
+        .send_for(Duration::from_millis(500))
+        .await
+        .unwrap();
+    let server_ports: Vec<u16> = publisher
+        .server_ports
+        .iter()
+        .chain(viewers.iter().flat_map(|v| v.server_ports.iter()))
+        .copied()
+        .collect();
+    assert!(
+        !open_ports(&server_ports).is_empty(),
+        "the server holds sockets for them"
+    );
+    let tasks_live = app.state.registry.media_tasks();
+    assert!(tasks_live > 0);
+
+    app.post(
+        &format!("/api/v1/sessions/{session}/end"),
+        Some(&host.token),
+        &json!({}),
+    )
+    .await;
+    // The server closes every connection: its peers see it, its sockets and
+    // tasks are gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let closed = publisher.closed_by_server() && viewers.iter().all(Viewer::closed_by_server);
+        let sockets = open_ports(&server_ports);
+        let tasks = app.state.registry.media_tasks();
+        if closed && sockets.is_empty() && tasks == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the end: peers closed {closed}, server sockets {sockets:?}, media tasks {tasks} (of {tasks_live})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    publisher.close().await;
+    for viewer in &viewers {
+        viewer.close().await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_media_room_crash_leaves_chat_and_timer_alone() {
+    let app = spawn_app().await;
+    let (host, session) = live(&app).await;
+    let mut members = WsClient::connect(&app.address, &host.token).await;
+    members.join(&session.to_string(), None).await;
+    let publisher = Publisher::publish(&app, &host.token, session).await;
+    publisher.wait_connected().await;
+    app.post(
+        &format!("/api/v1/sessions/{session}/timer"),
+        Some(&host.token),
+        &json!({"action": "start"}),
+    )
+    .await;
+
+    for fault in [Fault::Stop, Fault::Panic] {
+        assert!(app.state.registry.inject_media_fault(session, fault).await);
+        // Restarted (Stop) or re-created (Panic) by the watchdog: clients
+        // are told to set up WHIP/WHEP again.
+        let (event, _) = members.recv_type("media").await;
+        let mut event = event;
+        while event["state"] != "reconnect" {
+            event = members.recv_type("media").await.0;
+        }
+        // Chat and the timer never noticed.
+        let ack = members
+            .chat(&session.to_string(), "still here", &format!("{fault:?}"))
+            .await;
+        assert_eq!(ack["status"], "ok", "{ack}");
+        let timer = app
+            .get(&format!("/api/v1/sessions/{session}/timer"), None)
+            .await;
+        assert_eq!(timer.body["state"], "running");
+        // And video can be set up again.
+        let again = Publisher::publish(&app, &host.token, session).await;
+        again.wait_connected().await;
+        again.close().await;
+    }
+}

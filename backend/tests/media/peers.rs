@@ -1,0 +1,383 @@
+//! WebRTC peers for the tests, built on the `webrtc` crate the way an app
+//! would (loopback only): a WHIP publisher that sends VP8 and Opus RTP, and a
+//! WHEP viewer that counts what it receives.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use uuid::Uuid;
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::APIBuilder;
+use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::ice::network_type::NetworkType;
+use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp::header::Header;
+use webrtc::rtp::packet::Packet;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+use webrtc::track::track_local::TrackLocalWriter;
+
+use crate::helpers::TestApp;
+
+/// A peer connection that uses loopback only.
+pub async fn peer() -> Arc<RTCPeerConnection> {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().unwrap();
+    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+    let mut engine = SettingEngine::default();
+    engine.set_ip_filter(Box::new(|ip: IpAddr| ip.is_loopback()));
+    engine.set_include_loopback_candidate(true);
+    engine.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    engine.set_network_types(vec![NetworkType::Udp4]);
+    let api = APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(engine)
+        .build();
+    Arc::new(
+        api.new_peer_connection(RTCConfiguration::default())
+            .await
+            .unwrap(),
+    )
+}
+
+/// The local description once every candidate is in (no trickle).
+async fn complete_offer(pc: &RTCPeerConnection) -> String {
+    let offer = pc.create_offer(None).await.unwrap();
+    let mut gathered = pc.gathering_complete_promise().await;
+    pc.set_local_description(offer).await.unwrap();
+    let _ = gathered.recv().await;
+    pc.local_description().await.unwrap().sdp
+}
+
+/// Posts an offer; returns the resource path and the answer.
+async fn signal(app: &TestApp, path: &str, token: &str, offer: String) -> (String, String) {
+    let resp = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let etag = resp.headers().get("etag").is_some();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = resp.text().await.unwrap();
+    assert_eq!(status, 201, "{path}: {body}");
+    assert!(etag, "an ETag");
+    assert_eq!(content_type.as_deref(), Some("application/sdp"));
+    (location.expect("a Location"), body)
+}
+
+/// The UDP ports of the candidates in an SDP.
+pub fn candidate_ports(sdp: &str) -> Vec<u16> {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
+        .filter_map(|c| c.split_whitespace().nth(5)?.parse().ok())
+        .collect()
+}
+
+/// An offer that the server would accept (for error tests).
+pub async fn sample_offer() -> String {
+    let pc = peer().await;
+    pc.add_transceiver_from_kind(RTPCodecType::Video, None)
+        .await
+        .unwrap();
+    let sdp = complete_offer(&pc).await;
+    pc.close().await.unwrap();
+    sdp
+}
+
+fn state_flag(pc: &RTCPeerConnection) -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+    let connected = Arc::new(AtomicBool::new(false));
+    let closed = Arc::new(AtomicBool::new(false));
+    let (c, d) = (connected.clone(), closed.clone());
+    pc.on_peer_connection_state_change(Box::new(move |state| {
+        match state {
+            RTCPeerConnectionState::Connected => c.store(true, Ordering::SeqCst),
+            RTCPeerConnectionState::Disconnected
+            | RTCPeerConnectionState::Failed
+            | RTCPeerConnectionState::Closed => d.store(true, Ordering::SeqCst),
+            _ => {}
+        }
+        Box::pin(async {})
+    }));
+    (connected, closed)
+}
+
+/// A host publishing over WHIP.
+pub struct Publisher {
+    pc: Arc<RTCPeerConnection>,
+    video: Arc<TrackLocalStaticRTP>,
+    audio: Arc<TrackLocalStaticRTP>,
+    connected: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
+    plis: Arc<AtomicU64>,
+    /// `/whip/{session}/{resource}`.
+    pub resource: String,
+    /// The server's UDP ports for this connection.
+    pub server_ports: Vec<u16>,
+}
+
+impl Publisher {
+    pub async fn publish(app: &TestApp, token: &str, session: Uuid) -> Publisher {
+        let pc = peer().await;
+        let video = Arc::new(TrackLocalStaticRTP::new(
+            RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_VP8.to_owned(),
+                clock_rate: 90_000,
+                ..Default::default()
+            },
+            "video".into(),
+            "host".into(),
+        ));
+        let audio = Arc::new(TrackLocalStaticRTP::new(
+            RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_OPUS.to_owned(),
+                clock_rate: 48_000,
+                channels: 2,
+                ..Default::default()
+            },
+            "audio".into(),
+            "host".into(),
+        ));
+        let plis = Arc::new(AtomicU64::new(0));
+        for track in [video.clone(), audio.clone()] {
+            let sender = pc
+                .add_transceiver_from_track(
+                    track,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Sendonly,
+                        send_encodings: vec![],
+                    }),
+                )
+                .await
+                .unwrap()
+                .sender()
+                .await;
+            let plis = plis.clone();
+            tokio::spawn(async move {
+                while let Ok((packets, _)) = sender.read_rtcp().await {
+                    for p in packets {
+                        if p.as_any().is::<PictureLossIndication>() {
+                            plis.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            });
+        }
+        let (connected, closed) = state_flag(&pc);
+        let offer = complete_offer(&pc).await;
+        let (resource, answer) = signal(app, &format!("/whip/{session}"), token, offer).await;
+        let server_ports = candidate_ports(&answer);
+        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+            .await
+            .unwrap();
+        Publisher {
+            pc,
+            video,
+            audio,
+            connected,
+            closed,
+            plis,
+            resource,
+            server_ports,
+        }
+    }
+
+    pub async fn wait_connected(&self) {
+        for _ in 0..200 {
+            if self.connected.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the publisher did not connect");
+    }
+
+    /// Sends 30 video frames and 50 audio packets a second for `duration`.
+    pub fn send_for(&self, duration: Duration) -> tokio::task::JoinHandle<()> {
+        let (video, audio) = (self.video.clone(), self.audio.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let (mut vseq, mut aseq) = (1000u16, 7u16);
+            let start = tokio::time::Instant::now();
+            let mut n = 0u32;
+            while start.elapsed() < duration {
+                tick.tick().await;
+                n += 1;
+                if n % 2 == 0 {
+                    let packet = Packet {
+                        header: Header {
+                            version: 2,
+                            sequence_number: aseq,
+                            timestamp: n * 480,
+                            marker: false,
+                            ..Default::default()
+                        },
+                        payload: vec![0xfc; 80].into(),
+                    };
+                    aseq = aseq.wrapping_add(1);
+                    let _ = audio.write_rtp(&packet).await;
+                }
+                if n % 3 == 0 {
+                    // A keyframe-looking VP8 payload, in two packets.
+                    for part in 0..2u8 {
+                        let packet = Packet {
+                            header: Header {
+                                version: 2,
+                                sequence_number: vseq,
+                                timestamp: n * 900,
+                                marker: part == 1,
+                                ..Default::default()
+                            },
+                            payload: vec![0x10, 0x00, 0x9d, 0x01, 0x2a, part, 0, 0].into(),
+                        };
+                        vseq = vseq.wrapping_add(1);
+                        let _ = video.write_rtp(&packet).await;
+                    }
+                }
+            }
+        })
+    }
+
+    pub fn keyframe_requests(&self) -> u64 {
+        self.plis.load(Ordering::SeqCst)
+    }
+
+    pub fn closed_by_server(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    pub async fn close(&self) {
+        let _ = self.pc.close().await;
+    }
+}
+
+#[derive(Default)]
+struct Received {
+    video: u64,
+    audio: u64,
+    /// Sequence numbers seen, per kind (0 video, 1 audio).
+    seqs: [BTreeMap<u64, ()>; 2],
+    last: [Option<u16>; 2],
+    /// Unwrapped sequence position per kind.
+    position: [u64; 2],
+}
+
+/// A viewer playing over WHEP.
+pub struct Viewer {
+    pc: Arc<RTCPeerConnection>,
+    received: Arc<Mutex<Received>>,
+    closed: Arc<AtomicBool>,
+    /// The server's UDP ports for this connection.
+    pub server_ports: Vec<u16>,
+}
+
+impl Viewer {
+    pub async fn play(app: &TestApp, token: &str, session: Uuid) -> Viewer {
+        let pc = peer().await;
+        for kind in [RTPCodecType::Video, RTPCodecType::Audio] {
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    send_encodings: vec![],
+                }),
+            )
+            .await
+            .unwrap();
+        }
+        let received = Arc::new(Mutex::new(Received::default()));
+        let sink = received.clone();
+        pc.on_track(Box::new(move |track, _, _| {
+            let sink = sink.clone();
+            Box::pin(async move {
+                tokio::spawn(async move {
+                    let slot = usize::from(track.kind() == RTPCodecType::Audio);
+                    while let Ok((packet, _)) = track.read_rtp().await {
+                        let mut r = sink.lock().unwrap();
+                        if slot == 0 {
+                            r.video += 1;
+                        } else {
+                            r.audio += 1;
+                        }
+                        let seq = packet.header.sequence_number;
+                        let position = match r.last[slot] {
+                            None => 1 << 32,
+                            Some(last) => {
+                                let delta = seq.wrapping_sub(last) as i16 as i64;
+                                (r.position[slot] as i64 + delta) as u64
+                            }
+                        };
+                        r.last[slot] = Some(seq);
+                        r.position[slot] = position;
+                        r.seqs[slot].insert(position, ());
+                    }
+                });
+            })
+        }));
+        let (_, closed) = state_flag(&pc);
+        let offer = complete_offer(&pc).await;
+        let (_, answer) = signal(app, &format!("/whep/{session}"), token, offer).await;
+        let server_ports = candidate_ports(&answer);
+        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+            .await
+            .unwrap();
+        Viewer {
+            pc,
+            received,
+            closed,
+            server_ports,
+        }
+    }
+
+    /// Video and audio packets received so far.
+    pub fn received(&self) -> (u64, u64) {
+        let r = self.received.lock().unwrap();
+        (r.video, r.audio)
+    }
+
+    /// Missing sequence numbers between the first and last received, per kind.
+    pub fn gaps(&self) -> [u64; 2] {
+        let r = self.received.lock().unwrap();
+        let gap = |seqs: &BTreeMap<u64, ()>| match (seqs.keys().next(), seqs.keys().last()) {
+            (Some(first), Some(last)) => (last - first + 1) - seqs.len() as u64,
+            _ => 0,
+        };
+        [gap(&r.seqs[0]), gap(&r.seqs[1])]
+    }
+
+    pub fn sequence_is_continuous(&self) -> bool {
+        self.gaps() == [0, 0]
+    }
+
+    pub fn closed_by_server(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    pub async fn close(&self) {
+        let _ = self.pc.close().await;
+    }
+}
