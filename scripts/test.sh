@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what is missing, then
 # runs formatting and lint checks, the tests on SQLite and on PostgreSQL, the
-# media relay (WebRTC) tests in a private network namespace, an OpenAPI-driven
+# media relay (WebRTC) tests and headless Chromium publishing and playing
+# video, both in a private network namespace, an OpenAPI-driven
 # fuzz run (schemathesis) against a booted server, and independent Python
 # chat and watch clients against another.
 #
@@ -116,6 +117,9 @@ if is_root; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --ne
     cargo test -p backend --features media-tests --test media --locked --offline -- --test-threads=1 2>&1 |
     tee "$CACHE/test-media.log"
 
+step "a real browser: headless Chromium publishes over WHIP and plays over WHEP (network namespace)"
+"$ROOT/scripts/browser-media.sh" 2>&1 | tee "$CACHE/browser-media.log"
+
 step "OpenAPI fuzzing (schemathesis)"
 "$ROOT/scripts/fuzz-openapi.sh"
 
@@ -124,7 +128,8 @@ step "interop: Python chat and watch clients written from docs/protocol.md and d
 
 step "all checks passed"
 # One closing line for the whole run (every cargo test binary, both databases).
-cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-media.log" "$CACHE/interop.log" |
+cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-media.log" \
+    "$CACHE/browser-media.log" "$CACHE/interop.log" |
     awk '/^test result:/ || /^[0-9]+ passed, [0-9]+ failed$/ {
              for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
          END { printf "summary: %d passed, %d failed\n", p, f }'

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# A real browser against the media relay: Debian's headless Chromium (fake
+# camera) publishes over WHIP and plays over WHEP, driven by playwright-core.
+# Everything (server, browser) runs inside a private network namespace with
+# only loopback, so no packet can leave it.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/simmer/target}"
+NODE_DIR="$HOME/.cache/simmer/browser"
+is_root() { [ "$(id -u)" = 0 ]; }
+install() {
+    is_root || { echo "missing $*; install it (needs root)" >&2; exit 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+command -v chromium >/dev/null || install chromium
+command -v node >/dev/null || install nodejs npm
+mkdir -p "$NODE_DIR"
+cp scripts/browser/package.json "$NODE_DIR/package.json"
+if ! [ -d "$NODE_DIR/node_modules/playwright-core" ]; then
+    # Only the driver: the browser is Debian's; nothing is downloaded at run time.
+    (cd "$NODE_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund)
+fi
+cp scripts/browser/media-interop.mjs "$NODE_DIR/"
+cargo build -p backend --locked --quiet
+
+if is_root; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --net); fi
+"${NETNS[@]}" bash -s "$CARGO_TARGET_DIR/debug/simmer" "$NODE_DIR" <<'INNER'
+set -euo pipefail
+ip link set lo up
+SIMMER="$1"; NODE_DIR="$2"
+WORK="$(mktemp -d)"
+PORT=18080
+SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn "$SIMMER" serve >"$WORK/server.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
+    sleep 0.2
+done
+node "$NODE_DIR/media-interop.mjs" "http://127.0.0.1:$PORT"
+if grep -q "panicked" "$WORK/server.log"; then echo "server panicked" >&2; cat "$WORK/server.log" >&2; exit 1; fi
+INNER
