@@ -332,3 +332,58 @@ async fn a_media_room_crash_leaves_chat_and_timer_alone() {
         again.close().await;
     }
 }
+
+#[actix_rt::test]
+async fn a_host_that_vanishes_is_detected_and_viewers_are_told() {
+    let app = helpers::spawn_app_with(|s| s.media.ice_timeout = Duration::from_secs(2)).await;
+    let (host, session) = live(&app).await;
+    let mut members = WsClient::connect(&app.address, &host.token).await;
+    members.join(&session.to_string(), None).await;
+    let viewer = Viewer::play(&app, &host.token, session).await;
+
+    // The host's peer runs on a runtime of its own, which then disappears at
+    // once: no DTLS close, no ICE, nothing (a phone that lost its network).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (address, token) = (app.address.clone(), host.token.clone());
+    let publisher = runtime
+        .spawn(async move { Publisher::publish_at(&address, &token, session).await })
+        .await
+        .unwrap();
+    let (event, _) = members.recv_type("media").await;
+    assert_eq!(event["state"], "publishing");
+    let sending = publisher.send_for(Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while viewer.received().0 == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no video before the host vanished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let vanished = Instant::now();
+    drop(sending);
+    std::mem::forget(publisher);
+    runtime.shutdown_background();
+
+    let (event, _) = members.recv_type("media").await;
+    assert_eq!(event["state"], "not_publishing");
+    assert!(
+        vanished.elapsed() < Duration::from_secs(8),
+        "detected after {:?}",
+        vanished.elapsed()
+    );
+    let stats = app
+        .get(
+            &format!("/api/v1/sessions/{session}/media"),
+            Some(&host.token),
+        )
+        .await;
+    assert_eq!(stats.body["publisher"], "not_publishing");
+    // The host may publish again (its old connection is dead).
+    let again = Publisher::publish(&app, &host.token, session).await;
+    again.wait_connected().await;
+}

@@ -64,9 +64,12 @@ async fn complete_offer(pc: &RTCPeerConnection) -> String {
 
 /// Posts an offer; returns the resource path and the answer.
 async fn signal(app: &TestApp, path: &str, token: &str, offer: String) -> (String, String) {
-    let resp = app
-        .client
-        .post(app.url(path))
+    signal_at(&app.address, path, token, offer).await
+}
+
+async fn signal_at(address: &str, path: &str, token: &str, offer: String) -> (String, String) {
+    let resp = reqwest::Client::new()
+        .post(format!("{address}{path}"))
         .bearer_auth(token)
         .header("content-type", "application/sdp")
         .body(offer)
@@ -142,6 +145,11 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn publish(app: &TestApp, token: &str, session: Uuid) -> Publisher {
+        Self::publish_at(&app.address, token, session).await
+    }
+
+    /// Publishes to the server at `address` (from any runtime).
+    pub async fn publish_at(address: &str, token: &str, session: Uuid) -> Publisher {
         let pc = peer().await;
         let video = Arc::new(TrackLocalStaticRTP::new(
             RTCRtpCodecCapability {
@@ -189,7 +197,8 @@ impl Publisher {
         }
         let (connected, closed) = state_flag(&pc);
         let offer = complete_offer(&pc).await;
-        let (resource, answer) = signal(app, &format!("/whip/{session}"), token, offer).await;
+        let (resource, answer) =
+            signal_at(address, &format!("/whip/{session}"), token, offer).await;
         let server_ports = candidate_ports(&answer);
         pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
             .await
