@@ -8,6 +8,7 @@
 mod chat;
 mod fanout;
 mod idle;
+mod media;
 mod setup;
 mod stats;
 mod watch;
@@ -35,6 +36,10 @@ enum Command {
     Watch(watch::WatchArgs),
     /// The reference watch: pair it with a code, then see what it shows.
     WatchFollow(watch::FollowArgs),
+    /// One WHIP publisher to N WHEP subscribers: loss, one-way frame delay,
+    /// time to first keyframe, server CPU and memory (run it in a network
+    /// namespace: scripts/bench-media.sh).
+    Media(media::MediaArgs),
 }
 
 fn raise_file_limit() {
@@ -65,6 +70,10 @@ fn main() -> anyhow::Result<()> {
                 watch::run(args).await
             }
             Command::WatchFollow(args) => watch::follow(args).await,
+            Command::Media(args) => {
+                raise_file_limit();
+                media::run(args).await
+            }
         }
     })
 }

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::interceptor_registry::{configure_rtcp_reports, configure_twcc_receiver_only};
 use webrtc::api::media_engine::MediaEngine;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{APIBuilder, API};
@@ -13,9 +13,13 @@ use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::network_type::NetworkType;
 use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
+use webrtc::interceptor::nack::generator::Generator;
+use webrtc::interceptor::nack::responder::Responder;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp_transceiver::RTCPFeedback;
 
 use super::MediaSettings;
 
@@ -37,11 +41,37 @@ impl std::fmt::Debug for Sfu {
     }
 }
 
+/// Packets kept per outgoing stream to answer NACKs: 2^9 = 512, about three
+/// seconds of 1.5 Mbit/s video, far more than a retransmission can use. (The
+/// crate's default, 8192 per stream, grows to ~9 MiB per viewer.)
+const NACK_BUFFER_LOG2: u8 = 9;
+
+/// NACK (generate and answer, with a bounded buffer), RTCP sender and
+/// receiver reports, TWCC feedback: what browsers expect of a peer.
+fn interceptors(media: &mut MediaEngine) -> anyhow::Result<Registry> {
+    for parameter in ["", "pli"] {
+        media.register_feedback(
+            RTCPFeedback {
+                typ: "nack".to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RTPCodecType::Video,
+        );
+    }
+    let mut registry = Registry::new();
+    registry.add(Box::new(
+        Responder::builder().with_log2_size(NACK_BUFFER_LOG2),
+    ));
+    registry.add(Box::new(Generator::builder()));
+    let registry = configure_rtcp_reports(registry);
+    Ok(configure_twcc_receiver_only(registry, media)?)
+}
+
 impl Sfu {
     pub fn new(settings: MediaSettings, runtime: tokio::runtime::Handle) -> anyhow::Result<Self> {
         let mut media = MediaEngine::default();
         media.register_default_codecs()?;
-        let interceptors = register_default_interceptors(Registry::new(), &mut media)?;
+        let interceptors = interceptors(&mut media)?;
 
         let mut engine = SettingEngine::default();
         let allowed = settings.bind_ips.clone();

@@ -38,8 +38,9 @@ use super::sdp;
 use crate::live::bus::{Bus, BusEvent};
 use crate::metrics::Metrics;
 
-/// Keyframe requests forwarded to the host, at most one per this interval.
-const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+/// Keyframe requests forwarded to the host, at most one per this interval;
+/// requests within it are answered by one deferred request at its end.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Why a WHIP/WHEP request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -203,18 +204,39 @@ impl RoomCore {
         }
     }
 
-    /// Asks the host for a keyframe, at most once per [`KEYFRAME_INTERVAL`].
+    /// Asks the host for a keyframe, at most once per [`KEYFRAME_INTERVAL`]:
+    /// a request inside the interval is not dropped but folded into one sent
+    /// when the interval ends, so every viewer that asks gets a keyframe soon.
     fn request_keyframe(self: &Arc<Self>) {
         self.counters
             .keyframe_requests
             .fetch_add(1, Ordering::Relaxed);
-        {
+        let wait = {
             let mut last = lock(&self.last_keyframe_request);
-            if last.is_some_and(|t| t.elapsed() < KEYFRAME_INTERVAL) {
-                return;
+            match *last {
+                // Already sent or scheduled within the interval: covered.
+                Some(t) if t > Instant::now() => return,
+                Some(t) if t.elapsed() < KEYFRAME_INTERVAL => {
+                    let at = t + KEYFRAME_INTERVAL;
+                    *last = Some(at);
+                    at.saturating_duration_since(Instant::now())
+                }
+                _ => {
+                    *last = Some(Instant::now());
+                    Duration::ZERO
+                }
             }
-            *last = Some(Instant::now());
-        }
+        };
+        let core = self.clone();
+        self.sfu.runtime().spawn(async move {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            core.send_keyframe_request().await;
+        });
+    }
+
+    async fn send_keyframe_request(&self) {
         let ssrc = self.video_ssrc.load(Ordering::Relaxed);
         let Some(pc) = lock(&self.publisher).as_ref().map(|p| p.pc.clone()) else {
             return;
@@ -225,13 +247,11 @@ impl RoomCore {
         self.counters
             .keyframes_forwarded
             .fetch_add(1, Ordering::Relaxed);
-        self.sfu.runtime().spawn(async move {
-            let pli = PictureLossIndication {
-                sender_ssrc: 0,
-                media_ssrc: ssrc,
-            };
-            let _ = pc.write_rtcp(&[Box::new(pli)]).await;
-        });
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc: ssrc,
+        };
+        let _ = pc.write_rtcp(&[Box::new(pli)]).await;
     }
 
     /// The local track for the host's `kind`, switched to its codec if the
@@ -434,11 +454,9 @@ impl RoomCore {
             Box::pin(async move {
                 let Some(core) = core else { return };
                 match state {
-                    // A new viewer starts on a fresh keyframe.
-                    RTCPeerConnectionState::Connected => {
-                        *lock(&core.last_keyframe_request) = None;
-                        core.request_keyframe();
-                    }
+                    // A new viewer starts on a fresh keyframe (many arriving
+                    // at once share one request).
+                    RTCPeerConnectionState::Connected => core.request_keyframe(),
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                         let gone = lock(&core.subscribers).remove(&id);
                         if let Some(gone) = gone {
