@@ -145,6 +145,8 @@ struct Subscriber {
     pc: Arc<RTCPeerConnection>,
     seen: Arc<Mutex<Seen>>,
     asked: Instant,
+    /// How long the offer took to answer (and apply).
+    connected_after: Duration,
 }
 
 async fn subscribe(
@@ -167,9 +169,11 @@ async fn subscribe(
     }
     let seen = Arc::new(Mutex::new(Seen::default()));
     let sink = seen.clone();
+    let weak = Arc::downgrade(&pc);
     pc.on_track(Box::new(move |track, _, _| {
         let sink = sink.clone();
         let measuring = measuring.clone();
+        let weak = weak.clone();
         Box::pin(async move {
             if track.kind() != RTPCodecType::Video {
                 // Drain audio so its buffers do not fill.
@@ -177,13 +181,32 @@ async fn subscribe(
                 return;
             }
             tokio::spawn(async move {
+                let mut last_pli: Option<Instant> = None;
                 while let Ok((packet, _)) = track.read_rtp().await {
                     let arrived = now_us();
-                    let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
                     let payload = &packet.payload;
-                    if payload.len() >= 10 && payload[1] == KEYFRAME && s.first_keyframe.is_none() {
-                        s.first_keyframe = Some(Instant::now());
+                    let keyframe = payload.len() >= 10 && payload[1] == KEYFRAME;
+                    let waiting = {
+                        let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                        if keyframe && s.first_keyframe.is_none() {
+                            s.first_keyframe = Some(Instant::now());
+                        }
+                        s.first_keyframe.is_none()
+                    };
+                    // Like a decoder without a keyframe: ask for one (PLI),
+                    // every 200 ms until it comes.
+                    if waiting && last_pli.is_none_or(|t| t.elapsed() > Duration::from_millis(200))
+                    {
+                        last_pli = Some(Instant::now());
+                        if let Some(pc) = weak.upgrade() {
+                            let pli = PictureLossIndication {
+                                sender_ssrc: 0,
+                                media_ssrc: track.ssrc(),
+                            };
+                            let _ = pc.write_rtcp(&[Box::new(pli)]).await;
+                        }
                     }
+                    let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
                     if !measuring.load(Ordering::Relaxed) {
                         continue;
                     }
@@ -211,7 +234,12 @@ async fn subscribe(
     }));
     let asked = Instant::now();
     negotiate(http, &pc, format!("{base}/whep/{session}"), token).await?;
-    Ok(Subscriber { pc, seen, asked })
+    Ok(Subscriber {
+        pc,
+        seen,
+        asked,
+        connected_after: asked.elapsed(),
+    })
 }
 
 pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
@@ -429,6 +457,17 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
         })
         .collect();
     let joined_late = first_keyframe.len();
+    let connect_ms: Vec<u64> = late
+        .iter()
+        .map(|s| s.connected_after.as_millis() as u64)
+        .collect();
+    println!(
+        "late joiners: offer answered after (ms) {connect_ms:?}; first keyframe after (ms) {:?}",
+        first_keyframe
+            .iter()
+            .map(|us| us / 1000)
+            .collect::<Vec<_>>()
+    );
     let delays = Samples::new(delays);
     let first_keyframe = Samples::new(first_keyframe);
     let expected = sent * subscribers.len() as u64;
