@@ -26,6 +26,11 @@ pub struct Metrics {
     pub watch_ticks: IntCounter,
     pub media_packets_in: IntCounter,
     pub media_packets_out: IntCounter,
+    pub media_bytes_in: IntCounter,
+    pub media_bytes_out: IntCounter,
+    pub media_publishers: IntGauge,
+    pub media_subscribers: IntGauge,
+    pub media_keyframe_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -68,6 +73,28 @@ impl Metrics {
         )?;
         let media_packets_out =
             IntCounter::new("media_packets_out_total", "RTP packets relayed to viewers")?;
+        let media_bytes_in =
+            IntCounter::new("media_bytes_in_total", "RTP bytes received from publishers")?;
+        let media_bytes_out =
+            IntCounter::new("media_bytes_out_total", "RTP bytes relayed to viewers")?;
+        let media_publishers = IntGauge::new(
+            "media_publishers",
+            "Rooms whose host is publishing (connected) now",
+        )?;
+        let media_subscribers =
+            IntGauge::new("media_subscribers", "WHEP viewers connected to rooms now")?;
+        let media_keyframe_requests = IntCounterVec::new(
+            Opts::new(
+                "media_keyframe_requests_total",
+                "Keyframe requests from viewers: received, and forwarded to hosts",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(media_bytes_in.clone()))?;
+        registry.register(Box::new(media_bytes_out.clone()))?;
+        registry.register(Box::new(media_publishers.clone()))?;
+        registry.register(Box::new(media_subscribers.clone()))?;
+        registry.register(Box::new(media_keyframe_requests.clone()))?;
         registry.register(Box::new(media_packets_in.clone()))?;
         registry.register(Box::new(media_packets_out.clone()))?;
         registry.register(Box::new(watch_connections.clone()))?;
@@ -90,6 +117,11 @@ impl Metrics {
             watch_ticks,
             media_packets_in,
             media_packets_out,
+            media_bytes_in,
+            media_bytes_out,
+            media_publishers,
+            media_subscribers,
+            media_keyframe_requests,
         })
     }
 

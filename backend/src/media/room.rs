@@ -131,6 +131,8 @@ struct RoomCore {
     counters: Counters,
     last_keyframe_request: Mutex<Option<Instant>>,
     codecs: Mutex<Vec<String>>,
+    /// Counted in the `media_publishers` gauge.
+    publishing: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -179,7 +181,19 @@ impl RoomCore {
             counters: Counters::default(),
             last_keyframe_request: Mutex::new(None),
             codecs: Mutex::new(Vec::new()),
+            publishing: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Counts this room in the `media_publishers` gauge (once) or not.
+    fn set_publishing(&self, on: bool) {
+        if self.publishing.swap(on, Ordering::SeqCst) != on {
+            if on {
+                self.metrics.media_publishers.inc();
+            } else {
+                self.metrics.media_publishers.dec();
+            }
+        }
     }
 
     /// Tells the session's `/ws` members about the media.
@@ -211,6 +225,10 @@ impl RoomCore {
         self.counters
             .keyframe_requests
             .fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .media_keyframe_requests
+            .with_label_values(&["received"])
+            .inc();
         let wait = {
             let mut last = lock(&self.last_keyframe_request);
             match *last {
@@ -247,6 +265,10 @@ impl RoomCore {
         self.counters
             .keyframes_forwarded
             .fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .media_keyframe_requests
+            .with_label_values(&["forwarded"])
+            .inc();
         let pli = PictureLossIndication {
             sender_ssrc: 0,
             media_ssrc: ssrc,
@@ -326,6 +348,8 @@ impl RoomCore {
                     .fetch_add(viewers * size, Ordering::Relaxed);
                 self.metrics.media_packets_in.inc();
                 self.metrics.media_packets_out.inc_by(viewers);
+                self.metrics.media_bytes_in.inc_by(size);
+                self.metrics.media_bytes_out.inc_by(viewers * size);
             }
         }
         tracing::debug!(session_id = %self.session_id, %publisher, ?kind, "host track ended");
@@ -368,10 +392,16 @@ impl RoomCore {
                 }
                 tracing::info!(session_id = %core.session_id, ?state, "publisher connection");
                 match state {
-                    RTCPeerConnectionState::Connected => core.announce(MediaState::Publishing),
+                    RTCPeerConnectionState::Connected => {
+                        core.set_publishing(true);
+                        core.announce(MediaState::Publishing);
+                    }
                     RTCPeerConnectionState::Failed
                     | RTCPeerConnectionState::Disconnected
-                    | RTCPeerConnectionState::Closed => core.announce(MediaState::NotPublishing),
+                    | RTCPeerConnectionState::Closed => {
+                        core.set_publishing(false);
+                        core.announce(MediaState::NotPublishing);
+                    }
                     _ => {}
                 }
             })
@@ -460,6 +490,7 @@ impl RoomCore {
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                         let gone = lock(&core.subscribers).remove(&id);
                         if let Some(gone) = gone {
+                            core.metrics.media_subscribers.dec();
                             let _ = gone.pc.close().await;
                         }
                     }
@@ -475,6 +506,7 @@ impl RoomCore {
             }
         };
         lock(&self.subscribers).insert(id, Subscriber { user, pc, video });
+        self.metrics.media_subscribers.inc();
         Ok(Answer { resource: id, sdp })
     }
 
@@ -488,6 +520,7 @@ impl RoomCore {
             }
         };
         if let Some(p) = publisher {
+            self.set_publishing(false);
             let _ = p.pc.close().await;
             self.announce(MediaState::NotPublishing);
         }
@@ -504,6 +537,7 @@ impl RoomCore {
             }
         };
         if let Some(s) = subscriber {
+            self.metrics.media_subscribers.dec();
             let _ = s.pc.close().await;
         }
         Ok(())
@@ -513,7 +547,11 @@ impl RoomCore {
     async fn close_all(self: Arc<Self>) {
         let publisher = lock(&self.publisher).take();
         let subscribers: Vec<_> = lock(&self.subscribers).drain().map(|(_, s)| s).collect();
+        self.metrics
+            .media_subscribers
+            .sub(i64::try_from(subscribers.len()).unwrap_or(0));
         if let Some(p) = publisher {
+            self.set_publishing(false);
             let _ = p.pc.close().await;
         }
         for s in subscribers {

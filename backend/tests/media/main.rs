@@ -387,3 +387,55 @@ async fn a_host_that_vanishes_is_detected_and_viewers_are_told() {
     let again = Publisher::publish(&app, &host.token, session).await;
     again.wait_connected().await;
 }
+
+#[actix_rt::test]
+async fn ice_servers_are_announced_and_a_room_has_a_viewer_limit() {
+    let app = helpers::spawn_app_with(|s| {
+        s.media.ice_servers = vec![
+            "stun:stun.example.org:3478".into(),
+            "turn:turn.example.org:3478?transport=udp".into(),
+        ];
+        s.media.turn_username = Some("simmer".into());
+        s.media.turn_credential = Some("s3cret".into());
+        s.media.max_subscribers = 1;
+    })
+    .await;
+    let (host, session) = live(&app).await;
+    let resp = app
+        .client
+        .post(app.url(&format!("/whep/{session}")))
+        .bearer_auth(&host.token)
+        .header("content-type", "application/sdp")
+        .body(peers::sample_offer().await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let links: Vec<String> = resp
+        .headers()
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        links,
+        vec![
+            r#"<stun:stun.example.org:3478>; rel="ice-server""#.to_owned(),
+            r#"<turn:turn.example.org:3478?transport=udp>; rel="ice-server"; username="simmer"; credential="s3cret"; credential-type="password""#.to_owned(),
+        ]
+    );
+    // The room takes one viewer.
+    let second = app
+        .client
+        .post(app.url(&format!("/whep/{session}")))
+        .bearer_auth(&host.token)
+        .header("content-type", "application/sdp")
+        .body(peers::sample_offer().await)
+        .send()
+        .await
+        .unwrap();
+    helpers::read(second).await.assert_problem(503, "room_full");
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("simmer_media_subscribers 1"), "{text}");
+}
