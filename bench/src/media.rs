@@ -508,6 +508,14 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
             with.saturating_sub(before) as f64 / subscribers.len().max(1) as f64
         );
     }
+    if let Ok(resp) = http
+        .get(format!("{}/api/v1/sessions/{session}/media", args.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+    {
+        println!("relay's numbers: {}", resp.text().await.unwrap_or_default());
+    }
     for s in subscribers.iter().chain(late.iter()) {
         let _ = s.pc.close().await;
     }

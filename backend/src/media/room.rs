@@ -467,12 +467,29 @@ impl RoomCore {
             // and keyframe requests go on to the host.
             let weak = Arc::downgrade(&self);
             self.sfu.runtime().spawn(async move {
-                while let Ok((packets, _)) = sender.read_rtcp().await {
+                loop {
+                    let read = sender.read_rtcp().await;
                     let Some(core) = weak.upgrade() else { break };
-                    for packet in packets {
-                        let any = packet.as_any();
-                        if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
-                            core.request_keyframe();
+                    match read {
+                        Ok((packets, _)) => {
+                            for packet in packets {
+                                let any = packet.as_any();
+                                if any.is::<PictureLossIndication>()
+                                    || any.is::<FullIntraRequest>()
+                                {
+                                    core.request_keyframe();
+                                }
+                            }
+                        }
+                        // Closed: the viewer is gone.
+                        Err(webrtc::Error::ErrClosedPipe) => break,
+                        // One bad packet (or a read before the sender
+                        // started) must not end the reading: without it
+                        // this viewer's NACKs and keyframe requests would
+                        // go unanswered for good.
+                        Err(e) => {
+                            tracing::debug!(session_id = %core.session_id, error = %e, "viewer RTCP");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                     }
                 }
