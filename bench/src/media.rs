@@ -138,6 +138,7 @@ struct Seen {
     position: u64,
     /// One-way delay of each frame's first packet, µs.
     delays: Vec<u64>,
+    first_packet: Option<Instant>,
     first_keyframe: Option<Instant>,
 }
 
@@ -188,6 +189,9 @@ async fn subscribe(
                     let keyframe = payload.len() >= 10 && payload[1] == KEYFRAME;
                     let waiting = {
                         let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                        if s.first_packet.is_none() {
+                            s.first_packet = Some(Instant::now());
+                        }
                         if keyframe && s.first_keyframe.is_none() {
                             s.first_keyframe = Some(Instant::now());
                         }
@@ -461,8 +465,16 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
         .iter()
         .map(|s| s.connected_after.as_millis() as u64)
         .collect();
+    let first_packet_ms: Vec<u64> = late
+        .iter()
+        .map(|s| {
+            let seen = s.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.first_packet
+                .map_or(0, |t| t.duration_since(s.asked).as_millis() as u64)
+        })
+        .collect();
     println!(
-        "late joiners: offer answered after (ms) {connect_ms:?}; first keyframe after (ms) {:?}",
+        "late joiners: offer answered after (ms) {connect_ms:?}; first packet after (ms) {first_packet_ms:?}; first keyframe after (ms) {:?}",
         first_keyframe
             .iter()
             .map(|us| us / 1000)
