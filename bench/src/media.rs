@@ -207,7 +207,10 @@ async fn subscribe(
                                 sender_ssrc: 0,
                                 media_ssrc: track.ssrc(),
                             };
-                            let _ = pc.write_rtcp(&[Box::new(pli)]).await;
+                            // Off the read loop: reading never waits on it.
+                            tokio::spawn(async move {
+                                let _ = pc.write_rtcp(&[Box::new(pli)]).await;
+                            });
                         }
                     }
                     let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
