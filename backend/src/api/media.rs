@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use actix::MailboxError;
+use actix::{Addr, Handler, MailboxError, Message};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use mobile_bridge::ErrorCode;
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::media::room::{
-    Answer, EndResource, GetMediaStats, MediaError, MediaStats, Publish, Subscribe,
+    Answer, EndResource, GetMediaStats, MediaError, MediaRoom, MediaStats, Publish, Subscribe,
 };
 use crate::media::MediaSettings;
 use crate::state::AppState;
@@ -95,6 +95,42 @@ async fn live_host(state: &AppState, id: Uuid) -> Result<Uuid, ApiError> {
     Ok(model.host_id)
 }
 
+/// The media room of a live session (after [`live_host`] said it is live).
+fn room_of(state: &AppState, session: Uuid) -> Result<Addr<MediaRoom>, ApiError> {
+    state
+        .registry
+        .media(session)
+        .map_err(|_| ApiError::conflict("the session is not live"))
+}
+
+/// The room of a live session that `principal` may watch.
+async fn viewable_room(
+    state: &AppState,
+    principal: &Principal,
+    session: Uuid,
+) -> Result<Addr<MediaRoom>, ApiError> {
+    if !principal.may_view(session) {
+        return Err(ApiError::forbidden(
+            "a guest token is good for its own session only",
+        ));
+    }
+    live_host(state, session).await?;
+    room_of(state, session)
+}
+
+/// Asks the room, within [`ANSWER_TIMEOUT`].
+async fn ask<M>(room: &Addr<MediaRoom>, msg: M) -> Result<M::Result, ApiError>
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+    MediaRoom: Handler<M>,
+{
+    room.send(msg)
+        .timeout(ANSWER_TIMEOUT)
+        .await
+        .map_err(mailbox)
+}
+
 /// `Link` headers announcing the ICE servers (RFC 9725 section 4.4).
 fn ice_links(settings: &MediaSettings) -> Vec<HeaderValue> {
     settings
@@ -148,15 +184,7 @@ pub async fn whip(
     if user != host {
         return Err(ApiError::forbidden("only the session's host publishes"));
     }
-    let room = state
-        .registry
-        .media(session)
-        .map_err(|_| ApiError::conflict("the session is not live"))?;
-    let answer = room
-        .send(Publish { user, offer })
-        .timeout(ANSWER_TIMEOUT)
-        .await
-        .map_err(mailbox)??;
+    let answer = ask(&room_of(&state, session)?, Publish { user, offer }).await??;
     Ok(created("whip", session, answer, settings))
 }
 
@@ -171,24 +199,9 @@ pub async fn whep(
     let session = path.into_inner();
     let settings = &state.settings.media;
     let offer = offer(&req, &body, settings)?;
-    if !principal.may_view(session) {
-        return Err(ApiError::forbidden(
-            "a guest token is good for its own session only",
-        ));
-    }
-    live_host(&state, session).await?;
-    let room = state
-        .registry
-        .media(session)
-        .map_err(|_| ApiError::conflict("the session is not live"))?;
-    let answer = room
-        .send(Subscribe {
-            user: principal.id(),
-            offer,
-        })
-        .timeout(ANSWER_TIMEOUT)
-        .await
-        .map_err(mailbox)??;
+    let room = viewable_room(&state, &principal, session).await?;
+    let user = principal.id();
+    let answer = ask(&room, Subscribe { user, offer }).await??;
     Ok(created("whep", session, answer, settings))
 }
 
@@ -203,14 +216,16 @@ async fn end(
         .registry
         .media(session)
         .map_err(|_| ApiError::not_found("media session"))?;
-    room.send(EndResource {
-        resource,
-        user: principal.id(),
-        publisher,
-    })
-    .timeout(ANSWER_TIMEOUT)
-    .await
-    .map_err(mailbox)??;
+    let user = principal.id();
+    ask(
+        &room,
+        EndResource {
+            resource,
+            user,
+            publisher,
+        },
+    )
+    .await??;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -269,21 +284,7 @@ pub async fn stats(
     principal: Principal,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
-    if !principal.may_view(id) {
-        return Err(ApiError::forbidden(
-            "a guest token is good for its own session only",
-        ));
-    }
-    live_host(&state, id).await?;
-    let room = state
-        .registry
-        .media(id)
-        .map_err(|_| ApiError::conflict("the session is not live"))?;
-    let stats = room
-        .send(GetMediaStats)
-        .timeout(ANSWER_TIMEOUT)
-        .await
-        .map_err(mailbox)?;
+    let room = viewable_room(&state, &principal, id.into_inner()).await?;
+    let stats = ask(&room, GetMediaStats).await?;
     Ok(HttpResponse::Ok().json(stats))
 }
