@@ -125,6 +125,15 @@ impl Metrics {
         })
     }
 
+    /// Counts and logs a session actor that went down: `cause` is `stopped`
+    /// (restarted by its supervisor) or `panic` (re-created by the registry).
+    pub fn actor_restarted(&self, cause: &str, actor: &str, session_id: uuid::Uuid) {
+        self.session_actor_restarts
+            .with_label_values(&[cause])
+            .inc();
+        tracing::warn!(%session_id, actor, cause, "session actor went down; bringing it back");
+    }
+
     /// The exposition text.
     pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut buf = Vec::new();

@@ -5,13 +5,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use mobile_bridge::client::{Client, ClientConfig, Event};
 use mobile_bridge::SessionId;
 
-use crate::setup;
+use crate::setup::{self, now_us};
 use crate::stats::{ms, Samples};
 
 /// Options of the `fanout` and `idle` scenarios.
@@ -53,13 +53,6 @@ pub struct FanoutArgs {
     /// Sends in flight at once when `--rate 0`.
     #[arg(long, default_value_t = 512)]
     pub window: usize,
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 /// Latency histogram shared by all viewers: 10 µs buckets below 10 ms, 1 ms

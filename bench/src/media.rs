@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use webrtc::api::interceptor_registry::register_default_interceptors;
@@ -33,7 +33,7 @@ use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 
-use crate::setup;
+use crate::setup::{self, cpu_seconds, now_us};
 use crate::stats::{ms, Samples};
 
 /// Options of the `media` scenario.
@@ -66,21 +66,6 @@ const FPS: u64 = 30;
 const MAX_PAYLOAD: usize = 1100;
 /// Marks a keyframe in the synthetic payload (byte 1).
 const KEYFRAME: u8 = 0x4b;
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
 
 async fn peer() -> anyhow::Result<Arc<RTCPeerConnection>> {
     let mut media = MediaEngine::default();

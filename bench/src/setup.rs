@@ -11,7 +11,8 @@ pub struct Scene {
     pub host_token: String,
 }
 
-async fn post(
+/// POSTs JSON; the answer's JSON, or an error naming the status.
+pub async fn post(
     client: &reqwest::Client,
     url: String,
     token: Option<&str>,
@@ -104,4 +105,24 @@ pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// Wall-clock time in microseconds since the Unix epoch (load tool and
+/// server share the machine's clock, so send and receive stamps compare).
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// CPU seconds a process has used (user + system), from `/proc`.
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the command name (which is in parentheses).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports clock ticks of 1/100 s (USER_HZ).
+    Some((utime + stime) / 100.0)
 }

@@ -8,7 +8,7 @@
 //! distributions, the ticks lost, and the server's CPU and memory.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -17,7 +17,7 @@ use serde_json::json;
 use uuid::Uuid;
 use watch_sync::WatchFrame;
 
-use crate::setup;
+use crate::setup::{self, cpu_seconds, now_us, post};
 use crate::stats::{ms, Samples};
 
 /// Options of the `watch` scenario.
@@ -59,48 +59,12 @@ pub struct WatchArgs {
     pub server_pid: Option<u32>,
 }
 
-fn system_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn system_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    now_us() as i64
 }
 
-/// CPU seconds a process has used (user + system), from `/proc`.
-fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
-    // Fields after the command name (which is in parentheses).
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // Linux reports clock ticks of 1/100 s (USER_HZ).
-    Some((utime + stime) / 100.0)
-}
-
-async fn post(
-    http: &reqwest::Client,
-    url: String,
-    token: &str,
-    body: serde_json::Value,
-) -> anyhow::Result<serde_json::Value> {
-    let resp = http
-        .post(&url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    anyhow::ensure!(status.is_success(), "POST {url}: {status} {body}");
-    Ok(body)
+fn system_ms() -> i64 {
+    system_us() / 1000
 }
 
 /// `n` live sessions of one host, each timer started on a long step.
@@ -113,7 +77,7 @@ async fn running_sessions(
     let recipe = post(
         http,
         format!("{}/api/v1/recipes", args.url),
-        &token,
+        Some(&token),
         json!({"title": "Slow stock", "steps": [
             {"text": "Simmer the stock", "duration_s": 86400, "label": "Simmer"},
             {"text": "Strain", "label": "Strain"}
@@ -137,7 +101,7 @@ async fn running_sessions(
                 let session = post(
                     &http,
                     format!("{base}/api/v1/sessions"),
-                    &token,
+                    Some(&token),
                     json!({"recipe_id": recipe_id, "title": "Bench stock"}),
                 )
                 .await?;
@@ -145,14 +109,14 @@ async fn running_sessions(
                 post(
                     &http,
                     format!("{base}/api/v1/sessions/{id}/start"),
-                    &token,
+                    Some(&token),
                     json!({}),
                 )
                 .await?;
                 post(
                     &http,
                     format!("{base}/api/v1/sessions/{id}/timer"),
-                    &token,
+                    Some(&token),
                     json!({"action": "start"}),
                 )
                 .await?;
@@ -179,7 +143,7 @@ async fn pair(
     post(
         http,
         format!("{base}/api/v1/watch/pairings/claim"),
-        user_token,
+        Some(user_token),
         json!({"code": pairing.code, "session_id": session}),
     )
     .await?;

@@ -102,11 +102,7 @@ impl Actor for CookingSession {
 impl Supervised for CookingSession {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         if !self.shutting_down {
-            self.metrics
-                .session_actor_restarts
-                .with_label_values(&["stopped"])
-                .inc();
-            tracing::warn!(session_id = %self.id, "session actor stopped unexpectedly; restarting");
+            self.metrics.actor_restarted("stopped", "session", self.id);
         }
         self.phase = Phase::Loading;
     }

@@ -340,25 +340,21 @@ impl SessionRegistry {
     fn entry(&self, id: Uuid) -> Option<Entry> {
         let mut map = lock(&self.inner.sessions);
         let entry = map.get_mut(&id)?;
-        let restarts = &self.inner.metrics.session_actor_restarts;
+        let metrics = &self.inner.metrics;
         if !entry.session.connected() {
-            tracing::warn!(session_id = %id, "session actor died (panic); re-creating it");
-            restarts.with_label_values(&["panic"]).inc();
+            metrics.actor_restarted("panic", "session", id);
             entry.session = self.spawn_session(id, entry.arbiter);
         }
         if !entry.chat.connected() {
-            tracing::warn!(session_id = %id, "chat actor died (panic); re-creating it");
-            restarts.with_label_values(&["panic"]).inc();
+            metrics.actor_restarted("panic", "chat", id);
             entry.chat = self.spawn_chat(id, entry.arbiter);
         }
         if !entry.timer.connected() {
-            tracing::warn!(session_id = %id, "timer actor died (panic); re-creating it");
-            restarts.with_label_values(&["panic"]).inc();
+            metrics.actor_restarted("panic", "timer", id);
             entry.timer = self.spawn_timer(id, entry.arbiter);
         }
         if !entry.media.connected() {
-            tracing::warn!(session_id = %id, "media room died (panic); re-creating it");
-            restarts.with_label_values(&["panic"]).inc();
+            metrics.actor_restarted("panic", "media", id);
             entry.media = self.spawn_media(id, entry.arbiter);
             // Its peer connections died with it: players and the host
             // must set up their WHIP/WHEP sessions again.

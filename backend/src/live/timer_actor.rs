@@ -284,10 +284,7 @@ impl Supervised for RecipeTimer {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         if !self.shutting_down {
             self.metrics
-                .session_actor_restarts
-                .with_label_values(&["stopped"])
-                .inc();
-            tracing::warn!(session_id = %self.session_id, "timer actor stopped unexpectedly; restarting");
+                .actor_restarted("stopped", "timer", self.session_id);
         }
         self.wake = None;
         self.tick = None;

@@ -673,10 +673,7 @@ impl Supervised for MediaRoom {
             return;
         }
         self.metrics
-            .session_actor_restarts
-            .with_label_values(&["stopped"])
-            .inc();
-        tracing::warn!(session_id = %self.session_id, "media room stopped unexpectedly; restarting");
+            .actor_restarted("stopped", "media", self.session_id);
         self.reset();
         self.core.announce(MediaState::Reconnect);
     }
