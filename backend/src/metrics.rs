@@ -31,6 +31,8 @@ pub struct Metrics {
     pub media_publishers: IntGauge,
     pub media_subscribers: IntGauge,
     pub media_keyframe_requests: IntCounterVec,
+    pub media_packets_lost: IntCounterVec,
+    pub media_nack_packets: IntCounter,
 }
 
 impl Metrics {
@@ -90,6 +92,19 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let media_packets_lost = IntCounterVec::new(
+            Opts::new(
+                "media_packets_lost_total",
+                "RTP packets lost: `in` from hosts (sequence gaps), `out` as viewers report",
+            ),
+            &["direction"],
+        )?;
+        let media_nack_packets = IntCounter::new(
+            "media_nack_packets_total",
+            "RTP packets viewers asked to be sent again (NACK)",
+        )?;
+        registry.register(Box::new(media_packets_lost.clone()))?;
+        registry.register(Box::new(media_nack_packets.clone()))?;
         registry.register(Box::new(media_bytes_in.clone()))?;
         registry.register(Box::new(media_bytes_out.clone()))?;
         registry.register(Box::new(media_publishers.clone()))?;
@@ -122,6 +137,8 @@ impl Metrics {
             media_publishers,
             media_subscribers,
             media_keyframe_requests,
+            media_packets_lost,
+            media_nack_packets,
         })
     }
 

@@ -4,11 +4,18 @@ use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. Levels come from `RUST_LOG` (default
-/// `info`, with the noisy SQL driver turned down).
+/// What is logged when `RUST_LOG` is not set: `info`, with the SQL driver
+/// and the WebRTC stack (whose `log` records are forwarded) at `warn`.
+const DEFAULT_FILTER: &str = "info,sqlx=warn,sea_orm=warn,webrtc=warn,webrtc_ice=warn,\
+    webrtc_dtls=warn,webrtc_srtp=warn,webrtc_sctp=warn,webrtc_util=warn,webrtc_mdns=warn,\
+    interceptor=warn,stun=warn,turn=warn";
+
+/// Installs the global subscriber (which also takes the `log` records of
+/// crates that use `log`, like the WebRTC stack). Levels come from
+/// `RUST_LOG`, else [`DEFAULT_FILTER`].
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = fmt()
         .with_env_filter(filter)

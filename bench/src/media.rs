@@ -67,6 +67,10 @@ const MAX_PAYLOAD: usize = 1100;
 /// Marks a keyframe in the synthetic payload (byte 1).
 const KEYFRAME: u8 = 0x4b;
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 async fn peer() -> anyhow::Result<Arc<RTCPeerConnection>> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
@@ -125,6 +129,16 @@ struct Seen {
     delays: Vec<u64>,
     first_packet: Option<Instant>,
     first_keyframe: Option<Instant>,
+    /// When this subscriber asked for a keyframe (PLI).
+    plis_sent: Vec<Instant>,
+}
+
+/// When the publisher got keyframe requests and sent keyframes: a slow late
+/// joiner is explained against it.
+#[derive(Default)]
+struct PublisherLog {
+    plis: Vec<Instant>,
+    keyframes: Vec<Instant>,
 }
 
 struct Subscriber {
@@ -173,7 +187,7 @@ async fn subscribe(
                     let payload = &packet.payload;
                     let keyframe = payload.len() >= 10 && payload[1] == KEYFRAME;
                     let waiting = {
-                        let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut s = lock(&sink);
                         if s.first_packet.is_none() {
                             s.first_packet = Some(Instant::now());
                         }
@@ -187,6 +201,7 @@ async fn subscribe(
                     if waiting && last_pli.is_none_or(|t| t.elapsed() > Duration::from_millis(200))
                     {
                         last_pli = Some(Instant::now());
+                        lock(&sink).plis_sent.push(Instant::now());
                         if let Some(pc) = weak.upgrade() {
                             let pli = PictureLossIndication {
                                 sender_ssrc: 0,
@@ -198,7 +213,7 @@ async fn subscribe(
                             });
                         }
                     }
-                    let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut s = lock(&sink);
                     if !measuring.load(Ordering::Relaxed) {
                         continue;
                     }
@@ -263,6 +278,7 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     ));
     let keyframe_wanted = Arc::new(AtomicBool::new(true));
     let plis = Arc::new(AtomicU64::new(0));
+    let log = Arc::new(Mutex::new(PublisherLog::default()));
     for track in [video.clone(), audio.clone()] {
         let sender = pc
             .add_transceiver_from_track(
@@ -275,7 +291,7 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
             .await?
             .sender()
             .await;
-        let (wanted, plis) = (keyframe_wanted.clone(), plis.clone());
+        let (wanted, plis, log) = (keyframe_wanted.clone(), plis.clone(), log.clone());
         tokio::spawn(async move {
             while let Ok((packets, _)) = sender.read_rtcp().await {
                 if packets
@@ -283,6 +299,7 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
                     .any(|p| p.as_any().is::<PictureLossIndication>())
                 {
                     plis.fetch_add(1, Ordering::Relaxed);
+                    lock(&log).plis.push(Instant::now());
                     wanted.store(true, Ordering::Relaxed);
                 }
             }
@@ -313,12 +330,13 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let sent_packets = Arc::new(AtomicU64::new(0));
     let publishing = {
-        let (video, audio, stop, wanted, sent) = (
+        let (video, audio, stop, wanted, sent, log) = (
             video.clone(),
             audio.clone(),
             stop.clone(),
             keyframe_wanted.clone(),
             sent_packets.clone(),
+            log.clone(),
         );
         let frame_bytes = (args.bitrate * 1000 / 8 / FPS) as usize;
         tokio::spawn(async move {
@@ -329,6 +347,9 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
                 tick.tick().await;
                 frame += 1;
                 let keyframe = frame % (2 * FPS) == 1 || wanted.swap(false, Ordering::Relaxed);
+                if keyframe {
+                    lock(&log).keyframes.push(Instant::now());
+                }
                 let ts = (frame * 90_000 / FPS) as u32;
                 let mut left = frame_bytes.max(20);
                 let mut first = true;
@@ -397,6 +418,7 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
 
     // Measure.
     let cpu_before = cpu_seconds(args.server_pid);
+    let own_cpu_before = cpu_seconds(Some(std::process::id()));
     let wall = Instant::now();
     let sent_before = sent_packets.load(Ordering::Relaxed);
     measuring.store(true, Ordering::SeqCst);
@@ -419,16 +441,18 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(args.duration - args.duration / 2)).await;
     measuring.store(false, Ordering::SeqCst);
     let sent = sent_packets.load(Ordering::Relaxed) - sent_before;
-    let cpu = match (cpu_before, cpu_seconds(args.server_pid)) {
+    let cores = |before: Option<f64>, after: Option<f64>| match (before, after) {
         (Some(a), Some(b)) => Some((b - a) / wall.elapsed().as_secs_f64()),
         _ => None,
     };
+    let cpu = cores(cpu_before, cpu_seconds(args.server_pid));
+    let own_cpu = cores(own_cpu_before, cpu_seconds(Some(std::process::id())));
     stop.store(true, Ordering::SeqCst);
     let _ = publishing.await;
 
     let (mut received, mut lost, mut delays, mut worst_loss) = (0u64, 0u64, Vec::new(), 0f64);
     for s in &subscribers {
-        let seen = s.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = lock(&s.seen);
         received += seen.packets;
         let gaps = match (seen.seqs.first(), seen.seqs.last()) {
             (Some(a), Some(b)) => (b - a + 1) - seen.seqs.len() as u64,
@@ -443,7 +467,7 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     let first_keyframe: Vec<u64> = late
         .iter()
         .filter_map(|s| {
-            let seen = s.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let seen = lock(&s.seen);
             seen.first_keyframe
                 .map(|t| t.duration_since(s.asked).as_micros() as u64)
         })
@@ -456,7 +480,7 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     let first_packet_ms: Vec<u64> = late
         .iter()
         .map(|s| {
-            let seen = s.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let seen = lock(&s.seen);
             seen.first_packet
                 .map_or(0, |t| t.duration_since(s.asked).as_millis() as u64)
         })
@@ -468,6 +492,7 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
             .map(|us| us / 1000)
             .collect::<Vec<_>>()
     );
+    explain_slow_joiners(&late, &lock(&log));
     let delays = Samples::new(delays);
     let first_keyframe = Samples::new(first_keyframe);
     let expected = sent * subscribers.len() as u64;
@@ -501,6 +526,11 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
             cores * 100.0 / subscribers.len().max(1) as f64
         );
     }
+    if let Some(cores) = own_cpu {
+        // On two cores, a load tool near one core means the delays it
+        // measures include its own queueing.
+        println!("load tool CPU: {cores:.2} cores");
+    }
     if let (Some(before), Some(with)) = (rss_before, rss_with) {
         println!(
             "server RSS: {before} KiB before, {with} KiB with {} subscribers ({:.1} KiB each)",
@@ -521,4 +551,34 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     }
     let _ = pc.close().await;
     Ok(())
+}
+
+/// For each late joiner whose first keyframe took over 300 ms: its own
+/// keyframe requests, and the publisher's requests and keyframes meanwhile
+/// (ms after its offer), to tell a request that never arrived from a
+/// keyframe that was sent but not delivered.
+fn explain_slow_joiners(late: &[Subscriber], log: &PublisherLog) {
+    let after = |asked: Instant, times: &mut dyn Iterator<Item = &Instant>, until: Instant| {
+        times
+            .filter(|t| **t >= asked && **t <= until)
+            .map(|t| t.duration_since(asked).as_millis() as u64)
+            .collect::<Vec<_>>()
+    };
+    for s in late {
+        let seen = lock(&s.seen);
+        let until = seen
+            .first_keyframe
+            .unwrap_or_else(|| s.asked + Duration::from_secs(5));
+        if until.duration_since(s.asked) <= Duration::from_millis(300) {
+            continue;
+        }
+        println!(
+            "slow joiner (ms after its offer): first packet {:?}, its PLIs {:?}, publisher got PLIs {:?}, sent keyframes {:?}, first keyframe {:?}",
+            seen.first_packet.map(|t| t.duration_since(s.asked).as_millis()),
+            after(s.asked, &mut seen.plis_sent.iter(), until),
+            after(s.asked, &mut log.plis.iter(), until),
+            after(s.asked, &mut log.keyframes.iter(), until),
+            seen.first_keyframe.map(|t| t.duration_since(s.asked).as_millis()),
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! Sequence-number and timestamp rewriting for a relayed stream, without I/O.
+//! Sequence-number and timestamp rewriting for a relayed stream, and the
+//! loss count of an incoming one, without I/O.
 //!
 //! A subscriber's track outlives publishers: when the host republishes (a new
 //! connection, a new SSRC, new random sequence numbers and timestamps), the
@@ -54,9 +55,59 @@ impl Rewriter {
     }
 }
 
+/// Loss of one incoming stream as RFC 3550 (A.3) counts it: packets expected
+/// (from the first to the highest sequence number seen) minus packets
+/// received. A retransmission that fills a gap takes it off again.
+#[derive(Debug, Default, Clone)]
+pub struct LossCounter {
+    /// The first and the highest extended sequence number.
+    first: u64,
+    highest: u64,
+    received: u64,
+}
+
+impl LossCounter {
+    /// Counts a packet; returns the loss so far.
+    pub fn packet(&mut self, seq: u16) -> u64 {
+        if self.received == 0 {
+            // Start mid-range so that early reordering cannot underflow.
+            self.first = (1 << 32) + u64::from(seq);
+            self.highest = self.first;
+        } else {
+            let delta = i64::from(seq.wrapping_sub(self.highest as u16) as i16);
+            let extended = self.highest.saturating_add_signed(delta);
+            self.highest = self.highest.max(extended);
+            self.first = self.first.min(extended);
+        }
+        self.received += 1;
+        self.lost()
+    }
+
+    pub fn lost(&self) -> u64 {
+        if self.received == 0 {
+            return 0;
+        }
+        (self.highest - self.first + 1).saturating_sub(self.received)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loss_is_gaps_not_yet_filled_across_a_wrap() {
+        let mut l = LossCounter::default();
+        assert_eq!(l.packet(65_534), 0);
+        assert_eq!(l.packet(65_535), 0);
+        // 0 and 1 missing, across the wrap.
+        assert_eq!(l.packet(2), 2);
+        // A retransmission of 0 arrives late.
+        assert_eq!(l.packet(0), 1);
+        assert_eq!(l.packet(3), 1);
+        // A packet older than the first one widens what was expected.
+        assert_eq!(l.packet(65_532), 2);
+    }
 
     #[test]
     fn the_first_publisher_passes_through() {

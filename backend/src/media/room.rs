@@ -26,6 +26,9 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtcp::receiver_report::ReceiverReport;
+use webrtc::rtcp::sender_report::SenderReport;
+use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
@@ -33,7 +36,7 @@ use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 use webrtc::track::track_remote::TrackRemote;
 
 use super::engine::Sfu;
-use super::rewrite::Rewriter;
+use super::rewrite::{LossCounter, Rewriter};
 use super::sdp;
 use crate::live::bus::{Bus, BusEvent};
 use crate::metrics::Metrics;
@@ -90,6 +93,15 @@ pub struct MediaStats {
     /// (the rest were within the rate limit).
     pub keyframe_requests: u64,
     pub keyframe_requests_forwarded: u64,
+    /// Packets the host sent that have not reached the relay (gaps in its
+    /// sequence numbers not filled by retransmission).
+    pub packets_lost_in: u64,
+    /// Packets viewers report lost in their receiver reports (cumulative,
+    /// summed over viewers and over those who left).
+    pub packets_lost_out: u64,
+    /// Packets viewers asked the relay to send again (NACK); the relay
+    /// answers from its per-viewer buffer.
+    pub nack_requests: u64,
 }
 
 #[derive(Debug, Default)]
@@ -100,6 +112,9 @@ struct Counters {
     bytes_out: AtomicU64,
     keyframe_requests: AtomicU64,
     keyframes_forwarded: AtomicU64,
+    lost_in: AtomicU64,
+    lost_out: AtomicU64,
+    nacks: AtomicU64,
 }
 
 struct Publisher {
@@ -277,49 +292,49 @@ impl RoomCore {
     }
 
     /// The local track for the host's `kind`, switched to its codec if the
-    /// host sends another one than the room had.
-    fn track_for(self: &Arc<Self>, remote: &TrackRemote) -> Arc<TrackLocalStaticRTP> {
+    /// host sends another one than the room had. Viewers are moved to the
+    /// new track before it returns, so they miss none of its packets.
+    async fn track_for(self: &Arc<Self>, remote: &TrackRemote) -> Arc<TrackLocalStaticRTP> {
         let codec = remote.codec().capability;
         lock(&self.codecs).push(codec.mime_type.clone());
         if remote.kind() == RTPCodecType::Audio {
             return self.audio.clone();
         }
-        let mut video = lock(&self.video);
-        if video
-            .codec()
-            .mime_type
-            .eq_ignore_ascii_case(&codec.mime_type)
-        {
-            return video.clone();
+        let (track, senders) = {
+            let mut video = lock(&self.video);
+            if video
+                .codec()
+                .mime_type
+                .eq_ignore_ascii_case(&codec.mime_type)
+            {
+                return video.clone();
+            }
+            // Another codec: viewers move to a new track (where their answer
+            // allows it; the others are told to reconnect).
+            tracing::info!(session_id = %self.session_id, codec = %codec.mime_type, "video codec changes");
+            let track = local_track(codec, "video");
+            *video = track.clone();
+            let senders: Vec<_> = lock(&self.subscribers)
+                .values()
+                .map(|s| s.video.clone())
+                .collect();
+            (track, senders)
+        };
+        let mut failed = false;
+        for sender in senders {
+            let new: Arc<dyn TrackLocal + Send + Sync> = track.clone();
+            failed |= sender.replace_track(Some(new)).await.is_err();
         }
-        // Another codec: viewers move to a new track (where their answer
-        // allows it; the others are told to reconnect).
-        tracing::info!(session_id = %self.session_id, codec = %codec.mime_type, "video codec changes");
-        let track = local_track(codec, "video");
-        *video = track.clone();
-        let senders: Vec<_> = lock(&self.subscribers)
-            .values()
-            .map(|s| s.video.clone())
-            .collect();
-        let core = self.clone();
-        let replacement = track.clone();
-        self.sfu.runtime().spawn(async move {
-            let mut failed = false;
-            for sender in senders {
-                let new: Arc<dyn TrackLocal + Send + Sync> = replacement.clone();
-                failed |= sender.replace_track(Some(new)).await.is_err();
-            }
-            if failed {
-                core.announce(MediaState::Reconnect);
-            }
-        });
+        if failed {
+            self.announce(MediaState::Reconnect);
+        }
         track
     }
 
     /// Relays one of the host's tracks until it ends.
     async fn forward(self: Arc<Self>, remote: Arc<TrackRemote>, publisher: Uuid) {
         let kind = remote.kind();
-        let local = self.track_for(&remote);
+        let local = self.track_for(&remote).await;
         let slot = usize::from(kind == RTPCodecType::Audio);
         if kind == RTPCodecType::Video {
             self.video_ssrc.store(remote.ssrc(), Ordering::Relaxed);
@@ -327,8 +342,10 @@ impl RoomCore {
             *lock(&self.last_keyframe_request) = None;
             self.request_keyframe();
         }
+        let (mut loss, mut lost) = (LossCounter::default(), 0);
         while let Ok((mut packet, _)) = remote.read_rtp().await {
             let size = packet.payload.len() as u64 + 12;
+            lost = self.count_loss_in(lost, loss.packet(packet.header.sequence_number));
             let (seq, ts) = lock(&self.rewrite[slot]).rewrite(
                 packet.header.ssrc,
                 packet.header.sequence_number,
@@ -353,6 +370,72 @@ impl RoomCore {
             }
         }
         tracing::debug!(session_id = %self.session_id, %publisher, ?kind, "host track ended");
+    }
+
+    /// Moves the room's incoming loss from `before` to `now` (one host
+    /// track's count); returns `now`.
+    fn count_loss_in(&self, before: u64, now: u64) -> u64 {
+        if now > before {
+            self.counters
+                .lost_in
+                .fetch_add(now - before, Ordering::Relaxed);
+            self.metrics
+                .media_packets_lost
+                .with_label_values(&["in"])
+                .inc_by(now - before);
+        } else if now < before {
+            self.counters
+                .lost_in
+                .fetch_sub(before - now, Ordering::Relaxed);
+        }
+        now
+    }
+
+    /// What a viewer's RTCP says about the stream of `ssrc`: keyframe
+    /// requests go on to the host, NACKs and reported loss are counted (the
+    /// NACK responder interceptor has already answered them). `reported`
+    /// holds the highest cumulative loss this viewer reported so far.
+    fn viewer_rtcp(
+        self: &Arc<Self>,
+        ssrc: u32,
+        packets: &[Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>],
+        reported: &mut u32,
+    ) {
+        for packet in packets {
+            let any = packet.as_any();
+            if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                self.request_keyframe();
+            } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
+                if nack.media_ssrc == ssrc {
+                    let asked: u64 = nack
+                        .nacks
+                        .iter()
+                        .map(|pair| pair.packet_list().len() as u64)
+                        .sum();
+                    self.counters.nacks.fetch_add(asked, Ordering::Relaxed);
+                    self.metrics.media_nack_packets.inc_by(asked);
+                }
+            } else {
+                let blocks = if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                    &rr.reports
+                } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                    &sr.reports
+                } else {
+                    continue;
+                };
+                for block in blocks.iter().filter(|b| b.ssrc == ssrc) {
+                    if block.total_lost > *reported {
+                        let more = u64::from(block.total_lost - *reported);
+                        *reported = block.total_lost;
+                        self.counters.lost_out.fetch_add(more, Ordering::Relaxed);
+                        self.metrics
+                            .media_packets_lost
+                            .with_label_values(&["out"])
+                            .inc_by(more);
+                    }
+                }
+            }
+        }
     }
 
     async fn publish(self: Arc<Self>, user: Uuid, offer: String) -> Result<Answer, MediaError> {
@@ -467,20 +550,18 @@ impl RoomCore {
             // and keyframe requests go on to the host.
             let weak = Arc::downgrade(&self);
             self.sfu.runtime().spawn(async move {
+                let ssrc = sender
+                    .get_parameters()
+                    .await
+                    .encodings
+                    .first()
+                    .map_or(0, |e| e.ssrc);
+                let mut reported = 0;
                 loop {
                     let read = sender.read_rtcp().await;
                     let Some(core) = weak.upgrade() else { break };
                     match read {
-                        Ok((packets, _)) => {
-                            for packet in packets {
-                                let any = packet.as_any();
-                                if any.is::<PictureLossIndication>()
-                                    || any.is::<FullIntraRequest>()
-                                {
-                                    core.request_keyframe();
-                                }
-                            }
-                        }
+                        Ok((packets, _)) => core.viewer_rtcp(ssrc, &packets, &mut reported),
                         // Closed: the viewer is gone.
                         Err(webrtc::Error::ErrClosedPipe) => break,
                         // One bad packet (or a read before the sender
@@ -496,10 +577,12 @@ impl RoomCore {
             });
         }
         let weak = Arc::downgrade(&self);
+        let since = Instant::now();
         pc.on_peer_connection_state_change(Box::new(move |state| {
             let core = weak.upgrade();
             Box::pin(async move {
                 let Some(core) = core else { return };
+                tracing::debug!(session_id = %core.session_id, viewer = %id, ?state, after_ms = since.elapsed().as_millis(), "viewer connection");
                 match state {
                     // A new viewer starts on a fresh keyframe (many arriving
                     // at once share one request).
@@ -600,6 +683,9 @@ impl RoomCore {
             bitrate_out: (bytes_out as f64 * 8.0 / secs) as u64,
             keyframe_requests: c.keyframe_requests.load(Ordering::Relaxed),
             keyframe_requests_forwarded: c.keyframes_forwarded.load(Ordering::Relaxed),
+            packets_lost_in: c.lost_in.load(Ordering::Relaxed),
+            packets_lost_out: c.lost_out.load(Ordering::Relaxed),
+            nack_requests: c.nacks.load(Ordering::Relaxed),
         }
     }
 }

@@ -21,7 +21,7 @@ use serde_json::json;
 use simmer::live::Fault;
 
 use helpers::{spawn_app, TestApp, User};
-use peers::{Publisher, Viewer};
+use peers::{LossyLink, Publisher, Viewer};
 use ws_client::WsClient;
 
 /// Which of these UDP ports have an open socket in this network namespace.
@@ -117,6 +117,101 @@ async fn viewers_who_come_before_and_after_the_host_receive_its_video() {
         "video after republishing: {before} -> {after}"
     );
     assert!(early.sequence_is_continuous(), "gaps: {:?}", early.gaps());
+}
+
+async fn media_stats(app: &TestApp, host: &User, session: uuid::Uuid) -> serde_json::Value {
+    let stats = app
+        .get(
+            &format!("/api/v1/sessions/{session}/media"),
+            Some(&host.token),
+        )
+        .await;
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    stats.body
+}
+
+#[actix_rt::test]
+async fn lost_video_is_sent_again_and_loss_is_reported() {
+    let app = spawn_app().await;
+    let (host, session) = live(&app).await;
+    let publisher = Publisher::publish(&app, &host.token, session).await;
+    publisher.wait_connected().await;
+    // Two viewers on links that lose every 20th video packet: one gets the
+    // retransmissions, the other loses those too.
+    let recovering_link = LossyLink::new(20, false);
+    let recovering =
+        Viewer::play_behind(&app, &host.token, session, Some(recovering_link.clone())).await;
+    let unlucky_link = LossyLink::new(20, true);
+    let unlucky = Viewer::play_behind(&app, &host.token, session, Some(unlucky_link.clone())).await;
+    publisher.send_for(Duration::from_secs(4)).await.unwrap();
+    // Retransmissions and the next receiver reports (one a second).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    let dropped = recovering_link.dropped();
+    assert!(dropped >= 5, "the link dropped {dropped} packets");
+    assert!(
+        recovering.sequence_is_continuous(),
+        "every lost packet came again (NACK): gaps {:?}",
+        recovering.gaps()
+    );
+    assert!(unlucky_link.dropped() >= 5);
+    assert!(unlucky.gaps()[0] > 0, "the unlucky viewer's loss stays");
+
+    let stats = media_stats(&app, &host, session).await;
+    let number = |key: &str| stats[key].as_u64().unwrap();
+    assert!(
+        number("nack_requests") >= dropped as u64,
+        "NACKed packets: {stats}"
+    );
+    assert!(number("packets_lost_out") >= 1, "reported loss: {stats}");
+    assert_eq!(number("packets_lost_in"), 0, "{stats}");
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("simmer_media_nack_packets_total"), "{text}");
+    assert!(
+        text.contains(r#"simmer_media_packets_lost_total{direction="out"}"#),
+        "{text}"
+    );
+}
+
+#[actix_rt::test]
+async fn the_relay_carries_vp9_and_av1() {
+    let app = spawn_app().await;
+    let (host, session) = live(&app).await;
+    let early = Viewer::play(&app, &host.token, session).await;
+    let mut late = None;
+    let mut seen = 0;
+    for codec in ["video/VP9", "video/AV1"] {
+        let publisher = Publisher::publish_codec(&app.address, &host.token, session, codec).await;
+        publisher.wait_connected().await;
+        let sending = publisher.send_for(Duration::from_secs(2));
+        if late.is_none() {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            late = Some(Viewer::play(&app, &host.token, session).await);
+        }
+        sending.await.unwrap();
+        for viewer in [&early, late.as_ref().unwrap()] {
+            assert_eq!(viewer.video_codec().as_deref(), Some(codec));
+        }
+        let now = early.received().0;
+        assert!(now > seen + 20, "{codec}: video packets {seen} -> {now}");
+        seen = now;
+        let reply = app
+            .request(
+                reqwest::Method::DELETE,
+                &publisher.resource,
+                Some(&host.token),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+    }
+    assert!(early.sequence_is_continuous(), "gaps: {:?}", early.gaps());
+    let codecs = media_stats(&app, &host, session).await["codecs"].to_string();
+    assert!(
+        codecs.contains("video/VP9") && codecs.contains("video/AV1"),
+        "{codecs}"
+    );
 }
 
 #[actix_rt::test]

@@ -1,8 +1,9 @@
 //! WebRTC peers for the tests, built on the `webrtc` crate the way an app
-//! would (loopback only): a WHIP publisher that sends VP8 and Opus RTP, and a
-//! WHEP viewer that counts what it receives.
+//! would (loopback only): a WHIP publisher that sends video (VP8 unless told
+//! otherwise) and Opus RTP, and a WHEP viewer that counts what it receives,
+//! optionally behind a lossy link.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,10 @@ use webrtc::api::APIBuilder;
 use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::network_type::NetworkType;
 use webrtc::interceptor::registry::Registry;
+use webrtc::interceptor::stream_info::StreamInfo;
+use webrtc::interceptor::{
+    Attributes, Interceptor, InterceptorBuilder, RTCPReader, RTCPWriter, RTPReader, RTPWriter,
+};
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
@@ -33,10 +38,24 @@ use crate::helpers::TestApp;
 
 /// A peer connection that uses loopback only.
 pub async fn peer() -> Arc<RTCPeerConnection> {
+    peer_behind(None).await
+}
+
+/// A peer connection whose incoming video goes through `link` first.
+async fn peer_behind(link: Option<LossyLink>) -> Arc<RTCPeerConnection> {
     let mut media = MediaEngine::default();
     media.register_default_codecs().unwrap();
-    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+    let mut registry = Registry::new();
     let mut engine = SettingEngine::default();
+    if let Some(link) = link {
+        // First in the chain, so the NACK generator and the receiver
+        // reports see what a lossy network would leave; retransmissions
+        // repeat an SRTP index, so replay protection must let them in (as
+        // browsers do, receiving them on RTX).
+        registry.add(Box::new(link));
+        engine.disable_srtp_replay_protection(true);
+    }
+    let registry = register_default_interceptors(registry, &mut media).unwrap();
     engine.set_ip_filter(Box::new(|ip: IpAddr| ip.is_loopback()));
     engine.set_include_loopback_candidate(true);
     engine.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
@@ -51,6 +70,117 @@ pub async fn peer() -> Arc<RTCPeerConnection> {
             .await
             .unwrap(),
     )
+}
+
+/// A lossy network in front of a viewer: every `every`-th video packet is
+/// dropped before the viewer's stack sees it, and with `for_good` so are its
+/// retransmissions.
+#[derive(Clone)]
+pub struct LossyLink {
+    every: u64,
+    for_good: bool,
+    seen: Arc<AtomicU64>,
+    dropped: Arc<Mutex<BTreeSet<u16>>>,
+}
+
+impl LossyLink {
+    pub fn new(every: u64, for_good: bool) -> Self {
+        Self {
+            every,
+            for_good,
+            seen: Arc::default(),
+            dropped: Arc::default(),
+        }
+    }
+
+    /// The sequence numbers dropped at least once.
+    pub fn dropped(&self) -> usize {
+        self.dropped.lock().unwrap().len()
+    }
+}
+
+impl InterceptorBuilder for LossyLink {
+    fn build(
+        &self,
+        _: &str,
+    ) -> Result<Arc<dyn Interceptor + Send + Sync>, webrtc::interceptor::Error> {
+        Ok(Arc::new(self.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl Interceptor for LossyLink {
+    async fn bind_rtcp_reader(
+        &self,
+        reader: Arc<dyn RTCPReader + Send + Sync>,
+    ) -> Arc<dyn RTCPReader + Send + Sync> {
+        reader
+    }
+
+    async fn bind_rtcp_writer(
+        &self,
+        writer: Arc<dyn RTCPWriter + Send + Sync>,
+    ) -> Arc<dyn RTCPWriter + Send + Sync> {
+        writer
+    }
+
+    async fn bind_local_stream(
+        &self,
+        _: &StreamInfo,
+        writer: Arc<dyn RTPWriter + Send + Sync>,
+    ) -> Arc<dyn RTPWriter + Send + Sync> {
+        writer
+    }
+
+    async fn unbind_local_stream(&self, _: &StreamInfo) {}
+
+    async fn bind_remote_stream(
+        &self,
+        info: &StreamInfo,
+        reader: Arc<dyn RTPReader + Send + Sync>,
+    ) -> Arc<dyn RTPReader + Send + Sync> {
+        if info.mime_type.starts_with("video/") {
+            Arc::new(LossyReader {
+                inner: reader,
+                link: self.clone(),
+            })
+        } else {
+            reader
+        }
+    }
+
+    async fn unbind_remote_stream(&self, _: &StreamInfo) {}
+
+    async fn close(&self) -> Result<(), webrtc::interceptor::Error> {
+        Ok(())
+    }
+}
+
+struct LossyReader {
+    inner: Arc<dyn RTPReader + Send + Sync>,
+    link: LossyLink,
+}
+
+#[async_trait::async_trait]
+impl RTPReader for LossyReader {
+    async fn read(
+        &self,
+        buf: &mut [u8],
+        attributes: &Attributes,
+    ) -> Result<(webrtc::rtp::packet::Packet, Attributes), webrtc::interceptor::Error> {
+        loop {
+            let (packet, attributes) = self.inner.read(buf, attributes).await?;
+            let seq = packet.header.sequence_number;
+            let n = self.link.seen.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut dropped = self.link.dropped.lock().unwrap();
+            let again = dropped.contains(&seq);
+            if (again && self.link.for_good) || (!again && n % self.link.every == 0) {
+                dropped.insert(seq);
+                continue;
+            }
+            return Ok((packet, attributes));
+        }
+    }
 }
 
 /// The local description once every candidate is in (no trickle).
@@ -150,10 +280,20 @@ impl Publisher {
 
     /// Publishes to the server at `address` (from any runtime).
     pub async fn publish_at(address: &str, token: &str, session: Uuid) -> Publisher {
+        Self::publish_codec(address, token, session, MIME_TYPE_VP8).await
+    }
+
+    /// Publishes video in the codec `mime_type` (e.g. `video/VP9`).
+    pub async fn publish_codec(
+        address: &str,
+        token: &str,
+        session: Uuid,
+        mime_type: &str,
+    ) -> Publisher {
         let pc = peer().await;
         let video = Arc::new(TrackLocalStaticRTP::new(
             RTCRtpCodecCapability {
-                mime_type: MIME_TYPE_VP8.to_owned(),
+                mime_type: mime_type.to_owned(),
                 clock_rate: 90_000,
                 ..Default::default()
             },
@@ -293,6 +433,8 @@ struct Received {
     last: [Option<u16>; 2],
     /// Unwrapped sequence position per kind.
     position: [u64; 2],
+    /// The codec of the last video packet.
+    video_codec: Option<String>,
 }
 
 /// A viewer playing over WHEP.
@@ -306,7 +448,17 @@ pub struct Viewer {
 
 impl Viewer {
     pub async fn play(app: &TestApp, token: &str, session: Uuid) -> Viewer {
-        let pc = peer().await;
+        Self::play_behind(app, token, session, None).await
+    }
+
+    /// Plays with the incoming video going through `link`.
+    pub async fn play_behind(
+        app: &TestApp,
+        token: &str,
+        session: Uuid,
+        link: Option<LossyLink>,
+    ) -> Viewer {
+        let pc = peer_behind(link).await;
         for kind in [RTPCodecType::Video, RTPCodecType::Audio] {
             pc.add_transceiver_from_kind(
                 kind,
@@ -329,6 +481,7 @@ impl Viewer {
                         let mut r = sink.lock().unwrap();
                         if slot == 0 {
                             r.video += 1;
+                            r.video_codec = Some(track.codec().capability.mime_type);
                         } else {
                             r.audio += 1;
                         }
@@ -376,6 +529,11 @@ impl Viewer {
             _ => 0,
         };
         [gap(&r.seqs[0]), gap(&r.seqs[1])]
+    }
+
+    /// The codec of the last video packet received.
+    pub fn video_codec(&self) -> Option<String> {
+        self.received.lock().unwrap().video_codec.clone()
     }
 
     pub fn sequence_is_continuous(&self) -> bool {
