@@ -120,8 +120,7 @@ async fn negotiate(
 /// What one subscriber saw.
 #[derive(Default)]
 struct Seen {
-    packets: u64,
-    /// Unwrapped sequence positions of video packets.
+    /// Unwrapped sequence positions of video packets (all of them).
     seqs: BTreeSet<u64>,
     last: Option<u16>,
     position: u64,
@@ -214,20 +213,21 @@ async fn subscribe(
                         }
                     }
                     let mut s = lock(&sink);
-                    if !measuring.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    s.packets += 1;
+                    // Positions count from the publisher's first packet (its
+                    // sequence starts at 0), so they name the packets sent.
                     let seq = packet.header.sequence_number;
                     let position = match s.last {
-                        None => 1 << 32,
-                        Some(last) => {
-                            (s.position as i64 + i64::from(seq.wrapping_sub(last) as i16)) as u64
-                        }
+                        None => u64::from(seq),
+                        Some(last) => s
+                            .position
+                            .saturating_add_signed(i64::from(seq.wrapping_sub(last) as i16)),
                     };
                     s.last = Some(seq);
                     s.position = position;
                     s.seqs.insert(position);
+                    if !measuring.load(Ordering::Relaxed) {
+                        continue;
+                    }
                     // The first packet of a frame carries its send time.
                     if payload.len() >= 10 && payload[0] & 0x10 != 0 {
                         let mut stamp = [0u8; 8];
@@ -440,7 +440,8 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(args.duration - args.duration / 2)).await;
     measuring.store(false, Ordering::SeqCst);
-    let sent = sent_packets.load(Ordering::Relaxed) - sent_before;
+    let sent_after = sent_packets.load(Ordering::Relaxed);
+    let sent = sent_after - sent_before;
     let cores = |before: Option<f64>, after: Option<f64>| match (before, after) {
         (Some(a), Some(b)) => Some((b - a) / wall.elapsed().as_secs_f64()),
         _ => None,
@@ -449,17 +450,16 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     let own_cpu = cores(own_cpu_before, cpu_seconds(Some(std::process::id())));
     stop.store(true, Ordering::SeqCst);
     let _ = publishing.await;
+    // Packets sent while measuring may still be on their way.
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     let (mut received, mut lost, mut delays, mut worst_loss) = (0u64, 0u64, Vec::new(), 0f64);
     for s in &subscribers {
         let seen = lock(&s.seen);
-        received += seen.packets;
-        let gaps = match (seen.seqs.first(), seen.seqs.last()) {
-            (Some(a), Some(b)) => (b - a + 1) - seen.seqs.len() as u64,
-            _ => sent,
-        };
-        // Packets sent while measuring that never arrived at all count too.
-        let missing = sent.saturating_sub(seen.packets).max(gaps);
+        // Of the packets sent while measuring, those that never arrived.
+        let got = seen.seqs.range(sent_before..sent_after).count() as u64;
+        received += got;
+        let missing = sent - got;
         lost += missing;
         worst_loss = worst_loss.max(missing as f64 / sent.max(1) as f64);
         delays.extend_from_slice(&seen.delays);
