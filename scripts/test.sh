@@ -118,7 +118,12 @@ if is_root; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --ne
     tee "$CACHE/test-media.log"
 
 step "a real browser: headless Chromium publishes over WHIP and plays over WHEP (network namespace)"
-"$ROOT/scripts/browser-media.sh" 2>&1 | tee "$CACHE/browser-media.log"
+"$ROOT/scripts/browser.sh" media-interop.mjs 2>&1 | tee "$CACHE/browser-media.log"
+
+step "the pages end to end in headless Chromium: dashboard, viewer page, watch simulator (network namespace)"
+for suite in e2e e2e-viewer e2e-dashboard; do
+    "$ROOT/scripts/browser.sh" "$suite.mjs" 2>&1 | tee "$CACHE/browser-$suite.log"
+done
 
 step "OpenAPI fuzzing (schemathesis)"
 "$ROOT/scripts/fuzz-openapi.sh"
@@ -129,7 +134,8 @@ step "interop: Python chat and watch clients written from docs/protocol.md and d
 step "all checks passed"
 # One closing line for the whole run (every cargo test binary, both databases).
 cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-media.log" \
-    "$CACHE/browser-media.log" "$CACHE/interop.log" |
+    "$CACHE/browser-media.log" "$CACHE/browser-e2e.log" "$CACHE/browser-e2e-viewer.log" \
+    "$CACHE/browser-e2e-dashboard.log" "$CACHE/interop.log" |
     awk '/^test result:/ || /^[0-9]+ passed, [0-9]+ failed$/ {
              for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
          END { printf "summary: %d passed, %d failed\n", p, f }'

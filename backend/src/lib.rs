@@ -16,6 +16,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod watch;
+pub mod web;
 
 pub use config::{ConfigArgs, Settings};
 pub use startup::Application;

@@ -206,6 +206,7 @@ pub fn build_app(
         .service(web::redirect("/docs", "/docs/"))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", openapi))
         .configure(api::configure)
+        .configure(crate::web::configure)
         .default_service(web::to(api::not_found))
 }
 

@@ -1,7 +1,7 @@
 // An independent WebRTC stack against Simmer's relay: headless Chromium with
 // a fake camera publishes over WHIP; two Chromium viewers (one before the
 // host goes live, one after) play over WHEP; each must decode video frames.
-// Runs inside a private network namespace (scripts/browser-media.sh).
+// Runs inside a private network namespace (scripts/browser.sh).
 // Usage: node media-interop.mjs BASE_URL
 import { chromium } from "playwright-core";
 

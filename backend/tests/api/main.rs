@@ -28,3 +28,4 @@ mod timer_control;
 mod timer_survives_restart;
 mod watch_feed;
 mod watch_pairing;
+mod web_pages;

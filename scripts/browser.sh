@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# A real browser against the media relay: Debian's headless Chromium (fake
-# camera) publishes over WHIP and plays over WHEP, driven by playwright-core.
+# A real browser against a real `simmer`: Debian's headless Chromium (fake
+# camera and microphone) driven by playwright-core, running one of the
+# scripts in scripts/browser/:
+#
+#   ./scripts/browser.sh media-interop.mjs   # WHIP/WHEP interop
+#   ./scripts/browser.sh e2e.mjs             # the pages, end to end
+#
 # Everything (server, browser) runs inside a private network namespace with
-# only loopback, so no packet can leave it.
+# only loopback, so no packet can leave it. Failing steps leave screenshots
+# in $SIMMER_SCREENSHOTS (default ~/.cache/simmer/screenshots).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,14 +29,17 @@ if ! [ -d "$NODE_DIR/node_modules/playwright-core" ]; then
     # Only the driver: the browser is Debian's; nothing is downloaded at run time.
     (cd "$NODE_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund)
 fi
-cp scripts/browser/media-interop.mjs "$NODE_DIR/"
+SCRIPT="${1:?which script in scripts/browser/ (e.g. e2e.mjs)}"
+cp scripts/browser/*.mjs "$NODE_DIR/"
+SHOTS="${SIMMER_SCREENSHOTS:-$HOME/.cache/simmer/screenshots}"
+mkdir -p "$SHOTS"
 cargo build -p backend --locked --quiet
 
 if is_root; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --net); fi
-"${NETNS[@]}" bash -s "$CARGO_TARGET_DIR/debug/simmer" "$NODE_DIR" <<'INNER'
+"${NETNS[@]}" bash -s "$CARGO_TARGET_DIR/debug/simmer" "$NODE_DIR" "$SCRIPT" "$SHOTS" <<'INNER'
 set -euo pipefail
 ip link set lo up
-SIMMER="$1"; NODE_DIR="$2"
+SIMMER="$1"; NODE_DIR="$2"; SCRIPT="$3"; export SIMMER_SCREENSHOTS="$4"
 WORK="$(mktemp -d)"
 PORT=18080
 SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn "$SIMMER" serve >"$WORK/server.log" 2>&1 &
@@ -40,6 +49,6 @@ for _ in $(seq 1 100); do
     (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
     sleep 0.2
 done
-node "$NODE_DIR/media-interop.mjs" "http://127.0.0.1:$PORT"
+node "$NODE_DIR/$SCRIPT" "http://127.0.0.1:$PORT"
 if grep -q "panicked" "$WORK/server.log"; then echo "server panicked" >&2; cat "$WORK/server.log" >&2; exit 1; fi
 INNER

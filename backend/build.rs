@@ -1,0 +1,46 @@
+//! Embeds the browser pages (`web/`) in the binary: writes a table of every
+//! file under `web/` (path, bytes) for `src/web.rs` to serve. No build step
+//! for the pages themselves; a changed or new file rebuilds the table.
+
+use std::path::{Path, PathBuf};
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut found = Vec::new();
+    files(&root, &mut found);
+    found.sort();
+    let mut table = String::from("&[\n");
+    for path in found {
+        let Ok(relative) = path.strip_prefix(&root) else {
+            continue;
+        };
+        let name = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        table.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?}).as_slice()),\n",
+            path.display().to_string()
+        ));
+    }
+    table.push(']');
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("web_assets.rs"), table)?;
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The browser pages, embedded in the binary (see `build.rs`): the host
+//! dashboard at `/`, the viewer page at `/s/{session_id}`, the watch
+//! simulator at `/watch`, live sessions at `/live`, and their scripts and
+//! styles under `/assets/`. Plain files, no build step; they talk to the same
+//! public API as every other client.
+
+use actix_web::http::header::{self, CacheControl, CacheDirective, EntityTag};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// Every file under `backend/web/`, by its path there.
+static ASSETS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
+
+fn find(name: &str) -> Option<&'static [u8]> {
+    ASSETS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A strong validator from the bytes (FNV-1a): cheap revalidation, and a
+/// new binary with changed pages never serves stale ones.
+fn etag(bytes: &[u8]) -> EntityTag {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    EntityTag::new_strong(format!("{hash:016x}"))
+}
+
+/// Serves one embedded file, or `None` if there is no such file.
+fn serve(req: &HttpRequest, name: &str) -> Option<HttpResponse> {
+    let bytes = find(name)?;
+    let tag = etag(bytes);
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag.to_string()));
+    // Pages and assets change together with the binary: revalidate each
+    // time (a 304 is one round trip, no body).
+    let mut resp = if fresh {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    resp.insert_header(header::ETag(tag))
+        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
+        .insert_header(("X-Content-Type-Options", "nosniff"));
+    Some(if fresh {
+        resp.finish()
+    } else {
+        resp.content_type(content_type(name)).body(bytes)
+    })
+}
+
+async fn page(req: HttpRequest, name: &'static str) -> HttpResponse {
+    match serve(&req, name) {
+        Some(resp) => resp,
+        None => crate::api::not_found(req).await,
+    }
+}
+
+async fn asset(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let name = path.into_inner();
+    // Only files that exist in the table are served: no path is ever
+    // looked up on disk, so `..` cannot escape.
+    match serve(&req, &name).filter(|_| !name.ends_with(".html")) {
+        Some(resp) => resp,
+        None => crate::api::not_found(req).await,
+    }
+}
+
+/// Mounts the pages and `/assets/`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(|r| page(r, "index.html")))
+        .route("/live", web::get().to(|r| page(r, "live.html")))
+        .route("/watch", web::get().to(|r| page(r, "watch.html")))
+        .route("/s/{session_id}", web::get().to(|r| page(r, "viewer.html")))
+        .route("/assets/{path:.*}", web::get().to(asset));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pages_and_the_shared_client_are_embedded() {
+        for name in ["js/api.js", "css/simmer.css"] {
+            assert!(find(name).is_some(), "{name}");
+        }
+        assert_eq!(content_type("js/api.js"), "text/javascript; charset=utf-8");
+    }
+}
