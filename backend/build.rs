@@ -19,8 +19,12 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
-    println!("cargo:rerun-if-changed={}", root.display());
+    // At run time, not `env!`: the compiled build script may be reused from
+    // another checkout of the workspace.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("web");
+    // Relative to the package, and so are the paths in the table: a build
+    // directory shared by two checkouts must not serve the other's pages.
+    println!("cargo:rerun-if-changed=web");
     let mut found = Vec::new();
     files(&root, &mut found);
     found.sort();
@@ -35,8 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
             .join("/");
         table.push_str(&format!(
-            "    ({name:?}, include_bytes!({:?}).as_slice()),\n",
-            path.display().to_string()
+            "    ({name:?}, include_bytes!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/web/{name}\")).as_slice()),\n"
         ));
     }
     table.push(']');

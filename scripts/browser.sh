@@ -24,9 +24,12 @@ install() {
 command -v chromium >/dev/null || install chromium
 command -v node >/dev/null || install nodejs npm
 mkdir -p "$NODE_DIR"
-cp scripts/browser/package.json "$NODE_DIR/package.json"
-if ! [ -d "$NODE_DIR/node_modules/playwright-core" ]; then
-    # Only the driver: the browser is Debian's; nothing is downloaded at run time.
+# Install again whenever the package list changed (or nothing is installed).
+if ! cmp -s scripts/browser/package.json "$NODE_DIR/package.json" ||
+    ! [ -d "$NODE_DIR/node_modules/playwright-core" ]; then
+    cp scripts/browser/package.json "$NODE_DIR/package.json"
+    # Only the driver (and axe-core, the accessibility rules): the browser is
+    # Debian's; nothing is downloaded at run time.
     (cd "$NODE_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund)
 fi
 SCRIPT="${1:?which script in scripts/browser/ (e.g. e2e.mjs)}"

@@ -127,6 +127,21 @@ try {
     s.forEach((x) => { if (x.type === "inbound-rtp" && x.kind === "video") n = x.framesDecoded; }); return n > before + 10;
   }, framesBefore), 15000);
 
+  // The relay restarts its room: /ws says "reconnect", and the page sets up
+  // WHEP again on a new connection, without a reload.
+  await guest.evaluate(() => (window.oldPc = window.simmerViewer.pc));
+  await guest.evaluate((sid) => window.sockets.at(-1).onmessage({
+    data: JSON.stringify({ type: "media", session_id: sid, state: "reconnect" }),
+  }), session.id);
+  await waitFor("a media reconnect redoes WHEP and frames decode again", () => guest.evaluate(async () => {
+    const pc = window.simmerViewer.pc;
+    if (!pc || pc === window.oldPc) return false;
+    let n = 0;
+    (await pc.getStats()).forEach((x) => { if (x.type === "inbound-rtp" && x.kind === "video") n = x.framesDecoded || 0; });
+    return n > 10;
+  }), 15000);
+  check("the old connection is closed", await guest.evaluate(() => window.oldPc.connectionState === "closed"));
+
   // Mute the guest.
   const hist = await call("GET", `/sessions/${session.id}/messages`, null, host.access_token);
   const guestId = hist.items.find((m) => m.text === "hello from guest").author.id;

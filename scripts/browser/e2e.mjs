@@ -9,7 +9,10 @@
 // and of the dashboard and viewer page when all pass (the README's).
 // Runs inside a private network namespace (scripts/browser.sh e2e.mjs).
 // Usage: node e2e.mjs BASE_URL
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 const BASE = process.argv[2].replace(/\/$/, "");
 const SHOTS = process.env.SIMMER_SCREENSHOTS || "/tmp";
@@ -69,6 +72,25 @@ async function open(label) {
 const id = (page, testId) => page.getByTestId(testId);
 const text = async (page, testId) => ((await id(page, testId).first().textContent()) || "").trim();
 
+/** Runs axe-core's WCAG 2 A and AA rules on the page as it is now. */
+async function audit(page, what) {
+  await page.addScriptTag({ path: AXE });
+  const result = await page.evaluate(() =>
+    window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa"] } }));
+  const serious = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  check(`${what}: no serious accessibility violations (axe, WCAG 2 A/AA)`, serious.length === 0,
+    serious.map((v) => `${v.id} x${v.nodes.length} at ${v.nodes[0]?.target}`).join("; "));
+}
+
+/** Tabs through the page until `testId` has the focus (as a keyboard user). */
+async function tabTo(page, testId, presses = 60) {
+  for (let i = 0; i < presses; i++) {
+    if (await page.evaluate((t) => document.activeElement?.dataset?.testid === t, testId)) return true;
+    await page.keyboard.press("Tab");
+  }
+  return false;
+}
+
 /** Video frames the page's peer connection decoded so far. */
 function framesDecoded(page, handle) {
   return page.evaluate(async (name) => {
@@ -86,6 +108,8 @@ try {
   // The host: sign up, a recipe, a session, go live.
   const host = await open("host");
   await host.goto(`${BASE}/`);
+  await id(host, "signup-username").waitFor();
+  await audit(host, "sign-up page");
   const name = "chef" + Math.random().toString(36).slice(2, 10);
   await id(host, "signup-username").fill(name);
   await id(host, "signup-password").fill("host-password-1");
@@ -103,6 +127,7 @@ try {
   await id(host, "step-text").nth(1).fill("Simmer gently");
   await id(host, "step-duration").nth(1).fill("600");
   await id(host, "step-label").nth(1).fill("Simmer");
+  await audit(host, "recipe editor");
   await id(host, "recipe-save").click();
   await host.waitForURL(/#\/recipes\/[0-9a-f-]+$/);
   check("the host saves a recipe", true);
@@ -124,6 +149,7 @@ try {
   await viewer.goto(`${BASE}/live`);
   const listed = await waitFor(async () => (await text(viewer, "live-list")).includes("Soup night"));
   check("/live lists the session", listed === true, await text(viewer, "live-list"));
+  await audit(viewer, "live sessions page");
   await viewer.evaluate(async () => {
     const { auth } = await import("/assets/js/api.js");
     await auth.register("fan" + Math.random().toString(36).slice(2, 10), "viewer-password-1", "Fan");
@@ -145,9 +171,11 @@ try {
   let shown = await waitFor(async () => (await text(viewer, "chat-list")).includes("Welcome to soup night!"), 5000, 20);
   let took = Date.now() - sent;
   check("the host's message shows on the viewer page within 1 s", shown === true && took <= 1000, `${took} ms`);
-  await id(viewer, "chat-input").fill("Smells great from here");
+  // The viewer uses the keyboard only: Tab to the message box, type, Enter.
+  check("the viewer reaches the message box with Tab", await tabTo(viewer, "chat-input"));
+  await viewer.keyboard.type("Smells great from here");
   sent = Date.now();
-  await id(viewer, "chat-send").click();
+  await viewer.keyboard.press("Enter");
   shown = await waitFor(async () => (await text(host, "chat-list")).includes("Smells great from here"), 5000, 20);
   took = Date.now() - sent;
   check("the viewer's message shows on the dashboard within 1 s", shown === true && took <= 1000, `${took} ms`);
@@ -180,6 +208,9 @@ try {
   check("viewer page and watch countdowns agree within 1 s", apart <= 1 && seconds(onViewer) > 100,
     `viewer ${onViewer}, watch ${onWatch}, host ${onHost}`);
   check("and the dashboard's too", Math.abs(seconds(onViewer) - seconds(onHost)) <= 1, `host ${onHost}`);
+  await audit(host, "live room (dashboard)");
+  await audit(viewer, "viewer page");
+  await audit(watch, "watch simulator");
   await id(host, "timer-next").click();
   const nextShown = await waitFor(async () =>
     (await text(viewer, "current-step")).includes("Simmer gently") && (await text(watch, "watch-step")) === "Simmer");

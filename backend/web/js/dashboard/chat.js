@@ -23,9 +23,10 @@ function newMessageId() {
  * without a socket); `me` is the host's user (never offered to mute).
  */
 export function chatPanel(sessionId, sendFrame, me) {
+  // A list that announces new messages (a `log` role would hide the list
+  // semantics of its items from assistive technology).
   const list = el("ol", {
     class: "chat-list",
-    role: "log",
     "aria-live": "polite",
     "aria-label": "Chat messages",
     "data-testid": "chat-list",
