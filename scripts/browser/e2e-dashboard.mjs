@@ -7,7 +7,7 @@
 // A viewer here is a plain /ws client; the viewer page has its own suite.
 // Runs inside a private network namespace (scripts/browser.sh e2e-dashboard.mjs).
 // Usage: node e2e-dashboard.mjs BASE_URL
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const BASE = process.argv[2].replace(/\/$/, "");
 const SHOTS = process.env.SIMMER_SCREENSHOTS || "/tmp";
@@ -29,15 +29,7 @@ async function waitFor(fn, ms = 10000) {
   return last;
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required"],
-});
+const browser = await launchChromium();
 const ctx = await browser.newContext({ viewport: { width: 1200, height: 900 } });
 const page = await ctx.newPage();
 const logs = [];

@@ -6,7 +6,7 @@
 // WebSocket, one falling back to SSE); the session ends. Screenshots of every
 // page go to $SIMMER_SCREENSHOTS when a check fails.
 // Runs inside a private network namespace (scripts/browser.sh e2e-viewer.mjs).
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const BASE = process.argv[2];
 const API = `${BASE}/api/v1`;
@@ -38,10 +38,7 @@ const session = await call("POST", "/sessions", { recipe_id: recipe.id, title: "
 
 const SHOTS = process.env.SIMMER_SCREENSHOTS || "/tmp";
 const pages = [];
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: [
-  "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-  "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns", "--autoplay-policy=no-user-gesture-required"] });
+const browser = await launchChromium();
 const errors = [];
 async function newPage(label) {
   const ctx = await browser.newContext();

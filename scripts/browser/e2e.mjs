@@ -10,7 +10,7 @@
 // Runs inside a private network namespace (scripts/browser.sh e2e.mjs).
 // Usage: node e2e.mjs BASE_URL
 import { createRequire } from "node:module";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
@@ -47,18 +47,7 @@ function seconds(text) {
   return m ? Number(m[1]) * 60 + Number(m[2]) : NaN;
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
-});
+const browser = await launchChromium();
 const pages = [];
 const logs = [];
 async function open(label) {
@@ -211,6 +200,13 @@ try {
   await audit(host, "live room (dashboard)");
   await audit(viewer, "viewer page");
   await audit(watch, "watch simulator");
+  // Readable on a phone: at 375 px nothing needs sideways scrolling.
+  for (const [page, what] of [[host, "live room"], [viewer, "viewer page"]]) {
+    await page.setViewportSize({ width: 375, height: 800 });
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    check(`the ${what} fits a 375 px phone screen`, wide <= 376, `${wide} px wide`);
+    await page.setViewportSize({ width: 1200, height: 900 });
+  }
   await id(host, "timer-next").click();
   const nextShown = await waitFor(async () =>
     (await text(viewer, "current-step")).includes("Simmer gently") && (await text(watch, "watch-step")) === "Simmer");

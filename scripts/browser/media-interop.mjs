@@ -3,7 +3,7 @@
 // host goes live, one after) play over WHEP; each must decode video frames.
 // Runs inside a private network namespace (scripts/browser.sh).
 // Usage: node media-interop.mjs BASE_URL
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const BASE = process.argv[2].replace(/\/$/, "");
 const API = `${BASE}/api/v1`;
@@ -36,18 +36,7 @@ const recipe = await call("POST", "/recipes", { title: "Omelette", steps: [{ tex
 const session = await call("POST", "/sessions", { recipe_id: recipe.id, title: "Browser live" }, token);
 await call("POST", `/sessions/${session.id}/start`, {}, token);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
-});
+const browser = await launchChromium();
 
 // In the page: offer, wait for ICE gathering, POST to WHIP/WHEP, apply the answer.
 const signal = `

@@ -73,18 +73,12 @@ async fn viewers_who_come_before_and_after_the_host_receive_its_video() {
         "a viewer's arrival asks the host for a keyframe"
     );
 
-    let stats = app
-        .get(
-            &format!("/api/v1/sessions/{session}/media"),
-            Some(&host.token),
-        )
-        .await;
-    assert_eq!(stats.status, 200, "{}", stats.body);
-    assert_eq!(stats.body["publisher"], "publishing");
-    assert_eq!(stats.body["subscribers"], 2);
-    assert!(stats.body["packets_in"].as_u64().unwrap() > 100);
-    assert!(stats.body["packets_out"].as_u64().unwrap() > 100);
-    let codecs = stats.body["codecs"].to_string().to_lowercase();
+    let stats = media_stats(&app, &host, session).await;
+    assert_eq!(stats["publisher"], "publishing");
+    assert_eq!(stats["subscribers"], 2);
+    assert!(stats["packets_in"].as_u64().unwrap() > 100);
+    assert!(stats["packets_out"].as_u64().unwrap() > 100);
+    let codecs = stats["codecs"].to_string().to_lowercase();
     assert!(
         codecs.contains("video/vp8") && codecs.contains("audio/opus"),
         "{codecs}"
@@ -94,15 +88,7 @@ async fn viewers_who_come_before_and_after_the_host_receive_its_video() {
     assert!(text.contains("simmer_media_packets_out_total"));
 
     // The host stops: viewers are told, and stay connected for the next time.
-    let reply = app
-        .request(
-            reqwest::Method::DELETE,
-            &publisher.resource,
-            Some(&host.token),
-            None,
-        )
-        .await;
-    assert_eq!(reply.status, 200);
+    publisher.unpublish(&app, &host.token).await;
     let (event, _) = members.recv_type("media").await;
     assert_eq!(event["state"], "not_publishing");
 
@@ -196,15 +182,7 @@ async fn the_relay_carries_vp9_and_av1() {
         let now = early.received().0;
         assert!(now > seen + 20, "{codec}: video packets {seen} -> {now}");
         seen = now;
-        let reply = app
-            .request(
-                reqwest::Method::DELETE,
-                &publisher.resource,
-                Some(&host.token),
-                None,
-            )
-            .await;
-        assert_eq!(reply.status, 200);
+        publisher.unpublish(&app, &host.token).await;
     }
     assert!(early.sequence_is_continuous(), "gaps: {:?}", early.gaps());
     let codecs = media_stats(&app, &host, session).await["codecs"].to_string();
@@ -471,13 +449,8 @@ async fn a_host_that_vanishes_is_detected_and_viewers_are_told() {
         "detected after {:?}",
         vanished.elapsed()
     );
-    let stats = app
-        .get(
-            &format!("/api/v1/sessions/{session}/media"),
-            Some(&host.token),
-        )
-        .await;
-    assert_eq!(stats.body["publisher"], "not_publishing");
+    let stats = media_stats(&app, &host, session).await;
+    assert_eq!(stats["publisher"], "not_publishing");
     // The host may publish again (its old connection is dead).
     let again = Publisher::publish(&app, &host.token, session).await;
     again.wait_connected().await;

@@ -411,6 +411,14 @@ impl Publisher {
         })
     }
 
+    /// Ends the publication (`DELETE` on its resource), as a host's app does.
+    pub async fn unpublish(&self, app: &TestApp, token: &str) {
+        let reply = app
+            .request(reqwest::Method::DELETE, &self.resource, Some(token), None)
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+
     pub fn keyframe_requests(&self) -> u64 {
         self.plis.load(Ordering::SeqCst)
     }
