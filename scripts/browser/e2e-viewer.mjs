@@ -209,6 +209,28 @@ try {
   check("new-code button hidden while pairing", !(await sseWatch.locator('[data-testid="watch-new-code"]').isVisible()));
   await call("POST", `/sessions/${session.id}/timer`, { action: "next" }, host.access_token);
 
+  // A guest whose pass expires while the page is open is offered to join
+  // again at the next reconnect (instead of retrying a refused token).
+  const late = await newPage("late-guest");
+  await late.addInitScript(() => {
+    const Real = window.WebSocket;
+    window.sockets = [];
+    window.WebSocket = class extends Real { constructor(...a) { super(...a); window.sockets.push(this); } };
+  });
+  await late.goto(`${BASE}/s/${session.id}`);
+  await late.fill('[data-testid="guest-name"]', "Late Guest");
+  await late.click('[data-testid="guest-join"]');
+  await waitFor("a second guest joins", () => late.locator('[data-testid="chat-input"]').isEnabled(), 15000);
+  await late.evaluate((sid) => {
+    const key = `simmer.guest.${sid}`;
+    const pass = JSON.parse(localStorage.getItem(key));
+    localStorage.setItem(key, JSON.stringify({ ...pass, expires_at_ms: Date.now() - 1000 }));
+    window.sockets.at(-1).close();
+  }, session.id);
+  await waitFor("an expired guest pass brings the guest form back",
+    () => late.locator('[data-testid="guest-name"]').isVisible(), 10000);
+  check("and the chat is closed to it", !(await late.locator('[data-testid="chat-input"]').isEnabled()));
+
   // End the session.
   await call("POST", `/sessions/${session.id}/end`, {}, host.access_token);
   await waitFor("viewer ended", async () => (await text(guest, "video-state")) === "ended" && (await text(guest, "session-state")) === "ended");

@@ -98,8 +98,10 @@ export const auth = {
  * The realtime WebSocket client. Reconnects by itself with backoff and
  * re-joins every session with the highest chat `seq` it has seen, so chat
  * resumes without gaps or repeats. Frames reach `on(type)` handlers; a
- * synthetic `{type: "connection", state: "open" | "closed"}` tells about the
- * socket.
+ * synthetic `{type: "connection", state: "open" | "closed" | "unauthorized"}`
+ * tells about the socket ("unauthorized": the token provider has no token
+ * any more, e.g. an expired guest pass or a refused refresh; the client
+ * stops, and the page decides what to offer).
  */
 export class Realtime {
   constructor(tokenProvider) {
@@ -125,6 +127,11 @@ export class Realtime {
 
   async connect() {
     const token = await this.tokenProvider();
+    if (!token) {
+      this.closed = true;
+      this.emit({ type: "connection", state: "unauthorized" });
+      return;
+    }
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(
       `${scheme}://${location.host}/ws?token=${encodeURIComponent(token || "")}`,

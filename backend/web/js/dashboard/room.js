@@ -95,7 +95,12 @@ function room(container, session, me) {
 
   function connect() {
     realtime = new Realtime(() => auth.token())
-      .on("connection", (frame) => (connection.textContent = frame.state === "open" ? "" : "Reconnecting to chat…"))
+      .on("connection", (frame) => {
+        // Signed out meanwhile (a refused refresh): the route shows sign-in
+        // and comes back here afterwards.
+        if (frame.state === "unauthorized") location.reload();
+        else connection.textContent = frame.state === "open" ? "" : "Reconnecting to chat…";
+      })
       .on("chat.message", ours((message) => chat.add(message)))
       .on("chat.deleted", ours((frame) => chat.markDeleted(frame.seq)))
       .on("presence", ours((frame) => (viewerCount.textContent = String(frame.viewer_count))))

@@ -29,6 +29,11 @@ export function forgetGuest() {
   localStorage.removeItem(guestKey());
 }
 
+/** The stored guest pass's token while it lasts (re-read at each connect). */
+async function guestToken() {
+  return storedGuest()?.access_token ?? null;
+}
+
 export async function resolveIdentity() {
   const signedIn = auth.current();
   if (signedIn && (await auth.token())) {
@@ -36,7 +41,7 @@ export async function resolveIdentity() {
     return { kind: "user", name, token: () => auth.token() };
   }
   const guest = storedGuest();
-  if (guest) return { kind: "guest", name: guest.name, token: async () => guest.access_token };
+  if (guest) return { kind: "guest", name: guest.name, token: guestToken };
   return null;
 }
 
@@ -70,7 +75,7 @@ export async function joinAsGuest(event, onJoined) {
       expires_at_ms: Date.now() + grant.expires_in * 1000,
     };
     localStorage.setItem(guestKey(), JSON.stringify(guest));
-    onJoined({ kind: "guest", name, token: async () => guest.access_token });
+    onJoined({ kind: "guest", name, token: guestToken });
   } catch (e) {
     $("guest-error").textContent =
       e.status === 403 ? "This session does not allow guests." : e.detail || e.message;

@@ -53,6 +53,7 @@ export function connectRealtime() {
 
 function onConnection(frame) {
   if (view.ended) return;
+  if (frame.state === "unauthorized") return signedOut();
   setChatStatus(frame.state === "open" ? "" : "Reconnecting…");
   if (frame.state === "open" && !joined) tryJoin();
 }
@@ -71,6 +72,16 @@ async function tryJoin() {
   } finally {
     joining = false;
   }
+}
+
+/** The pass expired (or the sign-in was refused): offer to join again. */
+function signedOut() {
+  joined = false;
+  forgetGuest();
+  setIdentity(null);
+  setChatEnabled(false);
+  setChatStatus("Your pass has expired: sign in or join again.");
+  pollSession();
 }
 
 function onJoinRefused(error) {
