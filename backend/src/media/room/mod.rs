@@ -1,0 +1,347 @@
+//! `MediaRoom`: one live session's relay. The host's peer connection
+//! (WHIP) feeds one local track per kind; every viewer's peer connection
+//! (WHEP) is bound to those tracks, so each RTP packet is read once and
+//! written to every viewer (the crate rewrites SSRC and payload type per
+//! viewer; [`Rewriter`] keeps sequence numbers and timestamps continuous
+//! across republishing). Viewers' keyframe requests reach the host,
+//! rate-limited; a viewer that connects asks for one so it starts fast.
+//!
+//! The actor serialises commands; the peer connections and their tasks run on
+//! the media runtime (all cores). The actor is supervised: when it restarts,
+//! every peer connection of the old room is closed and clients are told over
+//! `/ws` (`media {state: "reconnect"}`) to redo their WHIP/WHEP sessions.
+//!
+//! Here: the room's types and the actor. `RoomCore`, the state the crate's
+//! callbacks reach, is worked on in `state` (creation, numbers, closing),
+//! `peers` (WHIP/WHEP connections), `relay` (forwarding the host's tracks)
+//! and `feedback` (keyframe requests, NACKs and receiver reports).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use mobile_bridge::protocol::{MediaState, ServerMsg};
+use mobile_bridge::SessionId;
+use uuid::Uuid;
+use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtcp::receiver_report::ReceiverReport;
+use webrtc::rtcp::sender_report::SenderReport;
+use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
+use webrtc::track::track_remote::TrackRemote;
+
+mod feedback;
+mod peers;
+mod relay;
+mod state;
+
+use super::engine::Sfu;
+use super::rewrite::{LossCounter, Rewriter};
+use super::sdp;
+use crate::live::bus::{Bus, BusEvent};
+use crate::metrics::Metrics;
+
+/// Keyframe requests forwarded to the host, at most one per this interval;
+/// requests within it are answered by one deferred request at its end.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Why a WHIP/WHEP request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    #[error("{0}")]
+    BadOffer(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the room is full ({0} viewers)")]
+    Full(usize),
+    #[error("no such media session")]
+    NotFound,
+    #[error("not your media session")]
+    Forbidden,
+    #[error("media relay unavailable: {0}")]
+    Unavailable(String),
+}
+
+fn unavailable(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Unavailable(e.to_string())
+}
+
+/// The answer to an offer, and the resource that now stands for it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub resource: Uuid,
+    pub sdp: String,
+}
+
+/// What `GET /sessions/{id}/media` shows.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct MediaStats {
+    /// `publishing`, `connecting` or `not_publishing`.
+    pub publisher: String,
+    /// The codecs being relayed (e.g. `video/VP8`, `audio/opus`).
+    pub codecs: Vec<String>,
+    pub subscribers: usize,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    /// Packets written to viewers (one per viewer per packet in).
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    /// Bits per second in and out, averaged since the last publish.
+    pub bitrate_in: u64,
+    pub bitrate_out: u64,
+    /// Keyframe requests from viewers, and how many were sent on to the host
+    /// (the rest were within the rate limit).
+    pub keyframe_requests: u64,
+    pub keyframe_requests_forwarded: u64,
+    /// Packets the host sent that have not reached the relay (gaps in its
+    /// sequence numbers not filled by retransmission).
+    pub packets_lost_in: u64,
+    /// Packets viewers report lost in their receiver reports (cumulative,
+    /// summed over viewers and over those who left).
+    pub packets_lost_out: u64,
+    /// Packets viewers asked the relay to send again (NACK); the relay
+    /// answers from its per-viewer buffer.
+    pub nack_requests: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    packets_in: AtomicU64,
+    bytes_in: AtomicU64,
+    packets_out: AtomicU64,
+    bytes_out: AtomicU64,
+    keyframe_requests: AtomicU64,
+    keyframes_forwarded: AtomicU64,
+    lost_in: AtomicU64,
+    lost_out: AtomicU64,
+    nacks: AtomicU64,
+}
+
+struct Publisher {
+    id: Uuid,
+    user: Uuid,
+    pc: Arc<RTCPeerConnection>,
+    since: Instant,
+}
+
+struct Subscriber {
+    user: Uuid,
+    pc: Arc<RTCPeerConnection>,
+    video: Arc<RTCRtpSender>,
+}
+
+/// The shared state of one room, reached from the crate's callbacks.
+struct RoomCore {
+    session_id: Uuid,
+    sfu: Sfu,
+    bus: Arc<dyn Bus>,
+    metrics: Metrics,
+    video: Mutex<Arc<TrackLocalStaticRTP>>,
+    audio: Arc<TrackLocalStaticRTP>,
+    rewrite: [Mutex<Rewriter>; 2],
+    publisher: Mutex<Option<Publisher>>,
+    /// The host's video SSRC, for keyframe requests.
+    video_ssrc: AtomicU32,
+    subscribers: Mutex<HashMap<Uuid, Subscriber>>,
+    counters: Counters,
+    last_keyframe_request: Mutex<Option<Instant>>,
+    codecs: Mutex<Vec<String>>,
+    /// Counted in the `media_publishers` gauge.
+    publishing: std::sync::atomic::AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn local_track(codec: RTCRtpCodecCapability, kind: &str) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(
+        codec,
+        kind.to_owned(),
+        "simmer".to_owned(),
+    ))
+}
+
+/// One live session's media relay actor.
+pub struct MediaRoom {
+    session_id: Uuid,
+    sfu: Sfu,
+    bus: Arc<dyn Bus>,
+    metrics: Metrics,
+    core: Arc<RoomCore>,
+    shutting_down: bool,
+}
+
+impl std::fmt::Debug for MediaRoom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaRoom")
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaRoom {
+    pub fn new(session_id: Uuid, sfu: Sfu, bus: Arc<dyn Bus>, metrics: Metrics) -> Self {
+        let core = RoomCore::new(session_id, sfu.clone(), bus.clone(), metrics.clone());
+        Self {
+            session_id,
+            sfu,
+            bus,
+            metrics,
+            core,
+            shutting_down: false,
+        }
+    }
+
+    /// Runs `work` on the media runtime.
+    fn on_media<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, MediaError>> + Send + 'static,
+    ) -> ResponseFuture<Result<T, MediaError>> {
+        let handle = self.sfu.runtime().spawn(work);
+        Box::pin(async move { handle.await.map_err(unavailable)? })
+    }
+
+    /// Closes the current room's connections and starts a fresh one.
+    fn reset(&mut self) {
+        let old = std::mem::replace(
+            &mut self.core,
+            RoomCore::new(
+                self.session_id,
+                self.sfu.clone(),
+                self.bus.clone(),
+                self.metrics.clone(),
+            ),
+        );
+        self.sfu.runtime().spawn(old.close_all());
+    }
+}
+
+impl Actor for MediaRoom {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.sfu.runtime().spawn(self.core.clone().close_all());
+    }
+}
+
+impl Supervised for MediaRoom {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        self.metrics
+            .actor_restarted("stopped", "media", self.session_id);
+        self.reset();
+        self.core.announce(MediaState::Reconnect);
+    }
+}
+
+impl Drop for MediaRoom {
+    fn drop(&mut self) {
+        // A panicked actor is dropped without `stopped`: free its
+        // connections anyway.
+        let core = self.core.clone();
+        drop(self.sfu.runtime().spawn(core.close_all()));
+    }
+}
+
+/// The host publishes (WHIP offer in, answer out).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Answer, MediaError>")]
+pub struct Publish {
+    pub user: Uuid,
+    pub offer: String,
+}
+
+impl Handler<Publish> for MediaRoom {
+    type Result = ResponseFuture<Result<Answer, MediaError>>;
+
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
+        self.on_media(self.core.clone().publish(msg.user, msg.offer))
+    }
+}
+
+/// A viewer plays (WHEP offer in, answer out).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Answer, MediaError>")]
+pub struct Subscribe {
+    pub user: Uuid,
+    pub offer: String,
+}
+
+impl Handler<Subscribe> for MediaRoom {
+    type Result = ResponseFuture<Result<Answer, MediaError>>;
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        self.on_media(self.core.clone().subscribe(msg.user, msg.offer))
+    }
+}
+
+/// Ends a WHIP (`publisher: true`) or WHEP resource of `user`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), MediaError>")]
+pub struct EndResource {
+    pub resource: Uuid,
+    pub user: Uuid,
+    pub publisher: bool,
+}
+
+impl Handler<EndResource> for MediaRoom {
+    type Result = ResponseFuture<Result<(), MediaError>>;
+
+    fn handle(&mut self, msg: EndResource, _: &mut Context<Self>) -> Self::Result {
+        let core = self.core.clone();
+        if msg.publisher {
+            self.on_media(core.unpublish(msg.resource, msg.user))
+        } else {
+            self.on_media(core.unsubscribe(msg.resource, msg.user))
+        }
+    }
+}
+
+/// The room's numbers now.
+#[derive(Debug, Message)]
+#[rtype(result = "MediaStats")]
+pub struct GetMediaStats;
+
+impl Handler<GetMediaStats> for MediaRoom {
+    type Result = MessageResult<GetMediaStats>;
+
+    fn handle(&mut self, _: GetMediaStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.core.stats())
+    }
+}
+
+/// The session ended: close everything and stop for good.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopMedia;
+
+impl Handler<StopMedia> for MediaRoom {
+    type Result = ();
+
+    fn handle(&mut self, _: StopMedia, ctx: &mut Context<Self>) {
+        self.shutting_down = true;
+        ctx.stop();
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+impl Handler<crate::live::InjectFault> for MediaRoom {
+    type Result = ();
+
+    fn handle(&mut self, msg: crate::live::InjectFault, ctx: &mut Context<Self>) {
+        msg.0.apply("media room", self.session_id, ctx);
+    }
+}

@@ -1,0 +1,231 @@
+//! The peer connections: the host's (WHIP) and the viewers' (WHEP), offer
+//! in and complete answer out, and ending them.
+
+use super::*;
+
+impl RoomCore {
+    pub(super) async fn publish(
+        self: Arc<Self>,
+        user: Uuid,
+        offer: String,
+    ) -> Result<Answer, MediaError> {
+        sdp::check_offer(&offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        if let Some(current) = lock(&self.publisher).as_ref() {
+            let alive = matches!(
+                current.pc.connection_state(),
+                RTCPeerConnectionState::Connected | RTCPeerConnectionState::Connecting
+            ) || (current.pc.connection_state() == RTCPeerConnectionState::New
+                && current.since.elapsed() < self.sfu.settings().ice_timeout);
+            if current.user != user || alive {
+                return Err(MediaError::Conflict(
+                    "the session is being published; stop that first (DELETE its resource)".into(),
+                ));
+            }
+        }
+        let pc = self.sfu.peer().await.map_err(unavailable)?;
+        let id = Uuid::now_v7();
+        let weak = Arc::downgrade(&self);
+        pc.on_track(Box::new(move |track, _receiver, _transceiver| {
+            let core = weak.upgrade();
+            Box::pin(async move {
+                if let Some(core) = core {
+                    let runtime = core.sfu.runtime().clone();
+                    runtime.spawn(core.forward(track, id));
+                }
+            })
+        }));
+        let weak = Arc::downgrade(&self);
+        pc.on_peer_connection_state_change(Box::new(move |state| {
+            let core = weak.upgrade();
+            Box::pin(async move {
+                let Some(core) = core else { return };
+                let current = lock(&core.publisher).as_ref().is_some_and(|p| p.id == id);
+                if !current {
+                    return;
+                }
+                tracing::info!(session_id = %core.session_id, ?state, "publisher connection");
+                match state {
+                    RTCPeerConnectionState::Connected => {
+                        core.set_publishing(true);
+                        core.announce(MediaState::Publishing);
+                    }
+                    RTCPeerConnectionState::Failed
+                    | RTCPeerConnectionState::Disconnected
+                    | RTCPeerConnectionState::Closed => {
+                        core.set_publishing(false);
+                        core.announce(MediaState::NotPublishing);
+                    }
+                    _ => {}
+                }
+            })
+        }));
+        let sdp = match self.negotiate(&pc, offer).await {
+            Ok(sdp) => sdp,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+        let old = lock(&self.publisher).replace(Publisher {
+            id,
+            user,
+            pc,
+            since: Instant::now(),
+        });
+        if let Some(old) = old {
+            let _ = old.pc.close().await;
+        }
+        tracing::info!(session_id = %self.session_id, resource = %id, "publishing");
+        Ok(Answer { resource: id, sdp })
+    }
+
+    /// Remote offer in, complete answer (all candidates gathered) out.
+    pub(super) async fn negotiate(
+        &self,
+        pc: &RTCPeerConnection,
+        offer: String,
+    ) -> Result<String, MediaError> {
+        let sfu = &self.sfu;
+        let offer = sdp::filter_candidates(&offer, |ip| sfu.allowed_remote(ip));
+        let offer =
+            RTCSessionDescription::offer(offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        pc.set_remote_description(offer)
+            .await
+            .map_err(|e| MediaError::BadOffer(format!("cannot use the offer: {e}")))?;
+        let answer = pc
+            .create_answer(None)
+            .await
+            .map_err(|e| MediaError::BadOffer(format!("cannot answer the offer: {e}")))?;
+        let mut gathered = pc.gathering_complete_promise().await;
+        pc.set_local_description(answer)
+            .await
+            .map_err(unavailable)?;
+        let _ = tokio::time::timeout(Duration::from_secs(5), gathered.recv()).await;
+        pc.local_description()
+            .await
+            .map(|d| d.sdp)
+            .ok_or_else(|| unavailable("no local description"))
+    }
+
+    pub(super) async fn subscribe(
+        self: Arc<Self>,
+        user: Uuid,
+        offer: String,
+    ) -> Result<Answer, MediaError> {
+        sdp::check_offer(&offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        let max = self.sfu.settings().max_subscribers;
+        if lock(&self.subscribers).len() >= max {
+            return Err(MediaError::Full(max));
+        }
+        let pc = self.sfu.peer().await.map_err(unavailable)?;
+        let id = Uuid::now_v7();
+        let video_track: Arc<dyn TrackLocal + Send + Sync> = lock(&self.video).clone();
+        let audio_track: Arc<dyn TrackLocal + Send + Sync> = self.audio.clone();
+        let video = pc.add_track(video_track).await.map_err(unavailable)?;
+        let audio = pc.add_track(audio_track).await.map_err(unavailable)?;
+        for sender in [video.clone(), audio] {
+            // Read the viewer's RTCP: the interceptors answer NACKs from it,
+            // and keyframe requests go on to the host.
+            let weak = Arc::downgrade(&self);
+            self.sfu.runtime().spawn(async move {
+                let ssrc = sender
+                    .get_parameters()
+                    .await
+                    .encodings
+                    .first()
+                    .map_or(0, |e| e.ssrc);
+                let mut reported = 0;
+                loop {
+                    let read = sender.read_rtcp().await;
+                    let Some(core) = weak.upgrade() else { break };
+                    match read {
+                        Ok((packets, _)) => core.viewer_rtcp(ssrc, &packets, &mut reported),
+                        // Closed: the viewer is gone.
+                        Err(webrtc::Error::ErrClosedPipe) => break,
+                        // One bad packet (or a read before the sender
+                        // started) must not end the reading: without it
+                        // this viewer's NACKs and keyframe requests would
+                        // go unanswered for good.
+                        Err(e) => {
+                            tracing::debug!(session_id = %core.session_id, error = %e, "viewer RTCP");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            });
+        }
+        let weak = Arc::downgrade(&self);
+        let since = Instant::now();
+        pc.on_peer_connection_state_change(Box::new(move |state| {
+            let core = weak.upgrade();
+            Box::pin(async move {
+                let Some(core) = core else { return };
+                tracing::debug!(session_id = %core.session_id, viewer = %id, ?state, after_ms = since.elapsed().as_millis(), "viewer connection");
+                match state {
+                    // A new viewer starts on a fresh keyframe (many arriving
+                    // at once share one request).
+                    RTCPeerConnectionState::Connected => core.request_keyframe(),
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                        let gone = lock(&core.subscribers).remove(&id);
+                        if let Some(gone) = gone {
+                            core.metrics.media_subscribers.dec();
+                            let _ = gone.pc.close().await;
+                        }
+                    }
+                    _ => {}
+                }
+            })
+        }));
+        let sdp = match self.negotiate(&pc, offer).await {
+            Ok(sdp) => sdp,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+        lock(&self.subscribers).insert(id, Subscriber { user, pc, video });
+        self.metrics.media_subscribers.inc();
+        Ok(Answer { resource: id, sdp })
+    }
+
+    pub(super) async fn unpublish(
+        self: Arc<Self>,
+        resource: Uuid,
+        user: Uuid,
+    ) -> Result<(), MediaError> {
+        let publisher = {
+            let mut current = lock(&self.publisher);
+            match current.as_ref() {
+                Some(p) if p.id == resource && p.user == user => current.take(),
+                Some(p) if p.id == resource => return Err(MediaError::Forbidden),
+                _ => return Err(MediaError::NotFound),
+            }
+        };
+        if let Some(p) = publisher {
+            self.set_publishing(false);
+            let _ = p.pc.close().await;
+            self.announce(MediaState::NotPublishing);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn unsubscribe(
+        self: Arc<Self>,
+        resource: Uuid,
+        user: Uuid,
+    ) -> Result<(), MediaError> {
+        let subscriber = {
+            let mut subscribers = lock(&self.subscribers);
+            match subscribers.get(&resource) {
+                Some(s) if s.user == user => subscribers.remove(&resource),
+                Some(_) => return Err(MediaError::Forbidden),
+                None => return Err(MediaError::NotFound),
+            }
+        };
+        if let Some(s) = subscriber {
+            self.metrics.media_subscribers.dec();
+            let _ = s.pc.close().await;
+        }
+        Ok(())
+    }
+}
