@@ -59,13 +59,7 @@ impl RoomCore {
                 }
             })
         }));
-        let sdp = match self.negotiate(&pc, offer).await {
-            Ok(sdp) => sdp,
-            Err(e) => {
-                let _ = pc.close().await;
-                return Err(e);
-            }
-        };
+        let sdp = self.negotiate(&pc, offer).await?;
         let old = lock(&self.publisher).replace(Publisher {
             id,
             user,
@@ -79,12 +73,22 @@ impl RoomCore {
         Ok(Answer { resource: id, sdp })
     }
 
-    /// Remote offer in, complete answer (all candidates gathered) out.
+    /// Remote offer in, complete answer (all candidates gathered) out; a
+    /// connection whose offer is refused is closed.
     pub(super) async fn negotiate(
         &self,
         pc: &RTCPeerConnection,
         offer: String,
     ) -> Result<String, MediaError> {
+        let answer = self.answer(pc, offer).await;
+        if answer.is_err() {
+            // Refused: nothing will use this connection.
+            let _ = pc.close().await;
+        }
+        answer
+    }
+
+    async fn answer(&self, pc: &RTCPeerConnection, offer: String) -> Result<String, MediaError> {
         let sfu = &self.sfu;
         let offer = sdp::filter_candidates(&offer, |ip| sfu.allowed_remote(ip));
         let offer =
@@ -176,13 +180,7 @@ impl RoomCore {
                 }
             })
         }));
-        let sdp = match self.negotiate(&pc, offer).await {
-            Ok(sdp) => sdp,
-            Err(e) => {
-                let _ = pc.close().await;
-                return Err(e);
-            }
-        };
+        let sdp = self.negotiate(&pc, offer).await?;
         lock(&self.subscribers).insert(id, Subscriber { user, pc, video });
         self.metrics.media_subscribers.inc();
         Ok(Answer { resource: id, sdp })
