@@ -177,12 +177,10 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let rss_before = setup::rss_kib(args.load.server_pid);
     let (viewers, connect, ramp) = connect_viewers(&args.load, &http, session).await?;
     println!(
-        "connected and joined {} viewers in {:.1} s (per viewer p50 {}, p99 {}, max {})",
+        "connected and joined {} viewers in {:.1} s (per viewer {})",
         viewers.len(),
         ramp.as_secs_f64(),
-        ms(connect.pct(50.0)),
-        ms(connect.pct(99.0)),
-        ms(connect.max())
+        connect.summary()
     );
     let rss_joined = setup::rss_kib(args.load.server_pid);
 

@@ -34,7 +34,7 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 
 use crate::setup::{self, cpu_seconds, now_us};
-use crate::stats::{ms, Samples};
+use crate::stats::Samples;
 
 /// Options of the `media` scenario.
 #[derive(Debug, Clone, clap::Args)]
@@ -502,18 +502,11 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
         lost as f64 * 100.0 / expected.max(1) as f64,
         worst_loss * 100.0
     );
+    println!("one-way frame delay: {}", delays.summary());
     println!(
-        "one-way frame delay: p50 {}, p99 {}, max {}",
-        ms(delays.pct(50.0)),
-        ms(delays.pct(99.0)),
-        ms(delays.max())
-    );
-    println!(
-        "late joiners: {joined_late} of {}; first keyframe after the offer p50 {}, p99 {}, max {}",
+        "late joiners: {joined_late} of {}; first keyframe after the offer {}",
         args.late_joiners,
-        ms(first_keyframe.pct(50.0)),
-        ms(first_keyframe.pct(99.0)),
-        ms(first_keyframe.max())
+        first_keyframe.summary()
     );
     println!(
         "keyframe requests the publisher got: {}",

@@ -21,6 +21,16 @@ impl Samples {
     pub fn max(&self) -> u64 {
         self.0.last().copied().unwrap_or(0)
     }
+
+    /// "p50 …, p99 …, max …" in milliseconds: how every scenario reports.
+    pub fn summary(&self) -> String {
+        format!(
+            "p50 {}, p99 {}, max {}",
+            ms(self.pct(50.0)),
+            ms(self.pct(99.0)),
+            ms(self.max())
+        )
+    }
 }
 
 /// Formats microseconds as milliseconds.

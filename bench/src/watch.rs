@@ -18,7 +18,7 @@ use uuid::Uuid;
 use watch_sync::WatchFrame;
 
 use crate::setup::{self, cpu_seconds, now_us, post};
-use crate::stats::{ms, Samples};
+use crate::stats::Samples;
 
 /// Options of the `watch` scenario.
 #[derive(Debug, Clone, clap::Args)]
@@ -344,16 +344,12 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         results.ticks, args.duration, results.gaps, results.ended_early
     );
     println!(
-        "tick delivery after the whole second: p50 {}, p99 {}, max {}",
-        ms(delivery.pct(50.0)),
-        ms(delivery.pct(99.0)),
-        ms(delivery.max())
+        "tick delivery after the whole second: {}",
+        delivery.summary()
     );
     println!(
-        "displayed countdown vs the server's (skewed watches): p50 {}, p99 {}, max {}",
-        ms(errors.pct(50.0)),
-        ms(errors.pct(99.0)),
-        ms(errors.max())
+        "displayed countdown vs the server's (skewed watches): {}",
+        errors.summary()
     );
     if let Some(cores) = cpu {
         println!("server CPU while measuring: {cores:.2} cores");

@@ -178,12 +178,10 @@ pub async fn whip(
     let settings = &state.settings.media;
     let offer = offer(&req, &body, settings)?;
     let host = live_host(&state, session).await?;
-    let Principal::User { id: user, .. } = principal else {
-        return Err(ApiError::forbidden("only the session's host publishes"));
+    let user = match principal {
+        Principal::User { id, .. } if id == host => id,
+        _ => return Err(ApiError::forbidden("only the session's host publishes")),
     };
-    if user != host {
-        return Err(ApiError::forbidden("only the session's host publishes"));
-    }
     let answer = ask(&room_of(&state, session)?, Publish { user, offer }).await??;
     Ok(created("whip", session, answer, settings))
 }

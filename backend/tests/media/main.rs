@@ -42,12 +42,18 @@ async fn live(app: &TestApp) -> (User, uuid::Uuid) {
     (host, session)
 }
 
+/// `user` on `/ws`, joined to `session` (to hear its `media` frames).
+async fn member(app: &TestApp, user: &User, session: uuid::Uuid) -> WsClient {
+    let mut client = WsClient::connect(&app.address, &user.token).await;
+    client.join(&session.to_string(), None).await;
+    client
+}
+
 #[actix_rt::test]
 async fn viewers_who_come_before_and_after_the_host_receive_its_video() {
     let app = spawn_app().await;
     let (host, session) = live(&app).await;
-    let mut members = WsClient::connect(&app.address, &host.token).await;
-    members.join(&session.to_string(), None).await;
+    let mut members = member(&app, &host, session).await;
 
     // A viewer who is there before the host publishes.
     let early = Viewer::play(&app, &host.token, session).await;
@@ -370,8 +376,7 @@ async fn ending_the_session_closes_every_peer_connection() {
 async fn a_media_room_crash_leaves_chat_and_timer_alone() {
     let app = spawn_app().await;
     let (host, session) = live(&app).await;
-    let mut members = WsClient::connect(&app.address, &host.token).await;
-    members.join(&session.to_string(), None).await;
+    let mut members = member(&app, &host, session).await;
     let publisher = Publisher::publish(&app, &host.token, session).await;
     publisher.wait_connected().await;
     app.post(
@@ -410,8 +415,7 @@ async fn a_media_room_crash_leaves_chat_and_timer_alone() {
 async fn a_host_that_vanishes_is_detected_and_viewers_are_told() {
     let app = helpers::spawn_app_with(|s| s.media.ice_timeout = Duration::from_secs(2)).await;
     let (host, session) = live(&app).await;
-    let mut members = WsClient::connect(&app.address, &host.token).await;
-    members.join(&session.to_string(), None).await;
+    let mut members = member(&app, &host, session).await;
     let viewer = Viewer::play(&app, &host.token, session).await;
 
     // The host's peer runs on a runtime of its own, which then disappears at
