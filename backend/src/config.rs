@@ -237,6 +237,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_MEDIA_ICE_TIMEOUT_S")]
     pub media_ice_timeout_s: Option<u64>,
 
+    /// Reverse proxies whose `X-Forwarded-For` names the client, for the
+    /// per-address limits: comma-separated addresses or CIDR blocks
+    /// (`10.0.0.0/8, ::1`) [default: none, the header is ignored].
+    #[arg(long, env = "SIMMER_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+
     /// HTTP worker threads [default: one per core].
     #[arg(long, env = "SIMMER_WORKERS")]
     pub workers: Option<usize>,
@@ -317,6 +323,7 @@ impl ConfigArgs {
             media_max_subscribers,
             media_max_sdp_bytes,
             media_ice_timeout_s,
+            trusted_proxies,
             workers,
             shutdown_timeout_s,
             log_format,
@@ -357,6 +364,7 @@ pub struct Settings {
     pub watch_claim_window: Duration,
     pub watch_pairings_per_window: u32,
     pub media: crate::media::MediaSettings,
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
     pub workers: Option<usize>,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
@@ -443,6 +451,10 @@ impl Settings {
                 args.media_max_sdp_bytes.unwrap_or(32 * 1024).max(1024),
                 positive("media_ice_timeout_s", args.media_ice_timeout_s, 10)?,
             )?,
+            trusted_proxies: crate::client_addr::TrustedProxies::parse(
+                args.trusted_proxies.as_deref().unwrap_or(""),
+            )
+            .context("trusted_proxies")?,
             workers: args.workers.filter(|w| *w > 0),
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_s.unwrap_or(30)),
             log_format: args.log_format.unwrap_or_default(),

@@ -128,10 +128,8 @@ fn device_view(state: &AppState, model: watch_device::Model) -> Device {
     }
 }
 
-fn address(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+fn address(req: &HttpRequest, state: &AppState) -> crate::client_addr::ClientAddr {
+    crate::client_addr::ClientAddr::of(req, state)
 }
 
 /// A session a watch may follow: it exists and has not ended.
@@ -180,7 +178,7 @@ pub async fn create_pairing(
     let tick = body.tick_interval_s.unwrap_or(1);
     checks.range("tick_interval_s", u64::from(tick), 0, u64::from(TICK_MAX_S));
     checks.finish()?;
-    let key = format!("pair:{}", address(&req));
+    let key = format!("pair:{}", address(&req, &state));
     let now = Instant::now();
     if let Some(wait) = state.pairing_throttle.check(&key, now) {
         return Err(ApiError::rate_limited(
@@ -242,7 +240,7 @@ pub async fn claim(
     let now = Instant::now();
     let keys = [
         format!("claim-user:{}", user.id),
-        format!("claim-addr:{}", address(&req)),
+        format!("claim-addr:{}", address(&req, &state)),
     ];
     if let Some(wait) = keys
         .iter()
@@ -264,7 +262,7 @@ pub async fn claim(
         for key in &keys {
             state.claim_throttle.failed(key, now);
         }
-        tracing::warn!(user_id = %user.id, address = %address(&req), reason, "wrong watch pairing code");
+        tracing::warn!(user_id = %user.id, address = %address(&req, &state), reason, "wrong watch pairing code");
     };
     let Some(pairing) = store::pairing_by_code(&state.db, &code).await? else {
         wrong("unknown");
