@@ -104,10 +104,35 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_GUEST_TOKEN_TTL_S")]
     pub guest_token_ttl_s: Option<u64>,
 
-    /// Failed logins for one username before it is locked out for
-    /// `login_lockout_s` (answers 429 `rate_limited`) [default: 10].
+    /// Guest tokens one client address (IPv6: one /64) may get per
+    /// `guest_token_window_s`; more answer 429 `rate_limited` [default: 30].
+    #[arg(long, env = "SIMMER_GUEST_TOKENS_PER_ADDRESS")]
+    pub guest_tokens_per_address: Option<u32>,
+
+    /// The window of `guest_tokens_per_address`, in seconds [default: 600].
+    #[arg(long, env = "SIMMER_GUEST_TOKEN_WINDOW_S")]
+    pub guest_token_window_s: Option<u64>,
+
+    /// Failed logins for one username from one client address before that
+    /// address is locked out of it for `login_lockout_s` (answers 429
+    /// `rate_limited`; other addresses can still sign in) [default: 10].
     #[arg(long, env = "SIMMER_LOGIN_MAX_FAILURES")]
     pub login_max_failures: Option<u32>,
+
+    /// Failed logins from one client address, over every username, before
+    /// the address is locked out for `login_lockout_s` [default: 100].
+    #[arg(long, env = "SIMMER_LOGIN_MAX_FAILURES_PER_ADDRESS")]
+    pub login_max_failures_per_address: Option<u32>,
+
+    /// Threads that hash passwords (each hash holds 19 MiB while it runs)
+    /// [default: the number of cores].
+    #[arg(long, env = "SIMMER_PASSWORD_HASH_THREADS")]
+    pub password_hash_threads: Option<usize>,
+
+    /// Password hashes that may wait for a thread; more are answered 503
+    /// `unavailable` with `Retry-After` at once [default: 32].
+    #[arg(long, env = "SIMMER_PASSWORD_HASH_QUEUE")]
+    pub password_hash_queue: Option<usize>,
 
     /// Seconds a username stays locked after too many failed logins
     /// [default: 900].
@@ -293,7 +318,12 @@ impl ConfigArgs {
             access_token_ttl_s,
             refresh_token_ttl_s,
             guest_token_ttl_s,
+            guest_tokens_per_address,
+            guest_token_window_s,
             login_max_failures,
+            login_max_failures_per_address,
+            password_hash_threads,
+            password_hash_queue,
             login_lockout_s,
             max_body_bytes,
             page_size_default,
@@ -343,7 +373,12 @@ pub struct Settings {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub guest_token_ttl: Duration,
+    pub guest_tokens_per_address: u32,
+    pub guest_token_window: Duration,
     pub login_max_failures: u32,
+    pub login_max_failures_per_address: u32,
+    pub password_hash_threads: usize,
+    pub password_hash_queue: usize,
     pub login_lockout: Duration,
     pub max_body_bytes: usize,
     pub page_size_default: u32,
@@ -415,7 +450,18 @@ impl Settings {
                 30 * 24 * 3600,
             )?,
             guest_token_ttl: positive("guest_token_ttl_s", args.guest_token_ttl_s, 4 * 3600)?,
+            guest_tokens_per_address: args.guest_tokens_per_address.unwrap_or(30).max(1),
+            guest_token_window: positive("guest_token_window_s", args.guest_token_window_s, 600)?,
             login_max_failures: args.login_max_failures.unwrap_or(10).max(1),
+            login_max_failures_per_address: args
+                .login_max_failures_per_address
+                .unwrap_or(100)
+                .max(1),
+            password_hash_threads: args
+                .password_hash_threads
+                .filter(|n| *n > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            password_hash_queue: args.password_hash_queue.unwrap_or(32),
             login_lockout: positive("login_lockout_s", args.login_lockout_s, 900)?,
             max_body_bytes,
             page_size_default,

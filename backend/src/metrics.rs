@@ -159,6 +159,25 @@ impl Metrics {
     }
 }
 
+/// The method as a label: the standard ones by name, anything else `OTHER`
+/// (any token is a valid method, and labels must not grow with what clients
+/// send).
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 /// Middleware: counts and times every request by its route pattern (not its
 /// path, so ids do not explode the label set).
 pub async fn track(
@@ -171,7 +190,7 @@ pub async fn track(
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "<unmatched>".to_owned());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let start = Instant::now();
     let result = next.call(req).await;
     if let Some(metrics) = metrics {
@@ -181,11 +200,11 @@ pub async fn track(
         };
         metrics
             .http_requests
-            .with_label_values(&[method.as_str(), route.as_str(), &status.to_string()])
+            .with_label_values(&[method, route.as_str(), &status.to_string()])
             .inc();
         metrics
             .http_duration
-            .with_label_values(&[method.as_str(), route.as_str()])
+            .with_label_values(&[method, route.as_str()])
             .observe(start.elapsed().as_secs_f64());
     }
     result

@@ -17,7 +17,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, health, openapi::ApiDoc};
-use crate::auth::{LoginThrottle, PasswordHasher, RefreshTokens, TokenKeys};
+use crate::auth::{LoginGuard, LoginThrottle, PasswordHasher, RefreshTokens, TokenKeys};
 use crate::config::Settings;
 use crate::db;
 use crate::live::bus::LocalBus;
@@ -91,10 +91,16 @@ impl Application {
                 "REDIS_URL is set, but this build runs single-node: live sessions stay on this node"
             );
         }
-        let passwords = PasswordHasher::new().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let passwords =
+            PasswordHasher::new(settings.password_hash_threads, settings.password_hash_queue)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         let state = AppState {
             refresh_tokens: RefreshTokens::new(db.clone(), settings.refresh_token_ttl),
-            login_throttle: LoginThrottle::new(settings.login_max_failures, settings.login_lockout),
+            logins: LoginGuard::new(
+                settings.login_max_failures,
+                settings.login_max_failures_per_address,
+                settings.login_lockout,
+            ),
             db,
             keys: Arc::new(TokenKeys::new(&secret)),
             passwords,
@@ -105,6 +111,10 @@ impl Application {
             claim_throttle: LoginThrottle::new(
                 settings.watch_claim_max_failures,
                 settings.watch_claim_window,
+            ),
+            guest_throttle: LoginThrottle::new(
+                settings.guest_tokens_per_address,
+                settings.guest_token_window,
             ),
             pairing_throttle: LoginThrottle::new(
                 settings.watch_pairings_per_window,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
-use crate::auth::{LoginThrottle, PasswordHasher, RefreshTokens, TokenKeys};
+use crate::auth::{LoginGuard, LoginThrottle, PasswordHasher, RefreshTokens, TokenKeys};
 use crate::config::Settings;
 use crate::live::SessionRegistry;
 use crate::metrics::Metrics;
@@ -17,7 +17,8 @@ pub struct AppState {
     pub keys: Arc<TokenKeys>,
     pub passwords: PasswordHasher,
     pub refresh_tokens: RefreshTokens,
-    pub login_throttle: LoginThrottle,
+    /// Failed logins per (username, address) and per address.
+    pub logins: LoginGuard,
     pub registry: SessionRegistry,
     pub metrics: Metrics,
     /// Open WebSocket connections per user.
@@ -26,6 +27,8 @@ pub struct AppState {
     pub watch_hub: crate::watch::WatchHub,
     /// Wrong pairing codes per user and per address.
     pub claim_throttle: LoginThrottle,
+    /// Guest tokens minted per address.
+    pub guest_throttle: LoginThrottle,
     /// Pairings asked for per address.
     pub pairing_throttle: LoginThrottle,
 }

@@ -7,7 +7,8 @@ use utoipa::ToSchema;
 
 use super::models::User;
 use super::validate::Checks;
-use crate::auth::{hash_password, verify_password, AuthUser, RotateOutcome, TokenKind};
+use crate::auth::{AuthUser, Lockout, RotateOutcome, TokenKind};
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::users::{self, CreateUserError};
@@ -105,6 +106,7 @@ fn token_pair(
     responses(
         (status = 201, description = "Account created and signed in", body = AuthResponse),
         (status = 409, description = "Username taken (`username_taken`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many passwords being checked right now (`unavailable`); see `Retry-After`", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/auth/register")]
@@ -136,7 +138,7 @@ pub async fn register(
     };
     checks.finish()?;
 
-    let hash = hash_password(body.password).await?;
+    let hash = state.passwords.hash(body.password).await?;
     let user = match users::create(&state.db, &username, &display_name, hash).await {
         Ok(user) => user,
         Err(CreateUserError::UsernameTaken) => {
@@ -159,22 +161,28 @@ pub async fn register(
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = AuthResponse),
-        (status = 429, description = "Too many failed logins for this username (`rate_limited`); see `Retry-After`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed logins for this username from this address, or from this address (`rate_limited`); see `Retry-After`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many passwords being checked right now (`unavailable`); see `Retry-After`", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/auth/login")]
-#[tracing::instrument(skip_all, fields(username = %body.username))]
+#[tracing::instrument(skip_all, fields(username = %body.username.chars().take(64).collect::<String>(), %addr))]
 pub async fn login(
     state: web::Data<AppState>,
+    addr: ClientAddr,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let username = normalise_username(&body.username);
     let now = std::time::Instant::now();
-    if let Some(wait) = state.login_throttle.check(&username, now) {
+    if let Some(lockout) = state.logins.check(&username, addr.0, now) {
+        let (whom, wait) = match lockout {
+            Lockout::User(wait) => ("this username from this address", wait),
+            Lockout::Address(wait) => ("this address", wait),
+        };
         return Err(ApiError::rate_limited(
             format!(
-                "too many failed logins for this username; retry in {} s",
+                "too many failed logins for {whom}; retry in {} s",
                 wait.as_secs().max(1)
             ),
             wait,
@@ -191,15 +199,16 @@ pub async fn login(
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| state.passwords.dummy_hash().to_owned());
-    let password_ok = body.password.len() <= 1024 && verify_password(body.password, hash).await?;
+    let password_ok =
+        body.password.len() <= 1024 && state.passwords.verify(body.password, hash).await?;
     let Some(user) = user.filter(|_| password_ok) else {
-        state.login_throttle.failed(&username, now);
+        state.logins.failed(&username, addr.0, now);
         return Err(ApiError::client(
             ErrorCode::InvalidCredentials,
             "username or password is wrong",
         ));
     };
-    state.login_throttle.succeeded(&username);
+    state.logins.succeeded(&username, addr.0);
     Ok(HttpResponse::Ok().json(signed_in(&state, &user).await?))
 }
 

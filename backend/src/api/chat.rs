@@ -17,6 +17,11 @@ use crate::state::AppState;
 use crate::store::chat as store;
 use crate::store::sessions::{self, SessionState};
 
+/// A guest of a session that no longer lets guests in.
+fn guests_off() -> ApiError {
+    ApiError::forbidden("this session does not let guests in")
+}
+
 /// Longest mute, in seconds (7 days).
 const MUTE_MAX_S: u32 = 7 * 24 * 3600;
 
@@ -107,7 +112,10 @@ pub async fn list(
         ));
     }
     let page = crate::api::pagination::keyset(None, query.limit, &state.settings)?;
-    session_for(&state, id).await?;
+    let model = session_for(&state, id).await?;
+    if !caller.may_view_session(&model) {
+        return Err(guests_off());
+    }
     let mut items = store::page_before(
         &state.db,
         id,
@@ -158,6 +166,9 @@ pub async fn post_message(
         ));
     }
     let model = session_for(&state, id).await?;
+    if !caller.may_view_session(&model) {
+        return Err(guests_off());
+    }
     if sessions::decode(&model)?.0 != SessionState::Live {
         return Err(not_live());
     }

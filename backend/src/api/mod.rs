@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod guests;
 pub mod health;
 pub mod media;
 pub mod models;
@@ -39,7 +40,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(sessions::get)
             .service(sessions::start)
             .service(sessions::end)
-            .service(sessions::guest_token)
+            .service(guests::update)
+            .service(guests::guest_token)
             .service(sessions::get_timer)
             .service(sessions::control_timer)
             .service(chat::list)

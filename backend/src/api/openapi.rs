@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, chat, health, media, models, recipes, sessions, watch};
+use super::{auth, chat, guests, health, media, models, recipes, sessions, watch};
 use crate::error::{FieldError, Problem};
 
 #[derive(Debug, OpenApi)]
@@ -33,7 +33,8 @@ Authenticate with `Authorization: Bearer <access_token>`.",
         sessions::get,
         sessions::start,
         sessions::end,
-        sessions::guest_token,
+        guests::update,
+        guests::guest_token,
         sessions::get_timer,
         sessions::control_timer,
         media::stats,

@@ -12,7 +12,7 @@ use super::models::UserSummary;
 use super::pagination;
 use super::recipes::{steps_view, Step};
 use super::validate::Checks;
-use crate::auth::{AuthUser, TokenKind};
+use crate::auth::AuthUser;
 use crate::error::{ApiError, FieldError};
 use crate::live::timer_actor::TimerError;
 use crate::live::{self, SessionError};
@@ -92,33 +92,6 @@ pub struct ListSessionsQuery {
     pub limit: Option<u32>,
 }
 
-/// A viewer's name for a guest token.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct GuestTokenRequest {
-    /// 1–64 characters, shown in chat.
-    #[schema(
-        example = "Hungry viewer",
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*\S[^\u0000-\u001f\u007f-\u009f]*$"
-    )]
-    pub display_name: String,
-}
-
-/// A viewer-only token for one session.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct GuestToken {
-    /// Send as `Authorization: Bearer <access_token>`; good for this session only.
-    pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
-    /// Seconds until it expires (there is no refresh: ask for a new one).
-    pub expires_in: u64,
-    /// The guest's ephemeral id, as it appears in chat.
-    pub guest_id: Uuid,
-    pub session_id: Uuid,
-}
-
 /// What is live about a session now: from its actor when live, else at rest.
 async fn live_part(
     state: &AppState,
@@ -174,7 +147,10 @@ async fn view(
     })
 }
 
-async fn view_one(state: &AppState, model: &session::Model) -> Result<Session, ApiError> {
+pub(super) async fn view_one(
+    state: &AppState,
+    model: &session::Model,
+) -> Result<Session, ApiError> {
     let host = users::by_id(&state.db, model.host_id).await?;
     view(state, model, host_summary(model, host.as_ref())).await
 }
@@ -184,13 +160,17 @@ fn host_summary(model: &session::Model, host: Option<&simmer_entity::user::Model
         .unwrap_or_else(|| UserSummary::deleted(model.host_id))
 }
 
-async fn find(state: &AppState, id: Uuid) -> Result<session::Model, ApiError> {
+pub(super) async fn find(state: &AppState, id: Uuid) -> Result<session::Model, ApiError> {
     store::find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("session"))
 }
 
-async fn hosted(state: &AppState, id: Uuid, user: &AuthUser) -> Result<session::Model, ApiError> {
+pub(super) async fn hosted(
+    state: &AppState,
+    id: Uuid,
+    user: &AuthUser,
+) -> Result<session::Model, ApiError> {
     let model = find(state, id).await?;
     if model.host_id != user.id {
         return Err(ApiError::forbidden("only the session's host may do this"));
@@ -390,55 +370,6 @@ pub async fn end(
 async fn current_state(state: &AppState, id: Uuid) -> Result<&'static str, ApiError> {
     let model = find(state, id).await?;
     Ok(store::decode(&model)?.0.as_str())
-}
-
-/// Issues a viewer-only token bound to this session, for viewers without an
-/// account.
-#[utoipa::path(
-    post,
-    path = "/api/v1/sessions/{id}/guest-tokens",
-    tag = "sessions",
-    params(("id" = Uuid, Path, description = "Session id")),
-    request_body = GuestTokenRequest,
-    responses(
-        (status = 201, description = "A guest token", body = GuestToken),
-        (status = 403, description = "The session does not allow guests", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such session", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The session has ended", body = crate::error::Problem, content_type = "application/problem+json"),
-    )
-)]
-#[post("/sessions/{id}/guest-tokens")]
-pub async fn guest_token(
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-    body: web::Json<GuestTokenRequest>,
-) -> Result<HttpResponse, ApiError> {
-    let mut checks = Checks::new();
-    let display_name = checks.text("display_name", &body.display_name, 1, 64, false);
-    checks.finish()?;
-    let model = find(&state, id.into_inner()).await?;
-    if !model.allow_guests {
-        return Err(ApiError::forbidden("this session does not allow guests"));
-    }
-    if store::decode(&model)?.0 == SessionState::Ended {
-        return Err(ApiError::conflict("the session has ended"));
-    }
-    let guest_id = Uuid::new_v4();
-    let ttl = state.settings.guest_token_ttl;
-    let access_token = state.keys.issue(
-        guest_id,
-        TokenKind::Guest,
-        &display_name,
-        Some(model.id),
-        ttl,
-    )?;
-    Ok(HttpResponse::Created().json(GuestToken {
-        access_token,
-        token_type: "Bearer".into(),
-        expires_in: ttl.as_secs(),
-        guest_id,
-        session_id: model.id,
-    }))
 }
 
 /// The session's recipe timer now.

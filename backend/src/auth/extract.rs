@@ -64,6 +64,19 @@ impl Principal {
     }
 }
 
+impl Principal {
+    /// Whether this caller may view the session as it is now: users any,
+    /// guests their own, while it lets guests in.
+    pub fn may_view_session(&self, session: &simmer_entity::session::Model) -> bool {
+        match self {
+            Principal::User { .. } => true,
+            Principal::Guest { session_id, .. } => {
+                *session_id == session.id && session.allow_guests
+            }
+        }
+    }
+}
+
 /// A registered user (guest tokens get 403).
 #[derive(Debug, Clone)]
 pub struct AuthUser {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -40,6 +41,8 @@ pub struct Claims {
 /// Signing and verification keys, built once from the configured secret.
 #[derive(Clone)]
 pub struct TokenKeys {
+    /// Keys the hash in guest ids (`auth::guest`), derived from the secret.
+    guest_key: [u8; 32],
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -57,11 +60,22 @@ impl TokenKeys {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 5;
+        let guest_key = sha2::Sha256::new()
+            .chain_update(b"simmer guest networks\0")
+            .chain_update(secret)
+            .finalize()
+            .into();
         Self {
+            guest_key,
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
         }
+    }
+
+    /// A new guest id for `session_id` from `addr` (see `auth::guest`).
+    pub fn new_guest_id(&self, session_id: Uuid, addr: std::net::IpAddr) -> Uuid {
+        super::guest::new_guest_id(&self.guest_key, session_id, addr)
     }
 
     /// Signs a token for `sub` that expires after `ttl`.

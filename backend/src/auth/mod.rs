@@ -2,6 +2,7 @@
 //! rotation, and the extractors that handlers take.
 
 mod extract;
+pub mod guest;
 mod jwt;
 mod password;
 mod refresh;
@@ -10,7 +11,7 @@ mod throttle;
 
 pub use extract::{principal_for_token, request_token, AuthUser, MaybePrincipal, Principal};
 pub use jwt::{Claims, TokenKeys, TokenKind};
-pub use password::{hash_password, verify_password, PasswordHasher};
+pub use password::PasswordHasher;
 pub use refresh::{RefreshTokens, RotateOutcome};
 pub use secret::{new_secret, secret_hash};
-pub use throttle::LoginThrottle;
+pub use throttle::{Lockout, LoginGuard, LoginThrottle};

@@ -1,14 +1,19 @@
-//! Slows password guessing: after too many failed logins for one username
-//! within a window, further attempts get `429 rate_limited` until the window
-//! passes. Counted per node, in memory; a restart forgets (acceptable: the
-//! Argon2 cost already bounds guessing speed).
+//! Counts failures per key within a window (failed logins, wrong pairing
+//! codes, pairings asked for); at the limit, further attempts get
+//! `429 rate_limited` until the window passes. Counted per node, in memory; a
+//! restart forgets (acceptable: the Argon2 cost already bounds guessing speed).
+//!
+//! Keys come from clients, so the map is bounded twice: callers pass keys of
+//! bounded length (checked names, addresses), and at most `MAX_ENTRIES` are
+//! kept: expired windows go first, then the oldest.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Entries kept before old ones are pruned.
-const PRUNE_ABOVE: usize = 10_000;
+/// Most keys one counter keeps (each well under 100 bytes: ~10 MiB at most).
+pub const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -21,16 +26,33 @@ struct Window {
 pub struct LoginThrottle {
     max_failures: u32,
     window: Duration,
+    max_entries: usize,
     failures: Arc<Mutex<HashMap<String, Window>>>,
 }
 
 impl LoginThrottle {
     pub fn new(max_failures: u32, window: Duration) -> Self {
+        Self::with_capacity(max_failures, window, MAX_ENTRIES)
+    }
+
+    /// A counter that keeps at most `max_entries` keys.
+    pub fn with_capacity(max_failures: u32, window: Duration, max_entries: usize) -> Self {
         Self {
             max_failures,
             window,
+            max_entries: max_entries.max(1),
             failures: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Window>> {
@@ -50,9 +72,18 @@ impl LoginThrottle {
     /// Counts a failed attempt.
     pub fn failed(&self, username: &str, now: Instant) {
         let mut map = self.map();
-        if map.len() > PRUNE_ABOVE {
+        if map.len() >= self.max_entries && !map.contains_key(username) {
             let window = self.window;
             map.retain(|_, w| now.saturating_duration_since(w.started) < window);
+            if map.len() >= self.max_entries {
+                let oldest = map
+                    .iter()
+                    .min_by_key(|(_, w)| w.started)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    map.remove(&oldest);
+                }
+            }
         }
         let w = map.entry(username.to_owned()).or_insert(Window {
             started: now,
@@ -70,6 +101,76 @@ impl LoginThrottle {
     /// Forgets the failures after a successful login.
     pub fn succeeded(&self, username: &str) {
         self.map().remove(username);
+    }
+}
+
+/// Password guessing, throttled as OWASP recommends: failures count per
+/// (username, client address), so that nobody can lock a host out from
+/// another address, and per address over every username, so that one
+/// address cannot guess across many accounts.
+#[derive(Debug, Clone)]
+pub struct LoginGuard {
+    by_user: LoginThrottle,
+    by_address: LoginThrottle,
+}
+
+/// Why a login is refused before its password is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lockout {
+    /// Too many failures for this username from this address.
+    User(Duration),
+    /// Too many failures from this address.
+    Address(Duration),
+}
+
+impl LoginGuard {
+    /// `per_user` failures per (username, address), `per_address` per
+    /// address, within `window`.
+    pub fn new(per_user: u32, per_address: u32, window: Duration) -> Self {
+        Self {
+            by_user: LoginThrottle::new(per_user, window),
+            by_address: LoginThrottle::new(per_address, window),
+        }
+    }
+
+    /// The key of a username that could exist (registration's rules), or
+    /// `None`: an impossible name is counted only against the address.
+    fn user_key(username: &str, addr: IpAddr) -> Option<String> {
+        let plausible = (3..=32).contains(&username.len())
+            && username
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+        plausible.then(|| format!("{username} {addr}"))
+    }
+
+    /// `Some` when a login for `username` from `addr` must wait.
+    pub fn check(&self, username: &str, addr: IpAddr, now: Instant) -> Option<Lockout> {
+        if let Some(wait) = self.by_address.check(&addr.to_string(), now) {
+            return Some(Lockout::Address(wait));
+        }
+        let key = Self::user_key(username, addr)?;
+        self.by_user.check(&key, now).map(Lockout::User)
+    }
+
+    /// Counts a failed login.
+    pub fn failed(&self, username: &str, addr: IpAddr, now: Instant) {
+        self.by_address.failed(&addr.to_string(), now);
+        if let Some(key) = Self::user_key(username, addr) {
+            self.by_user.failed(&key, now);
+        }
+    }
+
+    /// Forgets this username's failures from this address (the address's
+    /// own count stays: a valid account must not reset an attacker's).
+    pub fn succeeded(&self, username: &str, addr: IpAddr) {
+        if let Some(key) = Self::user_key(username, addr) {
+            self.by_user.succeeded(&key);
+        }
+    }
+
+    /// Keys held, for the bounded-memory tests.
+    pub fn entries(&self) -> usize {
+        self.by_user.len() + self.by_address.len()
     }
 }
 
@@ -107,5 +208,65 @@ mod tests {
         throttle.succeeded("anna");
         throttle.failed("anna", t0);
         assert!(throttle.check("anna", t0).is_none());
+    }
+
+    #[test]
+    fn the_map_never_holds_more_than_its_capacity() {
+        let throttle = LoginThrottle::with_capacity(3, Duration::from_secs(60), 100);
+        let t0 = Instant::now();
+        for i in 0..1_000 {
+            throttle.failed(&format!("user{i}"), t0 + Duration::from_millis(i));
+        }
+        assert_eq!(throttle.len(), 100);
+        // The newest are kept, the oldest went.
+        throttle.failed("user999", t0 + Duration::from_secs(1));
+        throttle.failed("user999", t0 + Duration::from_secs(1));
+        assert!(throttle
+            .check("user999", t0 + Duration::from_secs(1))
+            .is_some());
+        assert!(throttle.check("user0", t0).is_none());
+    }
+
+    #[test]
+    fn an_attacker_elsewhere_cannot_lock_the_owner_out() {
+        let guard = LoginGuard::new(3, 50, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let attacker: IpAddr = "203.0.113.9".parse().unwrap();
+        let owner: IpAddr = "198.51.100.7".parse().unwrap();
+        for _ in 0..3 {
+            guard.failed("anna", attacker, t0);
+        }
+        assert!(matches!(
+            guard.check("anna", attacker, t0),
+            Some(Lockout::User(_))
+        ));
+        assert_eq!(guard.check("anna", owner, t0), None);
+    }
+
+    #[test]
+    fn one_address_guessing_many_names_is_stopped() {
+        let guard = LoginGuard::new(3, 50, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let attacker: IpAddr = "203.0.113.9".parse().unwrap();
+        for i in 0..50 {
+            guard.failed(&format!("user{i}"), attacker, t0);
+        }
+        assert!(matches!(
+            guard.check("someone", attacker, t0),
+            Some(Lockout::Address(_))
+        ));
+    }
+
+    #[test]
+    fn impossible_names_are_not_stored() {
+        let guard = LoginGuard::new(3, 1_000, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let addr: IpAddr = "203.0.113.9".parse().unwrap();
+        for i in 0..100 {
+            guard.failed(&format!("{}{i}", "x".repeat(100_000)), addr, t0);
+            guard.failed(&format!("bad name {i}"), addr, t0);
+        }
+        // Only the address is counted.
+        assert_eq!(guard.entries(), 1);
     }
 }

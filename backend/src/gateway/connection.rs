@@ -21,7 +21,7 @@ use uuid::Uuid;
 use watch_sync::TimerControl;
 
 use crate::auth::Principal;
-use crate::live::bus::BusEvent;
+use crate::live::bus::{BusEvent, EventKind};
 use crate::live::chat_actor::{durable_seq, ChatError, GetHistory, PostChat};
 use crate::live::rate::TokenBucket;
 use crate::live::timer_actor::TimerError;
@@ -33,6 +33,8 @@ use crate::store::sessions::{self, SessionState};
 const REPLY_QUEUE: usize = 256;
 /// Messages per page when replaying history after a `join` or a lag.
 const REPLAY_PAGE: usize = 500;
+/// Close code for a guest whose session stopped letting guests in.
+const CLOSE_GUESTS_REVOKED: u16 = 4003;
 /// Queued events written in one go after a wake-up, at most.
 const COALESCE_FRAMES: usize = 64;
 
@@ -414,6 +416,12 @@ impl Connection {
                 ),
             ));
         }
+        if !self.principal.may_view_session(&model) {
+            return Err((
+                ErrorCode::Forbidden,
+                "this session does not let guests in".into(),
+            ));
+        }
         let author = self.principal.author_in(model.host_id);
         let role = author.role;
         let author_for_presence = author.clone();
@@ -511,6 +519,18 @@ impl Connection {
         };
         // Not following it any more (a late event after `leave`): drop it.
         let joined = self.joined.get_mut(&id)?;
+        if event.kind == EventKind::GuestsRevoked {
+            if !matches!(self.principal, Principal::Guest { .. }) {
+                return None;
+            }
+            // A guest token is good for this one session: the connection
+            // has nothing left to do. Say why, then close.
+            let _ = self.session.text(event.frame).await;
+            return Some(End::Close(CloseReason {
+                code: CloseCode::Other(CLOSE_GUESTS_REVOKED),
+                description: Some("the host turned guest access off".into()),
+            }));
+        }
         if let Some(seq) = event.seq {
             if seq <= joined.delivered_seq {
                 return None;

@@ -16,7 +16,7 @@ use mobile_bridge::protocol::{PROTOCOL_VERSION, SUBPROTOCOL};
 use mobile_bridge::ErrorCode;
 use serde::Deserialize;
 
-use crate::auth::{principal_for_token, request_token};
+use crate::auth::{guest, principal_for_token, request_token, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -32,6 +32,8 @@ pub struct UserConnections(Arc<Mutex<HashMap<Uuid, u32>>>);
 pub struct ConnectionSlot {
     users: UserConnections,
     user: Uuid,
+    /// A guest's second slot, counted for its whole network.
+    network: Option<Box<ConnectionSlot>>,
 }
 
 impl UserConnections {
@@ -52,6 +54,7 @@ impl UserConnections {
         Some(ConnectionSlot {
             users: self.clone(),
             user,
+            network: None,
         })
     }
 }
@@ -92,12 +95,26 @@ pub async fn ws(
     };
     let principal = principal_for_token(&state, &token)?;
     let max = state.settings.ws_max_connections_per_user;
-    let slot = state.ws_users.acquire(principal.id(), max).ok_or_else(|| {
+    let mut slot = state.ws_users.acquire(principal.id(), max).ok_or_else(|| {
         ApiError::rate_limited(
             format!("at most {max} open connections per user; close one first"),
             std::time::Duration::from_secs(1),
         )
     })?;
+    if let Principal::Guest { id, .. } = &principal {
+        // New guest tokens from the same place are the same network.
+        let max = max.saturating_mul(guest::NETWORK_SHARE);
+        let network = state
+            .ws_users
+            .acquire(guest::net_key(*id), max)
+            .ok_or_else(|| {
+                ApiError::rate_limited(
+                    format!("at most {max} open guest connections per address; close one first"),
+                    std::time::Duration::from_secs(1),
+                )
+            })?;
+        slot.network = Some(Box::new(network));
+    }
 
     if let Some(version) = query.protocol {
         if version != PROTOCOL_VERSION {

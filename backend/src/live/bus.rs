@@ -41,6 +41,8 @@ pub enum EventKind {
     Tick { remaining_s: i64 },
     /// A step came due; each watch gets each alert once.
     Alert { alert_seq: u64 },
+    /// The host turned guest access off: for guests only, who must go.
+    GuestsRevoked,
 }
 
 /// One event of a session, encoded once and shared by every subscriber.

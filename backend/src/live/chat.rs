@@ -5,10 +5,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use mobile_bridge::protocol::{Author, ChatAck, ChatMessage};
+use mobile_bridge::protocol::{Author, ChatAck, ChatMessage, Role};
 use mobile_bridge::{ErrorCode, SessionId, UserId};
 
 use super::rate::TokenBucket;
+use crate::auth::guest;
 
 /// Chat limits (configurable).
 #[derive(Debug, Clone, Copy)]
@@ -99,9 +100,44 @@ impl ChatLog {
         self.durable_seq
     }
 
-    /// Mutes `user` until `until_ms` (milliseconds since the epoch).
+    /// Mutes `user` until `until_ms` (milliseconds since the epoch). For a
+    /// guest the mute covers its network too (`auth::guest`), so a new guest
+    /// token from the same place is muted as well.
     pub fn mute(&mut self, user: UserId, until_ms: i64) {
         self.mutes.insert(user, until_ms);
+        self.mutes.insert(UserId(guest::net_key(user.0)), until_ms);
+    }
+
+    /// A guest's network as one sender: muted with any of its guests, and
+    /// all its guests together within `guest::NETWORK_SHARE` times one
+    /// sender's rate (so that minting tokens buys no extra sends).
+    fn check_guest_network(&mut self, author: &Author, now_ms: i64) -> Result<(), ChatReject> {
+        if author.role != Role::Guest {
+            return Ok(());
+        }
+        let net = UserId(guest::net_key(author.id.0));
+        if let Some(until) = self.mutes.get(&net).copied().filter(|u| *u > now_ms) {
+            return Err(ChatReject {
+                code: ErrorCode::Forbidden,
+                message: format!(
+                    "you are muted in this session for {} more seconds",
+                    (until - now_ms + 999) / 1000
+                ),
+            });
+        }
+        let limits = self.limits;
+        let share = f64::from(guest::NETWORK_SHARE);
+        let bucket = self.buckets.entry(net).or_insert_with(|| {
+            TokenBucket::new(
+                limits.rate_per_s * share,
+                limits.burst.saturating_mul(guest::NETWORK_SHARE),
+                now_ms,
+            )
+        });
+        bucket.take(now_ms).map_err(|wait_ms| ChatReject {
+            code: ErrorCode::RateLimited,
+            message: format!("guests at this address are sending too fast; retry in {wait_ms} ms"),
+        })
     }
 
     /// Redacts a message in the ring (it was deleted).
@@ -160,6 +196,7 @@ impl ChatLog {
         if self.buckets.len() > BUCKETS_PRUNE_ABOVE {
             self.buckets.retain(|_, b| !b.is_full(now_ms));
         }
+        self.check_guest_network(&author, now_ms)?;
         let limits = self.limits;
         let bucket = self
             .buckets

@@ -336,6 +336,20 @@ impl SessionRegistry {
         }
     }
 
+    /// The host turned guest access off: connected guests are told and
+    /// disconnected (their frames say why), members see nothing.
+    pub fn guests_revoked(&self, id: Uuid) {
+        let frame = ServerMsg::Error {
+            code: mobile_bridge::ErrorCode::Forbidden,
+            message: "the host turned guest access off for this session".into(),
+        }
+        .encode();
+        self.inner.bus.publish(
+            id,
+            BusEvent::new(frame, None).of_kind(super::bus::EventKind::GuestsRevoked),
+        );
+    }
+
     /// The actors of a live session, re-created first if one died.
     fn entry(&self, id: Uuid) -> Option<Entry> {
         let mut map = lock(&self.inner.sessions);

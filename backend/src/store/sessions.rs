@@ -188,6 +188,23 @@ pub async fn transition(
     Ok(result.rows_affected == 1)
 }
 
+/// Lets guests in or keeps them out of a session that has not ended.
+/// Returns whether a session was changed.
+pub async fn set_allow_guests(
+    db: &DatabaseConnection,
+    id: Uuid,
+    allow: bool,
+) -> Result<bool, DbErr> {
+    let result = session::Entity::update_many()
+        .col_expr(session::Column::AllowGuests, Expr::value(allow))
+        .col_expr(session::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(session::Column::Id.eq(id))
+        .filter(session::Column::State.ne(SessionState::Ended.as_str()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
 /// The stored timer record of a session, if the timer was ever touched. A
 /// record that does not parse is treated as absent (and logged).
 pub fn timer_record(model: &session::Model) -> Option<TimerRecord> {

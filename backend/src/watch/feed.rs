@@ -257,6 +257,8 @@ impl Feed {
                 frame: event.frame,
                 alert_seq,
             }),
+            // Watches belong to signed-in users, never to guests.
+            EventKind::GuestsRevoked => None,
         }
     }
 }

@@ -9,11 +9,14 @@ mod helpers;
 mod ws_client;
 
 mod accounts;
+mod anonymous_load_keeps_memory_flat;
 mod bad_input_gets_problem_json;
 mod binary_runs_embedded_default;
 mod chat_moderation_and_rest;
 mod chat_survives_random_disconnects;
+mod guests_cannot_mint_their_way_around_limits;
 mod live_sessions_survive_restart;
+mod login_lockout_per_address;
 mod openapi_spec;
 mod operations;
 mod realtime_chat;
