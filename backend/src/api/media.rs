@@ -10,6 +10,7 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use mobile_bridge::ErrorCode;
 use uuid::Uuid;
 
+use crate::api::raw_body::RawBody;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::media::room::{
@@ -53,7 +54,7 @@ fn mailbox(e: MailboxError) -> ApiError {
 }
 
 /// The offer of a request: `application/sdp`, within the size limit, UTF-8.
-fn offer(req: &HttpRequest, body: &web::Bytes, limits: &MediaSettings) -> Result<String, ApiError> {
+fn offer(req: &HttpRequest, body: &[u8], limits: &MediaSettings) -> Result<String, ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -75,7 +76,8 @@ fn offer(req: &HttpRequest, body: &web::Bytes, limits: &MediaSettings) -> Result
             format!("the offer is larger than {} bytes", limits.max_sdp_bytes),
         ));
     }
-    String::from_utf8(body.to_vec())
+    std::str::from_utf8(body)
+        .map(str::to_owned)
         .map_err(|_| ApiError::client(ErrorCode::InvalidBody, "the offer is not UTF-8 text"))
 }
 
@@ -172,7 +174,7 @@ pub async fn whip(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<Uuid>,
-    body: web::Bytes,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let session = path.into_inner();
     let settings = &state.settings.media;
@@ -192,7 +194,7 @@ pub async fn whep(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<Uuid>,
-    body: web::Bytes,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let session = path.into_inner();
     let settings = &state.settings.media;

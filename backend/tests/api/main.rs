@@ -16,6 +16,7 @@ mod chat_survives_random_disconnects;
 mod live_sessions_survive_restart;
 mod openapi_spec;
 mod operations;
+mod raw_bodies_get_problem_json;
 mod realtime_chat;
 mod realtime_limits;
 mod recipes_crud;
