@@ -12,9 +12,11 @@ use uuid::Uuid;
 
 use crate::api::raw_body::RawBody;
 use crate::auth::Principal;
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::media::room::{
-    Answer, EndResource, GetMediaStats, MediaError, MediaRoom, MediaStats, Publish, Subscribe,
+    Answer, EndResource, GetMediaStats, Holder, MediaError, MediaRoom, MediaStats, Publish,
+    Subscribe,
 };
 use crate::media::MediaSettings;
 use crate::state::AppState;
@@ -42,6 +44,10 @@ impl From<MediaError> for ApiError {
                 ErrorCode::RoomFull,
                 format!("the room has its {max} viewers; try again later"),
             ),
+            MediaError::TooMany {
+                detail,
+                retry_after,
+            } => ApiError::rate_limited(detail, retry_after),
             MediaError::NotFound => ApiError::not_found("media session"),
             MediaError::Forbidden => ApiError::forbidden("not your media session"),
             MediaError::Unavailable(why) => ApiError::Unavailable(anyhow::anyhow!(why)),
@@ -188,11 +194,13 @@ pub async fn whip(
     Ok(created("whip", session, answer, settings))
 }
 
-/// `POST /whep/{session_id}`: a viewer (or guest) plays.
+/// `POST /whep/{session_id}`: a viewer (or guest) plays. Each viewer and
+/// each client address holds a bounded number of the room's slots.
 pub async fn whep(
     req: HttpRequest,
     state: web::Data<AppState>,
     principal: Principal,
+    client: ClientAddr,
     path: web::Path<Uuid>,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -200,8 +208,8 @@ pub async fn whep(
     let settings = &state.settings.media;
     let offer = offer(&req, &body, settings)?;
     let room = viewable_room(&state, &principal, session).await?;
-    let user = principal.id();
-    let answer = ask(&room, Subscribe { user, offer }).await??;
+    let viewer = Holder::new(principal.id(), client.0);
+    let answer = ask(&room, Subscribe { viewer, offer }).await??;
     Ok(created("whep", session, answer, settings))
 }
 
