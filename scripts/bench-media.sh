@@ -20,7 +20,9 @@ WORK="$(mktemp -d)"
 PORT=18081
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
-    SIMMER_MEDIA_MAX_SUBSCRIBERS=100000 "$BIN/simmer" serve >"$WORK/server.log" 2>&1 &
+    SIMMER_MEDIA_MAX_SUBSCRIBERS=100000 SIMMER_MEDIA_MAX_SUBSCRIPTIONS_PER_VIEWER=100000 \
+    SIMMER_MEDIA_MAX_SUBSCRIPTIONS_PER_ADDRESS=100000 SIMMER_MEDIA_CONNECT_TIMEOUT_S=120 \
+    "$BIN/simmer" serve >"$WORK/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done

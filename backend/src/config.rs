@@ -253,6 +253,21 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_MEDIA_MAX_SUBSCRIBERS")]
     pub media_max_subscribers: Option<usize>,
 
+    /// WHEP sessions one viewer (user or guest) may hold in one room; more
+    /// answer 429 `rate_limited` [default: 3].
+    #[arg(long, env = "SIMMER_MEDIA_MAX_SUBSCRIPTIONS_PER_VIEWER")]
+    pub media_max_subscriptions_per_viewer: Option<usize>,
+
+    /// WHEP sessions one client address may hold in one room; more answer
+    /// 429 `rate_limited` [default: 20].
+    #[arg(long, env = "SIMMER_MEDIA_MAX_SUBSCRIPTIONS_PER_ADDRESS")]
+    pub media_max_subscriptions_per_address: Option<usize>,
+
+    /// Seconds a viewer's answered WHEP session has to reach ICE connected;
+    /// one that has not is closed and its slot freed [default: 10].
+    #[arg(long, env = "SIMMER_MEDIA_CONNECT_TIMEOUT_S")]
+    pub media_connect_timeout_s: Option<u64>,
+
     /// Largest SDP offer accepted, in bytes [default: 32768].
     #[arg(long, env = "SIMMER_MEDIA_MAX_SDP_BYTES")]
     pub media_max_sdp_bytes: Option<usize>,
@@ -351,6 +366,9 @@ impl ConfigArgs {
             media_turn_username,
             media_turn_credential,
             media_max_subscribers,
+            media_max_subscriptions_per_viewer,
+            media_max_subscriptions_per_address,
+            media_connect_timeout_s,
             media_max_sdp_bytes,
             media_ice_timeout_s,
             trusted_proxies,
@@ -496,6 +514,18 @@ impl Settings {
                 args.media_max_subscribers.unwrap_or(500).max(1),
                 args.media_max_sdp_bytes.unwrap_or(32 * 1024).max(1024),
                 positive("media_ice_timeout_s", args.media_ice_timeout_s, 10)?,
+                crate::media::ViewerLimits {
+                    per_viewer: args.media_max_subscriptions_per_viewer.unwrap_or(3).max(1),
+                    per_address: args
+                        .media_max_subscriptions_per_address
+                        .unwrap_or(20)
+                        .max(1),
+                    connect_timeout: positive(
+                        "media_connect_timeout_s",
+                        args.media_connect_timeout_s,
+                        10,
+                    )?,
+                },
             )?,
             trusted_proxies: crate::client_addr::TrustedProxies::parse(
                 args.trusted_proxies.as_deref().unwrap_or(""),

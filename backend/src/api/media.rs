@@ -10,10 +10,13 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use mobile_bridge::ErrorCode;
 use uuid::Uuid;
 
+use crate::api::raw_body::RawBody;
 use crate::auth::Principal;
+use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::media::room::{
-    Answer, EndResource, GetMediaStats, MediaError, MediaRoom, MediaStats, Publish, Subscribe,
+    Answer, EndResource, GetMediaStats, Holder, MediaError, MediaRoom, MediaStats, Publish,
+    Subscribe,
 };
 use crate::media::MediaSettings;
 use crate::state::AppState;
@@ -41,6 +44,10 @@ impl From<MediaError> for ApiError {
                 ErrorCode::RoomFull,
                 format!("the room has its {max} viewers; try again later"),
             ),
+            MediaError::TooMany {
+                detail,
+                retry_after,
+            } => ApiError::rate_limited(detail, retry_after),
             MediaError::NotFound => ApiError::not_found("media session"),
             MediaError::Forbidden => ApiError::forbidden("not your media session"),
             MediaError::Unavailable(why) => ApiError::Unavailable(anyhow::anyhow!(why)),
@@ -53,7 +60,7 @@ fn mailbox(e: MailboxError) -> ApiError {
 }
 
 /// The offer of a request: `application/sdp`, within the size limit, UTF-8.
-fn offer(req: &HttpRequest, body: &web::Bytes, limits: &MediaSettings) -> Result<String, ApiError> {
+fn offer(req: &HttpRequest, body: &[u8], limits: &MediaSettings) -> Result<String, ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -75,7 +82,8 @@ fn offer(req: &HttpRequest, body: &web::Bytes, limits: &MediaSettings) -> Result
             format!("the offer is larger than {} bytes", limits.max_sdp_bytes),
         ));
     }
-    String::from_utf8(body.to_vec())
+    std::str::from_utf8(body)
+        .map(str::to_owned)
         .map_err(|_| ApiError::client(ErrorCode::InvalidBody, "the offer is not UTF-8 text"))
 }
 
@@ -172,7 +180,7 @@ pub async fn whip(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<Uuid>,
-    body: web::Bytes,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let session = path.into_inner();
     let settings = &state.settings.media;
@@ -186,20 +194,22 @@ pub async fn whip(
     Ok(created("whip", session, answer, settings))
 }
 
-/// `POST /whep/{session_id}`: a viewer (or guest) plays.
+/// `POST /whep/{session_id}`: a viewer (or guest) plays. Each viewer and
+/// each client address holds a bounded number of the room's slots.
 pub async fn whep(
     req: HttpRequest,
     state: web::Data<AppState>,
     principal: Principal,
+    client: ClientAddr,
     path: web::Path<Uuid>,
-    body: web::Bytes,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let session = path.into_inner();
     let settings = &state.settings.media;
     let offer = offer(&req, &body, settings)?;
     let room = viewable_room(&state, &principal, session).await?;
-    let user = principal.id();
-    let answer = ask(&room, Subscribe { user, offer }).await??;
+    let viewer = Holder::new(principal.id(), client.0);
+    let answer = ask(&room, Subscribe { viewer, offer }).await??;
     Ok(created("whep", session, answer, settings))
 }
 

@@ -8,6 +8,7 @@ pub mod media;
 pub mod models;
 pub mod openapi;
 pub mod pagination;
+pub mod raw_body;
 pub mod recipes;
 pub mod sessions;
 mod validate;

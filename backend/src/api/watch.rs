@@ -159,7 +159,7 @@ async fn followable(state: &AppState, session_id: Uuid) -> Result<(), ApiError> 
 pub async fn create_pairing(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    body: super::raw_body::RawBody,
 ) -> Result<HttpResponse, ApiError> {
     // The body is optional (a watch may send nothing), but when there is one
     // it must be a valid request.

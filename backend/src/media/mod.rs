@@ -28,9 +28,23 @@ pub struct MediaSettings {
     pub turn_username: Option<String>,
     pub turn_credential: Option<String>,
     pub max_subscribers: usize,
+    pub viewer_limits: ViewerLimits,
     pub max_sdp_bytes: usize,
     /// No ICE traffic for this long: the peer is gone.
     pub ice_timeout: Duration,
+}
+
+/// What one client may hold in a room, so that no one fills its
+/// `max_subscribers` slots alone (with offers that never connect, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewerLimits {
+    /// WHEP sessions one viewer (a user's or a guest's id) may hold.
+    pub per_viewer: usize,
+    /// WHEP sessions one client address may hold.
+    pub per_address: usize,
+    /// An answered WHEP session not ICE-connected this long after its
+    /// answer is closed and its slot freed.
+    pub connect_timeout: Duration,
 }
 
 fn ip_list(name: &str, list: Option<&str>) -> anyhow::Result<Vec<IpAddr>> {
@@ -57,6 +71,7 @@ impl MediaSettings {
         max_subscribers: usize,
         max_sdp_bytes: usize,
         ice_timeout: Duration,
+        viewer_limits: ViewerLimits,
     ) -> anyhow::Result<Self> {
         let mut bind = ip_list("media_bind_ips", bind_ips)?;
         if bind.is_empty() {
@@ -94,6 +109,7 @@ impl MediaSettings {
             turn_username: turn.0,
             turn_credential: turn.1,
             max_subscribers,
+            viewer_limits,
             max_sdp_bytes,
             ice_timeout,
         })

@@ -19,6 +19,7 @@ mod live_sessions_survive_restart;
 mod login_lockout_per_address;
 mod openapi_spec;
 mod operations;
+mod raw_bodies_get_problem_json;
 mod realtime_chat;
 mod realtime_limits;
 mod recipes_crud;

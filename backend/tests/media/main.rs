@@ -13,7 +13,9 @@ mod helpers;
 #[allow(dead_code)]
 mod ws_client;
 
+mod concurrent_signalling_has_one_outcome;
 mod peers;
+mod viewer_slots_cannot_be_hoarded;
 
 use std::time::{Duration, Instant};
 

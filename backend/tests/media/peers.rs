@@ -449,6 +449,7 @@ struct Received {
 pub struct Viewer {
     pc: Arc<RTCPeerConnection>,
     received: Arc<Mutex<Received>>,
+    connected: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
     /// The server's UDP ports for this connection.
     pub server_ports: Vec<u16>,
@@ -508,7 +509,7 @@ impl Viewer {
                 });
             })
         }));
-        let (_, closed) = state_flag(&pc);
+        let (connected, closed) = state_flag(&pc);
         let offer = complete_offer(&pc).await;
         let (_, answer) = signal(app, &format!("/whep/{session}"), token, offer).await;
         let server_ports = candidate_ports(&answer);
@@ -518,6 +519,7 @@ impl Viewer {
         Viewer {
             pc,
             received,
+            connected,
             closed,
             server_ports,
         }
@@ -550,6 +552,16 @@ impl Viewer {
 
     pub fn closed_by_server(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    pub async fn wait_connected(&self) {
+        for _ in 0..200 {
+            if self.connected.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the viewer did not connect");
     }
 
     pub async fn close(&self) {

@@ -43,7 +43,11 @@ use webrtc::track::track_remote::TrackRemote;
 mod feedback;
 mod peers;
 mod relay;
+mod slots;
 mod state;
+
+pub use slots::Holder;
+use slots::{PublishClaim, Reservation, Slots};
 
 use super::engine::Sfu;
 use super::rewrite::{LossCounter, Rewriter};
@@ -64,6 +68,12 @@ pub enum MediaError {
     Conflict(String),
     #[error("the room is full ({0} viewers)")]
     Full(usize),
+    /// One viewer or one address holds as many viewer slots as it may.
+    #[error("{detail}")]
+    TooMany {
+        detail: String,
+        retry_after: Duration,
+    },
     #[error("no such media session")]
     NotFound,
     #[error("not your media session")]
@@ -152,7 +162,12 @@ struct RoomCore {
     publisher: Mutex<Option<Publisher>>,
     /// The host's video SSRC, for keyframe requests.
     video_ssrc: AtomicU32,
+    /// Viewers whose offer was answered (each holds a slot).
     subscribers: Mutex<HashMap<Uuid, Subscriber>>,
+    /// Viewer slots, taken before an offer is negotiated.
+    slots: Mutex<Slots>,
+    /// A publish is being negotiated (one at a time).
+    publish_pending: std::sync::atomic::AtomicBool,
     counters: Counters,
     last_keyframe_request: Mutex<Option<Instant>>,
     codecs: Mutex<Vec<String>>,
@@ -276,7 +291,8 @@ impl Handler<Publish> for MediaRoom {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Answer, MediaError>")]
 pub struct Subscribe {
-    pub user: Uuid,
+    /// The viewer and its client address, for the per-viewer limits.
+    pub viewer: Holder,
     pub offer: String,
 }
 
@@ -284,7 +300,7 @@ impl Handler<Subscribe> for MediaRoom {
     type Result = ResponseFuture<Result<Answer, MediaError>>;
 
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
-        self.on_media(self.core.clone().subscribe(msg.user, msg.offer))
+        self.on_media(self.core.clone().subscribe(msg.viewer, msg.offer))
     }
 }
 

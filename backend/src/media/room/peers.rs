@@ -10,18 +10,25 @@ impl RoomCore {
         offer: String,
     ) -> Result<Answer, MediaError> {
         sdp::check_offer(&offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
-        if let Some(current) = lock(&self.publisher).as_ref() {
-            let alive = matches!(
-                current.pc.connection_state(),
-                RTCPeerConnectionState::Connected | RTCPeerConnectionState::Connecting
-            ) || (current.pc.connection_state() == RTCPeerConnectionState::New
-                && current.since.elapsed() < self.sfu.settings().ice_timeout);
-            if current.user != user || alive {
-                return Err(MediaError::Conflict(
-                    "the session is being published; stop that first (DELETE its resource)".into(),
-                ));
+        let claim = {
+            // Checked and claimed under the publisher's lock: of two
+            // concurrent publishes one wins, the other gets 409.
+            let current = lock(&self.publisher);
+            if let Some(current) = current.as_ref() {
+                let alive = matches!(
+                    current.pc.connection_state(),
+                    RTCPeerConnectionState::Connected | RTCPeerConnectionState::Connecting
+                ) || (current.pc.connection_state() == RTCPeerConnectionState::New
+                    && current.since.elapsed() < self.sfu.settings().ice_timeout);
+                if current.user != user || alive {
+                    return Err(MediaError::Conflict(
+                        "the session is being published; stop that first (DELETE its resource)"
+                            .into(),
+                    ));
+                }
             }
-        }
+            PublishClaim::take(&self.publish_pending)?
+        };
         let pc = self.sfu.peer().await.map_err(unavailable)?;
         let id = Uuid::now_v7();
         let weak = Arc::downgrade(&self);
@@ -66,6 +73,8 @@ impl RoomCore {
             pc,
             since: Instant::now(),
         });
+        // The new publisher is in place: the next publish checks it.
+        drop(claim);
         if let Some(old) = old {
             let _ = old.pc.close().await;
         }
@@ -113,16 +122,22 @@ impl RoomCore {
 
     pub(super) async fn subscribe(
         self: Arc<Self>,
-        user: Uuid,
+        viewer: Holder,
         offer: String,
     ) -> Result<Answer, MediaError> {
         sdp::check_offer(&offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
-        let max = self.sfu.settings().max_subscribers;
-        if lock(&self.subscribers).len() >= max {
-            return Err(MediaError::Full(max));
-        }
-        let pc = self.sfu.peer().await.map_err(unavailable)?;
+        let settings = self.sfu.settings();
         let id = Uuid::now_v7();
+        // The slot is taken before anything awaits, and given back if the
+        // offer fails (the reservation's drop).
+        let slot = Reservation::take(
+            &self.slots,
+            id,
+            viewer,
+            settings.max_subscribers,
+            &settings.viewer_limits,
+        )?;
+        let pc = self.sfu.peer().await.map_err(unavailable)?;
         let video_track: Arc<dyn TrackLocal + Send + Sync> = lock(&self.video).clone();
         let audio_track: Arc<dyn TrackLocal + Send + Sync> = self.audio.clone();
         let video = pc.add_track(video_track).await.map_err(unavailable)?;
@@ -171,19 +186,58 @@ impl RoomCore {
                     RTCPeerConnectionState::Connected => core.request_keyframe(),
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                         let gone = lock(&core.subscribers).remove(&id);
-                        if let Some(gone) = gone {
-                            core.metrics.media_subscribers.dec();
-                            let _ = gone.pc.close().await;
-                        }
+                        core.end_subscriber(id, gone).await;
                     }
                     _ => {}
                 }
             })
         }));
         let sdp = self.negotiate(&pc, offer).await?;
+        let user = viewer.user;
         lock(&self.subscribers).insert(id, Subscriber { user, pc, video });
+        slot.keep();
         self.metrics.media_subscribers.inc();
+        let weak = Arc::downgrade(&self);
+        let timeout = settings.viewer_limits.connect_timeout;
+        self.sfu.runtime().spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(core) = weak.upgrade() {
+                core.reclaim_unconnected(id).await;
+            }
+        });
         Ok(Answer { resource: id, sdp })
+    }
+
+    /// Ends viewer `id` if it has not reached ICE connected (an offer that
+    /// was answered and never used, or a peer that vanished at once): its
+    /// slot is free for someone who will watch.
+    async fn reclaim_unconnected(&self, id: Uuid) {
+        let gone = {
+            let mut subscribers = lock(&self.subscribers);
+            let connected = subscribers.get(&id).map(|s| {
+                matches!(
+                    s.pc.connection_state(),
+                    RTCPeerConnectionState::Connected | RTCPeerConnectionState::Disconnected
+                )
+            });
+            match connected {
+                Some(false) => subscribers.remove(&id),
+                _ => None,
+            }
+        };
+        if gone.is_some() {
+            tracing::info!(session_id = %self.session_id, viewer = %id, "viewer never connected; its slot is freed");
+        }
+        self.end_subscriber(id, gone).await;
+    }
+
+    /// A viewer taken out of `subscribers` leaves: its slot is freed, its
+    /// connection closed, the gauge counts it out (once, whoever removed it).
+    async fn end_subscriber(&self, id: Uuid, gone: Option<Subscriber>) {
+        let Some(gone) = gone else { return };
+        lock(&self.slots).release(id);
+        self.metrics.media_subscribers.dec();
+        let _ = gone.pc.close().await;
     }
 
     pub(super) async fn unpublish(
@@ -220,10 +274,7 @@ impl RoomCore {
                 None => return Err(MediaError::NotFound),
             }
         };
-        if let Some(s) = subscriber {
-            self.metrics.media_subscribers.dec();
-            let _ = s.pc.close().await;
-        }
+        self.end_subscriber(resource, subscriber).await;
         Ok(())
     }
 }

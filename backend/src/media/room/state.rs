@@ -39,6 +39,8 @@ impl RoomCore {
             publisher: Mutex::new(None),
             video_ssrc: AtomicU32::new(0),
             subscribers: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots::default()),
+            publish_pending: std::sync::atomic::AtomicBool::new(false),
             counters: Counters::default(),
             last_keyframe_request: Mutex::new(None),
             codecs: Mutex::new(Vec::new()),
@@ -83,6 +85,7 @@ impl RoomCore {
     pub(super) async fn close_all(self: Arc<Self>) {
         let publisher = lock(&self.publisher).take();
         let subscribers: Vec<_> = lock(&self.subscribers).drain().map(|(_, s)| s).collect();
+        lock(&self.slots).clear();
         self.metrics
             .media_subscribers
             .sub(i64::try_from(subscribers.len()).unwrap_or(0));
