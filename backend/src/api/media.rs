@@ -8,6 +8,7 @@ use actix::{Addr, Handler, MailboxError, Message};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use mobile_bridge::ErrorCode;
+use simmer_entity::session;
 use uuid::Uuid;
 
 use crate::api::raw_body::RawBody;
@@ -90,6 +91,12 @@ fn offer(req: &HttpRequest, body: &[u8], limits: &MediaSettings) -> Result<Strin
 /// A live session's host id; 404 when there is no such session, 409 when it
 /// is not live.
 async fn live_host(state: &AppState, id: Uuid) -> Result<Uuid, ApiError> {
+    live_session(state, id).await.map(|model| model.host_id)
+}
+
+/// A live session; 404 when there is no such session, 409 when it is not
+/// live.
+async fn live_session(state: &AppState, id: Uuid) -> Result<session::Model, ApiError> {
     let model = sessions::find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("session"))?;
@@ -100,7 +107,7 @@ async fn live_host(state: &AppState, id: Uuid) -> Result<Uuid, ApiError> {
             session_state.as_str()
         )));
     }
-    Ok(model.host_id)
+    Ok(model)
 }
 
 /// The media room of a live session (after [`live_host`] said it is live).
@@ -122,7 +129,10 @@ async fn viewable_room(
             "a guest token is good for its own session only",
         ));
     }
-    live_host(state, session).await?;
+    let model = live_session(state, session).await?;
+    if !principal.may_view_session(&model) {
+        return Err(ApiError::forbidden("this session does not let guests in"));
+    }
     room_of(state, session)
 }
 
@@ -209,7 +219,16 @@ pub async fn whep(
     let offer = offer(&req, &body, settings)?;
     let room = viewable_room(&state, &principal, session).await?;
     let viewer = Holder::new(principal.id(), client.0);
-    let answer = ask(&room, Subscribe { viewer, offer }).await??;
+    let guest = matches!(principal, Principal::Guest { .. });
+    let answer = ask(
+        &room,
+        Subscribe {
+            viewer,
+            guest,
+            offer,
+        },
+    )
+    .await??;
     Ok(created("whep", session, answer, settings))
 }
 

@@ -348,6 +348,9 @@ impl SessionRegistry {
             id,
             BusEvent::new(frame, None).of_kind(super::bus::EventKind::GuestsRevoked),
         );
+        if let Some(entry) = self.entry(id) {
+            entry.media.do_send(crate::media::room::EndGuests);
+        }
     }
 
     /// The actors of a live session, re-created first if one died.

@@ -14,6 +14,7 @@ mod helpers;
 mod ws_client;
 
 mod concurrent_signalling_has_one_outcome;
+mod guests_turned_away_stop_playing;
 mod peers;
 mod viewer_slots_cannot_be_hoarded;
 

@@ -146,6 +146,7 @@ struct Publisher {
 
 struct Subscriber {
     user: Uuid,
+    guest: bool,
     pc: Arc<RTCPeerConnection>,
     video: Arc<RTCRtpSender>,
 }
@@ -293,6 +294,8 @@ impl Handler<Publish> for MediaRoom {
 pub struct Subscribe {
     /// The viewer and its client address, for the per-viewer limits.
     pub viewer: Holder,
+    /// A guest (sent away when the host turns guests off).
+    pub guest: bool,
     pub offer: String,
 }
 
@@ -300,7 +303,11 @@ impl Handler<Subscribe> for MediaRoom {
     type Result = ResponseFuture<Result<Answer, MediaError>>;
 
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
-        self.on_media(self.core.clone().subscribe(msg.viewer, msg.offer))
+        self.on_media(
+            self.core
+                .clone()
+                .subscribe(msg.viewer, msg.guest, msg.offer),
+        )
     }
 }
 
@@ -323,6 +330,19 @@ impl Handler<EndResource> for MediaRoom {
         } else {
             self.on_media(core.unsubscribe(msg.resource, msg.user))
         }
+    }
+}
+
+/// Ends every guest's playback: the host turned guests off.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct EndGuests;
+
+impl Handler<EndGuests> for MediaRoom {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: EndGuests, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.core.clone().end_guests())
     }
 }
 

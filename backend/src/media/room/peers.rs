@@ -123,6 +123,7 @@ impl RoomCore {
     pub(super) async fn subscribe(
         self: Arc<Self>,
         viewer: Holder,
+        guest: bool,
         offer: String,
     ) -> Result<Answer, MediaError> {
         sdp::check_offer(&offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
@@ -194,7 +195,15 @@ impl RoomCore {
         }));
         let sdp = self.negotiate(&pc, offer).await?;
         let user = viewer.user;
-        lock(&self.subscribers).insert(id, Subscriber { user, pc, video });
+        lock(&self.subscribers).insert(
+            id,
+            Subscriber {
+                user,
+                guest,
+                pc,
+                video,
+            },
+        );
         slot.keep();
         self.metrics.media_subscribers.inc();
         let weak = Arc::downgrade(&self);
@@ -229,6 +238,24 @@ impl RoomCore {
             tracing::info!(session_id = %self.session_id, viewer = %id, "viewer never connected; its slot is freed");
         }
         self.end_subscriber(id, gone).await;
+    }
+
+    /// Every guest stops playing (the host turned guests off).
+    pub(super) async fn end_guests(self: Arc<Self>) {
+        let guests: Vec<(Uuid, Subscriber)> = {
+            let mut subscribers = lock(&self.subscribers);
+            let ids: Vec<Uuid> = subscribers
+                .iter()
+                .filter(|(_, s)| s.guest)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| subscribers.remove(&id).map(|s| (id, s)))
+                .collect()
+        };
+        for (id, gone) in guests {
+            self.end_subscriber(id, Some(gone)).await;
+        }
     }
 
     /// A viewer taken out of `subscribers` leaves: its slot is freed, its
