@@ -25,6 +25,7 @@ mod sdk_watch_client;
 mod session_actor_survives_panic;
 mod session_lifecycle;
 mod timer_control;
+mod timer_refuses_out_of_range_seconds;
 mod timer_survives_restart;
 mod watch_feed;
 mod watch_pairing;
