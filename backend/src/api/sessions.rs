@@ -414,7 +414,7 @@ pub async fn guest_token(
     body: web::Json<GuestTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mut checks = Checks::new();
-    let display_name = checks.text("display_name", &body.display_name, 1, 64, false);
+    let display_name = checks.display_text("display_name", &body.display_name, 1, 64, false);
     checks.finish()?;
     let model = find(&state, id.into_inner()).await?;
     if !model.allow_guests {
