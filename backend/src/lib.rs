@@ -16,6 +16,7 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod watch;
 pub mod web;
 

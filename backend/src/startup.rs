@@ -198,6 +198,9 @@ pub fn build_app(
         .app_data(path)
         .app_data(query)
         .app_data(payload)
+        // No response is ever to be sniffed into another type (API JSON as
+        // HTML, say); the pages add their own policy (web.rs).
+        .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
         .wrap(middleware::from_fn(metrics::track))
         .wrap(tracing_actix_web::TracingLogger::default())
         .wrap(middleware::NormalizePath::new(

@@ -7,6 +7,26 @@
 use actix_web::http::header::{self, CacheControl, CacheDirective, EntityTag};
 use actix_web::{web, HttpRequest, HttpResponse};
 
+/// What the pages may load and who may frame them. They are plain files:
+/// module scripts and style sheets from `/assets/`, no inline script or
+/// style; `fetch` and WebSockets to the same origin (`'self'` covers
+/// `ws:`/`wss:` there); the `data:,` favicon; video from a `MediaStream`
+/// (`srcObject`, which CSP does not govern, nor WebRTC). No page may be
+/// framed (clickjacking of the host's controls), no plugin, no `<base>`.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The headers every page and asset carries.
+const SECURITY_HEADERS: [(&str, &str); 4] = [
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    // For browsers without `frame-ancestors`.
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    // Viewer links hold session ids: never send them to another site.
+    ("Referrer-Policy", "no-referrer"),
+];
+
 /// Every file under `backend/web/`, by its path there.
 static ASSETS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 
@@ -52,8 +72,10 @@ fn serve(req: &HttpRequest, name: &str) -> Option<HttpResponse> {
         HttpResponse::Ok()
     };
     resp.insert_header(header::ETag(tag))
-        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
-        .insert_header(("X-Content-Type-Options", "nosniff"));
+        .insert_header(CacheControl(vec![CacheDirective::NoCache]));
+    for pair in SECURITY_HEADERS {
+        resp.insert_header(pair);
+    }
     Some(if fresh {
         resp.finish()
     } else {

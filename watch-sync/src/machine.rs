@@ -84,6 +84,24 @@ impl TimerControl {
 }
 
 impl TimerAction {
+    /// Checks what the action carries, whatever the timer's state:
+    /// `add_time` needs non-zero seconds within ±[`MAX_ADD_TIME_S`]. The
+    /// edges (REST, `/ws`) check before routing; [`TimerMachine::apply`]
+    /// checks again.
+    pub fn check(&self) -> Result<(), TimerRefusal> {
+        match *self {
+            TimerAction::AddTime { seconds }
+                if seconds == 0 || seconds.unsigned_abs() > MAX_ADD_TIME_S.unsigned_abs() =>
+            {
+                Err(TimerRefusal::new(
+                    RefusalCode::TimerBadSeconds,
+                    format!("seconds must be non-zero and within ±{MAX_ADD_TIME_S}"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The name of the action on the wire.
     pub fn name(&self) -> &'static str {
         match self {
@@ -303,7 +321,7 @@ impl TimerMachine {
     /// steps). Never negative: an overdue step shows zero.
     pub fn remaining_ms(&self, now_ms: i64) -> Option<i64> {
         match self.record.deadline_ms {
-            Some(deadline) => Some((deadline - now_ms).max(0)),
+            Some(deadline) => Some(deadline.saturating_sub(now_ms).max(0)),
             None => self.record.remaining_ms,
         }
     }
@@ -383,6 +401,7 @@ impl TimerMachine {
                 "the recipe has no steps to time",
             ));
         }
+        action.check()?;
         let state = self.record.state;
         let last = self.last_index();
         match action {
@@ -464,28 +483,24 @@ impl TimerMachine {
                 self.enter_step(step, state, now_ms);
             }
             TimerAction::AddTime { seconds } => {
-                if seconds == 0 || seconds.abs() > MAX_ADD_TIME_S {
-                    return Err(TimerRefusal::new(
-                        RefusalCode::TimerBadSeconds,
-                        format!("seconds must be non-zero and within ±{MAX_ADD_TIME_S}"),
-                    ));
-                }
                 if state == TimerState::Finished {
                     return Err(TimerRefusal::new(
                         RefusalCode::TimerFinished,
                         "the timer is finished; reset it or go to a step",
                     ));
                 }
-                let delta = seconds * 1000;
+                // Checked above to be within a day; saturating all the same,
+                // as is every sum of times here (a stored record is input).
+                let delta = seconds.saturating_mul(1000);
                 match (self.record.deadline_ms, self.record.remaining_ms) {
                     (Some(deadline), _) => {
                         let new_deadline = if delta > 0 {
                             // An overdue step gets its extra time from now.
-                            deadline.max(now_ms) + delta
+                            deadline.max(now_ms).saturating_add(delta)
                         } else {
                             // Removing time ends the countdown now at most,
                             // never in the past.
-                            (deadline + delta).max(now_ms)
+                            deadline.saturating_add(delta).max(now_ms)
                         };
                         self.record.deadline_ms = Some(new_deadline);
                         if new_deadline > now_ms {
@@ -493,7 +508,7 @@ impl TimerMachine {
                         }
                     }
                     (None, Some(remaining)) => {
-                        self.record.remaining_ms = Some((remaining + delta).max(0));
+                        self.record.remaining_ms = Some(remaining.saturating_add(delta).max(0));
                     }
                     (None, None) => {
                         return Err(TimerRefusal::new(
@@ -526,7 +541,10 @@ impl TimerMachine {
     /// Starts counting from an idle or paused step.
     fn run_from_rest(&mut self, now_ms: i64) {
         self.record.state = TimerState::Running;
-        self.record.deadline_ms = self.record.remaining_ms.map(|left| now_ms + left);
+        self.record.deadline_ms = self
+            .record
+            .remaining_ms
+            .map(|left| now_ms.saturating_add(left));
         self.record.remaining_ms = None;
     }
 
@@ -547,7 +565,7 @@ impl TimerMachine {
         self.record.state = state;
         self.record.alerted = false;
         if state == TimerState::Running {
-            self.record.deadline_ms = full.map(|ms| start_ms + ms);
+            self.record.deadline_ms = full.map(|ms| start_ms.saturating_add(ms));
             self.record.remaining_ms = None;
         } else {
             self.record.deadline_ms = None;
@@ -704,6 +722,30 @@ mod tests {
         t.apply(TimerAction::AddTime { seconds: -600 }, 70_000)
             .unwrap();
         assert_eq!(t.view(70_000).remaining_ms, Some(0));
+    }
+
+    #[test]
+    fn add_time_out_of_range_is_refused_without_overflow() {
+        let mut t = TimerMachine::new(recipe(), false);
+        t.apply(TimerAction::Start, 0).unwrap();
+        for seconds in [0, i64::MIN, i64::MIN + 1, i64::MAX, -86_401, 86_401] {
+            let action = TimerAction::AddTime { seconds };
+            assert_eq!(
+                action.check().unwrap_err().code,
+                RefusalCode::TimerBadSeconds,
+                "{seconds}"
+            );
+            assert_eq!(
+                t.apply(action, 1_000).unwrap_err().code,
+                RefusalCode::TimerBadSeconds,
+                "{seconds}"
+            );
+        }
+        assert_eq!(t.deadline_ms(), Some(60_000));
+        for seconds in [-86_400, 86_400] {
+            t.apply(TimerAction::AddTime { seconds }, 1_000).unwrap();
+        }
+        assert_eq!(t.deadline_ms(), Some(86_401_000));
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{Duration as ChronoDuration, Utc};
 use mobile_bridge::protocol::ChatMessage;
-use mobile_bridge::SessionId;
 use serde::{Deserialize, Serialize};
 use simmer_entity::session;
 use utoipa::{IntoParams, ToSchema};
@@ -51,8 +50,10 @@ pub struct PostMessage {
     /// 1–1000 characters (configurable) after trimming.
     #[schema(min_length = 1, max_length = 1000)]
     pub text: String,
-    /// Makes the post idempotent: posting the same id again returns the first
-    /// message. 1–64 characters; a random one is used when omitted.
+    /// Makes the post idempotent: posting the same id again returns the
+    /// message first stored under it (its text, author and `sent_at`, even if
+    /// the resend's text differs) without posting again. 1–64 characters; a
+    /// random one is used when omitted.
     #[schema(min_length = 1, max_length = 64)]
     pub client_msg_id: Option<String>,
 }
@@ -137,7 +138,10 @@ pub async fn list(
 }
 
 /// Posts a chat message (as `chat.send` over `/ws` does): 201 once it is
-/// durable, with its `seq`; members receive it as `chat.message`.
+/// durable, with the stored message; members receive it as `chat.message`.
+/// A resend of a `client_msg_id` answers with the message first stored under
+/// it. `text` must not hold bidirectional controls or only invisible
+/// characters (422 `validation_failed`).
 #[utoipa::path(
     post,
     path = "/api/v1/sessions/{id}/messages",
@@ -178,24 +182,16 @@ pub async fn post_message(
     let client_msg_id = body
         .client_msg_id
         .unwrap_or_else(|| Uuid::new_v4().to_string());
-    let ack = chat
+    let stored = chat
         .send(PostChat {
-            author: author.clone(),
-            text: body.text.clone(),
-            client_msg_id: client_msg_id.clone(),
+            author,
+            text: body.text,
+            client_msg_id,
         })
         .await
         .map_err(|_| chat_error(ChatError::Unavailable))?
         .map_err(chat_error)?;
-    Ok(HttpResponse::Created().json(ChatMessage {
-        session_id: SessionId(id),
-        seq: ack.seq,
-        author,
-        text: body.text.trim().to_owned(),
-        sent_at: ack.sent_at,
-        client_msg_id: Some(client_msg_id),
-        deleted: false,
-    }))
+    Ok(HttpResponse::Created().json(&*stored))
 }
 
 /// Deletes a message (host only): members get `chat.deleted`, history keeps

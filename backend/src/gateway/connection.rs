@@ -324,6 +324,15 @@ impl Connection {
             }
             (None, Ok(action)) => action,
         };
+        if let Err(refusal) = action.check() {
+            return self
+                .reply(ServerMsg::err(
+                    reference,
+                    refusal.code.into(),
+                    refusal.message,
+                ))
+                .await;
+        }
         let registry = self.state.registry.clone();
         let replies = self.replies();
         actix_rt::spawn(async move {
@@ -589,9 +598,12 @@ impl Connection {
                 .timeout(Duration::from_secs(10))
                 .await;
             let reply = match result {
-                Ok(Ok(ack)) => {
-                    ServerMsg::ok(reference, serde_json::to_value(ack).unwrap_or_default())
-                }
+                // The stored message (a superset of the documented ack):
+                // for a resend, the one first stored under its id.
+                Ok(Ok(stored)) => ServerMsg::ok(
+                    reference,
+                    serde_json::to_value(&*stored).unwrap_or_default(),
+                ),
                 Ok(Err(ChatError::Rejected(r))) => ServerMsg::err(reference, r.code, r.message),
                 Ok(Err(ChatError::Unavailable)) | Err(_) => ServerMsg::err(
                     reference,

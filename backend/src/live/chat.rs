@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use mobile_bridge::protocol::{Author, ChatAck, ChatMessage, Role};
+use mobile_bridge::protocol::{Author, ChatMessage, Role};
 use mobile_bridge::{ErrorCode, SessionId, UserId};
 
 use super::rate::TokenBucket;
@@ -36,8 +36,9 @@ pub struct ChatReject {
 /// What became of a send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
-    /// Seen before and durable: here is the original acknowledgement.
-    Duplicate(ChatAck),
+    /// Seen before and durable as this sequence number: answer with the
+    /// stored message (whatever the resend's text).
+    Duplicate(u64),
     /// Seen before and still being written: wait for this sequence number.
     InFlight(u64),
     /// New: persist this message.
@@ -45,6 +46,10 @@ pub enum Accepted {
 }
 
 type SendKey = (UserId, String);
+
+/// A stored send, for the idempotency window: who, their `client_msg_id`,
+/// and the sequence number it got.
+pub type Sent = (UserId, String, u64);
 
 /// One session's chat state.
 #[derive(Debug)]
@@ -57,7 +62,8 @@ pub struct ChatLog {
     durable_seq: u64,
     /// Durable messages, oldest first, at most `limits.ring`.
     ring: VecDeque<Arc<ChatMessage>>,
-    acks: HashMap<SendKey, ChatAck>,
+    /// The last `limits.dedupe` durable sends and their numbers.
+    acks: HashMap<SendKey, u64>,
     ack_order: VecDeque<SendKey>,
     in_flight: HashMap<SendKey, u64>,
     /// Muted users and until when (milliseconds since the epoch).
@@ -70,11 +76,14 @@ pub struct ChatLog {
 const BUCKETS_PRUNE_ABOVE: usize = 10_000;
 
 impl ChatLog {
-    /// Rebuilds the state from the newest stored messages (oldest first) and
-    /// the highest stored sequence number.
+    /// Rebuilds the state from the newest stored messages (oldest first, at
+    /// most `limits.ring`), the newest stored sends (oldest first, at most
+    /// `limits.dedupe`: the idempotency window outlives the ring and a
+    /// restart) and the highest stored sequence number.
     pub fn restore(
         session_id: SessionId,
         recent: Vec<ChatMessage>,
+        sent: Vec<Sent>,
         last_seq: u64,
         limits: ChatLimits,
     ) -> Self {
@@ -90,6 +99,9 @@ impl ChatLog {
             mutes: HashMap::new(),
             buckets: HashMap::new(),
         };
+        for (author, client_msg_id, seq) in sent {
+            log.remember_send((author, client_msg_id), seq);
+        }
         for message in recent {
             log.remember(message);
         }
@@ -140,6 +152,12 @@ impl ChatLog {
         })
     }
 
+    /// A durable message, if the ring still holds it.
+    pub fn stored(&self, seq: u64) -> Option<Arc<ChatMessage>> {
+        let index = self.ring.binary_search_by_key(&seq, |m| m.seq).ok()?;
+        self.ring.get(index).cloned()
+    }
+
     /// Redacts a message in the ring (it was deleted).
     pub fn delete(&mut self, seq: u64) {
         if let Some(slot) = self.ring.iter_mut().find(|m| m.seq == seq) {
@@ -160,8 +178,8 @@ impl ChatLog {
         now_ms: i64,
     ) -> Result<Accepted, ChatReject> {
         let key = (author.id, client_msg_id.to_owned());
-        if let Some(ack) = self.acks.get(&key) {
-            return Ok(Accepted::Duplicate(ack.clone()));
+        if let Some(seq) = self.acks.get(&key) {
+            return Ok(Accepted::Duplicate(*seq));
         }
         if let Some(seq) = self.in_flight.get(&key) {
             return Ok(Accepted::InFlight(*seq));
@@ -193,6 +211,9 @@ impl ChatLog {
         if text.chars().any(|c| c.is_control() && c != '\n') {
             return Err(reject("text must not contain control characters"));
         }
+        if let Some(why) = crate::text::refusal(text) {
+            return Err(reject(format!("text {why}")));
+        }
         if self.buckets.len() > BUCKETS_PRUNE_ABOVE {
             self.buckets.retain(|_, b| !b.is_full(now_ms));
         }
@@ -222,41 +243,34 @@ impl ChatLog {
         }))
     }
 
-    /// Records that a batch (in sequence order) is durable; returns the acks.
-    pub fn committed(&mut self, batch: &[ChatMessage]) -> Vec<ChatAck> {
-        batch
-            .iter()
-            .map(|m| {
-                self.durable_seq = self.durable_seq.max(m.seq);
-                self.remember(m.clone())
-            })
-            .collect()
+    /// Records that a batch (in sequence order) is durable.
+    pub fn committed(&mut self, batch: &[ChatMessage]) {
+        for m in batch {
+            self.durable_seq = self.durable_seq.max(m.seq);
+            self.remember(m.clone());
+        }
     }
 
-    fn remember(&mut self, message: ChatMessage) -> ChatAck {
-        let ack = ChatAck {
-            session_id: message.session_id,
-            seq: message.seq,
-            sent_at: message.sent_at.clone(),
-            client_msg_id: message.client_msg_id.clone().unwrap_or_default(),
-        };
+    fn remember(&mut self, message: ChatMessage) {
         if let Some(id) = &message.client_msg_id {
-            let key = (message.author.id, id.clone());
-            self.in_flight.remove(&key);
-            if self.acks.insert(key.clone(), ack.clone()).is_none() {
-                self.ack_order.push_back(key);
-            }
-            while self.ack_order.len() > self.limits.dedupe {
-                if let Some(old) = self.ack_order.pop_front() {
-                    self.acks.remove(&old);
-                }
-            }
+            self.remember_send((message.author.id, id.clone()), message.seq);
         }
         self.ring.push_back(Arc::new(message));
         while self.ring.len() > self.limits.ring {
             self.ring.pop_front();
         }
-        ack
+    }
+
+    fn remember_send(&mut self, key: SendKey, seq: u64) {
+        self.in_flight.remove(&key);
+        if self.acks.insert(key.clone(), seq).is_none() {
+            self.ack_order.push_back(key);
+        }
+        while self.ack_order.len() > self.limits.dedupe {
+            if let Some(old) = self.ack_order.pop_front() {
+                self.acks.remove(&old);
+            }
+        }
     }
 
     /// Durable messages with `seq > after`, up to `limit`, when the ring still
@@ -318,7 +332,7 @@ mod tests {
 
     #[test]
     fn numbers_are_gap_free_and_resends_are_idempotent() {
-        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), 0, LIMITS);
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), Vec::new(), 0, LIMITS);
         let a = new(&mut log, 1, "a");
         let b = new(&mut log, 2, "a");
         assert_eq!((a.seq, b.seq), (1, 2));
@@ -327,20 +341,29 @@ mod tests {
             log.accept(author(1), "hi", "a", "t".into(), 0).unwrap(),
             Accepted::InFlight(1)
         );
-        let acks = log.committed(&[a, b]);
-        assert_eq!(acks[0].seq, 1);
+        log.committed(&[a, b]);
+        // Durable: the stored message answers, whatever the resend says.
         assert_eq!(
             log.accept(author(1), "hi again", "a", "t".into(), 0)
                 .unwrap(),
-            Accepted::Duplicate(acks[0].clone())
+            Accepted::Duplicate(1)
         );
+        assert_eq!(log.stored(1).unwrap().text, "hi");
         assert_eq!(new(&mut log, 1, "b").seq, 3);
     }
 
     #[test]
     fn bad_text_is_refused_without_using_a_number() {
-        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), 5, LIMITS);
-        for text in ["", "   ", "01234567890", "a\u{0}b"] {
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), Vec::new(), 5, LIMITS);
+        for text in [
+            "",
+            "   ",
+            "01234567890",
+            "a\u{0}b",
+            "\u{202E}olleh",
+            "\u{200B}\u{200D}",
+            "\u{3164}",
+        ] {
             assert!(
                 log.accept(author(1), text, text, "t".into(), 0).is_err(),
                 "{text:?}"
@@ -351,13 +374,42 @@ mod tests {
     }
 
     #[test]
+    fn emoji_sequences_are_chat() {
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), Vec::new(), 0, LIMITS);
+        let accepted = log.accept(author(1), "👩‍🍳", "a", "t".into(), 0).unwrap();
+        assert!(matches!(accepted, Accepted::New(m) if m.text == "👩‍🍳"));
+    }
+
+    #[test]
+    fn the_idempotency_window_is_restored_beyond_the_ring() {
+        let sent: Vec<Sent> = (1..=50)
+            .map(|seq| (author(1).id, format!("m{seq}"), seq))
+            .collect();
+        let limits = ChatLimits {
+            dedupe: 40,
+            ..LIMITS
+        };
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), sent, 50, limits);
+        // Older than the ring (3), inside the window (40): a duplicate.
+        assert_eq!(
+            log.accept(author(1), "hi", "m11", "t".into(), 0).unwrap(),
+            Accepted::Duplicate(11)
+        );
+        // Outside the window: a new message, as documented.
+        assert!(matches!(
+            log.accept(author(1), "hi", "m10", "t".into(), 0).unwrap(),
+            Accepted::New(m) if m.seq == 51
+        ));
+    }
+
+    #[test]
     fn a_fast_sender_is_rate_limited_without_using_a_number() {
         let limits = ChatLimits {
             rate_per_s: 1.0,
             burst: 2,
             ..LIMITS
         };
-        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), 0, limits);
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), Vec::new(), 0, limits);
         assert!(log.accept(author(1), "a", "1", "t".into(), 0).is_ok());
         assert!(log.accept(author(1), "b", "2", "t".into(), 0).is_ok());
         let err = log.accept(author(1), "c", "3", "t".into(), 0).unwrap_err();
@@ -371,7 +423,7 @@ mod tests {
 
     #[test]
     fn muted_users_cannot_post_until_the_mute_ends() {
-        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), 0, LIMITS);
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), Vec::new(), 0, LIMITS);
         log.mute(author(1).id, 1_000);
         let err = log
             .accept(author(1), "hi", "a", "t".into(), 500)
@@ -383,7 +435,7 @@ mod tests {
 
     #[test]
     fn deleted_messages_are_redacted_in_the_ring() {
-        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), 0, LIMITS);
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), Vec::new(), 0, LIMITS);
         let m = new(&mut log, 1, "a");
         log.committed(&[m]);
         log.delete(1);
@@ -394,7 +446,7 @@ mod tests {
 
     #[test]
     fn the_ring_answers_recent_history_and_defers_older() {
-        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), 0, LIMITS);
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), Vec::new(), 0, LIMITS);
         let batch: Vec<_> = (0..5).map(|i| new(&mut log, 1, &format!("m{i}"))).collect();
         log.committed(&batch);
         assert_eq!(log.durable_seq(), 5);

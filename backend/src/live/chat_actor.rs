@@ -2,13 +2,15 @@
 //! messages ([`ChatLog`]), writes them in batches (group commit: while one
 //! batch is being written, the next accumulates), acknowledges a sender only
 //! once its message is durable, and then publishes it on the bus, encoded once.
+//! A resend answers with the stored message: from the ring, or for an older
+//! one (the idempotency window is longer than the ring) one keyed read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use chrono::Utc;
-use mobile_bridge::protocol::{Author, ChatAck, ChatMessage, ServerMsg};
+use mobile_bridge::protocol::{Author, ChatMessage, ServerMsg};
 use mobile_bridge::SessionId;
 use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
@@ -31,7 +33,7 @@ pub enum ChatError {
     Unavailable,
 }
 
-type Waiter = oneshot::Sender<Result<ChatAck, ChatError>>;
+type Waiter = oneshot::Sender<Result<Arc<ChatMessage>, ChatError>>;
 
 /// One session's chat actor.
 #[derive(Debug)]
@@ -74,16 +76,18 @@ impl ChatChannel {
         let db = self.db.clone();
         let id = self.session_id;
         let ring = u64::try_from(self.limits.ring).unwrap_or(u64::MAX);
+        let dedupe = u64::try_from(self.limits.dedupe).unwrap_or(u64::MAX);
         let fut = async move {
             let last = store::last_seq(&db, id).await?;
             let recent = store::newest(&db, id, ring).await?;
+            let sent = store::sent_window(&db, id, dedupe).await?;
             let mutes = store::mutes(&db, id).await?;
-            Ok::<_, sea_orm::DbErr>((last, recent, mutes))
+            Ok::<_, sea_orm::DbErr>((last, recent, sent, mutes))
         };
         ctx.wait(fut.into_actor(self).map(|result, act, ctx| match result {
-            Ok((last, recent, mutes)) => {
+            Ok((last, recent, sent, mutes)) => {
                 let mut log =
-                    ChatLog::restore(SessionId(act.session_id), recent, last, act.limits);
+                    ChatLog::restore(SessionId(act.session_id), recent, sent, last, act.limits);
                 for (user, until) in mutes {
                     log.mute(mobile_bridge::UserId(user), until.timestamp_millis());
                 }
@@ -109,7 +113,16 @@ impl ChatChannel {
         let db = self.db.clone();
         let now = Utc::now();
         let fut = async move {
-            let rows: Vec<_> = batch.iter().map(|m| (m.clone(), now)).collect();
+            // Stored with the `sent_at` it was acknowledged with, so history
+            // and resends after a restart show the same time.
+            let rows: Vec<_> = batch
+                .iter()
+                .map(|m| {
+                    let sent_at = chrono::DateTime::parse_from_rfc3339(&m.sent_at)
+                        .map_or(now, |t| t.with_timezone(&Utc));
+                    (m.clone(), sent_at)
+                })
+                .collect();
             let result = store::insert_batch(&db, &rows).await;
             (batch, result)
         };
@@ -146,15 +159,15 @@ impl ChatChannel {
         let Some(log) = self.log.as_mut() else {
             return;
         };
-        let acks = log.committed(batch);
+        log.committed(batch);
         self.metrics
             .chat_messages
             .inc_by(u64::try_from(batch.len()).unwrap_or_default());
-        for (message, ack) in batch.iter().zip(acks) {
+        for message in batch {
             let frame = ServerMsg::ChatMessage(message.clone()).encode();
             self.bus
                 .publish(self.session_id, BusEvent::new(frame, Some(message.seq)));
-            self.answer(message.seq, Ok(ack));
+            self.answer(message.seq, Ok(Arc::new(message.clone())));
         }
     }
 
@@ -169,7 +182,26 @@ impl ChatChannel {
         }
     }
 
-    fn answer(&mut self, seq: u64, result: Result<ChatAck, ChatError>) {
+    /// A durable message, from the ring or else the database.
+    fn stored(&self, seq: u64) -> ResponseFuture<Result<Arc<ChatMessage>, ChatError>> {
+        if let Some(message) = self.log.as_ref().and_then(|log| log.stored(seq)) {
+            return Box::pin(async move { Ok(message) });
+        }
+        let db = self.db.clone();
+        let id = self.session_id;
+        Box::pin(async move {
+            match store::by_seq(&db, id, seq).await {
+                Ok(Some(message)) => Ok(Arc::new(message)),
+                Ok(None) => Err(ChatError::Unavailable),
+                Err(e) => {
+                    tracing::warn!(session_id = %id, seq, error.message = %e, "reading a resent chat message failed");
+                    Err(ChatError::Unavailable)
+                }
+            }
+        })
+    }
+
+    fn answer(&mut self, seq: u64, result: Result<Arc<ChatMessage>, ChatError>) {
         for waiter in self.waiters.remove(&seq).unwrap_or_default() {
             let _ = waiter.send(result.clone());
         }
@@ -197,9 +229,10 @@ impl Supervised for ChatChannel {
     }
 }
 
-/// Posts a message; answers once it is durable.
+/// Posts a message; answers with the stored message once it is durable (for
+/// a resend of a `client_msg_id`: the message first stored under it).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<ChatAck, ChatError>")]
+#[rtype(result = "Result<Arc<ChatMessage>, ChatError>")]
 pub struct PostChat {
     pub author: Author,
     pub text: String,
@@ -207,7 +240,7 @@ pub struct PostChat {
 }
 
 impl Handler<PostChat> for ChatChannel {
-    type Result = ResponseFuture<Result<ChatAck, ChatError>>;
+    type Result = ResponseFuture<Result<Arc<ChatMessage>, ChatError>>;
 
     fn handle(&mut self, msg: PostChat, ctx: &mut Context<Self>) -> Self::Result {
         let Some(log) = self.log.as_mut() else {
@@ -223,7 +256,7 @@ impl Handler<PostChat> for ChatChannel {
             now.timestamp_millis(),
         ) {
             Err(reject) => return Box::pin(async move { Err(ChatError::Rejected(reject)) }),
-            Ok(Accepted::Duplicate(ack)) => return Box::pin(async move { Ok(ack) }),
+            Ok(Accepted::Duplicate(seq)) => return self.stored(seq),
             Ok(Accepted::InFlight(seq)) => seq,
             Ok(Accepted::New(message)) => {
                 let seq = message.seq;

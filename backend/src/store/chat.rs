@@ -87,6 +87,47 @@ pub async fn newest(
     Ok(rows.into_iter().map(to_message).collect())
 }
 
+/// The newest `limit` sends with a `client_msg_id`, oldest first: the
+/// idempotency window a restarted channel starts from. Only three narrow
+/// columns, read through the (session_id, seq) key.
+pub async fn sent_window(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+    limit: u64,
+) -> Result<Vec<crate::live::chat::Sent>, DbErr> {
+    let mut rows: Vec<(Uuid, Option<String>, i64)> = chat_message::Entity::find()
+        .select_only()
+        .column(chat_message::Column::AuthorId)
+        .column(chat_message::Column::ClientMsgId)
+        .column(chat_message::Column::Seq)
+        .filter(chat_message::Column::SessionId.eq(session_id))
+        .filter(chat_message::Column::ClientMsgId.is_not_null())
+        .order_by_desc(chat_message::Column::Seq)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    rows.reverse();
+    Ok(rows
+        .into_iter()
+        .filter_map(|(author, id, seq)| Some((UserId(author), id?, u64::try_from(seq).ok()?)))
+        .collect())
+}
+
+/// One message by its sequence number.
+pub async fn by_seq(
+    db: &DatabaseConnection,
+    session_id: Uuid,
+    seq: u64,
+) -> Result<Option<ChatMessage>, DbErr> {
+    Ok(
+        chat_message::Entity::find_by_id((session_id, i64::try_from(seq).unwrap_or(i64::MAX)))
+            .one(db)
+            .await?
+            .map(to_message),
+    )
+}
+
 /// Up to `limit` messages with `seq > after`, oldest first.
 pub async fn after(
     db: &DatabaseConnection,

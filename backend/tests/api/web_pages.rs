@@ -59,3 +59,54 @@ async fn unknown_assets_are_problem_json_not_files_from_disk() {
         assert_eq!(kind, "application/problem+json", "{path}");
     }
 }
+
+#[actix_rt::test]
+async fn pages_and_assets_cannot_be_framed_or_sniffed() {
+    let app = spawn_app().await;
+    let id = uuid::Uuid::now_v7();
+    for path in [
+        "/",
+        "/live",
+        "/watch",
+        &*format!("/s/{id}"),
+        "/assets/js/api.js",
+        "/assets/css/simmer.css",
+    ] {
+        let resp = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .unwrap_or_else(|| panic!("{path}: no {name}"))
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let csp = header("content-security-policy");
+        let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+        for directive in [
+            "frame-ancestors 'none'",
+            "default-src 'self'",
+            "script-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+        ] {
+            assert!(directives.contains(&directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"));
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+    }
+    // API answers, errors included, are never sniffed into another type.
+    for path in ["/api/v1/sessions", "/api/v1/nope", "/healthz"] {
+        let resp = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            resp.headers()
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+}
