@@ -28,4 +28,6 @@ pub struct AppState {
     pub claim_throttle: LoginThrottle,
     /// Pairings asked for per address.
     pub pairing_throttle: LoginThrottle,
+    /// Tells connection tasks that the node is stopping.
+    pub shutdown: crate::shutdown::Shutdown,
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod helpers;
+mod simmer_process;
 mod ws_client;
 
 mod accounts;
@@ -13,6 +14,7 @@ mod bad_input_gets_problem_json;
 mod binary_runs_embedded_default;
 mod chat_moderation_and_rest;
 mod chat_survives_random_disconnects;
+mod database_errors_name_the_database;
 mod live_sessions_survive_restart;
 mod openapi_spec;
 mod operations;
@@ -24,8 +26,11 @@ mod sdk_resumes_after_drops;
 mod sdk_watch_client;
 mod session_actor_survives_panic;
 mod session_lifecycle;
+mod stopping_drains_connections;
 mod timer_control;
 mod timer_survives_restart;
 mod watch_feed;
+mod watch_feeds_per_device_are_capped;
 mod watch_pairing;
 mod web_pages;
+mod ws_closes_when_token_expires;
