@@ -220,6 +220,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_WATCH_PAIRINGS_PER_WINDOW")]
     pub watch_pairings_per_window: Option<u32>,
 
+    /// Open feeds per watch (device token); a new one replaces the oldest,
+    /// which gets `bye {reason: "replaced"}` [default: 2].
+    #[arg(long, env = "SIMMER_WATCH_MAX_FEEDS_PER_DEVICE")]
+    pub watch_max_feeds_per_device: Option<usize>,
+
     /// Addresses the media relay (WebRTC) binds its UDP sockets to and offers
     /// as ICE candidates, comma-separated [default: 127.0.0.1].
     #[arg(long, env = "SIMMER_MEDIA_BIND_IPS")]
@@ -287,7 +292,8 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_WORKERS")]
     pub workers: Option<usize>,
 
-    /// Seconds to let in-flight requests finish on SIGTERM/SIGINT [default: 30].
+    /// Longest drain on SIGTERM/SIGINT, in seconds: connections told to go,
+    /// in-flight requests and writes finished [default: 30].
     #[arg(long, env = "SIMMER_SHUTDOWN_TIMEOUT_S")]
     pub shutdown_timeout_s: Option<u64>,
 
@@ -358,6 +364,7 @@ impl ConfigArgs {
             watch_claim_max_failures,
             watch_claim_window_s,
             watch_pairings_per_window,
+            watch_max_feeds_per_device,
             media_bind_ips,
             media_public_ips,
             media_udp_port_min,
@@ -416,6 +423,7 @@ pub struct Settings {
     pub watch_claim_max_failures: u32,
     pub watch_claim_window: Duration,
     pub watch_pairings_per_window: u32,
+    pub watch_max_feeds_per_device: usize,
     pub media: crate::media::MediaSettings,
     pub trusted_proxies: crate::client_addr::TrustedProxies,
     pub workers: Option<usize>,
@@ -499,6 +507,7 @@ impl Settings {
             watch_claim_max_failures: args.watch_claim_max_failures.unwrap_or(10).max(1),
             watch_claim_window: positive("watch_claim_window_s", args.watch_claim_window_s, 600)?,
             watch_pairings_per_window: args.watch_pairings_per_window.unwrap_or(30).max(1),
+            watch_max_feeds_per_device: args.watch_max_feeds_per_device.unwrap_or(2).max(1),
             media: crate::media::MediaSettings::resolve(
                 args.media_bind_ips.as_deref(),
                 args.media_public_ips.as_deref(),

@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod live;
 pub mod media;
 pub mod metrics;
+pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
@@ -25,6 +26,7 @@ use crate::live::chat::ChatLimits;
 use crate::live::SessionRegistry;
 use crate::media::engine::Sfu;
 use crate::metrics::{self, Metrics};
+use crate::shutdown::{Shutdown, Signals};
 use crate::state::AppState;
 
 /// Shortest accepted signing secret, in bytes.
@@ -120,6 +122,7 @@ impl Application {
                 settings.watch_pairings_per_window,
                 settings.watch_claim_window,
             ),
+            shutdown: Shutdown::default(),
             settings: Arc::new(settings.clone()),
         };
 
@@ -129,6 +132,9 @@ impl Application {
         let data = web::Data::new(state.clone());
         let mut server = HttpServer::new(move || build_app(data.clone()))
             .listen(listener)?
+            // Signals are ours (`run_until_stopped`): connections are told
+            // to go before the server stops, and SIGINT drains like SIGTERM.
+            .disable_signals()
             .shutdown_timeout(settings.shutdown_timeout.as_secs());
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
@@ -161,17 +167,73 @@ impl Application {
         &self.state
     }
 
-    /// Serves until stopped (SIGTERM/SIGINT, or a handle), then stops the
-    /// session actors and closes the database.
+    /// Serves until stopped, then stops in order: no new connections; every
+    /// open one told to go (`reconnect` and close 1001 on `/ws`, `bye` on
+    /// watch feeds) and waited for (at most the grace period); in-flight
+    /// requests finished; the session actors stopped once their durable
+    /// writes are done; the database closed last. SIGTERM and SIGINT both
+    /// drain; a second signal stops at once. A stop through [`Self::handle`]
+    /// skips the goodbyes.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+        let Self { server, state, .. } = self;
+        let grace = state.settings.shutdown_timeout;
+        let signals = actix_rt::spawn(drain_on_signal(
+            server.handle(),
+            state.shutdown.clone(),
+            grace,
+        ));
+        let result = server.await;
+        signals.abort();
+        // Whatever is still open (a stop through the handle) goes now.
+        state.shutdown.begin();
         tracing::info!("http server stopped; stopping session actors");
-        self.state.registry.shutdown();
-        if let Err(e) = self.state.db.close().await {
+        state.registry.shutdown(grace).await;
+        if let Err(e) = state.db.close().await {
             tracing::warn!(error.message = %e, "closing the database");
         }
         tracing::info!("shutdown complete");
         result
+    }
+}
+
+/// Waits for SIGTERM or SIGINT, then drains: stops accepting, tells every
+/// connection to go, waits for them (at most `grace`), and stops the server
+/// gracefully; a second signal meanwhile stops it at once.
+async fn drain_on_signal(server: ServerHandle, shutdown: Shutdown, grace: Duration) {
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::error!(error.message = %e, "cannot listen for SIGTERM/SIGINT");
+            return;
+        }
+    };
+    let signal = signals.next().await;
+    tracing::info!(
+        signal,
+        open_connections = shutdown.open_connections(),
+        "stopping: refusing new connections, telling open ones to go"
+    );
+    server.pause().await;
+    shutdown.begin();
+    let drain = async {
+        if tokio::time::timeout(grace, shutdown.connections_closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open_connections = shutdown.open_connections(),
+                grace_s = grace.as_secs(),
+                "connections still open after the grace period; closing them"
+            );
+        }
+        server.stop(true).await;
+    };
+    tokio::select! {
+        () = drain => {}
+        signal = signals.next() => {
+            tracing::warn!(signal, "second signal: stopping at once");
+            server.stop(false).await;
+        }
     }
 }
 

@@ -31,4 +31,6 @@ pub struct AppState {
     pub guest_throttle: LoginThrottle,
     /// Pairings asked for per address.
     pub pairing_throttle: LoginThrottle,
+    /// Tells connection tasks that the node is stopping.
+    pub shutdown: crate::shutdown::Shutdown,
 }

@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::protocol::{ChatAck, ChatMessage, JoinSnapshot, ServerMsg, SUBPROTOCOL};
+use crate::protocol::{ChatAck, ChatMessage, ClientMsg, JoinSnapshot, ServerMsg, SUBPROTOCOL};
 use crate::{ErrorCode, SessionId};
 
 pub(crate) type Socket =
@@ -140,6 +140,7 @@ enum Command {
         client_msg_id: String,
         reply: oneshot::Sender<Result<ChatAck, ClientError>>,
     },
+    SetToken(String),
     DropConnection,
     Close,
 }
@@ -233,6 +234,14 @@ impl Client {
             reply,
         })
         .await
+    }
+
+    /// Hands the client a fresh access token of the same user (after a
+    /// refresh): it is sent on the open connection (an `auth` frame), so the
+    /// server keeps the connection open past the old token's expiry, and it
+    /// is used for every reconnect from now on.
+    pub async fn set_token(&self, token: impl Into<String>) {
+        let _ = self.commands.send(Command::SetToken(token.into())).await;
     }
 
     /// Drops the connection as a network failure would (for tests and
@@ -467,6 +476,15 @@ impl Driver {
             } => {
                 let frame = json!({"type": "chat.send", "session_id": session_id, "text": text, "client_msg_id": client_msg_id, "ref": r});
                 self.pending.insert(r, Pending::Chat(frame.clone(), reply));
+                frame
+            }
+            Command::SetToken(token) => {
+                self.config.token.clone_from(&token);
+                // The reply needs no waiting: a refused token only means the
+                // server closes the connection at the old expiry, and the
+                // reconnect then uses this one.
+                let mut frame = serde_json::to_value(ClientMsg::Auth { token }).unwrap_or_default();
+                frame["ref"] = json!(r);
                 frame
             }
             Command::DropConnection => {

@@ -73,6 +73,11 @@ pub enum ClientMsg {
     /// Application-level keep-alive; answered by `pong`.
     #[serde(rename = "ping")]
     Ping,
+    /// Swaps the connection's access token for a fresh one of the same user
+    /// (after a refresh), so the connection outlives the old token's expiry.
+    /// The reply's body is `{expires_at}` (unix seconds).
+    #[serde(rename = "auth")]
+    Auth { token: String },
 }
 
 /// The state of a session's live video, as `media` frames tell it.
@@ -341,6 +346,7 @@ mod tests {
             "leave",
             "chat.send",
             "ping",
+            "auth",
             "hello",
             "reply",
             "chat.message",

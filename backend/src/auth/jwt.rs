@@ -10,6 +10,9 @@ use uuid::Uuid;
 use crate::error::ApiError;
 
 const ISSUER: &str = "simmer";
+/// Seconds a token is still accepted after its `exp` (clock skew between
+/// nodes); a `/ws` connection is closed after the same grace.
+pub const CLOCK_LEEWAY_S: i64 = 5;
 
 /// What a token lets its bearer be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +62,7 @@ impl TokenKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 5;
+        validation.leeway = CLOCK_LEEWAY_S.unsigned_abs();
         let guest_key = sha2::Sha256::new()
             .chain_update(b"simmer guest networks\0")
             .chain_update(secret)

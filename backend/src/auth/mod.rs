@@ -10,7 +10,7 @@ mod secret;
 mod throttle;
 
 pub use extract::{principal_for_token, request_token, AuthUser, MaybePrincipal, Principal};
-pub use jwt::{Claims, TokenKeys, TokenKind};
+pub use jwt::{Claims, TokenKeys, TokenKind, CLOCK_LEEWAY_S};
 pub use password::PasswordHasher;
 pub use refresh::{RefreshTokens, RotateOutcome};
 pub use secret::{new_secret, secret_hash};

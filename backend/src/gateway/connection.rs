@@ -1,6 +1,8 @@
 //! One WebSocket connection: a single `select!` loop over inbound frames,
-//! the events of the sessions it joined, replies of its pending sends, and a
-//! heartbeat. Nothing a client sends can panic it; a bad frame gets an
+//! the events of the sessions it joined, replies of its pending sends, a
+//! heartbeat, the expiry of its access token (close 4001 unless an `auth`
+//! frame brought a fresh one) and the node's shutdown (`reconnect`, then
+//! close 1001). Nothing a client sends can panic it; a bad frame gets an
 //! `error` frame (or an error reply when it carried a `ref`).
 
 use std::collections::HashMap;
@@ -13,6 +15,7 @@ use mobile_bridge::protocol::{
     Author, ClientMsg, JoinSnapshot, Ref, Role, ServerMsg, PROTOCOL_VERSION,
 };
 use mobile_bridge::{ErrorCode, SessionId};
+use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
@@ -21,6 +24,7 @@ use uuid::Uuid;
 use watch_sync::TimerControl;
 
 use crate::auth::Principal;
+use crate::auth::CLOCK_LEEWAY_S;
 use crate::live::bus::{BusEvent, EventKind};
 use crate::live::chat_actor::{durable_seq, ChatError, GetHistory, PostChat};
 use crate::live::rate::TokenBucket;
@@ -37,6 +41,19 @@ const REPLAY_PAGE: usize = 500;
 const CLOSE_GUESTS_REVOKED: u16 = 4003;
 /// Queued events written in one go after a wake-up, at most.
 const COALESCE_FRAMES: usize = 64;
+/// Close code when the access token expired (an HTTP 401's counterpart).
+const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+/// When the node stops, clients are told to reconnect after a random delay
+/// in this range (ms), so they do not all come back at the same instant.
+const RECONNECT_AFTER_MS: std::ops::Range<u64> = 1_000..5_000;
+
+/// Who is on a connection, and until when.
+#[derive(Debug)]
+pub struct Credentials {
+    pub principal: Principal,
+    /// The access token's `exp` (unix seconds).
+    pub expires_at_s: i64,
+}
 
 /// A session this connection follows.
 #[derive(Debug)]
@@ -50,6 +67,8 @@ struct Joined {
 struct Connection {
     id: u64,
     principal: Principal,
+    /// When the connection's access token expires.
+    expires_at: tokio::time::Instant,
     state: AppState,
     session: Session,
     joined: HashMap<Uuid, Joined>,
@@ -67,13 +86,25 @@ enum End {
     Close(CloseReason),
 }
 
+/// The instant a connection authenticated by a token with this `exp` (unix
+/// seconds) is closed: after the leeway that verification grants, so that a
+/// client reconnecting with the same token is refused, not closed again.
+fn deadline(expires_at_s: i64) -> tokio::time::Instant {
+    let left_ms = expires_at_s
+        .saturating_add(CLOCK_LEEWAY_S)
+        .saturating_mul(1000)
+        .saturating_sub(chrono::Utc::now().timestamp_millis());
+    tokio::time::Instant::now() + Duration::from_millis(u64::try_from(left_ms).unwrap_or(0))
+}
+
 pub async fn run(
     id: u64,
     _slot: super::ConnectionSlot,
-    principal: Principal,
+    credentials: Credentials,
     state: AppState,
     session: Session,
     stream: MessageStream,
+    mut shutdown: crate::shutdown::Listener,
 ) {
     let metrics = state.metrics.clone();
     metrics.ws_connections.inc();
@@ -81,7 +112,8 @@ pub async fn run(
     let max_frame = state.settings.ws_max_frame_bytes;
     let mut conn = Connection {
         id,
-        principal,
+        principal: credentials.principal,
+        expires_at: deadline(credentials.expires_at_s),
         state,
         session,
         joined: HashMap::new(),
@@ -175,6 +207,23 @@ pub async fn run(
                     end = Some(End::Gone);
                 }
             }
+            () = tokio::time::sleep_until(conn.expires_at) => {
+                end = Some(End::Close(CloseReason {
+                    code: CloseCode::Other(CLOSE_TOKEN_EXPIRED),
+                    description: Some("access token expired: reconnect with a fresh one".into()),
+                }));
+            }
+            () = shutdown.recv() => {
+                let after_ms = rand::thread_rng().gen_range(RECONNECT_AFTER_MS);
+                let reconnect = ServerMsg::Reconnect { reason: "shutdown".into(), after_ms };
+                // Closed either way; a client that misses this frame still
+                // gets the going-away close.
+                let _ = conn.send(&reconnect).await;
+                end = Some(End::Close(CloseReason {
+                    code: CloseCode::Away,
+                    description: Some("server shutting down: reconnect".into()),
+                }));
+            }
         }
     }
 
@@ -245,6 +294,7 @@ impl Connection {
             }
         };
         match msg {
+            ClientMsg::Auth { token } => self.reauthenticate(reference, &token).await,
             ClientMsg::Ping => {
                 let now = chrono::Utc::now().timestamp_millis();
                 self.reply(ServerMsg::Pong {
@@ -292,6 +342,33 @@ impl Connection {
                 self.timer_control(reference, session_id, control).await
             }
         }
+    }
+
+    /// Swaps the connection's token for a fresh one of the same user and
+    /// moves the expiry with it.
+    async fn reauthenticate(&mut self, reference: Option<Ref>, token: &str) -> Option<End> {
+        let reply = match self.state.keys.verify(token) {
+            Err(_) => ServerMsg::err(
+                reference,
+                ErrorCode::Unauthorized,
+                "token is expired, forged or malformed",
+            ),
+            Ok(claims) if claims.sub != self.principal.id() => ServerMsg::err(
+                reference,
+                ErrorCode::Forbidden,
+                "the token is another user's; open a new connection for it",
+            ),
+            Ok(claims)
+                if claims.exp.saturating_mul(1000) <= chrono::Utc::now().timestamp_millis() =>
+            {
+                ServerMsg::err(reference, ErrorCode::Unauthorized, "token is expired")
+            }
+            Ok(claims) => {
+                self.expires_at = deadline(claims.exp);
+                ServerMsg::ok(reference, serde_json::json!({"expires_at": claims.exp}))
+            }
+        };
+        self.reply(reply).await
     }
 
     /// A host's timer action; answered off the loop once it is durable.

@@ -94,6 +94,7 @@ pub async fn ws(
         })?,
     };
     let principal = principal_for_token(&state, &token)?;
+    let expires_at_s = state.keys.verify(&token)?.exp;
     let max = state.settings.ws_max_connections_per_user;
     let mut slot = state.ws_users.acquire(principal.id(), max).ok_or_else(|| {
         ApiError::rate_limited(
@@ -153,13 +154,18 @@ pub async fn ws(
     }
     let stream = stream.max_frame_size(state.settings.ws_max_frame_bytes);
     let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    let credentials = connection::Credentials {
+        principal,
+        expires_at_s,
+    };
     actix_rt::spawn(connection::run(
         id,
         slot,
-        principal,
+        credentials,
         state.get_ref().clone(),
         session,
         stream,
+        state.shutdown.listen(),
     ));
     Ok(response)
 }

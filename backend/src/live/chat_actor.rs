@@ -49,6 +49,8 @@ pub struct ChatChannel {
     /// Senders waiting for their message (by seq) to be durable.
     waiters: HashMap<u64, Vec<Waiter>>,
     writing: bool,
+    /// Those waiting for the channel to stop (told once all is written).
+    stop_waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl ChatChannel {
@@ -69,6 +71,7 @@ impl ChatChannel {
             pending: Vec::new(),
             waiters: HashMap::new(),
             writing: false,
+            stop_waiters: Vec::new(),
         }
     }
 
@@ -178,6 +181,9 @@ impl ChatChannel {
                 act.stop_when_written(ctx)
             });
         } else {
+            for waiter in self.stop_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
             ctx.stop();
         }
     }
@@ -226,6 +232,8 @@ impl Supervised for ChatChannel {
             }
         }
         self.writing = false;
+        // A stop waiter is answered by the drop: nothing is being written.
+        self.stop_waiters.clear();
     }
 }
 
@@ -401,16 +409,22 @@ pub async fn durable_seq(chat: &Addr<ChatChannel>) -> Result<u64, ChatError> {
     .map(|h| h.durable_seq)
 }
 
-/// Stops the channel for good (its session ended).
+/// Stops the channel for good (its session ended, or the node stops);
+/// answered once every accepted message is written.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct StopChat;
 
 impl Handler<StopChat> for ChatChannel {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: StopChat, ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: StopChat, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.stop_waiters.push(tx);
         self.stop_when_written(ctx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 }
 

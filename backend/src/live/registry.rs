@@ -15,11 +15,12 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use actix::prelude::*;
-use actix_rt::{Arbiter, System};
+use actix_rt::{Arbiter, ArbiterHandle, System};
 use mobile_bridge::protocol::{Author, Role, ServerMsg};
 use mobile_bridge::{SessionId, UserId};
 use sea_orm::DatabaseConnection;
@@ -72,6 +73,23 @@ impl Entry {
         self.chat.do_send(StopChat);
         self.timer.do_send(StopTimer);
         self.media.do_send(StopMedia);
+    }
+
+    /// Stops the actors for good; completes once each has handled its stop
+    /// (the chat's once its accepted messages are written; the timer's and
+    /// the session's writes hold their mailboxes, so theirs come after any
+    /// write in flight). The addresses are dropped first: a supervisor
+    /// restarts an actor that stops while someone holds its address, and a
+    /// restarted actor would start reading the database again.
+    fn stopped(self) -> impl std::future::Future<Output = ()> {
+        let session = self.session.send(Shutdown);
+        let chat = self.chat.send(StopChat);
+        let timer = self.timer.send(StopTimer);
+        let media = self.media.send(StopMedia);
+        drop(self);
+        async move {
+            let _ = futures_util::join!(session, chat, timer, media);
+        }
     }
 
     fn all_connected(&self) -> bool {
@@ -170,7 +188,11 @@ struct Inner {
     presence: Mutex<HashMap<Uuid, SessionPresence>>,
     /// Session actors run on these threads, spread by session id, away from
     /// the HTTP workers.
-    arbiters: Vec<Arbiter>,
+    arbiters: Vec<ArbiterHandle>,
+    /// The threads themselves, joined at shutdown.
+    threads: Mutex<Vec<Arbiter>>,
+    /// Set at shutdown: no session is started any more.
+    closed: AtomicBool,
     db: DatabaseConnection,
     bus: Arc<dyn Bus>,
     metrics: Metrics,
@@ -210,11 +232,14 @@ impl SessionRegistry {
             .map(|n| n.get())
             .unwrap_or(1)
             .clamp(1, 4);
+        let threads: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
         let registry = Self {
             inner: Arc::new(Inner {
                 sessions: Mutex::new(HashMap::new()),
                 presence: Mutex::new(HashMap::new()),
-                arbiters: (0..threads).map(|_| Arbiter::new()).collect(),
+                arbiters: threads.iter().map(Arbiter::handle).collect(),
+                threads: Mutex::new(threads),
+                closed: AtomicBool::new(false),
                 db,
                 bus,
                 metrics,
@@ -240,8 +265,8 @@ impl SessionRegistry {
     fn spawn_session(&self, id: Uuid, arbiter: usize) -> Addr<CookingSession> {
         let db = self.inner.db.clone();
         let metrics = self.inner.metrics.clone();
-        let handle = self.inner.arbiters[arbiter].handle();
-        Supervisor::start_in_arbiter(&handle, move |_| CookingSession::new(id, db, metrics))
+        let handle = &self.inner.arbiters[arbiter];
+        Supervisor::start_in_arbiter(handle, move |_| CookingSession::new(id, db, metrics))
     }
 
     fn spawn_chat(&self, id: Uuid, arbiter: usize) -> Addr<ChatChannel> {
@@ -249,8 +274,8 @@ impl SessionRegistry {
         let bus = self.inner.bus.clone();
         let metrics = self.inner.metrics.clone();
         let limits = self.inner.chat_limits;
-        let handle = self.inner.arbiters[arbiter].handle();
-        Supervisor::start_in_arbiter(&handle, move |_| {
+        let handle = &self.inner.arbiters[arbiter];
+        Supervisor::start_in_arbiter(handle, move |_| {
             ChatChannel::new(id, db, bus, metrics, limits)
         })
     }
@@ -259,16 +284,16 @@ impl SessionRegistry {
         let db = self.inner.db.clone();
         let bus = self.inner.bus.clone();
         let metrics = self.inner.metrics.clone();
-        let handle = self.inner.arbiters[arbiter].handle();
-        Supervisor::start_in_arbiter(&handle, move |_| RecipeTimer::new(id, db, bus, metrics))
+        let handle = &self.inner.arbiters[arbiter];
+        Supervisor::start_in_arbiter(handle, move |_| RecipeTimer::new(id, db, bus, metrics))
     }
 
     fn spawn_media(&self, id: Uuid, arbiter: usize) -> Addr<MediaRoom> {
         let sfu = self.inner.sfu.clone();
         let bus = self.inner.bus.clone();
         let metrics = self.inner.metrics.clone();
-        let handle = self.inner.arbiters[arbiter].handle();
-        Supervisor::start_in_arbiter(&handle, move |_| MediaRoom::new(id, sfu, bus, metrics))
+        let handle = &self.inner.arbiters[arbiter];
+        Supervisor::start_in_arbiter(handle, move |_| MediaRoom::new(id, sfu, bus, metrics))
     }
 
     fn update_gauge(&self, map: &HashMap<Uuid, Entry>) {
@@ -291,7 +316,7 @@ impl SessionRegistry {
     /// Starts the actors of a session that just went live.
     pub fn activate(&self, id: Uuid) {
         let mut map = lock(&self.inner.sessions);
-        if map.contains_key(&id) {
+        if map.contains_key(&id) || self.inner.closed.load(Ordering::SeqCst) {
             return;
         }
         let arbiter = self.arbiter_for(id);
@@ -499,13 +524,41 @@ impl SessionRegistry {
         lock(&self.inner.sessions).len()
     }
 
-    /// Stops every session actor (graceful shutdown; their state is durable).
-    pub fn shutdown(&self) {
-        let mut map = lock(&self.inner.sessions);
-        for (_, entry) in map.drain() {
-            entry.stop();
+    /// Stops every session actor and waits, at most `timeout`, until their
+    /// durable writes are done and their threads have ended; only then may
+    /// the database close (graceful shutdown; their state is durable). An
+    /// actor thread torn down while a query is in flight drops that query
+    /// outside any runtime, which panics inside sqlx.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let entries: Vec<Entry> = {
+            let mut map = lock(&self.inner.sessions);
+            let entries = map.drain().map(|(_, entry)| entry).collect();
+            self.update_gauge(&map);
+            entries
+        };
+        let count = entries.len();
+        let stopped = futures_util::future::join_all(entries.into_iter().map(Entry::stopped));
+        if tokio::time::timeout(timeout, stopped).await.is_err() {
+            tracing::warn!(
+                sessions = count,
+                timeout_s = timeout.as_secs(),
+                "session actors did not stop in time"
+            );
         }
-        self.update_gauge(&map);
+        let threads = std::mem::take(&mut *lock(&self.inner.threads));
+        for thread in &threads {
+            thread.stop();
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        });
+        if tokio::time::timeout(timeout, joined).await.is_err() {
+            tracing::warn!("session actor threads did not end in time");
+        }
+        tracing::info!(sessions = count, "session actors stopped");
     }
 
     /// Re-creates dead actors even when nobody asks for them, and publishes

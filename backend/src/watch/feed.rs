@@ -72,6 +72,7 @@ pub struct Feed {
     events: broadcast::Receiver<BusEvent>,
     control: mpsc::UnboundedReceiver<DeviceControl>,
     _attachment: Attachment,
+    shutdown: crate::shutdown::Listener,
 }
 
 fn now_ms() -> i64 {
@@ -118,7 +119,10 @@ fn tick_interval(query: &FeedQuery, device: &watch_device::Model) -> Result<i64,
 
 impl Feed {
     fn open(state: AppState, device: watch_device::Model, tick_interval_s: i64) -> Self {
-        let (attachment, control) = state.watch_hub.attach(device.id);
+        let (attachment, control) = state
+            .watch_hub
+            .attach(device.id, state.settings.watch_max_feeds_per_device);
+        let shutdown = state.shutdown.listen();
         let events = state
             .registry
             .bus()
@@ -133,6 +137,7 @@ impl Feed {
             events,
             control,
             _attachment: attachment,
+            shutdown,
         }
     }
 
@@ -228,6 +233,7 @@ impl Feed {
                 },
                 control = self.control.recv() => match control {
                     Some(DeviceControl::Revoked) | None => return Step::Bye("revoked"),
+                    Some(DeviceControl::Replaced) => return Step::Bye("replaced"),
                     Some(DeviceControl::Retarget(session_id)) => {
                         self.device.session_id = session_id;
                         self.last_alert_seq = 0;
@@ -239,6 +245,7 @@ impl Feed {
                         return Step::Snapshot;
                     }
                 },
+                () = self.shutdown.recv() => return Step::Bye("shutdown"),
             }
         }
     }
@@ -288,6 +295,17 @@ pub async fn watch_ws(
     let feed = Feed::open(state.get_ref().clone(), device, tick);
     actix_rt::spawn(run_ws(feed, session, stream));
     Ok(response)
+}
+
+/// How a WebSocket feed closes after `bye`: 1008 when the watch must not
+/// simply reconnect (revoked, or replaced by a newer feed), 1001 when the
+/// server stops (reconnect), else 1000.
+fn bye_close_code(reason: &str) -> CloseCode {
+    match reason {
+        "revoked" | "replaced" => CloseCode::Policy,
+        "shutdown" => CloseCode::Away,
+        _ => CloseCode::Normal,
+    }
 }
 
 async fn run_ws(mut feed: Feed, mut session: actix_ws::Session, stream: actix_ws::MessageStream) {
@@ -342,7 +360,7 @@ async fn run_ws(mut feed: Feed, mut session: actix_ws::Session, stream: actix_ws
                 Step::Bye(reason) => {
                     let _ = session.text(bye(reason)).await;
                     close = Some(CloseReason {
-                        code: if reason == "revoked" { CloseCode::Policy } else { CloseCode::Normal },
+                        code: bye_close_code(reason),
                         description: Some(reason.into()),
                     });
                     break;

@@ -1,5 +1,7 @@
 //! Which watch feeds are open on this node, per device, so that revoking or
-//! re-targeting a watch reaches its live feeds at once.
+//! re-targeting a watch reaches its live feeds at once, and so that one
+//! device token cannot hold more than a few feeds open (a new one replaces
+//! the oldest).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +17,9 @@ pub enum DeviceControl {
     Revoked,
     /// The watch now follows this session: send its snapshot.
     Retarget(Uuid),
+    /// A newer feed of the same device took this one's place: say `bye`
+    /// and close.
+    Replaced,
 }
 
 type Feeds = HashMap<Uuid, HashMap<u64, mpsc::UnboundedSender<DeviceControl>>>;
@@ -53,11 +58,29 @@ impl WatchHub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers an open feed of `device`.
-    pub fn attach(&self, device: Uuid) -> (Attachment, mpsc::UnboundedReceiver<DeviceControl>) {
+    /// Registers an open feed of `device`; when it already has `max` (at
+    /// least 1), the oldest ones are told [`DeviceControl::Replaced`] and no
+    /// longer count.
+    pub fn attach(
+        &self,
+        device: Uuid,
+        max: usize,
+    ) -> (Attachment, mpsc::UnboundedReceiver<DeviceControl>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().entry(device).or_default().insert(id, tx);
+        let mut feeds = self.lock();
+        let of_device = feeds.entry(device).or_default();
+        while of_device.len() >= max.max(1) {
+            // Ids grow, so the smallest is the oldest.
+            let Some(oldest) = of_device.keys().min().copied() else {
+                break;
+            };
+            if let Some(old) = of_device.remove(&oldest) {
+                let _ = old.send(DeviceControl::Replaced);
+            }
+        }
+        of_device.insert(id, tx);
+        drop(feeds);
         (
             Attachment {
                 hub: self.clone(),
@@ -90,8 +113,8 @@ mod tests {
     fn feeds_are_told_until_they_detach() {
         let hub = WatchHub::default();
         let device = Uuid::now_v7();
-        let (first, mut rx1) = hub.attach(device);
-        let (second, mut rx2) = hub.attach(device);
+        let (first, mut rx1) = hub.attach(device, 2);
+        let (second, mut rx2) = hub.attach(device, 2);
         assert_eq!(hub.tell(device, DeviceControl::Revoked), 2);
         assert_eq!(rx1.try_recv().ok(), Some(DeviceControl::Revoked));
         assert_eq!(rx2.try_recv().ok(), Some(DeviceControl::Revoked));
@@ -100,5 +123,23 @@ mod tests {
         drop(second);
         assert!(!hub.connected(device));
         assert_eq!(hub.tell(device, DeviceControl::Revoked), 0);
+    }
+
+    #[test]
+    fn a_feed_over_the_cap_replaces_the_oldest() {
+        let hub = WatchHub::default();
+        let device = Uuid::now_v7();
+        let (_first, mut rx1) = hub.attach(device, 2);
+        let (_second, mut rx2) = hub.attach(device, 2);
+        let (_third, mut rx3) = hub.attach(device, 2);
+        assert_eq!(rx1.try_recv().ok(), Some(DeviceControl::Replaced));
+        assert!(rx2.try_recv().is_err());
+        assert_eq!(hub.tell(device, DeviceControl::Revoked), 2);
+        assert_eq!(rx2.try_recv().ok(), Some(DeviceControl::Revoked));
+        assert_eq!(rx3.try_recv().ok(), Some(DeviceControl::Revoked));
+        assert!(
+            rx1.try_recv().is_err(),
+            "a replaced feed is told nothing more"
+        );
     }
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod helpers;
+mod simmer_process;
 mod ws_client;
 
 mod accounts;
@@ -16,6 +17,7 @@ mod chat_dedupe_window_survives_restart;
 mod chat_moderation_and_rest;
 mod chat_resend_answers_what_is_stored;
 mod chat_survives_random_disconnects;
+mod database_errors_name_the_database;
 mod display_names_and_chat_refuse_hidden_text;
 mod guests_cannot_mint_their_way_around_limits;
 mod live_sessions_survive_restart;
@@ -31,9 +33,12 @@ mod sdk_resumes_after_drops;
 mod sdk_watch_client;
 mod session_actor_survives_panic;
 mod session_lifecycle;
+mod stopping_drains_connections;
 mod timer_control;
 mod timer_refuses_out_of_range_seconds;
 mod timer_survives_restart;
 mod watch_feed;
+mod watch_feeds_per_device_are_capped;
 mod watch_pairing;
 mod web_pages;
+mod ws_closes_when_token_expires;

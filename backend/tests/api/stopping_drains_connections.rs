@@ -1,0 +1,234 @@
+//! SIGTERM and SIGINT drain the real binary: every `/ws` client gets
+//! `reconnect` and a going-away close (1001, not a dropped socket), every
+//! watch feed (WebSocket and SSE) gets `bye {reason: "shutdown"}`, and the
+//! process exits 0 at once instead of sitting out the 30 s grace period.
+//! Chat acknowledged before the signal is in the database afterwards, and
+//! nothing panics on the way out.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::simmer_process::Simmer;
+use crate::ws_client::WsClient;
+
+/// Far below the 30 s grace period, far above what a drain takes.
+const EXITS_WITHIN: Duration = Duration::from_secs(10);
+
+/// Frames until the server closes the socket, and its close code (`None`
+/// when the connection just dropped: what a client sees as 1006).
+async fn frames_until_close(client: &mut WsClient) -> (Vec<Value>, Option<u16>) {
+    let mut frames = Vec::new();
+    let read = async {
+        while let Some(msg) = client.socket.next().await {
+            match msg {
+                Ok(Message::Text(text)) => frames.push(serde_json::from_str(&text).unwrap()),
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    };
+    let code = tokio::time::timeout(EXITS_WITHIN, read)
+        .await
+        .ok()
+        .flatten();
+    (frames, code)
+}
+
+/// The SSE events until the stream ends.
+async fn sse_until_end(mut resp: reqwest::Response) -> Vec<Value> {
+    let mut text = String::new();
+    let read = async {
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    let _ = tokio::time::timeout(EXITS_WITHIN, read).await;
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect()
+}
+
+/// Starts the binary with a viewer on `/ws` (joined to a live session) and a
+/// watch on both feeds; signals it; checks what each client saw and how it
+/// exited.
+async fn drains_on(signal: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut simmer = Simmer::start(dir.path(), &[("SIMMER_SHUTDOWN_TIMEOUT_S", "30")]);
+    let rest = simmer.rest();
+    let host = rest.register().await;
+    let session = rest.live_session(&host).await;
+    let device = rest.pair_watch(&host, session).await;
+
+    let mut viewer = WsClient::connect(&simmer.address, &host).await;
+    assert_eq!(
+        viewer.join(&session.to_string(), None).await["status"],
+        "ok"
+    );
+    let mut watch = WsClient::connect_watch(&simmer.address, &device, "").await;
+    assert_eq!(watch.recv().await["type"], "snapshot");
+    let sse = rest
+        .client
+        .get(format!("{}/watch/events", simmer.address))
+        .bearer_auth(&device)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+
+    simmer.signal(signal);
+    let signalled = std::time::Instant::now();
+    let (ws_frames, ws_code) = frames_until_close(&mut viewer).await;
+    let (watch_frames, watch_code) = frames_until_close(&mut watch).await;
+    let sse_frames = sse_until_end(sse).await;
+    let (status, _) = simmer.wait_exit(Duration::from_secs(40)).await;
+    let took = signalled.elapsed();
+    eprintln!("SIG{signal}: exit {status} {took:?} after the signal");
+
+    let reconnect = ws_frames.iter().find(|f| f["type"] == "reconnect");
+    let reconnect = reconnect.unwrap_or_else(|| panic!("no reconnect frame: {ws_frames:?}"));
+    assert_eq!(reconnect["reason"], "shutdown");
+    assert!(reconnect["after_ms"].as_u64().is_some(), "{reconnect}");
+    assert_eq!(ws_code, Some(1001), "/ws close code");
+    let bye = watch_frames.last().cloned().unwrap_or_default();
+    assert_eq!(bye["type"], "bye", "{watch_frames:?}");
+    assert_eq!(bye["reason"], "shutdown");
+    assert_eq!(watch_code, Some(1001), "watch feed close code");
+    let sse_bye = sse_frames.last().cloned().unwrap_or_default();
+    assert_eq!(sse_bye["type"], "bye", "{sse_frames:?}");
+    assert_eq!(sse_bye["reason"], "shutdown");
+    assert!(
+        status.success(),
+        "exit {status:?}; stderr:\n{}",
+        simmer.stderr()
+    );
+    assert!(
+        took < EXITS_WITHIN,
+        "took {took:?} to exit; stderr:\n{}",
+        simmer.stderr()
+    );
+}
+
+#[actix_rt::test]
+async fn sigterm_tells_every_client_to_go_and_exits_at_once() {
+    drains_on("TERM").await;
+}
+
+#[actix_rt::test]
+async fn sigint_drains_like_sigterm() {
+    drains_on("INT").await;
+}
+
+/// Sends chat on `ws` as fast as acknowledgements come back (a few in
+/// flight) until the server goes away; the `client_msg_id`s it acknowledged.
+async fn chat_until_gone(mut ws: WsClient, name: String, session: String) -> Vec<String> {
+    let mut acked = Vec::new();
+    let mut sent = 0u64;
+    let frame = |sent: u64| {
+        json!({"type": "chat.send", "ref": sent, "session_id": session,
+            "text": "hot pan", "client_msg_id": format!("{name}-{sent}")})
+    };
+    for _ in 0..4 {
+        sent += 1;
+        ws.send(frame(sent)).await;
+    }
+    while let Some(reply) = ws.try_recv(Duration::from_secs(10)).await {
+        if reply["type"] != "reply" {
+            continue;
+        }
+        if reply["status"] == "ok" {
+            acked.push(reply["body"]["client_msg_id"].as_str().unwrap().to_owned());
+        }
+        sent += 1;
+        let text = Message::Text(frame(sent).to_string().into());
+        if ws.socket.send(text).await.is_err() {
+            break;
+        }
+    }
+    acked
+}
+
+#[actix_rt::test]
+async fn chat_acknowledged_before_sigterm_is_kept_and_nothing_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("SIMMER_CHAT_RATE_PER_S", "100000"),
+        ("SIMMER_CHAT_BURST", "100000"),
+    ];
+    let mut simmer = Simmer::start(dir.path(), &env);
+    let rest = simmer.rest();
+    let host = rest.register().await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(rest.live_session(&host).await.to_string());
+    }
+    let mut senders = Vec::new();
+    for (i, session) in sessions.iter().enumerate() {
+        for j in 0..3 {
+            let token = rest.register().await;
+            let mut ws = WsClient::connect(&simmer.address, &token).await;
+            assert_eq!(ws.join(session, None).await["status"], "ok");
+            senders.push(tokio::spawn(chat_until_gone(
+                ws,
+                format!("c{i}-{j}"),
+                session.clone(),
+            )));
+        }
+    }
+    // Signal while every socket has sends in flight.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    simmer.signal("TERM");
+    let signalled = std::time::Instant::now();
+    let mut sent = Vec::new();
+    for (i, sender) in senders.into_iter().enumerate() {
+        sent.push((sender.await.unwrap(), sessions[i / 3].clone()));
+    }
+    let (status, _) = simmer.wait_exit(Duration::from_secs(40)).await;
+    let took = signalled.elapsed();
+    let stderr = simmer.stderr();
+    assert!(status.success(), "exit {status:?}; stderr:\n{stderr}");
+    assert!(
+        took < EXITS_WITHIN,
+        "took {took:?} to exit; stderr:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
+    drop(simmer);
+
+    let simmer = Simmer::start(dir.path(), &env);
+    let rest = simmer.rest();
+    let mut total = 0;
+    for (acked, session) in sent {
+        assert!(
+            !acked.is_empty(),
+            "nothing was acknowledged before the signal"
+        );
+        total += acked.len();
+        let mut stored = std::collections::HashSet::new();
+        let mut before: Option<u64> = None;
+        loop {
+            let mut path = format!("/api/v1/sessions/{session}/messages?limit=100");
+            if let Some(b) = before {
+                path.push_str(&format!("&before_seq={b}"));
+            }
+            let page = rest
+                .call(reqwest::Method::GET, &path, Some(&host), None)
+                .await;
+            for m in page["items"].as_array().unwrap() {
+                stored.insert(m["client_msg_id"].as_str().unwrap().to_owned());
+            }
+            match page["next_before_seq"].as_u64() {
+                Some(b) => before = Some(b),
+                None => break,
+            }
+        }
+        for id in &acked {
+            assert!(stored.contains(id), "acknowledged {id} is not stored");
+        }
+    }
+    assert!(total > 0);
+}
