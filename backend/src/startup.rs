@@ -187,10 +187,15 @@ impl Application {
         // Whatever is still open (a stop through the handle) goes now.
         state.shutdown.begin();
         tracing::info!("http server stopped; stopping session actors");
-        state.registry.shutdown(grace).await;
-        if let Err(e) = state.db.close().await {
-            tracing::warn!(error.message = %e, "closing the database");
+        state.registry.stop_actors(grace).await;
+        // Closing waits until every checked-out connection is back: after
+        // it, no query is in flight on an actor thread that ends next.
+        match tokio::time::timeout(grace, state.db.clone().close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error.message = %e, "closing the database"),
+            Err(_) => tracing::warn!("the database did not close in time"),
         }
+        state.registry.join_threads(grace).await;
         tracing::info!("shutdown complete");
         result
     }

@@ -95,7 +95,12 @@ impl Actor for CookingSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.load(ctx);
+        // Brought back after it was told to stop for good (a sender still
+        // held its address): stay idle, no query that could outlive the
+        // actor's thread.
+        if !self.shutting_down {
+            self.load(ctx);
+        }
     }
 }
 

@@ -51,6 +51,10 @@ pub struct ChatChannel {
     writing: bool,
     /// Those waiting for the channel to stop (told once all is written).
     stop_waiters: Vec<oneshot::Sender<()>>,
+    /// Stopped for good (the session ended or the node stops): if the
+    /// supervisor brings it back meanwhile (a sender still held its address),
+    /// it must not load, or the query may outlive the actor's thread.
+    stopped_for_good: bool,
 }
 
 impl ChatChannel {
@@ -72,6 +76,7 @@ impl ChatChannel {
             waiters: HashMap::new(),
             writing: false,
             stop_waiters: Vec::new(),
+            stopped_for_good: false,
         }
     }
 
@@ -184,6 +189,7 @@ impl ChatChannel {
             for waiter in self.stop_waiters.drain(..) {
                 let _ = waiter.send(());
             }
+            self.stopped_for_good = true;
             ctx.stop();
         }
     }
@@ -218,7 +224,9 @@ impl Actor for ChatChannel {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.load(ctx);
+        if !self.stopped_for_good {
+            self.load(ctx);
+        }
     }
 }
 

@@ -525,11 +525,11 @@ impl SessionRegistry {
     }
 
     /// Stops every session actor and waits, at most `timeout`, until their
-    /// durable writes are done and their threads have ended; only then may
-    /// the database close (graceful shutdown; their state is durable). An
-    /// actor thread torn down while a query is in flight drops that query
-    /// outside any runtime, which panics inside sqlx.
-    pub async fn shutdown(&self, timeout: Duration) {
+    /// durable writes are done (graceful shutdown; their state is durable).
+    /// Their threads keep running until [`Self::join_threads`]: close the
+    /// database in between, so that no query is still in flight on a thread
+    /// that ends (a query dropped outside any runtime panics inside sqlx).
+    pub async fn stop_actors(&self, timeout: Duration) {
         self.inner.closed.store(true, Ordering::SeqCst);
         let entries: Vec<Entry> = {
             let mut map = lock(&self.inner.sessions);
@@ -546,6 +546,12 @@ impl SessionRegistry {
                 "session actors did not stop in time"
             );
         }
+        tracing::info!(sessions = count, "session actors stopped");
+    }
+
+    /// Ends the actor threads and waits for them, at most `timeout` (after
+    /// [`Self::stop_actors`] and after the database closed).
+    pub async fn join_threads(&self, timeout: Duration) {
         let threads = std::mem::take(&mut *lock(&self.inner.threads));
         for thread in &threads {
             thread.stop();
@@ -558,7 +564,6 @@ impl SessionRegistry {
         if tokio::time::timeout(timeout, joined).await.is_err() {
             tracing::warn!("session actor threads did not end in time");
         }
-        tracing::info!(sessions = count, "session actors stopped");
     }
 
     /// Re-creates dead actors even when nobody asks for them, and publishes

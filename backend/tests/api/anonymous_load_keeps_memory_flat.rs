@@ -3,21 +3,11 @@
 //! leave the real `simmer` process's memory flat, and every one of them gets
 //! an answer: signed in, refused, or 503 with `Retry-After`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
 
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::simmer_process::Simmer;
 
 /// A `/proc/<pid>/status` field, in KiB.
 fn proc_kib(pid: u32, field: &str) -> u64 {
@@ -29,47 +19,21 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("{field} missing in /proc/{pid}/status"))
 }
 
-/// Starts the binary on a free port; returns it and its address.
-fn start(dir: &std::path::Path) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_simmer"))
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("SIMMER_BIND", "127.0.0.1:0")
-        .env("SIMMER_LOG_FORMAT", "json")
-        .env("SIMMER_WORKERS", "2")
-        .env("SIMMER_PASSWORD_HASH_THREADS", "2")
-        // Every attempt comes from 127.0.0.1: keep the per-address lockout
-        // out of the way so that each one reaches the password hash.
-        .env("SIMMER_LOGIN_MAX_FAILURES_PER_ADDRESS", "100000")
-        .env("RUST_LOG", "warn,simmer=info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if json["message"] == "simmer listening" {
-                let _ = tx.send(json["addr"].as_str().unwrap_or_default().to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("simmer listening");
-    (Server(child), format!("http://{addr}"))
-}
-
 #[actix_rt::test]
 async fn five_hundred_concurrent_anonymous_logins_and_registrations_keep_memory_flat() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, base) = start(dir.path());
-    let pid = server.0.id();
+    let server = Simmer::start(
+        dir.path(),
+        &[
+            ("SIMMER_PASSWORD_HASH_THREADS", "2"),
+            // Every attempt comes from 127.0.0.1: keep the per-address
+            // lockout out of the way so that each one reaches the hash.
+            ("SIMMER_LOGIN_MAX_FAILURES_PER_ADDRESS", "100000"),
+            ("RUST_LOG", "warn,simmer=info"),
+        ],
+    );
+    let pid = server.pid();
+    let base = server.address.clone();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(0)

@@ -35,7 +35,9 @@ pub fn command(dir: &Path, env: &[(&str, &str)]) -> Command {
         .env("SIMMER_BIND", "127.0.0.1:0")
         .env("SIMMER_LOG_FORMAT", "json")
         .env("SIMMER_WORKERS", "2")
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        // A panic in the server prints where it happened.
+        .env("RUST_BACKTRACE", "1");
     for (key, value) in env {
         cmd.env(key, value);
     }
@@ -117,6 +119,11 @@ impl Simmer {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The process id (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Everything it wrote to stderr so far.

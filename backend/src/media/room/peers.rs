@@ -141,8 +141,19 @@ impl RoomCore {
         let pc = self.sfu.peer().await.map_err(unavailable)?;
         let video_track: Arc<dyn TrackLocal + Send + Sync> = lock(&self.video).clone();
         let audio_track: Arc<dyn TrackLocal + Send + Sync> = self.audio.clone();
-        let video = pc.add_track(video_track).await.map_err(unavailable)?;
-        let audio = pc.add_track(audio_track).await.map_err(unavailable)?;
+        let added = async {
+            let video = pc.add_track(video_track).await?;
+            let audio = pc.add_track(audio_track).await?;
+            Ok::<_, webrtc::Error>((video, audio))
+        };
+        let (video, audio) = match added.await {
+            Ok(senders) => senders,
+            Err(e) => {
+                // Nothing else holds the connection yet: close it here.
+                let _ = pc.close().await;
+                return Err(unavailable(e));
+            }
+        };
         for sender in [video.clone(), audio] {
             // Read the viewer's RTCP: the interceptors answer NACKs from it,
             // and keyframe requests go on to the host.
