@@ -5,16 +5,18 @@
 //! SessionRegistry (one per node)    session id -> the session's actors
 //! ├── CookingSession (supervised)   lifecycle
 //! ├── ChatChannel (supervised)      chat: sequence, group commit, fan-out
-//! └── RecipeTimer (supervised)      the recipe timer: deadlines, alerts
+//! ├── RecipeTimer (supervised)      the recipe timer: deadlines, alerts
+//! └── MediaRoom (supervised)        the video relay (`crate::media`)
 //! ```
-//! The registry supervises the three together (actix restarts a stopped
+//! The registry supervises the four together (actix restarts a stopped
 //! actor; the registry re-creates one that panicked), each on the session's
-//! arbiter. The media room joins them in a later issue.
+//! arbiter. Who is connected to each session is counted in `presence`.
 
 mod actor;
 pub mod bus;
 pub mod chat;
 pub mod chat_actor;
+mod presence;
 pub mod rate;
 mod registry;
 mod session;

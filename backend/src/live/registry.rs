@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_rt::{Arbiter, ArbiterHandle, System};
-use mobile_bridge::protocol::{Author, Role, ServerMsg};
-use mobile_bridge::{SessionId, UserId};
+use mobile_bridge::protocol::{Author, ServerMsg};
+use mobile_bridge::SessionId;
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
@@ -30,6 +30,7 @@ use super::actor::{CookingSession, Shutdown};
 use super::bus::{Bus, BusEvent, Topic};
 use super::chat::ChatLimits;
 use super::chat_actor::{ChatChannel, StopChat};
+use super::presence::SessionPresence;
 use super::session::LiveSnapshot;
 use super::timer_actor::{
     ControlTimer, GetTimer, GetWatchSnapshot, RecipeTimer, StopTimer, TimerError, WatchSnapshot,
@@ -63,9 +64,6 @@ struct Entry {
     arbiter: usize,
 }
 
-/// Names per `presence` frame, each way.
-const PRESENCE_NAMES_MAX: usize = 50;
-
 impl Entry {
     /// Stops the actors for good.
     fn stop(&self) {
@@ -97,82 +95,6 @@ impl Entry {
             && self.chat.connected()
             && self.timer.connected()
             && self.media.connected()
-    }
-}
-
-/// Who is connected to one session. Counts are kept incrementally: a join or
-/// leave costs O(1) however many are watching.
-#[derive(Debug, Default)]
-struct SessionPresence {
-    /// Connection id -> who is on it.
-    connections: HashMap<u64, Author>,
-    /// Open connections per user (any role).
-    per_user: HashMap<UserId, u32>,
-    /// Distinct users other than the host.
-    viewers: u32,
-    published: Option<u32>,
-    /// Arrivals and departures since the last `presence` frame.
-    joined: Vec<Author>,
-    left: Vec<Author>,
-}
-
-impl SessionPresence {
-    fn add(&mut self, connection: u64, who: Author) {
-        if self.connections.contains_key(&connection) {
-            return;
-        }
-        let open = self.per_user.entry(who.id).or_insert(0);
-        *open += 1;
-        if *open == 1 {
-            if who.role != Role::Host {
-                self.viewers += 1;
-            }
-            if let Some(i) = self.left.iter().position(|a| a.id == who.id) {
-                self.left.remove(i); // left and came back: no news
-            } else if self.joined.len() < PRESENCE_NAMES_MAX {
-                self.joined.push(who.clone());
-            }
-        }
-        self.connections.insert(connection, who);
-    }
-
-    fn remove(&mut self, connection: u64) {
-        let Some(who) = self.connections.remove(&connection) else {
-            return;
-        };
-        let Some(open) = self.per_user.get_mut(&who.id) else {
-            return;
-        };
-        *open -= 1;
-        if *open == 0 {
-            self.per_user.remove(&who.id);
-            if who.role != Role::Host {
-                self.viewers = self.viewers.saturating_sub(1);
-            }
-            if let Some(i) = self.joined.iter().position(|a| a.id == who.id) {
-                self.joined.remove(i); // came and went: no news
-            } else if self.left.len() < PRESENCE_NAMES_MAX {
-                self.left.push(who);
-            }
-        }
-    }
-
-    fn viewer_count(&self) -> u32 {
-        self.viewers
-    }
-
-    /// The frame to publish, if anything changed since the last one.
-    fn take_update(&mut self) -> Option<(u32, Vec<Author>, Vec<Author>)> {
-        let count = self.viewer_count();
-        if self.published == Some(count) && self.joined.is_empty() && self.left.is_empty() {
-            return None;
-        }
-        self.published = Some(count);
-        Some((
-            count,
-            std::mem::take(&mut self.joined),
-            std::mem::take(&mut self.left),
-        ))
     }
 }
 
@@ -644,52 +566,5 @@ impl SessionRegistry {
         };
         let _ = entry.chat.send(super::actor::InjectFault(fault)).await;
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn who(n: u128, role: Role) -> Author {
-        Author {
-            id: UserId(Uuid::from_u128(n)),
-            name: format!("u{n}"),
-            role,
-        }
-    }
-
-    #[test]
-    fn presence_counts_distinct_viewers_not_connections_or_the_host() {
-        let mut p = SessionPresence::default();
-        p.add(1, who(1, Role::Viewer));
-        p.add(2, who(1, Role::Viewer));
-        p.add(3, who(2, Role::Guest));
-        p.add(4, who(3, Role::Host));
-        assert_eq!(p.viewer_count(), 2);
-        let (count, joined, left) = p.take_update().unwrap();
-        assert_eq!(count, 2);
-        assert_eq!(joined.len(), 3, "each user once, the host too");
-        assert!(left.is_empty());
-        assert!(p.take_update().is_none(), "nothing new");
-        p.remove(1);
-        assert_eq!(p.viewer_count(), 2, "u1 still has a connection");
-        assert!(p.take_update().is_none());
-        p.remove(2);
-        p.remove(4);
-        p.remove(99);
-        assert_eq!(p.viewer_count(), 1);
-        let (_, joined, left) = p.take_update().unwrap();
-        assert!(joined.is_empty());
-        assert_eq!(left.len(), 2);
-    }
-
-    #[test]
-    fn coming_and_going_between_frames_is_no_news() {
-        let mut p = SessionPresence::default();
-        p.take_update();
-        p.add(1, who(1, Role::Viewer));
-        p.remove(1);
-        assert!(p.take_update().is_none());
     }
 }
