@@ -86,7 +86,7 @@ impl TimerControl {
 impl TimerAction {
     /// Checks what the action carries, whatever the timer's state:
     /// `add_time` needs non-zero seconds within ±[`MAX_ADD_TIME_S`]. The
-    /// edges (REST, `/ws`) check before routing; [`TimerMachine::apply`]
+    /// session handle checks before routing; [`TimerMachine::apply`]
     /// checks again.
     pub fn check(&self) -> Result<(), TimerRefusal> {
         match *self {

@@ -133,7 +133,7 @@ pub async fn register(
         checks.fail("password", "must be 8 to 128 characters");
     }
     let display_name = match body.display_name.as_deref() {
-        Some(name) => checks.display_text("display_name", name, 1, 64, false),
+        Some(name) => checks.display_text("display_name", name, 1, 64),
         None => username.clone(),
     };
     checks.finish()?;

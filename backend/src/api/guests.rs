@@ -79,7 +79,7 @@ pub async fn guest_token(
     body: web::Json<GuestTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mut checks = Checks::new();
-    let display_name = checks.display_text("display_name", &body.display_name, 1, 64, false);
+    let display_name = checks.display_text("display_name", &body.display_name, 1, 64);
     checks.finish()?;
     let network = guest::network(addr.0).to_string();
     let now = std::time::Instant::now();

@@ -433,9 +433,6 @@ pub async fn control_timer(
             message,
         }])
     })?;
-    action
-        .check()
-        .map_err(|refusal| ApiError::client(refusal.code.into(), refusal.message))?;
     let model = hosted(&state, id, &user).await?;
     if store::decode(&model)?.0 != SessionState::Live {
         return Err(ApiError::conflict(

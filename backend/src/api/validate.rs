@@ -54,15 +54,8 @@ impl Checks {
     /// Like `text`, for text that other people see (display names): also
     /// refuses bidirectional controls and text that shows nothing (see
     /// [`crate::text::refusal`]).
-    pub fn display_text(
-        &mut self,
-        field: &str,
-        value: &str,
-        min: usize,
-        max: usize,
-        multiline: bool,
-    ) -> String {
-        let trimmed = self.text(field, value, min, max, multiline);
+    pub fn display_text(&mut self, field: &str, value: &str, min: usize, max: usize) -> String {
+        let trimmed = self.text(field, value, min, max, false);
         if let Some(message) = crate::text::refusal(&trimmed) {
             self.fail(field, message);
         }
@@ -123,13 +116,13 @@ mod tests {
     fn display_text_refuses_bidi_controls_and_invisible_only_names() {
         let mut checks = Checks::new();
         assert_eq!(
-            checks.display_text("display_name", " 👩‍🍳 Anna ", 1, 64, false),
+            checks.display_text("display_name", " 👩‍🍳 Anna ", 1, 64),
             "👩‍🍳 Anna"
         );
         assert!(checks.finish().is_ok());
         for name in ["\u{202E}annA", "\u{200B}", "\u{3164}\u{3164}"] {
             let mut checks = Checks::new();
-            checks.display_text("display_name", name, 1, 64, false);
+            checks.display_text("display_name", name, 1, 64);
             assert!(checks.finish().is_err(), "{name:?}");
         }
     }

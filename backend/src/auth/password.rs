@@ -29,10 +29,16 @@ enum Work {
     Verify { password: String, hash: String },
 }
 
+/// What a job gives back.
+enum Done {
+    Hashed(String),
+    Verified(bool),
+}
+
 struct Job {
     work: Work,
     queued: Instant,
-    reply: oneshot::Sender<Result<String, ApiError>>,
+    reply: oneshot::Sender<Result<Done, ApiError>>,
 }
 
 /// Hashes and verifies passwords on its own threads; holds a dummy hash so
@@ -80,17 +86,21 @@ impl PasswordHasher {
 
     /// Hashes a password with Argon2id (19 MiB, 2 passes).
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
-        self.run(Work::Hash(password)).await
+        match self.run(Work::Hash(password)).await? {
+            Done::Hashed(hash) => Ok(hash),
+            Done::Verified(_) => Err(mixed_up()),
+        }
     }
 
     /// Checks a password against a stored PHC string.
     pub async fn verify(&self, password: String, hash: String) -> Result<bool, ApiError> {
-        self.run(Work::Verify { password, hash })
-            .await
-            .map(|ok| ok == "ok")
+        match self.run(Work::Verify { password, hash }).await? {
+            Done::Verified(ok) => Ok(ok),
+            Done::Hashed(_) => Err(mixed_up()),
+        }
     }
 
-    async fn run(&self, work: Work) -> Result<String, ApiError> {
+    async fn run(&self, work: Work) -> Result<Done, ApiError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             work,
@@ -110,6 +120,10 @@ impl PasswordHasher {
             .await
             .map_err(|_| ApiError::Internal(anyhow::anyhow!("password hashing thread died")))?
     }
+}
+
+fn mixed_up() -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("a hashing job got another job's answer"))
 }
 
 /// 503 `unavailable` (with `Retry-After: 1`): the server, not this client,
@@ -142,9 +156,10 @@ fn work(jobs: &Mutex<Receiver<Job>>) {
             Err(busy())
         } else {
             match job.work {
-                Work::Hash(password) => hash_with(&mut memory, &password),
-                Work::Verify { password, hash } => verify_with(&mut memory, &password, &hash)
-                    .map(|ok| if ok { "ok" } else { "no" }.to_owned()),
+                Work::Hash(password) => hash_with(&mut memory, &password).map(Done::Hashed),
+                Work::Verify { password, hash } => {
+                    verify_with(&mut memory, &password, &hash).map(Done::Verified)
+                }
             }
         };
         let _ = job.reply.send(result);

@@ -401,15 +401,6 @@ impl Connection {
             }
             (None, Ok(action)) => action,
         };
-        if let Err(refusal) = action.check() {
-            return self
-                .reply(ServerMsg::err(
-                    reference,
-                    refusal.code.into(),
-                    refusal.message,
-                ))
-                .await;
-        }
         let registry = self.state.registry.clone();
         let replies = self.replies();
         actix_rt::spawn(async move {

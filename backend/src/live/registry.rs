@@ -379,6 +379,8 @@ impl SessionRegistry {
         id: Uuid,
         action: watch_sync::TimerAction,
     ) -> Result<watch_sync::TimerView, TimerError> {
+        // Refused before it reaches the actor (the machine checks again).
+        action.check().map_err(TimerError::Refused)?;
         self.ask_timer(id, ControlTimer { action }).await?
     }
 

@@ -14,14 +14,7 @@ struct Simmer {
 
 impl Simmer {
     fn start(dir: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_simmer"))
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SIMMER_BIND", "127.0.0.1:0")
-            .env("SIMMER_LOG_FORMAT", "json")
-            .env("SIMMER_WORKERS", "1")
-            .env("RUST_LOG", "info")
+        let mut child = crate::simmer_process::command(dir, &[("SIMMER_WORKERS", "1")])
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
