@@ -3,11 +3,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod client_addr;
 pub mod config;
 pub mod db;
 pub mod error;
+#[cfg(feature = "test-hooks")]
+pub mod faults;
 pub mod gateway;
 pub mod live;
 pub mod media;

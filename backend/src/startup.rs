@@ -18,12 +18,12 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, health, openapi::ApiDoc};
-use crate::auth::{LoginGuard, LoginThrottle, PasswordHasher, RefreshTokens, TokenKeys};
+use crate::auth::{PasswordHasher, RefreshTokens, Throttles, TokenKeys};
+use crate::bus::LocalBus;
 use crate::config::Settings;
 use crate::db;
-use crate::live::bus::LocalBus;
 use crate::live::chat::ChatLimits;
-use crate::live::SessionRegistry;
+use crate::live::Sessions;
 use crate::media::engine::Sfu;
 use crate::metrics::{self, Metrics};
 use crate::shutdown::{Shutdown, Signals};
@@ -83,8 +83,8 @@ impl Application {
         };
         let sfu = Sfu::new(settings.media.clone(), media_runtime()?)
             .context("setting up the media relay")?;
-        let registry = SessionRegistry::new(db.clone(), bus, metrics.clone(), chat_limits, sfu)?;
-        let restored = registry
+        let sessions = Sessions::new(db.clone(), bus, metrics.clone(), chat_limits, sfu)?;
+        let restored = sessions
             .restore()
             .await
             .context("restoring live sessions")?;
@@ -98,30 +98,14 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         let state = AppState {
             refresh_tokens: RefreshTokens::new(db.clone(), settings.refresh_token_ttl),
-            logins: LoginGuard::new(
-                settings.login_max_failures,
-                settings.login_max_failures_per_address,
-                settings.login_lockout,
-            ),
+            throttles: Throttles::new(&settings),
             db,
             keys: Arc::new(TokenKeys::new(&secret)),
             passwords,
-            registry,
+            sessions,
             metrics,
             ws_users: Default::default(),
             watch_hub: Default::default(),
-            claim_throttle: LoginThrottle::new(
-                settings.watch_claim_max_failures,
-                settings.watch_claim_window,
-            ),
-            guest_throttle: LoginThrottle::new(
-                settings.guest_tokens_per_address,
-                settings.guest_token_window,
-            ),
-            pairing_throttle: LoginThrottle::new(
-                settings.watch_pairings_per_window,
-                settings.watch_claim_window,
-            ),
             shutdown: Shutdown::default(),
             settings: Arc::new(settings.clone()),
         };
@@ -187,7 +171,7 @@ impl Application {
         // Whatever is still open (a stop through the handle) goes now.
         state.shutdown.begin();
         tracing::info!("http server stopped; stopping session actors");
-        state.registry.stop_actors(grace).await;
+        state.sessions.stop_actors(grace).await;
         // Closing waits until every checked-out connection is back: after
         // it, no query is in flight on an actor thread that ends next.
         match tokio::time::timeout(grace, state.db.clone().close()).await {
@@ -195,7 +179,7 @@ impl Application {
             Ok(Err(e)) => tracing::warn!(error.message = %e, "closing the database"),
             Err(_) => tracing::warn!("the database did not close in time"),
         }
-        state.registry.join_threads(grace).await;
+        state.sessions.join_threads(grace).await;
         tracing::info!("shutdown complete");
         result
     }

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::auth::{AuthUser, Principal};
 use crate::error::ApiError;
 use crate::live::chat_actor::{ChatError, DeleteChat, MuteUser, PostChat};
+use crate::live::SessionError;
 use crate::state::AppState;
 use crate::store::chat as store;
 use crate::store::sessions::{self, SessionState};
@@ -83,6 +84,13 @@ fn chat_error(e: ChatError) -> ApiError {
 
 fn not_live() -> ApiError {
     ApiError::conflict("the session is not live")
+}
+
+fn session_error(e: SessionError) -> ApiError {
+    match e {
+        SessionError::NotLive => not_live(),
+        SessionError::Unavailable => chat_error(ChatError::Unavailable),
+    }
 }
 
 /// Chat history of a session, newest first (deleted messages have empty
@@ -176,20 +184,21 @@ pub async fn post_message(
     if sessions::decode(&model)?.0 != SessionState::Live {
         return Err(not_live());
     }
-    let chat = state.registry.chat(id).map_err(|_| not_live())?;
     let author = caller.author_in(model.host_id);
     let body = body.into_inner();
     let client_msg_id = body
         .client_msg_id
         .unwrap_or_else(|| Uuid::new_v4().to_string());
-    let stored = chat
-        .send(PostChat {
-            author,
-            text: body.text,
-            client_msg_id,
-        })
+    let post = PostChat {
+        author,
+        text: body.text,
+        client_msg_id,
+    };
+    let stored = state
+        .sessions
+        .ask(id, post)
         .await
-        .map_err(|_| chat_error(ChatError::Unavailable))?
+        .map_err(session_error)?
         .map_err(chat_error)?;
     Ok(HttpResponse::Created().json(&*stored))
 }
@@ -219,14 +228,11 @@ pub async fn delete_message(
     if model.host_id != user.id {
         return Err(ApiError::forbidden("only the host moderates the chat"));
     }
-    let found = match state.registry.chat(id) {
-        Ok(chat) => chat
-            .send(DeleteChat { seq })
-            .await
-            .map_err(|_| chat_error(ChatError::Unavailable))?
-            .map_err(chat_error)?,
+    let found = match state.sessions.ask(id, DeleteChat { seq }).await {
+        Ok(found) => found.map_err(chat_error)?,
         // Not live: no members to tell; just redact the history.
-        Err(_) => store::mark_deleted(&state.db, id, seq).await?,
+        Err(SessionError::NotLive) => store::mark_deleted(&state.db, id, seq).await?,
+        Err(e) => return Err(session_error(e)),
     };
     if !found {
         return Err(ApiError::not_found("message"));
@@ -270,18 +276,20 @@ pub async fn mute(
         checks.range("duration_s", u64::from(d), 1, u64::from(MUTE_MAX_S));
     }
     checks.finish()?;
-    let chat = state.registry.chat(id).map_err(|_| not_live())?;
     let until = match body.duration_s {
         Some(d) => Utc::now() + ChronoDuration::seconds(i64::from(d)),
         None => Utc::now() + ChronoDuration::days(365 * 100),
     };
-    chat.send(MuteUser {
+    let mute = MuteUser {
         user: body.user_id,
         until,
-    })
-    .await
-    .map_err(|_| chat_error(ChatError::Unavailable))?
-    .map_err(chat_error)?;
+    };
+    state
+        .sessions
+        .ask(id, mute)
+        .await
+        .map_err(session_error)?
+        .map_err(chat_error)?;
     tracing::info!(session_id = %id, muted = %body.user_id, "user muted");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -83,7 +83,7 @@ pub async fn guest_token(
     checks.finish()?;
     let network = guest::network(addr.0).to_string();
     let now = std::time::Instant::now();
-    if let Some(wait) = state.guest_throttle.check(&network, now) {
+    if let Some(wait) = state.throttles.guest_tokens.check(&network, now) {
         return Err(ApiError::rate_limited(
             "too many guest tokens for this address; sign in, or retry later",
             wait,
@@ -96,7 +96,7 @@ pub async fn guest_token(
     if store::decode(&model)?.0 == SessionState::Ended {
         return Err(ApiError::conflict("the session has ended"));
     }
-    state.guest_throttle.failed(&network, now);
+    state.throttles.guest_tokens.failed(&network, now);
     let guest_id = state.keys.new_guest_id(model.id, addr.0);
     let ttl = state.settings.guest_token_ttl;
     let access_token = state.keys.issue(
@@ -144,7 +144,7 @@ pub async fn update(
             return Err(ApiError::conflict("the session has ended"));
         }
         if !allow && store::decode(&model)?.0 == SessionState::Live {
-            state.registry.guests_revoked(model.id);
+            state.sessions.guests_revoked(model.id).await;
             tracing::info!(session_id = %model.id, "guests turned away");
         }
     }

@@ -57,7 +57,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         Ok(Ok(_)) => Ok(HttpResponse::Ok().json(Health {
             status: "ok".into(),
             database: Some(crate::db::backend_name(&state.db).into()),
-            live_sessions: Some(state.registry.live_count()),
+            live_sessions: Some(state.sessions.live_count()),
         })),
         Ok(Err(e)) => Err(ApiError::Unavailable(e.into())),
         Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!(

@@ -2,9 +2,6 @@
 //! viewers' playback, and the room's numbers. The SDP goes to the session's
 //! media room; everything here is HTTP: who may, which session, which limits.
 
-use std::time::Duration;
-
-use actix::{Addr, Handler, MailboxError, Message};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use mobile_bridge::ErrorCode;
@@ -15,16 +12,13 @@ use crate::api::raw_body::RawBody;
 use crate::auth::Principal;
 use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
+use crate::live::{Call, SessionError};
 use crate::media::room::{
-    Answer, EndResource, GetMediaStats, Holder, MediaError, MediaRoom, MediaStats, Publish,
-    Subscribe,
+    Answer, EndResource, GetMediaStats, Holder, MediaError, MediaStats, Publish, Subscribe,
 };
 use crate::media::MediaSettings;
 use crate::state::AppState;
 use crate::store::sessions::{self, SessionState};
-
-/// How long an offer may take to answer (ICE gathering included).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Routes of WHIP and WHEP (outside `/api/v1`: their paths are the contract).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -54,10 +48,6 @@ impl From<MediaError> for ApiError {
             MediaError::Unavailable(why) => ApiError::Unavailable(anyhow::anyhow!(why)),
         }
     }
-}
-
-fn mailbox(e: MailboxError) -> ApiError {
-    ApiError::Unavailable(anyhow::anyhow!("media room did not answer: {e}"))
 }
 
 /// The offer of a request: `application/sdp`, within the size limit, UTF-8.
@@ -110,20 +100,12 @@ async fn live_session(state: &AppState, id: Uuid) -> Result<session::Model, ApiE
     Ok(model)
 }
 
-/// The media room of a live session (after [`live_host`] said it is live).
-fn room_of(state: &AppState, session: Uuid) -> Result<Addr<MediaRoom>, ApiError> {
-    state
-        .registry
-        .media(session)
-        .map_err(|_| ApiError::conflict("the session is not live"))
-}
-
-/// The room of a live session that `principal` may watch.
-async fn viewable_room(
+/// Checks that `principal` may watch a live session.
+async fn check_viewable(
     state: &AppState,
     principal: &Principal,
     session: Uuid,
-) -> Result<Addr<MediaRoom>, ApiError> {
+) -> Result<(), ApiError> {
     if !principal.may_view(session) {
         return Err(ApiError::forbidden(
             "a guest token is good for its own session only",
@@ -133,20 +115,21 @@ async fn viewable_room(
     if !principal.may_view_session(&model) {
         return Err(ApiError::forbidden("this session does not let guests in"));
     }
-    room_of(state, session)
+    Ok(())
 }
 
-/// Asks the room, within [`ANSWER_TIMEOUT`].
-async fn ask<M>(room: &Addr<MediaRoom>, msg: M) -> Result<M::Result, ApiError>
-where
-    M: Message + Send + 'static,
-    M::Result: Send,
-    MediaRoom: Handler<M>,
-{
-    room.send(msg)
-        .timeout(ANSWER_TIMEOUT)
+/// Asks the session's media room.
+async fn ask<C: Call>(state: &AppState, session: Uuid, call: C) -> Result<C::Output, ApiError> {
+    state
+        .sessions
+        .ask(session, call)
         .await
-        .map_err(mailbox)
+        .map_err(|e| match e {
+            SessionError::NotLive => ApiError::conflict("the session is not live"),
+            SessionError::Unavailable => {
+                ApiError::Unavailable(anyhow::anyhow!("media room of {session} did not answer"))
+            }
+        })
 }
 
 /// `Link` headers announcing the ICE servers (RFC 9725 section 4.4).
@@ -200,7 +183,7 @@ pub async fn whip(
         Principal::User { id, .. } if id == host => id,
         _ => return Err(ApiError::forbidden("only the session's host publishes")),
     };
-    let answer = ask(&room_of(&state, session)?, Publish { user, offer }).await??;
+    let answer = ask(&state, session, Publish { user, offer }).await??;
     Ok(created("whip", session, answer, settings))
 }
 
@@ -217,11 +200,12 @@ pub async fn whep(
     let session = path.into_inner();
     let settings = &state.settings.media;
     let offer = offer(&req, &body, settings)?;
-    let room = viewable_room(&state, &principal, session).await?;
+    check_viewable(&state, &principal, session).await?;
     let viewer = Holder::new(principal.id(), client.0);
     let guest = matches!(principal, Principal::Guest { .. });
     let answer = ask(
-        &room,
+        &state,
+        session,
         Subscribe {
             viewer,
             guest,
@@ -239,20 +223,20 @@ async fn end(
     resource: Uuid,
     publisher: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let room = state
-        .registry
-        .media(session)
-        .map_err(|_| ApiError::not_found("media session"))?;
-    let user = principal.id();
-    ask(
-        &room,
-        EndResource {
-            resource,
-            user,
-            publisher,
-        },
-    )
-    .await??;
+    let end = EndResource {
+        resource,
+        user: principal.id(),
+        publisher,
+    };
+    match state.sessions.ask(session, end).await {
+        Ok(ended) => ended?,
+        Err(SessionError::NotLive) => return Err(ApiError::not_found("media session")),
+        Err(SessionError::Unavailable) => {
+            return Err(ApiError::Unavailable(anyhow::anyhow!(
+                "media room of {session} did not answer"
+            )))
+        }
+    }
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -311,7 +295,8 @@ pub async fn stats(
     principal: Principal,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = viewable_room(&state, &principal, id.into_inner()).await?;
-    let stats = ask(&room, GetMediaStats).await?;
+    let session = id.into_inner();
+    check_viewable(&state, &principal, session).await?;
+    let stats = ask(&state, session, GetMediaStats).await?;
     Ok(HttpResponse::Ok().json(stats))
 }

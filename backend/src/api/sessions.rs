@@ -106,7 +106,7 @@ async fn live_part(
     if session_state != SessionState::Live {
         return Ok(at_rest());
     }
-    match state.registry.snapshot(model.id).await {
+    match state.sessions.snapshot(model.id).await {
         Ok(snap) => Ok((snap.viewer_count, snap.timer)),
         // Ended between the read and the ask.
         Err(SessionError::NotLive) => Ok(at_rest()),
@@ -319,7 +319,7 @@ pub async fn start(
             current_state(&state, model.id).await?
         )));
     }
-    state.registry.activate(model.id);
+    state.sessions.activate(model.id);
     tracing::info!(session_id = %model.id, "session live");
     let model = find(&state, model.id).await?;
     Ok(HttpResponse::Ok().json(view_one(&state, &model).await?))
@@ -361,7 +361,7 @@ pub async fn end(
             current_state(&state, model.id).await?
         )));
     }
-    state.registry.deactivate(model.id);
+    state.sessions.deactivate(model.id);
     tracing::info!(session_id = %model.id, "session ended");
     let model = find(&state, model.id).await?;
     Ok(HttpResponse::Ok().json(view_one(&state, &model).await?))
@@ -440,7 +440,7 @@ pub async fn control_timer(
         ));
     }
     let timer = state
-        .registry
+        .sessions
         .control_timer(id, action)
         .await
         .map_err(|e| match e {

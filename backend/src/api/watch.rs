@@ -180,13 +180,13 @@ pub async fn create_pairing(
     checks.finish()?;
     let key = format!("pair:{}", address(&req, &state));
     let now = Instant::now();
-    if let Some(wait) = state.pairing_throttle.check(&key, now) {
+    if let Some(wait) = state.throttles.pairings.check(&key, now) {
         return Err(ApiError::rate_limited(
             "too many pairings from this address; try again later",
             wait,
         ));
     }
-    state.pairing_throttle.failed(&key, now);
+    state.throttles.pairings.failed(&key, now);
     let ttl = chrono::Duration::from_std(state.settings.watch_pairing_ttl)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("pairing ttl: {e}")))?;
     let poll_secret = new_secret();
@@ -244,7 +244,7 @@ pub async fn claim(
     ];
     if let Some(wait) = keys
         .iter()
-        .filter_map(|k| state.claim_throttle.check(k, now))
+        .filter_map(|k| state.throttles.claims.check(k, now))
         .max()
     {
         return Err(ApiError::rate_limited(
@@ -260,7 +260,7 @@ pub async fn claim(
     };
     let wrong = |reason: &str| {
         for key in &keys {
-            state.claim_throttle.failed(key, now);
+            state.throttles.claims.failed(key, now);
         }
         tracing::warn!(user_id = %user.id, address = %address(&req, &state), reason, "wrong watch pairing code");
     };

@@ -104,6 +104,44 @@ impl LoginThrottle {
     }
 }
 
+/// Every throttle of what anonymous or guessing clients may try, built from
+/// the settings.
+#[derive(Debug, Clone)]
+pub struct Throttles {
+    /// Failed logins per (username, address) and per address.
+    pub logins: LoginGuard,
+    /// Wrong pairing codes per user and per address.
+    pub claims: LoginThrottle,
+    /// Guest tokens minted per address.
+    pub guest_tokens: LoginThrottle,
+    /// Pairings asked for per address.
+    pub pairings: LoginThrottle,
+}
+
+impl Throttles {
+    pub fn new(settings: &crate::config::Settings) -> Self {
+        Self {
+            logins: LoginGuard::new(
+                settings.login_max_failures,
+                settings.login_max_failures_per_address,
+                settings.login_lockout,
+            ),
+            claims: LoginThrottle::new(
+                settings.watch_claim_max_failures,
+                settings.watch_claim_window,
+            ),
+            guest_tokens: LoginThrottle::new(
+                settings.guest_tokens_per_address,
+                settings.guest_token_window,
+            ),
+            pairings: LoginThrottle::new(
+                settings.watch_pairings_per_window,
+                settings.watch_claim_window,
+            ),
+        }
+    }
+}
+
 /// Password guessing, throttled as OWASP recommends: failures count per
 /// (username, client address), so that nobody can lock a host out from
 /// another address, and per address over every username, so that one

@@ -25,8 +25,8 @@ use watch_sync::TimerControl;
 
 use crate::auth::Principal;
 use crate::auth::CLOCK_LEEWAY_S;
-use crate::live::bus::{BusEvent, EventKind};
-use crate::live::chat_actor::{durable_seq, ChatError, GetHistory, PostChat};
+use crate::bus::{BusEvent, EventKind, Topic};
+use crate::live::chat_actor::{ChatError, GetHistory, PostChat};
 use crate::live::rate::TokenBucket;
 use crate::live::timer_actor::TimerError;
 use crate::live::SessionError;
@@ -228,7 +228,7 @@ pub async fn run(
     }
 
     for session_id in conn.joined.keys() {
-        conn.state.registry.left(*session_id, conn.id);
+        conn.state.sessions.left(*session_id, conn.id);
     }
     if let Some(End::Close(reason)) = end {
         let _ = conn.session.close(Some(reason)).await;
@@ -309,7 +309,7 @@ impl Connection {
             ClientMsg::Leave { session_id } => {
                 let reply = if self.joined.remove(&session_id.0).is_some() {
                     self.events.remove(&session_id.0);
-                    self.state.registry.left(session_id.0, self.id);
+                    self.state.sessions.left(session_id.0, self.id);
                     ServerMsg::ok(reference, serde_json::json!({"session_id": session_id}))
                 } else {
                     ServerMsg::err(
@@ -401,10 +401,10 @@ impl Connection {
             }
             (None, Ok(action)) => action,
         };
-        let registry = self.state.registry.clone();
+        let sessions = self.state.sessions.clone();
         let replies = self.replies();
         actix_rt::spawn(async move {
-            let reply = match registry.control_timer(session_id.0, action).await {
+            let reply = match sessions.control_timer(session_id.0, action).await {
                 Ok(timer) => {
                     ServerMsg::ok(reference, serde_json::to_value(timer).unwrap_or_default())
                 }
@@ -504,15 +504,19 @@ impl Connection {
         let author_for_presence = author.clone();
         // Subscribe before reading history: whatever is published from now
         // on is in the subscription, whatever was before is in the history.
-        let events = self.state.registry.bus().subscribe(id);
+        let events = self.state.sessions.subscribe(Topic::Members(id));
         let snapshot = self
             .state
-            .registry
+            .sessions
             .snapshot(id)
             .await
             .map_err(|_| unavailable())?;
-        let chat = self.state.registry.chat(id).map_err(|_| unavailable())?;
-        let durable = durable_seq(&chat).await.map_err(|_| unavailable())?;
+        let durable = self
+            .state
+            .sessions
+            .durable_seq(id)
+            .await
+            .map_err(|_| unavailable())?;
         self.events.insert(id, BroadcastStream::new(events));
         let from = last_seq.filter(|s| *s < durable);
         self.joined.insert(
@@ -522,14 +526,14 @@ impl Connection {
                 delivered_seq: from.unwrap_or(durable),
             },
         );
-        self.state.registry.joined(id, self.id, author_for_presence);
+        self.state.sessions.joined(id, self.id, author_for_presence);
         Ok((
             JoinSnapshot {
                 session_id: SessionId(id),
                 title: model.title,
                 state: session_state.as_str().into(),
                 role,
-                viewer_count: self.state.registry.viewer_count(id),
+                viewer_count: self.state.sessions.viewer_count(id),
                 timer: snapshot.timer,
                 last_seq: durable,
             },
@@ -540,16 +544,18 @@ impl Connection {
     /// Sends the chat messages after `from` up to (at least) `until`, oldest
     /// first, each once.
     async fn replay(&mut self, id: Uuid, from: u64, until: u64) -> Option<End> {
-        let Ok(chat) = self.state.registry.chat(id) else {
-            return None;
-        };
         let mut after = from;
         while after < until {
-            let page = match chat
-                .send(GetHistory {
-                    after,
-                    limit: REPLAY_PAGE,
-                })
+            let page = match self
+                .state
+                .sessions
+                .ask(
+                    id,
+                    GetHistory {
+                        after,
+                        limit: REPLAY_PAGE,
+                    },
+                )
                 .await
             {
                 Ok(Ok(history)) => history.messages,
@@ -588,8 +594,7 @@ impl Connection {
                 // from history, then carry on from the subscription.
                 tracing::debug!(connection = self.id, session_id = %id, missed, "lagging; resyncing");
                 let from = self.joined.get(&id).map(|j| j.delivered_seq)?;
-                let chat = self.state.registry.chat(id).ok()?;
-                let until = durable_seq(&chat).await.ok()?;
+                let until = self.state.sessions.durable_seq(id).await.ok()?;
                 // Boxed: rare, and deep; kept out of the connection's future.
                 return Box::pin(self.replay(id, from, until)).await;
             }
@@ -641,31 +646,17 @@ impl Connection {
                 .await;
         };
         let author = joined.author.clone();
-        let chat = match self.state.registry.chat(session_id.0) {
-            Ok(chat) => chat,
-            Err(_) => {
-                return self
-                    .reply(ServerMsg::err(
-                        reference,
-                        ErrorCode::Conflict,
-                        "session is not live",
-                    ))
-                    .await
-            }
-        };
+        let sessions = self.state.sessions.clone();
         let replies = self.replies();
         // Wait for durability off the loop, so this connection keeps reading
         // and delivering while its message is written.
         actix_rt::spawn(async move {
-            let result = chat
-                .send(PostChat {
-                    author,
-                    text,
-                    client_msg_id,
-                })
-                .timeout(Duration::from_secs(10))
-                .await;
-            let reply = match result {
+            let post = PostChat {
+                author,
+                text,
+                client_msg_id,
+            };
+            let reply = match sessions.ask(session_id.0, post).await {
                 // The stored message (a superset of the documented ack):
                 // for a resend, the one first stored under its id.
                 Ok(Ok(stored)) => ServerMsg::ok(
@@ -673,7 +664,10 @@ impl Connection {
                     serde_json::to_value(&*stored).unwrap_or_default(),
                 ),
                 Ok(Err(ChatError::Rejected(r))) => ServerMsg::err(reference, r.code, r.message),
-                Ok(Err(ChatError::Unavailable)) | Err(_) => ServerMsg::err(
+                Err(SessionError::NotLive) => {
+                    ServerMsg::err(reference, ErrorCode::Conflict, "session is not live")
+                }
+                Ok(Err(ChatError::Unavailable)) | Err(SessionError::Unavailable) => ServerMsg::err(
                     reference,
                     ErrorCode::Unavailable,
                     "not sent; retry with the same client_msg_id",

@@ -127,48 +127,11 @@ impl Handler<Shutdown> for CookingSession {
     }
 }
 
-/// A way for tests to break an actor.
 #[cfg(feature = "test-hooks")]
-#[derive(Debug, Clone, Copy)]
-pub enum Fault {
-    /// Panic inside a handler: the actor's task dies without stopping, which
-    /// `actix::Supervisor` does not see; the registry must.
-    Panic,
-    /// Fail with an unrecoverable error: the actor stops and its supervisor
-    /// restarts it.
-    Stop,
-}
-
-/// Breaks the actor (tests only).
-#[cfg(feature = "test-hooks")]
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct InjectFault(pub Fault);
-
-#[cfg(feature = "test-hooks")]
-impl Fault {
-    /// Breaks the actor whose context this is (`what` and `id` name it in
-    /// the panic or the log).
-    #[allow(clippy::panic)] // the point of this hook
-    pub fn apply<A>(self, what: &str, id: Uuid, ctx: &mut Context<A>)
-    where
-        A: Actor<Context = Context<A>>,
-    {
-        match self {
-            Fault::Panic => panic!("injected fault in {what} {id}"),
-            Fault::Stop => {
-                tracing::error!(%id, what, "injected unrecoverable error; stopping");
-                ctx.stop();
-            }
-        }
-    }
-}
-
-#[cfg(feature = "test-hooks")]
-impl Handler<InjectFault> for CookingSession {
+impl Handler<crate::faults::InjectFault> for CookingSession {
     type Result = ();
 
-    fn handle(&mut self, msg: InjectFault, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: crate::faults::InjectFault, ctx: &mut Context<Self>) {
         msg.0.apply("session", self.id, ctx);
     }
 }

@@ -16,8 +16,8 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::bus::{Bus, BusEvent};
 use super::chat::{Accepted, ChatLimits, ChatLog, ChatReject};
+use crate::bus::{Bus, BusEvent};
 use crate::metrics::Metrics;
 use crate::store::chat as store;
 
@@ -247,7 +247,7 @@ impl Supervised for ChatChannel {
 
 /// Posts a message; answers with the stored message once it is durable (for
 /// a resend of a `client_msg_id`: the message first stored under it).
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Arc<ChatMessage>, ChatError>")]
 pub struct PostChat {
     pub author: Author,
@@ -289,7 +289,7 @@ impl Handler<PostChat> for ChatChannel {
 
 /// Asks for durable messages after a sequence number (for resume), and the
 /// newest durable number.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<History, ChatError>")]
 pub struct GetHistory {
     pub after: u64,
@@ -341,7 +341,7 @@ impl Handler<GetHistory> for ChatChannel {
 
 /// Deletes a message: its text is gone from history and members get
 /// `chat.deleted`. Answers whether the message exists.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<bool, ChatError>")]
 pub struct DeleteChat {
     pub seq: u64,
@@ -376,7 +376,7 @@ impl Handler<DeleteChat> for ChatChannel {
 }
 
 /// Mutes a user until a time.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), ChatError>")]
 pub struct MuteUser {
     pub user: Uuid,
@@ -406,17 +406,6 @@ impl Handler<MuteUser> for ChatChannel {
     }
 }
 
-/// The newest durable sequence number of a channel.
-pub async fn durable_seq(chat: &Addr<ChatChannel>) -> Result<u64, ChatError> {
-    chat.send(GetHistory {
-        after: u64::MAX,
-        limit: 0,
-    })
-    .await
-    .map_err(|_| ChatError::Unavailable)?
-    .map(|h| h.durable_seq)
-}
-
 /// Stops the channel for good (its session ended, or the node stops);
 /// answered once every accepted message is written.
 #[derive(Debug, Message)]
@@ -437,10 +426,10 @@ impl Handler<StopChat> for ChatChannel {
 }
 
 #[cfg(feature = "test-hooks")]
-impl Handler<super::actor::InjectFault> for ChatChannel {
+impl Handler<crate::faults::InjectFault> for ChatChannel {
     type Result = ();
 
-    fn handle(&mut self, msg: super::actor::InjectFault, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: crate::faults::InjectFault, ctx: &mut Context<Self>) {
         msg.0.apply("chat", self.session_id, ctx);
     }
 }

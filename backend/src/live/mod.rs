@@ -1,29 +1,35 @@
-//! The live side: one supervised actor per live session, under a node-wide
-//! registry.
+//! The live side: one supervised set of actors per live session, behind one
+//! handle.
 //!
 //! ```text
-//! SessionRegistry (one per node)    session id -> the session's actors
-//! ├── CookingSession (supervised)   lifecycle
-//! ├── ChatChannel (supervised)      chat: sequence, group commit, fan-out
-//! ├── RecipeTimer (supervised)      the recipe timer: deadlines, alerts
-//! └── MediaRoom (supervised)        the video relay (`crate::media`)
+//! Sessions (one per node)           the handle: every command to a session
+//! ├── LocalSessions                 supervision: session id -> its actors
+//! │   ├── CookingSession            lifecycle
+//! │   ├── ChatChannel               chat: sequence, group commit, fan-out
+//! │   ├── RecipeTimer               the recipe timer: deadlines, alerts
+//! │   └── MediaRoom                 the video relay (`crate::media`)
+//! ├── Presence                      who is connected to which session
+//! └── frames                        what the live side publishes itself
 //! ```
-//! The registry supervises the four together (actix restarts a stopped
-//! actor; the registry re-creates one that panicked), each on the session's
-//! arbiter. Who is connected to each session is counted in `presence`.
+//! actix restarts a stopped actor; `LocalSessions` re-creates one that
+//! panicked, each on the session's arbiter. Callers send [`Call`]s through
+//! [`Sessions::ask`] and never hold an actor's address.
 
 mod actor;
-pub mod bus;
+mod calls;
 pub mod chat;
 pub mod chat_actor;
+mod frames;
 mod presence;
 pub mod rate;
-mod registry;
 mod session;
+mod sessions;
+mod supervisor;
 pub mod timer_actor;
 
-pub use actor::CookingSession;
 #[cfg(feature = "test-hooks")]
-pub use actor::{Fault, InjectFault};
-pub use registry::{SessionError, SessionRegistry, PRESENCE_INTERVAL};
+pub use crate::faults::{Fault, InjectFault};
+pub use actor::CookingSession;
+pub use calls::{Call, Patience};
 pub use session::{timer_at_rest, timer_steps, LiveSnapshot};
+pub use sessions::{SessionError, Sessions, PRESENCE_INTERVAL};

@@ -2,9 +2,13 @@
 //! changed since the last `presence` frame.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use mobile_bridge::protocol::{Author, Role};
 use mobile_bridge::UserId;
+use uuid::Uuid;
+
+use super::supervisor::lock;
 
 /// Names per `presence` frame, each way.
 const PRESENCE_NAMES_MAX: usize = 50;
@@ -71,7 +75,7 @@ impl SessionPresence {
     }
 
     /// The frame to publish, if anything changed since the last one.
-    pub(super) fn take_update(&mut self) -> Option<(u32, Vec<Author>, Vec<Author>)> {
+    pub(super) fn take_update(&mut self) -> Option<PresenceUpdate> {
         let count = self.viewer_count();
         if self.published == Some(count) && self.joined.is_empty() && self.left.is_empty() {
             return None;
@@ -82,6 +86,51 @@ impl SessionPresence {
             std::mem::take(&mut self.joined),
             std::mem::take(&mut self.left),
         ))
+    }
+}
+
+/// Who is connected to each session through this node. Kept outside the
+/// actors, so that an actor's crash does not forget who is watching.
+#[derive(Debug, Default)]
+pub(super) struct Presence {
+    sessions: Mutex<HashMap<Uuid, SessionPresence>>,
+}
+
+/// A `presence` frame to publish: the count, who joined, who left.
+pub(super) type PresenceUpdate = (u32, Vec<Author>, Vec<Author>);
+
+impl Presence {
+    pub(super) fn joined(&self, id: Uuid, connection: u64, who: Author) {
+        lock(&self.sessions)
+            .entry(id)
+            .or_default()
+            .add(connection, who);
+    }
+
+    pub(super) fn left(&self, id: Uuid, connection: u64) {
+        if let Some(p) = lock(&self.sessions).get_mut(&id) {
+            p.remove(connection);
+        }
+    }
+
+    pub(super) fn viewer_count(&self, id: Uuid) -> u32 {
+        lock(&self.sessions)
+            .get(&id)
+            .map(SessionPresence::viewer_count)
+            .unwrap_or(0)
+    }
+
+    /// The session ended: nobody is counted any more.
+    pub(super) fn forget(&self, id: Uuid) {
+        lock(&self.sessions).remove(&id);
+    }
+
+    /// The sessions whose count or names changed since their last frame.
+    pub(super) fn updates(&self) -> Vec<(Uuid, PresenceUpdate)> {
+        lock(&self.sessions)
+            .iter_mut()
+            .filter_map(|(id, p)| p.take_update().map(|update| (*id, update)))
+            .collect()
     }
 }
 

@@ -18,9 +18,9 @@ use watch_sync::{
     WatchTimer,
 };
 
-use super::bus::{Bus, BusEvent, EventKind, Topic};
-use super::registry::SessionError;
 use super::session::timer_steps;
+use super::sessions::SessionError;
+use crate::bus::{Bus, BusEvent, EventKind, Topic};
 use crate::metrics::Metrics;
 use crate::store::sessions::{self, SessionState};
 
@@ -400,10 +400,10 @@ impl Handler<StopTimer> for RecipeTimer {
 }
 
 #[cfg(feature = "test-hooks")]
-impl Handler<super::actor::InjectFault> for RecipeTimer {
+impl Handler<crate::faults::InjectFault> for RecipeTimer {
     type Result = ();
 
-    fn handle(&mut self, msg: super::actor::InjectFault, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: crate::faults::InjectFault, ctx: &mut Context<Self>) {
         msg.0.apply("timer", self.session_id, ctx);
     }
 }

@@ -21,8 +21,8 @@ use watch_sync::{WatchClientFrame, WatchFrame, WatchTimer};
 
 use super::hub::{Attachment, DeviceControl};
 use crate::auth::{request_token, secret_hash};
+use crate::bus::{BusEvent, EventKind, Topic};
 use crate::error::ApiError;
-use crate::live::bus::{BusEvent, EventKind, Topic};
 use crate::live::rate::TokenBucket;
 use crate::live::{self, SessionError};
 use crate::state::AppState;
@@ -123,10 +123,7 @@ impl Feed {
             .watch_hub
             .attach(device.id, state.settings.watch_max_feeds_per_device);
         let shutdown = state.shutdown.listen();
-        let events = state
-            .registry
-            .bus()
-            .subscribe_to(Topic::Watches(device.session_id));
+        let events = state.sessions.subscribe(Topic::Watches(device.session_id));
         state.metrics.watch_connections.inc();
         let last_alert_seq = u64::try_from(device.last_alert_seq).unwrap_or(0);
         Self {
@@ -156,7 +153,7 @@ impl Feed {
             return (Vec::new(), Some("unavailable"));
         };
         let (timer, pending, end) = match session_state {
-            SessionState::Live => match self.state.registry.watch_snapshot(session_id).await {
+            SessionState::Live => match self.state.sessions.watch_snapshot(session_id).await {
                 Ok(snap) => (snap.timer, snap.pending_alert, None),
                 Err(SessionError::NotLive) => (
                     live::timer_at_rest(&model, SessionState::Ended, &recipe, now),
@@ -239,9 +236,8 @@ impl Feed {
                         self.last_alert_seq = 0;
                         self.events = self
                             .state
-                            .registry
-                            .bus()
-                            .subscribe_to(Topic::Watches(session_id));
+                            .sessions
+                            .subscribe(Topic::Watches(session_id));
                         return Step::Snapshot;
                     }
                 },

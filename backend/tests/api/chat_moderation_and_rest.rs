@@ -171,8 +171,8 @@ async fn a_muted_user_cannot_post_until_the_mute_ends_even_after_a_restart() {
 
     // The mute is durable: it holds after the chat actor restarts.
     app.state
-        .registry
-        .inject_chat_fault(session, simmer::live::Fault::Stop)
+        .sessions
+        .inject_fault(session, "chat", simmer::live::Fault::Stop)
         .await;
     let mut reply = l.chat(&sid, "LOUD", "l2").await;
     for _ in 0..50 {

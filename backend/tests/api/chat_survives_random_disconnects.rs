@@ -156,7 +156,12 @@ async fn a_crashed_chat_actor_comes_back_without_gaps() {
         );
     }
     for fault in [Fault::Panic, Fault::Stop] {
-        assert!(app.state.registry.inject_chat_fault(session, fault).await);
+        assert!(
+            app.state
+                .sessions
+                .inject_fault(session, "chat", fault)
+                .await
+        );
         // The next send may meet the restart; a retry with the same id is safe.
         let mut reply = ws.chat(&sid, "after", &format!("{fault:?}")).await;
         for _ in 0..50 {

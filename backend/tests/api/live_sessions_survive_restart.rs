@@ -24,7 +24,7 @@ async fn live_sessions_come_back_after_a_restart() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let second = boot(test_settings(&first.data_dir, &first.database_url)).await;
-    assert_eq!(second.state.registry.live_count(), 1);
+    assert_eq!(second.state.sessions.live_count(), 1);
     let reply = second.get(&format!("/api/v1/sessions/{live}"), None).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["state"], "live");

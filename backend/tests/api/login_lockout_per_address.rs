@@ -116,7 +116,7 @@ async fn huge_and_impossible_usernames_are_not_kept() {
         .assert_problem(401, "invalid_credentials");
     }
     // Only the address is counted: one entry, not forty (nor 4 MB of names).
-    assert_eq!(app.state.logins.entries(), 1);
+    assert_eq!(app.state.throttles.logins.entries(), 1);
 }
 
 #[actix_rt::test]

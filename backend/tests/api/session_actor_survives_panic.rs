@@ -1,4 +1,4 @@
-//! A crash in one session's actor is contained: the registry re-creates it
+//! A crash in one session's actor is contained: the supervisor re-creates it
 //! with its state reloaded, and other sessions never notice.
 
 use std::time::{Duration, Instant};
@@ -47,7 +47,12 @@ async fn recovers(app: &crate::helpers::TestApp, fault: Fault) {
     let traffic = hammer(app, format!("/api/v1/sessions/{bystander}"), until);
     let crash = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(app.state.registry.inject_fault(victim, fault).await);
+        assert!(
+            app.state
+                .sessions
+                .inject_fault(victim, "session", fault)
+                .await
+        );
         let crashed_at = Instant::now();
         // The crashed session answers again, with its state intact.
         loop {
@@ -77,7 +82,7 @@ async fn recovers(app: &crate::helpers::TestApp, fault: Fault) {
         recovery < Duration::from_secs(1),
         "took {recovery:?} to answer again"
     );
-    assert_eq!(app.state.registry.live_count(), 2);
+    assert_eq!(app.state.sessions.live_count(), 2);
 }
 
 #[actix_rt::test]
@@ -99,7 +104,10 @@ async fn the_watchdog_recreates_a_dead_actor_without_being_asked() {
     let app = spawn_app().await;
     let host = app.register().await;
     let victim = app.live_session(&host).await;
-    app.state.registry.inject_fault(victim, Fault::Panic).await;
+    app.state
+        .sessions
+        .inject_fault(victim, "session", Fault::Panic)
+        .await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while restarts(&app, "panic").await == 0 {
         assert!(

@@ -53,7 +53,7 @@ async fn a_session_goes_scheduled_live_ended() {
     assert_eq!(live.status, 200, "{}", live.body);
     assert_eq!(live.body["state"], "live");
     assert!(live.body["started_at"].is_string());
-    assert_eq!(app.state.registry.live_count(), 1);
+    assert_eq!(app.state.sessions.live_count(), 1);
 
     let got = app.get(&format!("/api/v1/sessions/{id}"), None).await;
     assert_eq!(got.body["state"], "live");
@@ -79,7 +79,7 @@ async fn a_session_goes_scheduled_live_ended() {
     assert_eq!(ended.status, 200, "{}", ended.body);
     assert_eq!(ended.body["state"], "ended");
     assert!(ended.body["ended_at"].is_string());
-    assert_eq!(app.state.registry.live_count(), 0);
+    assert_eq!(app.state.sessions.live_count(), 0);
 
     for action in ["start", "end"] {
         app.post(

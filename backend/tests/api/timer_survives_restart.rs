@@ -84,10 +84,15 @@ async fn the_countdown_continues_after_the_timer_actor_crashes() {
 
     for fault in [Fault::Panic, Fault::Stop] {
         let (r1, t1, before) = remaining(&app, session).await;
-        assert!(app.state.registry.inject_timer_fault(session, fault).await);
+        assert!(
+            app.state
+                .sessions
+                .inject_fault(session, "timer", fault)
+                .await
+        );
         app.state
-            .registry
-            .inject_timer_fault(paused_session, fault)
+            .sessions
+            .inject_fault(paused_session, "timer", fault)
             .await;
         tokio::time::sleep(Duration::from_millis(600)).await;
         let (r2, t2, after) = remaining(&app, session).await;

@@ -344,7 +344,7 @@ async fn ending_the_session_closes_every_peer_connection() {
         !open_ports(&server_ports).is_empty(),
         "the server holds sockets for them"
     );
-    let tasks_live = app.state.registry.media_tasks();
+    let tasks_live = app.state.sessions.media_tasks();
     assert!(tasks_live > 0);
 
     app.post(
@@ -359,7 +359,7 @@ async fn ending_the_session_closes_every_peer_connection() {
     loop {
         let closed = publisher.closed_by_server() && viewers.iter().all(Viewer::closed_by_server);
         let sockets = open_ports(&server_ports);
-        let tasks = app.state.registry.media_tasks();
+        let tasks = app.state.sessions.media_tasks();
         if closed && sockets.is_empty() && tasks == 0 {
             break;
         }
@@ -390,7 +390,12 @@ async fn a_media_room_crash_leaves_chat_and_timer_alone() {
     .await;
 
     for fault in [Fault::Stop, Fault::Panic] {
-        assert!(app.state.registry.inject_media_fault(session, fault).await);
+        assert!(
+            app.state
+                .sessions
+                .inject_fault(session, "media", fault)
+                .await
+        );
         // Restarted (Stop) or re-created (Panic) by the watchdog: clients
         // are told to set up WHIP/WHEP again.
         let (event, _) = members.recv_type("media").await;

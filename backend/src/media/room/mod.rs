@@ -52,7 +52,7 @@ use slots::{PublishClaim, Reservation, Slots};
 use super::engine::Sfu;
 use super::rewrite::{LossCounter, Rewriter};
 use super::sdp;
-use crate::live::bus::{Bus, BusEvent};
+use crate::bus::{Bus, BusEvent};
 use crate::metrics::Metrics;
 
 /// Keyframe requests forwarded to the host, at most one per this interval;
@@ -273,7 +273,7 @@ impl Drop for MediaRoom {
 }
 
 /// The host publishes (WHIP offer in, answer out).
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Answer, MediaError>")]
 pub struct Publish {
     pub user: Uuid,
@@ -289,7 +289,7 @@ impl Handler<Publish> for MediaRoom {
 }
 
 /// A viewer plays (WHEP offer in, answer out).
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Answer, MediaError>")]
 pub struct Subscribe {
     /// The viewer and its client address, for the per-viewer limits.
@@ -312,7 +312,7 @@ impl Handler<Subscribe> for MediaRoom {
 }
 
 /// Ends a WHIP (`publisher: true`) or WHEP resource of `user`.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), MediaError>")]
 pub struct EndResource {
     pub resource: Uuid,
@@ -334,7 +334,7 @@ impl Handler<EndResource> for MediaRoom {
 }
 
 /// Ends every guest's playback: the host turned guests off.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct EndGuests;
 
@@ -347,7 +347,7 @@ impl Handler<EndGuests> for MediaRoom {
 }
 
 /// The room's numbers now.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "MediaStats")]
 pub struct GetMediaStats;
 
@@ -374,10 +374,10 @@ impl Handler<StopMedia> for MediaRoom {
 }
 
 #[cfg(feature = "test-hooks")]
-impl Handler<crate::live::InjectFault> for MediaRoom {
+impl Handler<crate::faults::InjectFault> for MediaRoom {
     type Result = ();
 
-    fn handle(&mut self, msg: crate::live::InjectFault, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: crate::faults::InjectFault, ctx: &mut Context<Self>) {
         msg.0.apply("media room", self.session_id, ctx);
     }
 }

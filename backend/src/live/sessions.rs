@@ -1,0 +1,272 @@
+//! `Sessions`: the one handle to the node's live sessions. Every command to a
+//! live session (chat, timer, media, presence, watch snapshots) goes through
+//! it as a typed [`Call`], with one timeout policy ([`Patience`]); nothing
+//! outside `live/` holds an actor address. Where the session runs is decided
+//! here, so that a cluster is a second route, not edits in every handler.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use actix::MailboxError;
+use mobile_bridge::protocol::Author;
+use sea_orm::DatabaseConnection;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::calls::Call;
+use super::chat::ChatLimits;
+use super::chat_actor::GetHistory;
+use super::frames;
+use super::presence::Presence;
+use super::session::LiveSnapshot;
+use super::supervisor::{ActorDeps, LocalSessions};
+use super::timer_actor::{ControlTimer, GetTimer, GetWatchSnapshot, TimerError, WatchSnapshot};
+use crate::bus::{Bus, BusEvent, Topic};
+use crate::media::engine::Sfu;
+use crate::media::room::EndGuests;
+use crate::metrics::Metrics;
+use crate::store::sessions as store;
+
+/// How often dead actors are looked for and presence is published.
+pub const PRESENCE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Why a live session could not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("session is not live")]
+    NotLive,
+    #[error("session is temporarily unavailable")]
+    Unavailable,
+}
+
+/// The node's live sessions. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    local: LocalSessions,
+    presence: Presence,
+    bus: Arc<dyn Bus>,
+    db: DatabaseConnection,
+}
+
+impl Sessions {
+    /// Creates the handle and its actor threads. Needs a running actix
+    /// `System`.
+    pub fn new(
+        db: DatabaseConnection,
+        bus: Arc<dyn Bus>,
+        metrics: Metrics,
+        chat_limits: ChatLimits,
+        sfu: Sfu,
+    ) -> anyhow::Result<Self> {
+        let local = LocalSessions::new(ActorDeps {
+            db: db.clone(),
+            bus: bus.clone(),
+            metrics,
+            chat_limits,
+            sfu,
+        })?;
+        let sessions = Self {
+            inner: Arc::new(Inner {
+                local,
+                presence: Presence::default(),
+                bus,
+                db,
+            }),
+        };
+        sessions.spawn_watchdog();
+        Ok(sessions)
+    }
+
+    /// Follows a topic's events from now on.
+    pub fn subscribe(&self, topic: Topic) -> broadcast::Receiver<BusEvent> {
+        self.inner.bus.subscribe_to(topic)
+    }
+
+    /// Starts the actors of every live session in the database (at
+    /// start-up).
+    pub async fn restore(&self) -> Result<usize, sea_orm::DbErr> {
+        let ids = store::live_ids(&self.inner.db).await?;
+        for id in &ids {
+            self.inner.local.start(*id);
+        }
+        Ok(ids.len())
+    }
+
+    /// A session just went live: its actors start.
+    pub fn activate(&self, id: Uuid) {
+        self.inner.local.start(id);
+    }
+
+    /// A session ended: its actors stop, its followers are told.
+    pub fn deactivate(&self, id: Uuid) {
+        self.inner.presence.forget(id);
+        let bus = &self.inner.bus;
+        bus.publish(id, frames::session_ended(id));
+        bus.publish_to(Topic::Watches(id), frames::watch_bye("session_ended"));
+        bus.close(id);
+        self.inner.local.stop(id);
+    }
+
+    /// The host turned guest access off: connected guests are told and
+    /// disconnected (their frames say why), members see nothing, and guests'
+    /// playback ends.
+    pub async fn guests_revoked(&self, id: Uuid) {
+        self.inner.bus.publish(id, frames::guests_revoked());
+        // Not live: nobody plays.
+        let _ = self.ask(id, EndGuests).await;
+    }
+
+    /// Asks a live session: its actor's answer, or why there is none. A dead
+    /// actor is re-created and asked again, once.
+    pub async fn ask<C: Call>(&self, id: Uuid, call: C) -> Result<C::Output, SessionError> {
+        for _ in 0..2 {
+            let actors = self.inner.local.actors(id).ok_or(SessionError::NotLive)?;
+            let answer = call.clone().send_to(&actors);
+            match tokio::time::timeout(C::PATIENCE.limit(), answer).await {
+                Ok(Ok(output)) => return Ok(output),
+                Ok(Err(MailboxError::Closed)) => continue,
+                Ok(Err(MailboxError::Timeout)) | Err(_) => return Err(SessionError::Unavailable),
+            }
+        }
+        Err(SessionError::Unavailable)
+    }
+
+    /// What a client sees of a live session now: its viewers and its timer.
+    pub async fn snapshot(&self, id: Uuid) -> Result<LiveSnapshot, SessionError> {
+        match self.ask(id, GetTimer).await? {
+            Ok(timer) => Ok(LiveSnapshot {
+                viewer_count: self.viewer_count(id),
+                timer,
+            }),
+            Err(SessionError::NotLive) => {
+                // Its actors found it over (ended elsewhere): let them go.
+                if let Some(actors) = self.inner.local.actors(id) {
+                    self.inner.local.forget(id, &actors.session);
+                }
+                Err(SessionError::NotLive)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What a watch needs on connect (the timer and a pending alert).
+    pub async fn watch_snapshot(&self, id: Uuid) -> Result<WatchSnapshot, SessionError> {
+        self.ask(id, GetWatchSnapshot).await?
+    }
+
+    /// Applies a host's timer action; answers once it is durable.
+    pub async fn control_timer(
+        &self,
+        id: Uuid,
+        action: watch_sync::TimerAction,
+    ) -> Result<watch_sync::TimerView, TimerError> {
+        // Refused before it reaches the actor (the machine checks again).
+        action.check().map_err(TimerError::Refused)?;
+        self.ask(id, ControlTimer { action }).await?
+    }
+
+    /// The newest durable chat sequence number of a live session.
+    pub async fn durable_seq(&self, id: Uuid) -> Result<u64, SessionError> {
+        let history = GetHistory {
+            after: u64::MAX,
+            limit: 0,
+        };
+        self.ask(id, history)
+            .await?
+            .map(|h| h.durable_seq)
+            .map_err(|_| SessionError::Unavailable)
+    }
+
+    /// Distinct viewers (not the host) connected to a session now.
+    pub fn viewer_count(&self, id: Uuid) -> u32 {
+        self.inner.presence.viewer_count(id)
+    }
+
+    /// A connection joined a session.
+    pub fn joined(&self, id: Uuid, connection: u64, who: Author) {
+        self.inner.presence.joined(id, connection, who);
+    }
+
+    /// A connection left a session (or closed).
+    pub fn left(&self, id: Uuid, connection: u64) {
+        self.inner.presence.left(id, connection);
+    }
+
+    /// Publishes a `presence` frame for every session whose count changed.
+    fn publish_presence(&self) {
+        for (id, (count, joined, left)) in self.inner.presence.updates() {
+            self.inner
+                .bus
+                .publish(id, frames::presence(id, count, joined, left));
+        }
+    }
+
+    /// How many sessions this node runs.
+    pub fn live_count(&self) -> usize {
+        self.inner.local.count()
+    }
+
+    /// Stops every session actor and waits, at most `timeout`, until their
+    /// durable writes are done (graceful shutdown; their state is durable).
+    /// Their threads keep running until [`Self::join_threads`]: close the
+    /// database in between, so that no query is still in flight on a thread
+    /// that ends (a query dropped outside any runtime panics inside sqlx).
+    pub async fn stop_actors(&self, timeout: Duration) {
+        self.inner.local.stop_all(timeout).await;
+    }
+
+    /// Ends the actor threads and waits for them, at most `timeout` (after
+    /// [`Self::stop_actors`] and after the database closed).
+    pub async fn join_threads(&self, timeout: Duration) {
+        self.inner.local.join_threads(timeout).await;
+    }
+
+    /// Re-creates dead actors even when nobody asks for them, and publishes
+    /// presence.
+    fn spawn_watchdog(&self) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let Some(arbiter) = self.inner.local.first_arbiter() else {
+            return;
+        };
+        arbiter.spawn(async move {
+            let mut interval = tokio::time::interval(PRESENCE_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let sessions = Sessions { inner };
+                sessions.inner.local.revive();
+                sessions.publish_presence();
+            }
+        });
+    }
+
+    /// Tasks alive on the media runtime (every peer connection's work runs
+    /// there), for tests and diagnostics.
+    pub fn media_tasks(&self) -> usize {
+        self.inner.local.media_tasks()
+    }
+
+    /// Breaks one of a session's actors (tests only): `what` is `session`,
+    /// `chat`, `timer` or `media`.
+    #[cfg(feature = "test-hooks")]
+    pub async fn inject_fault(&self, id: Uuid, what: &str, fault: crate::faults::Fault) -> bool {
+        use crate::faults::InjectFault;
+        let Some(actors) = self.inner.local.actors(id) else {
+            return false;
+        };
+        // A panicking handler never answers; a stopping one may not either.
+        let _ = match what {
+            "chat" => actors.chat.send(InjectFault(fault)).await,
+            "timer" => actors.timer.send(InjectFault(fault)).await,
+            "media" => actors.media.send(InjectFault(fault)).await,
+            _ => actors.session.send(InjectFault(fault)).await,
+        };
+        true
+    }
+}
