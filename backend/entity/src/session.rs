@@ -27,6 +27,9 @@ pub struct Model {
     pub timer: Option<Json>,
     /// The timer moves to the next step by itself when a countdown ends.
     pub auto_advance: bool,
+    /// The fencing token of the node that runs the session: raised at every
+    /// take-over; a chat or timer write with an older one is refused.
+    pub fence: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ mod m20261126_000002_chat_messages;
 mod m20261126_000003_chat_mutes;
 mod m20261126_000004_session_timer;
 mod m20261126_000005_watches;
+mod m20261203_000006_session_fence;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_chat_mutes::Migration),
             Box::new(m20261126_000004_session_timer::Migration),
             Box::new(m20261126_000005_watches::Migration),
+            Box::new(m20261203_000006_session_fence::Migration),
         ]
     }
 }

@@ -319,7 +319,7 @@ pub async fn start(
             current_state(&state, model.id).await?
         )));
     }
-    state.sessions.activate(model.id);
+    state.sessions.activate(model.id).await?;
     tracing::info!(session_id = %model.id, "session live");
     let model = find(&state, model.id).await?;
     Ok(HttpResponse::Ok().json(view_one(&state, &model).await?))

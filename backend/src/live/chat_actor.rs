@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::chat::{Accepted, ChatLimits, ChatLog, ChatReject};
+use super::ownership::Ownership;
 use crate::bus::{Bus, BusEvent};
 use crate::metrics::Metrics;
 use crate::store::chat as store;
@@ -43,6 +44,9 @@ pub struct ChatChannel {
     bus: Arc<dyn Bus>,
     metrics: Metrics,
     limits: ChatLimits,
+    /// This node's hold on the session: every batch is written with its
+    /// fencing token.
+    ownership: Ownership,
     log: Option<ChatLog>,
     /// Accepted, not yet being written.
     pending: Vec<ChatMessage>,
@@ -64,6 +68,7 @@ impl ChatChannel {
         bus: Arc<dyn Bus>,
         metrics: Metrics,
         limits: ChatLimits,
+        ownership: Ownership,
     ) -> Self {
         Self {
             session_id,
@@ -71,6 +76,7 @@ impl ChatChannel {
             bus,
             metrics,
             limits,
+            ownership,
             log: None,
             pending: Vec::new(),
             waiters: HashMap::new(),
@@ -119,6 +125,7 @@ impl ChatChannel {
         let take = self.pending.len().min(MAX_BATCH);
         let batch: Vec<ChatMessage> = self.pending.drain(..take).collect();
         let db = self.db.clone();
+        let (id, fence) = (self.session_id, self.ownership.fence());
         let now = Utc::now();
         let fut = async move {
             // Stored with the `sent_at` it was acknowledged with, so history
@@ -131,16 +138,41 @@ impl ChatChannel {
                     (m.clone(), sent_at)
                 })
                 .collect();
-            let result = store::insert_batch(&db, &rows).await;
+            let result = store::insert_batch(&db, id, fence, &rows).await;
             (batch, result)
         };
         ctx.spawn(
             fut.into_actor(self)
                 .map(|(batch, result), act, ctx| match result {
-                    Ok(()) => {
+                    Ok(true) => {
                         act.writing = false;
                         act.durable(&batch);
                         act.write_pending(ctx);
+                    }
+                    Ok(false) => {
+                        // Another node took the session over: nothing of
+                        // this batch was written or acknowledged. Its senders
+                        // retry (same `client_msg_id`) and reach the new
+                        // owner; this channel stops for good.
+                        tracing::warn!(
+                            session_id = %act.session_id,
+                            fence = act.ownership.fence(),
+                            messages = batch.len(),
+                            "chat write refused: the session was taken over; stopping"
+                        );
+                        let unwritten: Vec<u64> =
+                            batch.iter().chain(&act.pending).map(|m| m.seq).collect();
+                        act.pending.clear();
+                        for seq in unwritten {
+                            act.answer(seq, Err(ChatError::Unavailable));
+                        }
+                        act.ownership.lose();
+                        act.writing = false;
+                        act.stopped_for_good = true;
+                        for waiter in act.stop_waiters.drain(..) {
+                            let _ = waiter.send(());
+                        }
+                        ctx.stop();
                     }
                     Err(e) => {
                         tracing::error!(

@@ -20,6 +20,7 @@ mod calls;
 pub mod chat;
 pub mod chat_actor;
 mod frames;
+mod ownership;
 mod presence;
 pub mod rate;
 mod session;

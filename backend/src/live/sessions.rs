@@ -4,7 +4,8 @@
 //! outside `live/` holds an actor address. Where the session runs is decided
 //! here, so that a cluster is a second route, not edits in every handler.
 
-use std::sync::{Arc, Weak};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use actix::MailboxError;
@@ -17,9 +18,10 @@ use super::calls::Call;
 use super::chat::ChatLimits;
 use super::chat_actor::GetHistory;
 use super::frames;
+use super::ownership::Ownership;
 use super::presence::Presence;
 use super::session::LiveSnapshot;
-use super::supervisor::{ActorDeps, LocalSessions};
+use super::supervisor::{lock, ActorDeps, LocalSessions};
 use super::timer_actor::{ControlTimer, GetTimer, GetWatchSnapshot, TimerError, WatchSnapshot};
 use crate::bus::{Bus, BusEvent, Topic};
 use crate::media::engine::Sfu;
@@ -48,6 +50,10 @@ pub struct Sessions {
 #[derive(Debug)]
 struct Inner {
     local: LocalSessions,
+    /// Sessions this node ran until another holder took them over (another
+    /// process on the same database): asked, they are unavailable here, not
+    /// over. At most one entry per session this node ever ran.
+    superseded: Mutex<HashSet<Uuid>>,
     presence: Presence,
     bus: Arc<dyn Bus>,
     db: DatabaseConnection,
@@ -73,6 +79,7 @@ impl Sessions {
         let sessions = Self {
             inner: Arc::new(Inner {
                 local,
+                superseded: Mutex::default(),
                 presence: Presence::default(),
                 bus,
                 db,
@@ -91,19 +98,31 @@ impl Sessions {
     /// start-up).
     pub async fn restore(&self) -> Result<usize, sea_orm::DbErr> {
         let ids = store::live_ids(&self.inner.db).await?;
-        for id in &ids {
-            self.inner.local.start(*id);
+        let mut restored = 0;
+        for id in ids {
+            restored += usize::from(self.take_over(id).await?);
         }
-        Ok(ids.len())
+        Ok(restored)
     }
 
     /// A session just went live: its actors start.
-    pub fn activate(&self, id: Uuid) {
-        self.inner.local.start(id);
+    pub async fn activate(&self, id: Uuid) -> Result<(), sea_orm::DbErr> {
+        self.take_over(id).await.map(drop)
+    }
+
+    /// Raises the session's fencing token and starts its actors under it;
+    /// `false` when it is not live.
+    async fn take_over(&self, id: Uuid) -> Result<bool, sea_orm::DbErr> {
+        let Some(fence) = store::take_over(&self.inner.db, id).await? else {
+            return Ok(false);
+        };
+        self.inner.local.start(id, Ownership::lasting(fence));
+        Ok(true)
     }
 
     /// A session ended: its actors stop, its followers are told.
     pub fn deactivate(&self, id: Uuid) {
+        lock(&self.inner.superseded).remove(&id);
         self.inner.presence.forget(id);
         let bus = &self.inner.bus;
         bus.publish(id, frames::session_ended(id));
@@ -125,7 +144,9 @@ impl Sessions {
     /// actor is re-created and asked again, once.
     pub async fn ask<C: Call>(&self, id: Uuid, call: C) -> Result<C::Output, SessionError> {
         for _ in 0..2 {
-            let actors = self.inner.local.actors(id).ok_or(SessionError::NotLive)?;
+            let Some(actors) = self.inner.local.actors(id) else {
+                return Err(self.not_running(id));
+            };
             let answer = call.clone().send_to(&actors);
             match tokio::time::timeout(C::PATIENCE.limit(), answer).await {
                 Ok(Ok(output)) => return Ok(output),
@@ -134,6 +155,15 @@ impl Sessions {
             }
         }
         Err(SessionError::Unavailable)
+    }
+
+    /// Why a session that does not run here cannot answer.
+    fn not_running(&self, id: Uuid) -> SessionError {
+        if lock(&self.inner.superseded).contains(&id) {
+            SessionError::Unavailable
+        } else {
+            SessionError::NotLive
+        }
     }
 
     /// What a client sees of a live session now: its viewers and its timer.
@@ -241,6 +271,11 @@ impl Sessions {
                 let Some(inner) = weak.upgrade() else { break };
                 let sessions = Sessions { inner };
                 sessions.inner.local.revive();
+                for id in sessions.inner.local.not_held() {
+                    tracing::warn!(session_id = %id, "this node lost the session; stopping its actors");
+                    lock(&sessions.inner.superseded).insert(id);
+                    sessions.inner.local.stop(id);
+                }
                 sessions.publish_presence();
             }
         });

@@ -25,6 +25,7 @@ use super::actor::{CookingSession, Shutdown};
 use super::chat::ChatLimits;
 use super::chat_actor::{ChatChannel, StopChat};
 use super::frames;
+use super::ownership::Ownership;
 use super::timer_actor::{RecipeTimer, StopTimer};
 use crate::bus::Bus;
 use crate::media::engine::Sfu;
@@ -38,6 +39,8 @@ pub struct Actors {
     pub(super) chat: Addr<ChatChannel>,
     pub(super) timer: Addr<RecipeTimer>,
     pub(super) media: Addr<MediaRoom>,
+    /// This node's hold on the session, shared by its actors.
+    pub(super) ownership: Ownership,
     arbiter: usize,
 }
 
@@ -158,18 +161,22 @@ impl LocalSessions {
         start_actor(handle, move || CookingSession::new(id, d.db, d.metrics))
     }
 
-    fn spawn_chat(&self, id: Uuid, arbiter: usize) -> Addr<ChatChannel> {
+    fn spawn_chat(&self, id: Uuid, arbiter: usize, hold: &Ownership) -> Addr<ChatChannel> {
         let d = self.inner.deps.clone();
+        let hold = hold.clone();
         let handle = &self.inner.arbiters[arbiter];
         start_actor(handle, move || {
-            ChatChannel::new(id, d.db, d.bus, d.metrics, d.chat_limits)
+            ChatChannel::new(id, d.db, d.bus, d.metrics, d.chat_limits, hold)
         })
     }
 
-    fn spawn_timer(&self, id: Uuid, arbiter: usize) -> Addr<RecipeTimer> {
+    fn spawn_timer(&self, id: Uuid, arbiter: usize, hold: &Ownership) -> Addr<RecipeTimer> {
         let d = self.inner.deps.clone();
+        let hold = hold.clone();
         let handle = &self.inner.arbiters[arbiter];
-        start_actor(handle, move || RecipeTimer::new(id, d.db, d.bus, d.metrics))
+        start_actor(handle, move || {
+            RecipeTimer::new(id, d.db, d.bus, d.metrics, hold)
+        })
     }
 
     fn spawn_media(&self, id: Uuid, arbiter: usize) -> Addr<MediaRoom> {
@@ -187,8 +194,8 @@ impl LocalSessions {
     }
 
     /// Starts the actors of a session (it went live, or this node took it
-    /// over). Returns whether they were started now.
-    pub(super) fn start(&self, id: Uuid) -> bool {
+    /// over) under `ownership`. Returns whether they were started now.
+    pub(super) fn start(&self, id: Uuid, ownership: Ownership) -> bool {
         let mut map = lock(&self.inner.sessions);
         if map.contains_key(&id) || self.inner.closed.load(Ordering::SeqCst) {
             return false;
@@ -196,9 +203,10 @@ impl LocalSessions {
         let arbiter = self.arbiter_for(id);
         let actors = Actors {
             session: self.spawn_session(id, arbiter),
-            chat: self.spawn_chat(id, arbiter),
-            timer: self.spawn_timer(id, arbiter),
+            chat: self.spawn_chat(id, arbiter, &ownership),
+            timer: self.spawn_timer(id, arbiter, &ownership),
             media: self.spawn_media(id, arbiter),
+            ownership,
             arbiter,
         };
         map.insert(id, actors);
@@ -229,11 +237,11 @@ impl LocalSessions {
         }
         if !actors.chat.connected() {
             metrics.actor_restarted("panic", "chat", id);
-            actors.chat = self.spawn_chat(id, actors.arbiter);
+            actors.chat = self.spawn_chat(id, actors.arbiter, &actors.ownership);
         }
         if !actors.timer.connected() {
             metrics.actor_restarted("panic", "timer", id);
-            actors.timer = self.spawn_timer(id, actors.arbiter);
+            actors.timer = self.spawn_timer(id, actors.arbiter, &actors.ownership);
         }
         if !actors.media.connected() {
             metrics.actor_restarted("panic", "media", id);
@@ -256,6 +264,15 @@ impl LocalSessions {
             map.remove(&id);
         }
         self.update_gauge(&map);
+    }
+
+    /// The sessions running here whose hold lapsed or was lost.
+    pub(super) fn not_held(&self) -> Vec<Uuid> {
+        lock(&self.inner.sessions)
+            .iter()
+            .filter(|(_, a)| !a.ownership.held())
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// How many sessions run here.

@@ -18,11 +18,12 @@ use watch_sync::{
     WatchTimer,
 };
 
+use super::ownership::Ownership;
 use super::session::timer_steps;
 use super::sessions::SessionError;
 use crate::bus::{Bus, BusEvent, EventKind, Topic};
 use crate::metrics::Metrics;
-use crate::store::sessions::{self, SessionState};
+use crate::store::sessions::{self, Fenced, SessionState};
 
 /// How long to wait before retrying a failed load or write.
 const RETRY: Duration = Duration::from_millis(500);
@@ -43,6 +44,8 @@ enum Phase {
     Ready(TimerMachine),
     /// The session is not live any more.
     Gone,
+    /// Another node took the session over: this actor answers nothing more.
+    Superseded,
 }
 
 /// One session's timer actor.
@@ -52,6 +55,9 @@ pub struct RecipeTimer {
     db: DatabaseConnection,
     bus: Arc<dyn Bus>,
     metrics: Metrics,
+    /// This node's hold on the session: every write carries its fencing
+    /// token, and ticks go out only while it holds.
+    ownership: Ownership,
     phase: Phase,
     /// The pending wake-up at the next deadline.
     wake: Option<SpawnHandle>,
@@ -70,12 +76,14 @@ impl RecipeTimer {
         db: DatabaseConnection,
         bus: Arc<dyn Bus>,
         metrics: Metrics,
+        ownership: Ownership,
     ) -> Self {
         Self {
             session_id,
             db,
             bus,
             metrics,
+            ownership,
             phase: Phase::Loading,
             wake: None,
             tick: None,
@@ -117,11 +125,20 @@ impl RecipeTimer {
         }));
     }
 
+    /// Another node took the session over: no write, tick or alert from
+    /// here any more.
+    fn superseded(&mut self) {
+        tracing::warn!(session_id = %self.session_id, fence = self.ownership.fence(), "timer write refused: the session was taken over");
+        self.ownership.lose();
+        self.phase = Phase::Superseded;
+    }
+
     fn ready(&self) -> Result<&TimerMachine, SessionError> {
         match &self.phase {
             Phase::Ready(machine) => Ok(machine),
             Phase::Loading => Err(SessionError::Unavailable),
             Phase::Gone => Err(SessionError::NotLive),
+            Phase::Superseded => Err(SessionError::Unavailable),
         }
     }
 
@@ -200,6 +217,10 @@ impl RecipeTimer {
         let Ok(machine) = self.ready() else {
             return;
         };
+        // A lapsed hold (a node paused past its lease): the new owner ticks.
+        if !self.ownership.held() {
+            return;
+        }
         // The countdown changed meanwhile: its own frame said so.
         if machine.deadline_ms() != Some(deadline) {
             return;
@@ -252,14 +273,15 @@ impl RecipeTimer {
         }
         let record = next.record().clone();
         let db = self.db.clone();
-        let id = self.session_id;
+        let (id, fence) = (self.session_id, self.ownership.fence());
         // `wait`: no action is applied between the change and its write.
         ctx.wait(
-            async move { sessions::save_timer(&db, id, &record).await }
+            async move { sessions::save_timer(&db, id, fence, &record).await }
                 .into_actor(self)
                 .map(move |saved, act, ctx| match saved {
-                    Ok(true) => act.commit(next, events, now, ctx),
-                    Ok(false) => act.phase = Phase::Gone,
+                    Ok(Fenced::Written) => act.commit(next, events, now, ctx),
+                    Ok(Fenced::NotLive) => act.phase = Phase::Gone,
+                    Ok(Fenced::Superseded) => act.superseded(),
                     Err(e) => {
                         tracing::warn!(session_id = %act.session_id, error.message = %e, "writing timer failed; retrying");
                         act.wake = Some(ctx.run_later(RETRY, |act, ctx| {
@@ -361,20 +383,24 @@ impl Handler<ControlTimer> for RecipeTimer {
         tracing::info!(session_id = %self.session_id, action = msg.action.name(), "timer action");
         let record = next.record().clone();
         let db = self.db.clone();
-        let id = self.session_id;
+        let (id, fence) = (self.session_id, self.ownership.fence());
         // Atomic: the next action waits until this one is written.
         AtomicResponse::new(Box::pin(
-            async move { sessions::save_timer(&db, id, &record).await }
+            async move { sessions::save_timer(&db, id, fence, &record).await }
                 .into_actor(self)
                 .map(move |saved, act, ctx| match saved {
-                    Ok(true) => {
+                    Ok(Fenced::Written) => {
                         let view = next.view(now);
                         act.commit(next, events, now, ctx);
                         Ok(view)
                     }
-                    Ok(false) => {
+                    Ok(Fenced::NotLive) => {
                         act.phase = Phase::Gone;
                         Err(SessionError::NotLive.into())
+                    }
+                    Ok(Fenced::Superseded) => {
+                        act.superseded();
+                        Err(SessionError::Unavailable.into())
                     }
                     Err(e) => {
                         tracing::warn!(session_id = %act.session_id, error.message = %e, "writing timer failed");

@@ -5,6 +5,7 @@ use mobile_bridge::protocol::{Author, ChatMessage, Role};
 use mobile_bridge::{SessionId, UserId};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 use simmer_entity::chat_message;
 use uuid::Uuid;
@@ -48,13 +49,22 @@ pub fn to_message(row: chat_message::Model) -> ChatMessage {
     }
 }
 
-/// Inserts a batch of messages in one statement (one transaction).
+/// Inserts a batch of messages of one session in one statement, in one
+/// transaction with a check of the session's fencing token. Returns `false`
+/// (nothing written) when `fence` no longer holds the session.
 pub async fn insert_batch(
     db: &DatabaseConnection,
+    session_id: Uuid,
+    fence: i64,
     batch: &[(ChatMessage, DateTime<Utc>)],
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
     if batch.is_empty() {
-        return Ok(());
+        return Ok(true);
+    }
+    let txn = db.begin().await?;
+    if !super::sessions::hold_fence(&txn, session_id, fence).await? {
+        txn.rollback().await?;
+        return Ok(false);
     }
     let rows = batch.iter().map(|(m, sent_at)| chat_message::ActiveModel {
         session_id: Set(m.session_id.0),
@@ -67,8 +77,9 @@ pub async fn insert_batch(
         sent_at: Set(*sent_at),
         deleted_at: Set(None),
     });
-    chat_message::Entity::insert_many(rows).exec(db).await?;
-    Ok(())
+    chat_message::Entity::insert_many(rows).exec(&txn).await?;
+    txn.commit().await?;
+    Ok(true)
 }
 
 /// The newest `limit` messages of a session, oldest first.

@@ -3,7 +3,8 @@
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use simmer_entity::session;
@@ -106,6 +107,7 @@ pub async fn insert(db: &DatabaseConnection, new: NewSession) -> Result<session:
         updated_at: Set(now),
         timer: Set(None),
         auto_advance: Set(new.auto_advance),
+        fence: Set(0),
     }
     .insert(db)
     .await
@@ -218,19 +220,87 @@ pub fn timer_record(model: &session::Model) -> Option<TimerRecord> {
     }
 }
 
-/// Stores a live session's timer record. Returns `false` when the session is
-/// not live any more (nothing is written).
+/// What became of a fenced write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fenced {
+    Written,
+    /// The session is not live any more: nothing was written.
+    NotLive,
+    /// Another node took the session over (a newer fencing token): nothing
+    /// was written.
+    Superseded,
+}
+
+/// Takes a live session over: raises its fencing token and returns the new
+/// one, or `None` when the session is not live. Every write by the previous
+/// holder fails from now on; the caller reads the session's state after this,
+/// so it sees everything the previous holder wrote.
+pub async fn take_over(db: &DatabaseConnection, id: Uuid) -> Result<Option<i64>, DbErr> {
+    let txn = db.begin().await?;
+    let raised = session::Entity::update_many()
+        .col_expr(
+            session::Column::Fence,
+            Expr::col(session::Column::Fence).add(1),
+        )
+        .filter(session::Column::Id.eq(id))
+        .filter(session::Column::State.eq(SessionState::Live.as_str()))
+        .exec(&txn)
+        .await?;
+    if raised.rows_affected != 1 {
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    // In the same transaction: the row stays locked until the commit, so no
+    // other node raises it in between.
+    let fence = session::Entity::find_by_id(id)
+        .one(&txn)
+        .await?
+        .map(|m| m.fence);
+    txn.commit().await?;
+    Ok(fence)
+}
+
+/// Checks, inside `txn`, that `fence` is still the session's token, and holds
+/// the session's row until `txn` ends (PostgreSQL locks it; SQLite has one
+/// writer): a take-over waits for this write, and this write fails after a
+/// take-over.
+pub async fn hold_fence<C: ConnectionTrait>(txn: &C, id: Uuid, fence: i64) -> Result<bool, DbErr> {
+    let held = session::Entity::update_many()
+        .col_expr(
+            session::Column::Fence,
+            Expr::col(session::Column::Fence).into(),
+        )
+        .filter(session::Column::Id.eq(id))
+        .filter(session::Column::Fence.eq(fence))
+        .exec(txn)
+        .await?;
+    Ok(held.rows_affected == 1)
+}
+
+/// Stores a live session's timer record, if `fence` still holds it.
 pub async fn save_timer(
     db: &DatabaseConnection,
     id: Uuid,
+    fence: i64,
     record: &TimerRecord,
-) -> Result<bool, DbErr> {
+) -> Result<Fenced, DbErr> {
     let json = serde_json::to_value(record).map_err(|e| DbErr::Custom(e.to_string()))?;
     let result = session::Entity::update_many()
         .col_expr(session::Column::Timer, Expr::value(json))
         .filter(session::Column::Id.eq(id))
         .filter(session::Column::State.eq(SessionState::Live.as_str()))
+        .filter(session::Column::Fence.eq(fence))
         .exec(db)
         .await?;
-    Ok(result.rows_affected == 1)
+    if result.rows_affected == 1 {
+        return Ok(Fenced::Written);
+    }
+    let live = find(db, id)
+        .await?
+        .is_some_and(|m| m.state == SessionState::Live.as_str());
+    Ok(if live {
+        Fenced::Superseded
+    } else {
+        Fenced::NotLive
+    })
 }

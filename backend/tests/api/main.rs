@@ -9,6 +9,7 @@ mod helpers;
 mod simmer_process;
 mod ws_client;
 
+mod a_superseded_node_cannot_write;
 mod accounts;
 mod anonymous_load_keeps_memory_flat;
 mod bad_input_gets_problem_json;
