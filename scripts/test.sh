@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what is missing, then
 # runs formatting and lint checks, the tests on SQLite and on PostgreSQL, the
+# cluster tests (several nodes on one PostgreSQL and one Redis), the
 # media relay (WebRTC) tests and headless Chromium publishing and playing
 # video, both in a private network namespace, an OpenAPI-driven
 # fuzz run (schemathesis) against a booted server, and independent Python
@@ -14,6 +15,8 @@
 #   CARGO_TARGET_DIR          build directory (default ~/.cache/simmer/target,
 #                             outside the clone so repeated runs reuse it)
 #   SIMMER_FUZZ_EXAMPLES      schemathesis examples per operation (default 40)
+#   SIMMER_TEST_REDIS_URL     Redis for the cluster tests (default redis://127.0.0.1:6379;
+#                             one is started on a free port when none answers)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -89,6 +92,41 @@ drop_test_databases() {
         done
 }
 
+# --- Redis -----------------------------------------------------------------
+# The cluster tests need a Redis (SIMMER_TEST_REDIS_URL, default the local
+# one), and redis-server itself for the tests that restart Redis. When none
+# answers, one is started on a free port for this run (nothing kept on disk).
+redis_answers() {
+    python3 - "$1" <<'PY'
+import socket, sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1])
+try:
+    s = socket.create_connection((u.hostname or "127.0.0.1", u.port or 6379), timeout=1)
+    s.sendall(b"PING\r\n")
+    sys.exit(0 if s.recv(16).startswith(b"+PONG") else 1)
+except OSError:
+    sys.exit(1)
+PY
+}
+ensure_redis() {
+    command -v redis-server >/dev/null || apt_install redis-server
+    export SIMMER_TEST_REDIS_URL="${SIMMER_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+    redis_answers "$SIMMER_TEST_REDIS_URL" && return 0
+    step "starting redis-server for this run"
+    local port
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+        --pidfile "$CACHE/redis-test.pid" --logfile "$CACHE/redis-test.log"
+    trap 'kill "$(cat "$CACHE/redis-test.pid" 2>/dev/null)" 2>/dev/null || true' EXIT
+    export SIMMER_TEST_REDIS_URL="redis://127.0.0.1:$port"
+    for _ in $(seq 1 50); do
+        redis_answers "$SIMMER_TEST_REDIS_URL" && return 0
+        sleep 0.1
+    done
+    echo "redis-server did not start on port $port" >&2
+    return 1
+}
+
 # --- checks ----------------------------------------------------------------
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -104,6 +142,12 @@ ensure_postgres
 drop_test_databases
 SIMMER_TEST_DATABASE=postgres cargo test -p backend --test api --locked --no-fail-fast 2>&1 |
     tee "$CACHE/test-postgres.log"
+drop_test_databases
+
+step "cluster tests: several simmer processes on one PostgreSQL and one Redis"
+ensure_redis
+SIMMER_TEST_DATABASE=postgres cargo test -p backend --features cluster-tests --test cluster \
+    --locked --no-fail-fast -- --test-threads=1 2>&1 | tee "$CACHE/test-cluster.log"
 drop_test_databases
 
 step "media relay tests (WebRTC) in a private network namespace with only loopback"
@@ -133,7 +177,7 @@ step "interop: Python chat and watch clients written from docs/protocol.md and d
 
 step "all checks passed"
 # One closing line for the whole run (every cargo test binary, both databases).
-cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-media.log" \
+cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-cluster.log" "$CACHE/test-media.log" \
     "$CACHE/browser-media.log" "$CACHE/browser-e2e.log" "$CACHE/browser-e2e-viewer.log" \
     "$CACHE/browser-e2e-dashboard.log" "$CACHE/interop.log" |
     awk '/^test result:/ || /^[0-9]+ passed, [0-9]+ failed$/ {

@@ -81,10 +81,25 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
 
-    /// Redis URL for running several nodes as one cluster. Accepted now; this
-    /// build runs single-node and says so at start-up when it is set.
+    /// Redis URL: several nodes with the same Redis and the same PostgreSQL
+    /// run as one cluster (docs/cluster.md) [default: unset, a single node].
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
+
+    /// This node's name in the cluster [default: generated at start, logged].
+    #[arg(long, env = "SIMMER_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// The URL other nodes and operators reach this node at
+    /// [default: http://<bind address>].
+    #[arg(long, env = "SIMMER_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// How long a node's hold on a live session lasts unless renewed, in
+    /// milliseconds: a dead node's sessions move within about this long
+    /// [default: 5000].
+    #[arg(long, env = "SIMMER_LEASE_TTL_MS")]
+    pub lease_ttl_ms: Option<u64>,
 
     /// Secret that signs access tokens (at least 32 bytes). When unset, one is
     /// generated once and kept in <data_dir>/simmer.secret. Set it when
@@ -335,6 +350,9 @@ impl ConfigArgs {
             database_url,
             db_max_connections,
             redis_url,
+            node_id,
+            advertise_url,
+            lease_ttl_ms,
             jwt_secret,
             access_token_ttl_s,
             refresh_token_ttl_s,
@@ -394,6 +412,12 @@ pub struct Settings {
     pub database_url: Secret,
     pub db_max_connections: u32,
     pub redis_url: Option<Secret>,
+    /// This node's name in the cluster.
+    pub node_id: String,
+    /// Where this node is reached.
+    pub advertise_url: String,
+    /// How long a hold on a live session lasts unless renewed.
+    pub lease_ttl: Duration,
     pub jwt_secret: Option<Secret>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
@@ -460,14 +484,40 @@ impl Settings {
             anyhow::ensure!(secs > 0, "{name} must be positive");
             Ok(Duration::from_secs(secs))
         };
+        let bind = args
+            .bind
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         Ok(Settings {
-            bind: args
-                .bind
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            bind,
             data_dir,
             database_url,
             db_max_connections: args.db_max_connections.unwrap_or(10).max(1),
             redis_url: args.redis_url,
+            node_id: match args.node_id {
+                Some(id) => {
+                    anyhow::ensure!(
+                        !id.is_empty()
+                            && id.len() <= 64
+                            && id
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+                        "node_id must be 1 to 64 letters, digits, '-', '_' or '.'"
+                    );
+                    id
+                }
+                None => format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            },
+            advertise_url: args
+                .advertise_url
+                .unwrap_or_else(|| format!("http://{}", bind)),
+            lease_ttl: {
+                let ms = args.lease_ttl_ms.unwrap_or(5000);
+                anyhow::ensure!(
+                    (500..=600_000).contains(&ms),
+                    "lease_ttl_ms must be between 500 and 600000"
+                );
+                Duration::from_millis(ms)
+            },
             jwt_secret: args.jwt_secret,
             access_token_ttl: positive("access_token_ttl_s", args.access_token_ttl_s, 900)?,
             refresh_token_ttl: positive(
@@ -574,8 +624,10 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/simmer.example.toml");
         let text = std::fs::read_to_string(path).unwrap();
         let file: ConfigArgs = toml::from_str(&text).unwrap();
-        let from_file = Settings::resolve(file).unwrap();
+        let mut from_file = Settings::resolve(file).unwrap();
         let defaults = Settings::resolve(ConfigArgs::default()).unwrap();
+        // Generated at each start, unless set.
+        from_file.node_id.clone_from(&defaults.node_id);
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
     }
 

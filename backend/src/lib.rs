@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bus;
 pub mod cli;
 pub mod client_addr;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod error;

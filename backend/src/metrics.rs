@@ -33,6 +33,97 @@ pub struct Metrics {
     pub media_keyframe_requests: IntCounterVec,
     pub media_packets_lost: IntCounterVec,
     pub media_nack_packets: IntCounter,
+    pub cluster: ClusterMetrics,
+}
+
+/// What a cluster node counts (all zero on a single node).
+#[derive(Debug, Clone)]
+pub struct ClusterMetrics {
+    /// Session leases this node holds now.
+    pub leases_held: IntGauge,
+    /// Sessions this node took over from a node that died or let go.
+    pub takeovers: IntCounter,
+    /// Holds this node lost (lease lapsed or taken, or a write fenced).
+    pub leases_lost: IntCounter,
+    /// Commands sent to the node that runs the session, by outcome.
+    pub forwarded: IntCounterVec,
+    /// Commands other nodes sent here, by outcome.
+    pub served: IntCounterVec,
+    /// Bus events sent to Redis.
+    pub bus_published: IntCounter,
+    /// Bus events not sent, by reason (`queue_full`, `redis`).
+    pub bus_dropped: IntCounterVec,
+    /// Bus events received from other nodes.
+    pub bus_received: IntCounter,
+    /// From publishing on one node to delivery on another.
+    pub bus_lag: prometheus::Histogram,
+}
+
+impl ClusterMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
+            leases_held: IntGauge::new(
+                "cluster_leases_held",
+                "Live-session leases this node holds",
+            )?,
+            takeovers: IntCounter::new(
+                "cluster_takeovers_total",
+                "Live sessions this node took over",
+            )?,
+            leases_lost: IntCounter::new(
+                "cluster_leases_lost_total",
+                "Live-session holds this node lost (lapsed, taken, or fenced)",
+            )?,
+            forwarded: IntCounterVec::new(
+                Opts::new(
+                    "cluster_forwarded_total",
+                    "Commands forwarded to the session's owner node, by outcome",
+                ),
+                &["outcome"],
+            )?,
+            served: IntCounterVec::new(
+                Opts::new(
+                    "cluster_served_total",
+                    "Commands served for other nodes, by outcome",
+                ),
+                &["outcome"],
+            )?,
+            bus_published: IntCounter::new(
+                "cluster_bus_published_total",
+                "Session events sent to the other nodes",
+            )?,
+            bus_dropped: IntCounterVec::new(
+                Opts::new(
+                    "cluster_bus_dropped_total",
+                    "Session events not sent to the other nodes, by reason",
+                ),
+                &["reason"],
+            )?,
+            bus_received: IntCounter::new(
+                "cluster_bus_received_total",
+                "Session events received from the other nodes",
+            )?,
+            bus_lag: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "cluster_bus_lag_seconds",
+                    "From publishing on the owner to delivery on this node",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ]),
+            )?,
+        };
+        registry.register(Box::new(m.leases_held.clone()))?;
+        registry.register(Box::new(m.takeovers.clone()))?;
+        registry.register(Box::new(m.leases_lost.clone()))?;
+        registry.register(Box::new(m.forwarded.clone()))?;
+        registry.register(Box::new(m.served.clone()))?;
+        registry.register(Box::new(m.bus_published.clone()))?;
+        registry.register(Box::new(m.bus_dropped.clone()))?;
+        registry.register(Box::new(m.bus_received.clone()))?;
+        registry.register(Box::new(m.bus_lag.clone()))?;
+        Ok(m)
+    }
 }
 
 impl Metrics {
@@ -120,7 +211,9 @@ impl Metrics {
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(live_sessions.clone()))?;
         registry.register(Box::new(session_actor_restarts.clone()))?;
+        let cluster = ClusterMetrics::new(&registry)?;
         Ok(Self {
+            cluster,
             registry,
             http_requests,
             http_duration,

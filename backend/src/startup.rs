@@ -19,7 +19,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{self, health, openapi::ApiDoc};
 use crate::auth::{PasswordHasher, RefreshTokens, Throttles, TokenKeys};
-use crate::bus::LocalBus;
+use crate::bus::redis::RedisBus;
+use crate::bus::{Bus, LocalBus};
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::db;
 use crate::live::chat::ChatLimits;
@@ -68,12 +70,34 @@ fn media_runtime() -> anyhow::Result<tokio::runtime::Handle> {
 impl Application {
     /// Connects and migrates the database, restores live sessions, and binds
     /// (port 0 picks a free port). Needs a running actix `System`.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("binding {}", settings.bind))?;
+        let addr = listener.local_addr()?;
+        if settings.advertise_url == format!("http://{}", settings.bind) {
+            // Not set: where this node really listens (port 0 is picked now).
+            settings.advertise_url = format!("http://{addr}");
+        }
+        if settings.redis_url.is_some() && settings.database_url.expose().starts_with("sqlite") {
+            anyhow::bail!(
+                "REDIS_URL is set (cluster mode), but the database is SQLite: the nodes of a \
+                 cluster share one PostgreSQL database; set DATABASE_URL=postgres://..."
+            );
+        }
         let db = db::connect(&settings).await?;
         db::migrate(&db).await?;
         let secret = signing_secret(&settings)?;
         let metrics = Metrics::new().context("creating metrics")?;
-        let bus = LocalBus::new(settings.fanout_buffer);
+        let local_bus = LocalBus::new(settings.fanout_buffer);
+        let (bus, cluster): (Arc<dyn Bus>, _) = if settings.redis_url.is_some() {
+            let (cluster, incoming) =
+                Cluster::connect(&settings, local_bus.clone(), metrics.clone())?;
+            tracing::info!(node = %settings.node_id, advertise_url = %settings.advertise_url, "cluster mode");
+            let bus = RedisBus::new(local_bus, cluster.clone(), settings.fanout_buffer * 16);
+            (bus, Some((cluster, incoming)))
+        } else {
+            (local_bus, None)
+        };
         let chat_limits = ChatLimits {
             max_chars: settings.chat_max_chars,
             ring: settings.chat_history,
@@ -83,16 +107,11 @@ impl Application {
         };
         let sfu = Sfu::new(settings.media.clone(), media_runtime()?)
             .context("setting up the media relay")?;
-        let sessions = Sessions::new(db.clone(), bus, metrics.clone(), chat_limits, sfu)?;
+        let sessions = Sessions::new(db.clone(), bus, metrics.clone(), chat_limits, sfu, cluster)?;
         let restored = sessions
             .restore()
             .await
             .context("restoring live sessions")?;
-        if settings.redis_url.is_some() {
-            tracing::warn!(
-                "REDIS_URL is set, but this build runs single-node: live sessions stay on this node"
-            );
-        }
         let passwords =
             PasswordHasher::new(settings.password_hash_threads, settings.password_hash_queue)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -110,9 +129,6 @@ impl Application {
             settings: Arc::new(settings.clone()),
         };
 
-        let listener = TcpListener::bind(settings.bind)
-            .with_context(|| format!("binding {}", settings.bind))?;
-        let addr = listener.local_addr()?;
         let data = web::Data::new(state.clone());
         let mut server = HttpServer::new(move || build_app(data.clone()))
             .listen(listener)?

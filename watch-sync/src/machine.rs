@@ -12,7 +12,7 @@ use crate::timer::{TimerState, TimerStep, TimerView};
 pub const MAX_ADD_TIME_S: i64 = 24 * 3600;
 
 /// What the host asks the timer to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TimerAction {
     /// Start the current step (from idle).
     Start,
@@ -159,7 +159,7 @@ impl RefusalCode {
 }
 
 /// Why an action does not apply to the timer as it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimerRefusal {
     pub code: RefusalCode,
     /// What a person reads.

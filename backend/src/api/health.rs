@@ -19,6 +19,9 @@ pub struct Health {
     /// Live sessions run by this node, on `/readyz`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live_sessions: Option<usize>,
+    /// This node's id, on `/readyz` in a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
 }
 
 /// Liveness: the process serves HTTP.
@@ -34,17 +37,19 @@ pub async fn healthz() -> HttpResponse {
         status: "ok".into(),
         database: None,
         live_sessions: None,
+        node_id: None,
     })
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers, and in a cluster Redis answers and the
+/// node's subscription is up.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "The database does not answer", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database or Redis does not answer (the detail says which)", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/readyz")]
@@ -53,11 +58,22 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         state.db.execute_unprepared("SELECT 1").await
     })
     .await;
+    let cluster = state.sessions.cluster();
+    if let Some(cluster) = cluster {
+        if let Some(trouble) = cluster.trouble().await {
+            tracing::warn!(reason = %trouble, "not ready");
+            return Err(ApiError::client(
+                mobile_bridge::ErrorCode::Unavailable,
+                format!("not ready: {trouble}"),
+            ));
+        }
+    }
     match ping {
         Ok(Ok(_)) => Ok(HttpResponse::Ok().json(Health {
             status: "ok".into(),
             database: Some(crate::db::backend_name(&state.db).into()),
             live_sessions: Some(state.sessions.live_count()),
+            node_id: cluster.map(|c| c.node_id().to_owned()),
         })),
         Ok(Err(e)) => Err(ApiError::Unavailable(e.into())),
         Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!(

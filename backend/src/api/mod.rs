@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod cluster;
 pub mod guests;
 pub mod health;
 pub mod media;
@@ -56,6 +57,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(watch::list_devices)
             .service(watch::delete_device)
             .service(watch::retarget)
+            .service(cluster::view)
             .default_service(web::to(not_found)),
     );
 }

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, chat, guests, health, media, models, recipes, sessions, watch};
+use super::{auth, chat, cluster, guests, health, media, models, recipes, sessions, watch};
 use crate::error::{FieldError, Problem};
 
 #[derive(Debug, OpenApi)]
@@ -51,10 +51,13 @@ Authenticate with `Authorization: Bearer <access_token>`.",
         health::healthz,
         health::readyz,
         health::metrics,
+        cluster::view,
     ),
     components(schemas(
         Problem,
         FieldError,
+        crate::cluster::NodeRecord,
+        cluster::ClusterView,
         mobile_bridge::ErrorCode,
         models::User,
         models::UserSummary,
@@ -108,7 +111,7 @@ const STANDARD: [(&str, &str, &str); 6] = [
     ("413", "PayloadTooLarge", "Body over the configured limit (`payload_too_large`)"),
     ("415", "UnsupportedMediaType", "Body is not `application/json` (`unsupported_media_type`)"),
     ("422", "ValidationFailed", "A field breaks a rule (`validation_failed`; `errors` lists them)"),
-    ("503", "Unavailable", "The database is unavailable (`unavailable`); retry later"),
+    ("503", "Unavailable", "The database (or, in a cluster, Redis or the session's node) is unavailable (`unavailable`); retry later"),
 ];
 
 fn problem_response(description: &str) -> Response {

@@ -1,6 +1,7 @@
 //! The node event bus: how a session's events reach every connection that
 //! follows it. Fan-out goes through this interface only, never through calls
-//! wired to sockets, so a Redis implementation can carry events between nodes.
+//! wired to sockets: [`LocalBus`] in one process, [`redis::RedisBus`] between
+//! the nodes of a cluster.
 //!
 //! Lag policy: each session has one bounded broadcast ring
 //! (`capacity` events). Publishing never waits. A subscriber that falls more
@@ -15,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use bytestring::ByteString;
 use tokio::sync::broadcast;
 use uuid::Uuid;
+
+pub mod redis;
 
 /// Who follows a session's events: its `/ws` members, or its paired watches
 /// (which get compact frames of their own, ticks and alerts).
@@ -126,6 +129,17 @@ impl LocalBus {
         map.entry(topic)
             .or_insert_with(|| broadcast::channel(self.capacity).0)
             .clone()
+    }
+}
+
+impl LocalBus {
+    /// How many subscribers follow a topic on this node now.
+    pub fn followers(&self, topic: Topic) -> usize {
+        self.channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&topic)
+            .map_or(0, broadcast::Sender::receiver_count)
     }
 }
 

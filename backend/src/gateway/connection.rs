@@ -617,6 +617,20 @@ impl Connection {
             if seq <= joined.delivered_seq {
                 return None;
             }
+            if seq > joined.delivered_seq + 1 {
+                // A gap: events between were lost on the way (between nodes
+                // of a cluster, dropped or published while a node was cut
+                // off). Fill it from history first, each message once.
+                let from = joined.delivered_seq;
+                tracing::debug!(connection = self.id, session_id = %id, from, seq, "gap in chat; filling from history");
+                if let Some(end) = Box::pin(self.replay(id, from, seq - 1)).await {
+                    return Some(end);
+                }
+            }
+            let joined = self.joined.get_mut(&id)?;
+            if seq <= joined.delivered_seq {
+                return None;
+            }
             joined.delivered_seq = seq;
         }
         if event.last {

@@ -27,7 +27,7 @@ pub struct ChatLimits {
 }
 
 /// Why a send was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChatReject {
     pub code: ErrorCode,
     pub message: String,

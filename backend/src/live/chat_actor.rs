@@ -16,6 +16,8 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use serde::{Deserialize, Serialize};
+
 use super::chat::{Accepted, ChatLimits, ChatLog, ChatReject};
 use super::ownership::Ownership;
 use crate::bus::{Bus, BusEvent};
@@ -26,7 +28,7 @@ use crate::store::chat as store;
 const MAX_BATCH: usize = 512;
 
 /// Why a chat request failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ChatError {
     #[error("{}", .0.message)]
     Rejected(ChatReject),
@@ -279,7 +281,7 @@ impl Supervised for ChatChannel {
 
 /// Posts a message; answers with the stored message once it is durable (for
 /// a resend of a `client_msg_id`: the message first stored under it).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Arc<ChatMessage>, ChatError>")]
 pub struct PostChat {
     pub author: Author,
@@ -321,7 +323,7 @@ impl Handler<PostChat> for ChatChannel {
 
 /// Asks for durable messages after a sequence number (for resume), and the
 /// newest durable number.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<History, ChatError>")]
 pub struct GetHistory {
     pub after: u64,
@@ -329,7 +331,7 @@ pub struct GetHistory {
 }
 
 /// Messages after a point, oldest first.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct History {
     pub messages: Vec<Arc<ChatMessage>>,
     /// The newest durable sequence number when this was read.
@@ -373,7 +375,7 @@ impl Handler<GetHistory> for ChatChannel {
 
 /// Deletes a message: its text is gone from history and members get
 /// `chat.deleted`. Answers whether the message exists.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<bool, ChatError>")]
 pub struct DeleteChat {
     pub seq: u64,
@@ -408,7 +410,7 @@ impl Handler<DeleteChat> for ChatChannel {
 }
 
 /// Mutes a user until a time.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<(), ChatError>")]
 pub struct MuteUser {
     pub user: Uuid,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix::MailboxError;
 use mobile_bridge::protocol::Author;
 use sea_orm::DatabaseConnection;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use super::calls::Call;
@@ -24,16 +24,22 @@ use super::session::LiveSnapshot;
 use super::supervisor::{lock, ActorDeps, LocalSessions};
 use super::timer_actor::{ControlTimer, GetTimer, GetWatchSnapshot, TimerError, WatchSnapshot};
 use crate::bus::{Bus, BusEvent, Topic};
+use crate::cluster::{Cluster, Incoming};
 use crate::media::engine::Sfu;
 use crate::media::room::EndGuests;
 use crate::metrics::Metrics;
 use crate::store::sessions as store;
+use placement::Control;
+
+mod placement;
 
 /// How often dead actors are looked for and presence is published.
 pub const PRESENCE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Why a live session could not answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 pub enum SessionError {
     #[error("session is not live")]
     NotLive,
@@ -50,6 +56,8 @@ pub struct Sessions {
 #[derive(Debug)]
 struct Inner {
     local: LocalSessions,
+    /// This node's link to the other nodes, in a cluster.
+    cluster: Option<Cluster>,
     /// Sessions this node ran until another holder took them over (another
     /// process on the same database): asked, they are unavailable here, not
     /// over. At most one entry per session this node ever ran.
@@ -57,6 +65,7 @@ struct Inner {
     presence: Presence,
     bus: Arc<dyn Bus>,
     db: DatabaseConnection,
+    metrics: Metrics,
 }
 
 impl Sessions {
@@ -68,17 +77,20 @@ impl Sessions {
         metrics: Metrics,
         chat_limits: ChatLimits,
         sfu: Sfu,
+        cluster: Option<(Cluster, mpsc::Receiver<Incoming>)>,
     ) -> anyhow::Result<Self> {
         let local = LocalSessions::new(ActorDeps {
             db: db.clone(),
             bus: bus.clone(),
-            metrics,
+            metrics: metrics.clone(),
             chat_limits,
             sfu,
         })?;
         let sessions = Self {
             inner: Arc::new(Inner {
                 local,
+                cluster: cluster.as_ref().map(|(c, _)| c.clone()),
+                metrics,
                 superseded: Mutex::default(),
                 presence: Presence::default(),
                 bus,
@@ -86,7 +98,15 @@ impl Sessions {
             }),
         };
         sessions.spawn_watchdog();
+        if let Some((cluster, incoming)) = cluster {
+            sessions.spawn_placement(cluster, incoming);
+        }
         Ok(sessions)
+    }
+
+    /// This node's link to the cluster, if it is in one.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.as_ref()
     }
 
     /// Follows a topic's events from now on.
@@ -96,8 +116,15 @@ impl Sessions {
 
     /// Starts the actors of every live session in the database (at
     /// start-up).
+    /// In a cluster they are only marked live: the nodes share them out.
     pub async fn restore(&self) -> Result<usize, sea_orm::DbErr> {
         let ids = store::live_ids(&self.inner.db).await?;
+        if let Some(cluster) = &self.inner.cluster {
+            if let Err(e) = cluster.add_live(&ids).await {
+                tracing::warn!(error.message = %e, "marking live sessions in redis failed; retrying later");
+            }
+            return Ok(ids.len());
+        }
         let mut restored = 0;
         for id in ids {
             restored += usize::from(self.take_over(id).await?);
@@ -106,12 +133,23 @@ impl Sessions {
     }
 
     /// A session just went live: its actors start.
+    /// In a cluster this node takes it, unless another node did already.
     pub async fn activate(&self, id: Uuid) -> Result<(), sea_orm::DbErr> {
-        self.take_over(id).await.map(drop)
+        let Some(cluster) = &self.inner.cluster else {
+            return self.take_over(id).await.map(drop);
+        };
+        // Redis trouble is not the caller's: the nodes mark live sessions
+        // from the database every few seconds and take them then.
+        if let Err(e) = cluster.add_live(&[id]).await {
+            tracing::warn!(session_id = %id, error.message = %e, "marking the session live in redis failed");
+            return Ok(());
+        }
+        self.claim(cluster, id).await;
+        Ok(())
     }
 
-    /// Raises the session's fencing token and starts its actors under it;
-    /// `false` when it is not live.
+    /// Raises the session's fencing token and starts its actors under it
+    /// (for as long as this node runs); `false` when it is not live.
     async fn take_over(&self, id: Uuid) -> Result<bool, sea_orm::DbErr> {
         let Some(fence) = store::take_over(&self.inner.db, id).await? else {
             return Ok(false);
@@ -122,6 +160,19 @@ impl Sessions {
 
     /// A session ended: its actors stop, its followers are told.
     pub fn deactivate(&self, id: Uuid) {
+        if let Some(cluster) = self.inner.cluster.clone() {
+            // No node takes it any more, and its owner lets it go.
+            tokio::spawn(async move {
+                let _ = cluster.remove_live(id).await;
+                let _ = cluster.broadcast(&Control::Ended(id).to_json()).await;
+            });
+        }
+        self.end_here(id);
+    }
+
+    /// Stops following an ended session on this node: frames to its
+    /// followers, its actors (if they run here) stopped.
+    fn end_here(&self, id: Uuid) {
         lock(&self.inner.superseded).remove(&id);
         self.inner.presence.forget(id);
         let bus = &self.inner.bus;
@@ -140,9 +191,22 @@ impl Sessions {
         let _ = self.ask(id, EndGuests).await;
     }
 
-    /// Asks a live session: its actor's answer, or why there is none. A dead
-    /// actor is re-created and asked again, once.
+    /// Asks a live session: its actor's answer, or why there is none. In a
+    /// cluster, a session that runs on another node is asked there.
     pub async fn ask<C: Call>(&self, id: Uuid, call: C) -> Result<C::Output, SessionError> {
+        match &self.inner.cluster {
+            Some(cluster) if !self.inner.local.runs(id) => self.forward(cluster, id, call).await,
+            _ => self.ask_here(id, call).await,
+        }
+    }
+
+    /// Asks a session that runs on this node. A dead actor is re-created and
+    /// asked again, once.
+    pub(super) async fn ask_here<C: Call>(
+        &self,
+        id: Uuid,
+        call: C,
+    ) -> Result<C::Output, SessionError> {
         for _ in 0..2 {
             let Some(actors) = self.inner.local.actors(id) else {
                 return Err(self.not_running(id));
@@ -157,9 +221,25 @@ impl Sessions {
         Err(SessionError::Unavailable)
     }
 
+    /// This node's hold on a session lapsed or went to another node: its
+    /// actors stop (what they wrote is durable; what they could not write was
+    /// not acknowledged).
+    fn lost(&self, id: Uuid) {
+        tracing::warn!(session_id = %id, "this node lost the session; stopping its actors");
+        self.inner.metrics.cluster.leases_lost.inc();
+        lock(&self.inner.superseded).insert(id);
+        self.inner.local.stop(id);
+        if let Some(cluster) = self.inner.cluster.clone() {
+            tokio::spawn(async move {
+                let _ = cluster.release(id).await;
+            });
+        }
+    }
+
     /// Why a session that does not run here cannot answer.
     fn not_running(&self, id: Uuid) -> SessionError {
-        if lock(&self.inner.superseded).contains(&id) {
+        // In a cluster it runs elsewhere, or is about to.
+        if self.inner.cluster.is_some() || lock(&self.inner.superseded).contains(&id) {
             SessionError::Unavailable
         } else {
             SessionError::NotLive
@@ -236,6 +316,11 @@ impl Sessions {
         }
     }
 
+    /// The sessions this node runs.
+    pub fn running(&self) -> Vec<Uuid> {
+        self.inner.local.running()
+    }
+
     /// How many sessions this node runs.
     pub fn live_count(&self) -> usize {
         self.inner.local.count()
@@ -247,7 +332,15 @@ impl Sessions {
     /// database in between, so that no query is still in flight on a thread
     /// that ends (a query dropped outside any runtime panics inside sqlx).
     pub async fn stop_actors(&self, timeout: Duration) {
+        let running = self.inner.local.running();
         self.inner.local.stop_all(timeout).await;
+        if let Some(cluster) = &self.inner.cluster {
+            // Written and stopped: the other nodes may take them at once.
+            for id in running {
+                let _ = cluster.release(id).await;
+            }
+            cluster.close();
+        }
     }
 
     /// Ends the actor threads and waits for them, at most `timeout` (after
@@ -272,9 +365,7 @@ impl Sessions {
                 let sessions = Sessions { inner };
                 sessions.inner.local.revive();
                 for id in sessions.inner.local.not_held() {
-                    tracing::warn!(session_id = %id, "this node lost the session; stopping its actors");
-                    lock(&sessions.inner.superseded).insert(id);
-                    sessions.inner.local.stop(id);
+                    sessions.lost(id);
                 }
                 sessions.publish_presence();
             }

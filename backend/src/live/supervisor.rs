@@ -266,6 +266,28 @@ impl LocalSessions {
         self.update_gauge(&map);
     }
 
+    /// Whether this node runs the session.
+    pub(super) fn runs(&self, id: Uuid) -> bool {
+        lock(&self.inner.sessions).contains_key(&id)
+    }
+
+    /// The sessions running here.
+    pub(super) fn running(&self) -> Vec<Uuid> {
+        lock(&self.inner.sessions).keys().copied().collect()
+    }
+
+    /// This node's hold on a session running here.
+    pub(super) fn ownership(&self, id: Uuid) -> Option<Ownership> {
+        lock(&self.inner.sessions)
+            .get(&id)
+            .map(|a| a.ownership.clone())
+    }
+
+    /// Whether new sessions are refused (the node stops).
+    pub(super) fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
     /// The sessions running here whose hold lapsed or was lost.
     pub(super) fn not_held(&self) -> Vec<Uuid> {
         lock(&self.inner.sessions)

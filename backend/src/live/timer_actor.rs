@@ -18,6 +18,8 @@ use watch_sync::{
     WatchTimer,
 };
 
+use serde::{Deserialize, Serialize};
+
 use super::ownership::Ownership;
 use super::session::timer_steps;
 use super::sessions::SessionError;
@@ -29,7 +31,7 @@ use crate::store::sessions::{self, Fenced, SessionState};
 const RETRY: Duration = Duration::from_millis(500);
 
 /// Why a timer action was not applied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum TimerError {
     /// The action does not apply to the timer as it is.
     #[error("{0}")]
@@ -320,7 +322,7 @@ impl Supervised for RecipeTimer {
 }
 
 /// The timer as a client sees it now.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<TimerView, SessionError>")]
 pub struct GetTimer;
 
@@ -334,12 +336,12 @@ impl Handler<GetTimer> for RecipeTimer {
 
 /// What a watch needs on connect: the timer, and the alert of a step that is
 /// due and still waiting for the host, if any.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<WatchSnapshot, SessionError>")]
 pub struct GetWatchSnapshot;
 
 /// The answer to [`GetWatchSnapshot`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WatchSnapshot {
     pub timer: TimerView,
     /// `(step_index, due_ms, alert_seq)`.
@@ -360,7 +362,7 @@ impl Handler<GetWatchSnapshot> for RecipeTimer {
 }
 
 /// The host drives the timer; answered once the change is durable.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<TimerView, TimerError>")]
 pub struct ControlTimer {
     pub action: TimerAction,

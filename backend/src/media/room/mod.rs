@@ -60,7 +60,7 @@ use crate::metrics::Metrics;
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Why a WHIP/WHEP request failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum MediaError {
     #[error("{0}")]
     BadOffer(String),
@@ -87,7 +87,7 @@ fn unavailable(e: impl std::fmt::Display) -> MediaError {
 }
 
 /// The answer to an offer, and the resource that now stands for it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Answer {
     pub resource: Uuid,
     pub sdp: String,
@@ -273,7 +273,7 @@ impl Drop for MediaRoom {
 }
 
 /// The host publishes (WHIP offer in, answer out).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Result<Answer, MediaError>")]
 pub struct Publish {
     pub user: Uuid,
@@ -289,7 +289,7 @@ impl Handler<Publish> for MediaRoom {
 }
 
 /// A viewer plays (WHEP offer in, answer out).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Result<Answer, MediaError>")]
 pub struct Subscribe {
     /// The viewer and its client address, for the per-viewer limits.
@@ -312,7 +312,7 @@ impl Handler<Subscribe> for MediaRoom {
 }
 
 /// Ends a WHIP (`publisher: true`) or WHEP resource of `user`.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Result<(), MediaError>")]
 pub struct EndResource {
     pub resource: Uuid,
@@ -334,7 +334,7 @@ impl Handler<EndResource> for MediaRoom {
 }
 
 /// Ends every guest's playback: the host turned guests off.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "()")]
 pub struct EndGuests;
 
@@ -347,7 +347,7 @@ impl Handler<EndGuests> for MediaRoom {
 }
 
 /// The room's numbers now.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "MediaStats")]
 pub struct GetMediaStats;
 

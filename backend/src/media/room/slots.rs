@@ -16,7 +16,7 @@ use super::{lock, MediaError};
 use crate::media::ViewerLimits;
 
 /// Who holds a slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Holder {
     /// The viewer: a user's or a guest's id.
     pub user: Uuid,

@@ -1,0 +1,275 @@
+//! Where live sessions run in a cluster: every node renews the leases of the
+//! sessions it runs, takes the sessions nobody holds (the node that rendezvous
+//! hashing prefers first, any node a little later), answers the commands
+//! other nodes forward to it, and forwards its own callers' commands to the
+//! node that runs the session.
+//!
+//! Timing, for a lease TTL `T`: a tick every `T/10` (at most 500 ms); leases
+//! renewed every `T/3`; a hold counts as valid until 90% of `T` after the
+//! renewal was sent, so a node that cannot renew stops the session's actors
+//! before its lease can lapse in Redis and another node take it. A dead
+//! node's sessions are taken within `T` plus a tick or two.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::super::calls::{Call, Command};
+use super::super::ownership::Ownership;
+use super::{SessionError, Sessions};
+use crate::cluster::{preferred_node, Cluster, Incoming, Renewal};
+use crate::store::sessions as store;
+
+/// Extra wait for a forwarded command, over its own patience: two hops.
+const FORWARD_MARGIN: Duration = Duration::from_millis(500);
+/// How often the live set is brought up to date from the database.
+const RECONCILE_EVERY: Duration = Duration::from_secs(10);
+
+/// A message for every node.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(in crate::live) enum Control {
+    /// The session ended: its owner stops its actors.
+    Ended(Uuid),
+}
+
+impl Control {
+    pub(in crate::live) fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// A command on its way to the node that runs the session.
+#[derive(Debug, Serialize, Deserialize)]
+struct Forwarded {
+    session: Uuid,
+    command: Command,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Until when a hold renewed (or taken) at `sent_ms` counts as valid.
+fn valid_until(sent_ms: i64, ttl: Duration) -> i64 {
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    sent_ms.saturating_add(ttl_ms / 10 * 9)
+}
+
+impl Sessions {
+    /// Starts the placement loop and the server of forwarded commands.
+    pub(super) fn spawn_placement(&self, cluster: Cluster, incoming: mpsc::Receiver<Incoming>) {
+        tokio::spawn(self.clone().serve(cluster.clone(), incoming));
+        tokio::spawn(self.clone().place(cluster));
+    }
+
+    /// The placement loop: heartbeat, renew, take what nobody holds.
+    async fn place(self, cluster: Cluster) {
+        let ttl = cluster.lease_ttl();
+        let tick = (ttl / 10).clamp(Duration::from_millis(50), Duration::from_millis(500));
+        let renew_every = (ttl / 3).max(tick);
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_renewal = tokio::time::Instant::now();
+        let mut last_reconcile: Option<tokio::time::Instant> = None;
+        // Sessions seen without a holder, since which tick.
+        let mut orphans: HashMap<Uuid, u64> = HashMap::new();
+        let mut ticks: u64 = 0;
+        tracing::info!(
+            node = cluster.node_id(),
+            lease_ttl_ms = ttl.as_millis() as u64,
+            "cluster node up"
+        );
+        loop {
+            interval.tick().await;
+            ticks += 1;
+            if self.inner.local.is_closed() {
+                return;
+            }
+            let running = self.inner.local.running();
+            let metrics = &self.inner.metrics.cluster;
+            metrics
+                .leases_held
+                .set(i64::try_from(running.len()).unwrap_or(i64::MAX));
+            if cluster.heartbeat(running.clone()).await.is_err() {
+                continue; // Redis trouble: holds lapse by themselves.
+            }
+            if last_renewal.elapsed() >= renew_every {
+                last_renewal = tokio::time::Instant::now();
+                self.renew(&cluster, &running).await;
+            }
+            if last_reconcile.is_none_or(|at| at.elapsed() >= RECONCILE_EVERY) {
+                last_reconcile = Some(tokio::time::Instant::now());
+                if let Ok(ids) = store::live_ids(&self.inner.db).await {
+                    let _ = cluster.add_live(&ids).await;
+                }
+            }
+            self.claim_orphans(&cluster, &mut orphans, ticks).await;
+        }
+    }
+
+    /// Renews this node's leases; a lost one stops its actors, an ended one
+    /// too.
+    async fn renew(&self, cluster: &Cluster, running: &[Uuid]) {
+        let sent = now_ms();
+        let Ok(renewals) = cluster.renew(running).await else {
+            return;
+        };
+        for (id, renewal) in running.iter().zip(renewals) {
+            match renewal {
+                Renewal::Renewed => {
+                    if let Some(hold) = self.inner.local.ownership(*id) {
+                        hold.renewed(valid_until(sent, cluster.lease_ttl()));
+                    }
+                }
+                Renewal::Lost => {
+                    if let Some(hold) = self.inner.local.ownership(*id) {
+                        hold.lose();
+                    }
+                }
+                Renewal::Ended => self.end_here(*id),
+            }
+        }
+    }
+
+    /// Takes the live sessions nobody holds: at once where this node is the
+    /// preferred one, after two ticks otherwise (the preferred node may be
+    /// slow or gone).
+    async fn claim_orphans(&self, cluster: &Cluster, orphans: &mut HashMap<Uuid, u64>, tick: u64) {
+        let Ok(live) = cluster.live().await else {
+            return;
+        };
+        let candidates: Vec<Uuid> = live
+            .into_iter()
+            .filter(|id| !self.inner.local.runs(*id))
+            .collect();
+        let Ok(owners) = cluster.owners_of(&candidates).await else {
+            return;
+        };
+        orphans.retain(|id, _| candidates.contains(id));
+        let orphaned: Vec<Uuid> = candidates
+            .iter()
+            .zip(owners)
+            .filter(|(_, owner)| owner.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if orphaned.is_empty() {
+            orphans.clear();
+            return;
+        }
+        let Ok(nodes) = cluster.nodes().await else {
+            return;
+        };
+        let nodes: Vec<String> = nodes.into_iter().map(|n| n.node_id).collect();
+        for id in orphaned {
+            let since = *orphans.entry(id).or_insert(tick);
+            let preferred = preferred_node(id, &nodes) == Some(cluster.node_id());
+            if (preferred || tick >= since + 2) && self.claim(cluster, id).await {
+                cluster.metrics().cluster.takeovers.inc();
+                orphans.remove(&id);
+            }
+        }
+    }
+
+    /// Takes a session's lease if it is free, raises its fencing token and
+    /// starts its actors here. Returns whether this node runs it now.
+    pub(super) async fn claim(&self, cluster: &Cluster, id: Uuid) -> bool {
+        if self.inner.local.is_closed() {
+            return false;
+        }
+        let sent = now_ms();
+        match cluster.acquire(id).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return false,
+        }
+        let fence = match store::take_over(&self.inner.db, id).await {
+            Ok(Some(fence)) => fence,
+            Ok(None) => {
+                // Ended meanwhile: nobody should take it.
+                let _ = cluster.remove_live(id).await;
+                let _ = cluster.release(id).await;
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(session_id = %id, error.message = %e, "taking a session over failed");
+                let _ = cluster.release(id).await;
+                return false;
+            }
+        };
+        let hold = Ownership::until(fence, valid_until(sent, cluster.lease_ttl()));
+        if !self.inner.local.start(id, hold) {
+            let _ = cluster.release(id).await;
+            return false;
+        }
+        tracing::info!(session_id = %id, fence, node = cluster.node_id(), "session taken");
+        true
+    }
+
+    /// Sends a command to the node that runs the session, and its answer back.
+    pub(super) async fn forward<C: Call>(
+        &self,
+        cluster: &Cluster,
+        id: Uuid,
+        call: C,
+    ) -> Result<C::Output, SessionError> {
+        let owner = cluster
+            .owner_of(id)
+            .await
+            .map_err(|_| SessionError::Unavailable)?;
+        let Some(owner) = owner else {
+            // Nobody holds it: a take-over is under way, or it is over.
+            return match cluster.is_live(id).await {
+                Ok(false) => Err(SessionError::NotLive),
+                _ => Err(SessionError::Unavailable),
+            };
+        };
+        if owner == cluster.node_id() {
+            // Taken here a moment ago; its actors are starting.
+            return Err(SessionError::Unavailable);
+        }
+        let forwarded = Forwarded {
+            session: id,
+            command: call.into_command(),
+        };
+        let body = serde_json::to_value(&forwarded).map_err(|_| SessionError::Unavailable)?;
+        let reply = cluster
+            .request(&owner, body, C::PATIENCE.limit() + FORWARD_MARGIN)
+            .await
+            .map_err(|_| SessionError::Unavailable)?;
+        let answer: Result<serde_json::Value, SessionError> =
+            serde_json::from_value(reply).map_err(|_| SessionError::Unavailable)?;
+        serde_json::from_value(answer?).map_err(|_| SessionError::Unavailable)
+    }
+
+    /// Answers other nodes' commands, and control messages.
+    async fn serve(self, cluster: Cluster, mut incoming: mpsc::Receiver<Incoming>) {
+        while let Some(message) = incoming.recv().await {
+            match message {
+                Incoming::Request { id, from, body } => {
+                    let sessions = self.clone();
+                    let cluster = cluster.clone();
+                    tokio::spawn(async move {
+                        let answer = match serde_json::from_value::<Forwarded>(body) {
+                            Ok(f) => f.command.run_here(&sessions, f.session).await,
+                            Err(_) => Err(SessionError::Unavailable),
+                        };
+                        let body = serde_json::to_value(answer).unwrap_or_default();
+                        cluster.reply(&from, id, body).await;
+                    });
+                }
+                Incoming::Control(value) => match serde_json::from_value::<Control>(value) {
+                    Ok(Control::Ended(id)) => {
+                        if self.inner.local.runs(id) {
+                            self.end_here(id);
+                            let _ = cluster.release(id).await;
+                        }
+                    }
+                    Err(e) => tracing::debug!(error.message = %e, "unknown control message"),
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Cluster tests: several real `simmer` processes (the release binary's code,
+//! ports 0) on one PostgreSQL database and one Redis, with clients spread
+//! over the nodes, as in production. Faults are real too: kill -9, SIGSTOP,
+//! Redis restarted, a node's link to Redis cut.
+//!
+//! Needs PostgreSQL (SIMMER_TEST_POSTGRES_URL) and Redis
+//! (SIMMER_TEST_REDIS_URL); `scripts/test.sh` makes sure both are up. Tests
+//! that restart Redis start their own `redis-server`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+#[allow(dead_code)]
+#[path = "../api/simmer_process.rs"]
+mod simmer_process;
+#[allow(dead_code)]
+#[path = "../api/ws_client.rs"]
+mod ws_client;
+
+mod harness;
+
+mod nodes_act_as_one;
+mod owner_killed;
