@@ -83,7 +83,7 @@ pub enum Renewal {
 }
 
 impl Cluster {
-    fn ttl_ms(&self) -> u64 {
+    pub(super) fn ttl_ms(&self) -> u64 {
         u64::try_from(self.inner.lease_ttl.as_millis()).unwrap_or(u64::MAX)
     }
 

@@ -18,6 +18,7 @@
 //! and replies for a node), `ctl` (control messages for every node).
 
 mod leases;
+mod presence;
 mod rpc;
 mod subscriber;
 

@@ -533,7 +533,7 @@ impl Connection {
                 title: model.title,
                 state: session_state.as_str().into(),
                 role,
-                viewer_count: self.state.sessions.viewer_count(id),
+                viewer_count: self.state.sessions.viewer_count(id).await,
                 timer: snapshot.timer,
                 last_seq: durable,
             },

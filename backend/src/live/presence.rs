@@ -27,6 +27,8 @@ pub(super) struct SessionPresence {
     /// Arrivals and departures since the last `presence` frame.
     joined: Vec<Author>,
     left: Vec<Author>,
+    /// The set of users changed since the cluster last heard of it.
+    changed: bool,
 }
 
 impl SessionPresence {
@@ -37,6 +39,7 @@ impl SessionPresence {
         let open = self.per_user.entry(who.id).or_insert(0);
         *open += 1;
         if *open == 1 {
+            self.changed = true;
             if who.role != Role::Host {
                 self.viewers += 1;
             }
@@ -58,6 +61,7 @@ impl SessionPresence {
         };
         *open -= 1;
         if *open == 0 {
+            self.changed = true;
             self.per_user.remove(&who.id);
             if who.role != Role::Host {
                 self.viewers = self.viewers.saturating_sub(1);
@@ -72,6 +76,16 @@ impl SessionPresence {
 
     pub(super) fn viewer_count(&self) -> u32 {
         self.viewers
+    }
+
+    /// Each connected user once.
+    fn members(&self) -> Vec<Author> {
+        let mut seen = std::collections::HashSet::new();
+        self.connections
+            .values()
+            .filter(|a| seen.insert(a.id))
+            .cloned()
+            .collect()
     }
 
     /// The frame to publish, if anything changed since the last one.
@@ -94,6 +108,15 @@ impl SessionPresence {
 #[derive(Debug, Default)]
 pub(super) struct Presence {
     sessions: Mutex<HashMap<Uuid, SessionPresence>>,
+    /// In a cluster: the merged members of the sessions this node runs.
+    merged: Mutex<HashMap<Uuid, Merged>>,
+}
+
+/// The members of a session on every node, as its owner last merged them.
+#[derive(Debug, Default)]
+struct Merged {
+    members: HashMap<UserId, Author>,
+    published: Option<u32>,
 }
 
 /// A `presence` frame to publish: the count, who joined, who left.
@@ -123,6 +146,77 @@ impl Presence {
     /// The session ended: nobody is counted any more.
     pub(super) fn forget(&self, id: Uuid) {
         lock(&self.sessions).remove(&id);
+        lock(&self.merged).remove(&id);
+    }
+
+    /// The sessions whose set of users here changed since the last call,
+    /// with their users now (empty: nobody here any more).
+    pub(super) fn changed_members(&self) -> Vec<(Uuid, Vec<Author>)> {
+        let mut sessions = lock(&self.sessions);
+        let changed = sessions
+            .iter_mut()
+            .filter(|(_, p)| p.changed)
+            .map(|(id, p)| {
+                p.changed = false;
+                (*id, p.members())
+            })
+            .collect();
+        changed
+    }
+
+    /// The cluster did not hear of a session's users: tell it again.
+    pub(super) fn mark_changed(&self, id: Uuid) {
+        if let Some(p) = lock(&self.sessions).get_mut(&id) {
+            p.changed = true;
+        }
+    }
+
+    /// The sessions with someone connected here.
+    pub(super) fn followed(&self) -> Vec<Uuid> {
+        lock(&self.sessions)
+            .iter()
+            .filter(|(_, p)| !p.connections.is_empty())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Takes the members of a session on every node (its owner merged them):
+    /// the frame to publish, if the count or the names changed.
+    pub(super) fn merge(&self, id: Uuid, members: Vec<Author>) -> Option<PresenceUpdate> {
+        let mut merged = lock(&self.merged);
+        let entry = merged.entry(id).or_default();
+        let now: HashMap<UserId, Author> = members.into_iter().map(|a| (a.id, a)).collect();
+        let joined: Vec<Author> = now
+            .values()
+            .filter(|a| !entry.members.contains_key(&a.id))
+            .take(PRESENCE_NAMES_MAX)
+            .cloned()
+            .collect();
+        let left: Vec<Author> = entry
+            .members
+            .values()
+            .filter(|a| !now.contains_key(&a.id))
+            .take(PRESENCE_NAMES_MAX)
+            .cloned()
+            .collect();
+        let count = u32::try_from(now.values().filter(|a| a.role != Role::Host).count())
+            .unwrap_or(u32::MAX);
+        entry.members = now;
+        if entry.published == Some(count) && joined.is_empty() && left.is_empty() {
+            return None;
+        }
+        entry.published = Some(count);
+        Some((count, joined, left))
+    }
+
+    /// The merged viewer count of a session this node runs.
+    pub(super) fn merged_count(&self, id: Uuid) -> Option<u32> {
+        lock(&self.merged).get(&id).and_then(|m| m.published)
+    }
+
+    /// Forgets the merged view of sessions this node no longer runs.
+    pub(super) fn keep_merged(&self, running: &[Uuid]) {
+        lock(&self.merged).retain(|id, _| running.contains(id));
     }
 
     /// The sessions whose count or names changed since their last frame.

@@ -250,7 +250,7 @@ impl Sessions {
     pub async fn snapshot(&self, id: Uuid) -> Result<LiveSnapshot, SessionError> {
         match self.ask(id, GetTimer).await? {
             Ok(timer) => Ok(LiveSnapshot {
-                viewer_count: self.viewer_count(id),
+                viewer_count: self.viewer_count(id).await,
                 timer,
             }),
             Err(SessionError::NotLive) => {
@@ -292,9 +292,21 @@ impl Sessions {
             .map_err(|_| SessionError::Unavailable)
     }
 
-    /// Distinct viewers (not the host) connected to a session now.
-    pub fn viewer_count(&self, id: Uuid) -> u32 {
-        self.inner.presence.viewer_count(id)
+    /// Distinct viewers (not the host) connected to a session now (in a
+    /// cluster: on every node, as its owner last merged them).
+    pub async fn viewer_count(&self, id: Uuid) -> u32 {
+        let Some(cluster) = &self.inner.cluster else {
+            return self.inner.presence.viewer_count(id);
+        };
+        if let Some(count) = self.inner.presence.merged_count(id) {
+            return count;
+        }
+        cluster
+            .viewer_count(id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     /// A connection joined a session.
@@ -364,10 +376,13 @@ impl Sessions {
                 let Some(inner) = weak.upgrade() else { break };
                 let sessions = Sessions { inner };
                 sessions.inner.local.revive();
+                // In a cluster the owner publishes presence for every node.
                 for id in sessions.inner.local.not_held() {
                     sessions.lost(id);
                 }
-                sessions.publish_presence();
+                if sessions.inner.cluster.is_none() {
+                    sessions.publish_presence();
+                }
             }
         });
     }

@@ -23,3 +23,4 @@ mod harness;
 
 mod nodes_act_as_one;
 mod owner_killed;
+mod presence_spans_nodes;

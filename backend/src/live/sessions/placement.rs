@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::super::calls::{Call, Command};
+use super::super::frames;
 use super::super::ownership::Ownership;
 use super::{SessionError, Sessions};
 use crate::cluster::{preferred_node, Cluster, Incoming, Renewal};
@@ -63,6 +64,7 @@ impl Sessions {
     /// Starts the placement loop and the server of forwarded commands.
     pub(super) fn spawn_placement(&self, cluster: Cluster, incoming: mpsc::Receiver<Incoming>) {
         tokio::spawn(self.clone().serve(cluster.clone(), incoming));
+        tokio::spawn(self.clone().share_presence(cluster.clone()));
         tokio::spawn(self.clone().place(cluster));
     }
 
@@ -108,6 +110,56 @@ impl Sessions {
                 }
             }
             self.claim_orphans(&cluster, &mut orphans, ticks).await;
+        }
+    }
+
+    /// Presence across nodes: writes who is connected here, and for the
+    /// sessions this node runs, merges every node's members and publishes
+    /// the `presence` frame (when the count or the names changed).
+    async fn share_presence(self, cluster: Cluster) {
+        let mut interval = tokio::time::interval(super::PRESENCE_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let refresh_every = cluster.lease_ttl() / 3;
+        let mut last_refresh = tokio::time::Instant::now();
+        loop {
+            interval.tick().await;
+            if self.inner.local.is_closed() {
+                return;
+            }
+            let presence = &self.inner.presence;
+            for (id, members) in presence.changed_members() {
+                let pairs: Vec<(String, String)> = members
+                    .iter()
+                    .filter_map(|a| Some((a.id.0.to_string(), serde_json::to_string(a).ok()?)))
+                    .collect();
+                if cluster.write_members(id, &pairs).await.is_err() {
+                    presence.mark_changed(id);
+                }
+            }
+            let refresh = last_refresh.elapsed() >= refresh_every;
+            if refresh {
+                last_refresh = tokio::time::Instant::now();
+                let _ = cluster.refresh_members(&presence.followed()).await;
+            }
+            let running = self.inner.local.running();
+            presence.keep_merged(&running);
+            for id in running {
+                let Ok(pairs) = cluster.merged_members(id).await else {
+                    continue;
+                };
+                let members = pairs
+                    .iter()
+                    .filter_map(|(_, json)| serde_json::from_str(json).ok())
+                    .collect();
+                if let Some((count, joined, left)) = presence.merge(id, members) {
+                    self.inner
+                        .bus
+                        .publish(id, frames::presence(id, count, joined, left));
+                    let _ = cluster.set_viewer_count(id, count).await;
+                } else if let (true, Some(count)) = (refresh, presence.merged_count(id)) {
+                    let _ = cluster.set_viewer_count(id, count).await;
+                }
+            }
         }
     }
 
