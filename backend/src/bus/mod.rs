@@ -46,6 +46,11 @@ pub enum EventKind {
     Alert { alert_seq: u64 },
     /// The host turned guest access off: for guests only, who must go.
     GuestsRevoked,
+    /// Events of this topic may have been lost on the way between nodes
+    /// (Redis was unreachable, or the session changed hands): followers
+    /// check what they missed (chat from history, the timer from a fresh
+    /// snapshot). Never sent to clients as it is.
+    Resync,
 }
 
 /// One event of a session, encoded once and shared by every subscriber.
@@ -76,6 +81,11 @@ impl BusEvent {
     pub fn of_kind(mut self, kind: EventKind) -> Self {
         self.kind = kind;
         self
+    }
+
+    /// The marker that tells followers to check what they missed.
+    pub fn resync() -> Self {
+        Self::new(String::new(), None).of_kind(EventKind::Resync)
     }
 
     /// Marks the session's last event.

@@ -64,6 +64,7 @@ fn encode(origin: &str, event: &BusEvent) -> Vec<u8> {
         EventKind::Tick { remaining_s } => format!("T{remaining_s}"),
         EventKind::Alert { alert_seq } => format!("A{alert_seq}"),
         EventKind::GuestsRevoked => "G".to_owned(),
+        EventKind::Resync => "R".to_owned(),
     };
     let seq = event.seq.map_or_else(|| "-".to_owned(), |s| s.to_string());
     let mut out = format!(
@@ -86,6 +87,7 @@ fn decode(payload: &[u8]) -> Option<(&str, i64, BusEvent)> {
     let kind = match fields.next()? {
         "F" => EventKind::Frame,
         "G" => EventKind::GuestsRevoked,
+        "R" => EventKind::Resync,
         k if k.starts_with('T') => EventKind::Tick {
             remaining_s: k[1..].parse().ok()?,
         },
@@ -135,12 +137,24 @@ pub(crate) fn deliver(
     }
 }
 
+/// Tells this node's followers of `channel` to check what they missed.
+pub(crate) fn resync_followers(local: &LocalBus, channel: &str) {
+    if let Some(topic) = topic_of(channel) {
+        if local.followers(topic) > 0 {
+            local.publish_to(topic, BusEvent::resync());
+        }
+    }
+}
+
 /// The bus of a cluster node.
 #[derive(Debug)]
 pub struct RedisBus {
     local: Arc<LocalBus>,
     cluster: Cluster,
     queue: mpsc::Sender<(String, Vec<u8>)>,
+    /// Channels with events the other nodes did not get (dropped): a resync
+    /// marker follows once Redis takes events again.
+    dropped: Dropped,
     /// Topics whose Redis channel this node subscribes to.
     followed: Mutex<HashSet<Topic>>,
 }
@@ -150,13 +164,15 @@ impl RedisBus {
     /// Starts its writer and its pruner (needs a Tokio runtime).
     pub fn new(local: Arc<LocalBus>, cluster: Cluster, capacity: usize) -> Arc<Self> {
         let (queue, events) = mpsc::channel(capacity.max(64));
+        let dropped = Dropped::default();
         let bus = Arc::new(Self {
             local,
             cluster: cluster.clone(),
             queue,
+            dropped: dropped.clone(),
             followed: Mutex::new(HashSet::new()),
         });
-        tokio::spawn(write(cluster, events));
+        tokio::spawn(write(cluster, events, dropped));
         let weak = Arc::downgrade(&bus);
         tokio::spawn(async move {
             loop {
@@ -193,8 +209,20 @@ impl RedisBus {
     }
 }
 
-/// Sends queued events to Redis in order, in batches.
-async fn write(cluster: Cluster, mut events: mpsc::Receiver<(String, Vec<u8>)>) {
+/// Channels whose events did not all reach Redis.
+#[derive(Debug, Clone, Default)]
+struct Dropped(Arc<Mutex<HashSet<String>>>);
+
+impl Dropped {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Sends queued events to Redis in order, in batches. After events were
+/// dropped, a resync marker follows on their channels once Redis takes
+/// events again.
+async fn write(cluster: Cluster, mut events: mpsc::Receiver<(String, Vec<u8>)>, dropped: Dropped) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = events.recv().await {
         batch.push(first);
@@ -205,10 +233,18 @@ async fn write(cluster: Cluster, mut events: mpsc::Receiver<(String, Vec<u8>)>) 
             }
         }
         let n = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+        let resyncs: Vec<String> = dropped.lock().drain().collect();
+        let marker = encode(cluster.node_id(), &BusEvent::resync());
+        batch.extend(resyncs.into_iter().map(|c| (c, marker.clone())));
         let metrics = &cluster.metrics().cluster;
         match cluster.publish_batch(&batch).await {
             Ok(()) => metrics.bus_published.inc_by(n),
-            Err(_) => metrics.bus_dropped.with_label_values(&["redis"]).inc_by(n),
+            Err(_) => {
+                metrics.bus_dropped.with_label_values(&["redis"]).inc_by(n);
+                dropped
+                    .lock()
+                    .extend(batch.drain(..).map(|(channel, _)| channel));
+            }
         }
         batch.clear();
     }
@@ -218,7 +254,9 @@ impl Bus for RedisBus {
     fn publish_to(&self, topic: Topic, event: BusEvent) {
         let payload = encode(self.cluster.node_id(), &event);
         self.local.publish_to(topic, event);
-        if self.queue.try_send((channel(topic), payload)).is_err() {
+        if let Err(e) = self.queue.try_send((channel(topic), payload)) {
+            let (channel, _) = e.into_inner();
+            self.dropped.lock().insert(channel);
             self.cluster
                 .metrics()
                 .cluster
@@ -263,6 +301,7 @@ mod tests {
             (EventKind::Tick { remaining_s: 42 }, None, false),
             (EventKind::Alert { alert_seq: 3 }, None, true),
             (EventKind::GuestsRevoked, None, false),
+            (EventKind::Resync, None, false),
         ] {
             let event = BusEvent {
                 seq,

@@ -29,21 +29,28 @@ return 0
     )
 });
 
-/// Renews every lease of this node: per key, 1 renewed, 0 not ours any more,
-/// 2 the session left the live set (the lease is let go).
+/// Renews every lease of this node: per key, 1 renewed, 0 another node holds
+/// it, 2 renewed but the session is not in the live set (ended, or Redis lost
+/// its keys: the caller asks the database). A lease that is gone (Redis
+/// restarted empty) is taken again: nobody else holds it, and the fencing
+/// token in the database still stops this node if another took the session
+/// meanwhile.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local out = {}
 for i, lease in ipairs(KEYS) do
   local current = redis.call('GET', lease)
-  if current ~= ARGV[1] then
+  if current == ARGV[1] then
+    redis.call('PEXPIRE', lease, ARGV[2])
+  elseif current == false then
+    redis.call('SET', lease, ARGV[1], 'PX', ARGV[2])
+  end
+  if current ~= false and current ~= ARGV[1] then
     out[i] = 0
   elseif redis.call('SISMEMBER', ARGV[3], ARGV[3 + i]) == 0 then
-    redis.call('DEL', lease)
     out[i] = 2
   else
-    redis.call('PEXPIRE', lease, ARGV[2])
     out[i] = 1
   end
 end
@@ -64,7 +71,7 @@ return 0
     )
 });
 
-fn lease_key(session: Uuid) -> String {
+pub(super) fn lease_key(session: Uuid) -> String {
     key(format_args!("lease:{session}"))
 }
 
@@ -76,10 +83,11 @@ fn live_key() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Renewal {
     Renewed,
-    /// Another node holds it, or it lapsed.
+    /// Another node holds it.
     Lost,
-    /// The session is not live any more.
-    Ended,
+    /// Renewed, but the session is not in the live set: it ended, or Redis
+    /// lost its keys.
+    NotListed,
 }
 
 impl Cluster {
@@ -121,7 +129,7 @@ impl Cluster {
             .into_iter()
             .map(|n| match n {
                 1 => Renewal::Renewed,
-                2 => Renewal::Ended,
+                2 => Renewal::NotListed,
                 _ => Renewal::Lost,
             })
             .collect())

@@ -233,14 +233,21 @@ impl Cluster {
             .map(drop)
     }
 
-    /// Asks the node `node` (see [`rpc`]); `body` comes back answered.
-    pub async fn request(
+    /// Asks `node`, the owner of `session` (see [`rpc`]); `body` comes back
+    /// answered. Gives up early when the node stops listening or the
+    /// session's lease moves to another node (the node was paused or cut
+    /// off, and the session taken over).
+    pub async fn request_owner(
         &self,
         node: &str,
+        session: Uuid,
         body: serde_json::Value,
         timeout: Duration,
     ) -> Result<serde_json::Value, RpcError> {
-        self.inner.rpc.request(node, body, timeout).await
+        self.inner
+            .rpc
+            .request(node, Some(leases::lease_key(session)), body, timeout)
+            .await
     }
 
     /// Answers a request of another node.
@@ -248,12 +255,13 @@ impl Cluster {
         self.inner.rpc.reply(to, id, body).await;
     }
 
-    /// Writes this node's record (with a TTL of a few lease periods).
-    pub async fn heartbeat(&self, sessions: Vec<Uuid>) -> anyhow::Result<()> {
+    /// Writes this node's record (with the lease TTL: a node that stops
+    /// writing it is gone for the others after that long).
+    pub async fn heartbeat(&self) -> anyhow::Result<()> {
         let record = NodeRecord {
             node_id: self.inner.node.clone(),
             advertise_url: self.inner.advertise_url.clone(),
-            sessions,
+            sessions: Vec::new(),
         };
         let json = serde_json::to_string(&record)?;
         let ttl = u64::try_from(self.inner.lease_ttl.as_millis()).unwrap_or(u64::MAX);
@@ -271,7 +279,8 @@ impl Cluster {
             .await
     }
 
-    /// Every node whose record is current, by id.
+    /// Every node whose record is current, by id, each with the live
+    /// sessions whose lease it holds now.
     pub async fn nodes(&self) -> anyhow::Result<Vec<NodeRecord>> {
         let mut redis = self.redis();
         let ids: Vec<String> = self
@@ -306,6 +315,16 @@ impl Cluster {
                 .await;
         }
         nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        let live = self.live().await?;
+        let owners = self.owners_of(&live).await?;
+        for node in &mut nodes {
+            node.sessions = live
+                .iter()
+                .zip(&owners)
+                .filter(|(_, owner)| owner.as_deref() == Some(node.node_id.as_str()))
+                .map(|(id, _)| *id)
+                .collect();
+        }
         Ok(nodes)
     }
 

@@ -115,9 +115,12 @@ impl Rpc {
         }
     }
 
+    /// Sends `body` to `node` and waits for its reply; while `lease` (a
+    /// key) names `node`, if given.
     pub(super) async fn request(
         &self,
         node: &str,
+        lease: Option<String>,
         body: serde_json::Value,
         timeout: Duration,
     ) -> Result<serde_json::Value, RpcError> {
@@ -131,7 +134,7 @@ impl Rpc {
         };
         let outcome = match self.publish(node, &envelope, timeout).await {
             Ok(0) => Err(RpcError::Unreachable),
-            Ok(_) => self.await_reply(node, rx, timeout).await,
+            Ok(_) => self.await_reply(node, lease.as_deref(), rx, timeout).await,
             Err(e) => Err(e),
         };
         self.pending().remove(&id);
@@ -150,12 +153,13 @@ impl Rpc {
     }
 
     /// Waits for the reply; gives up early when the node stops listening
-    /// (it died: Redis dropped its subscription), so that a caller whose
-    /// request was in flight when the node died hears so at once, not at
-    /// its deadline.
+    /// (it died: Redis dropped its subscription) or `lease` moves to another
+    /// node (it was paused or cut off past its lease), so that a caller whose
+    /// request was in flight hears so at once, not at its deadline.
     async fn await_reply(
         &self,
         node: &str,
+        lease: Option<&str>,
         mut rx: oneshot::Receiver<serde_json::Value>,
         timeout: Duration,
     ) -> Result<serde_json::Value, RpcError> {
@@ -168,7 +172,7 @@ impl Rpc {
                 reply = &mut rx => return reply.map_err(|_| RpcError::Timeout),
                 () = &mut deadline => return Err(RpcError::Timeout),
                 _ = probe.tick() => {
-                    if !self.listening(node).await {
+                    if !self.listening(node, lease).await {
                         return Err(RpcError::Unreachable);
                     }
                 }
@@ -176,17 +180,20 @@ impl Rpc {
         }
     }
 
-    /// Whether `node` is subscribed to its channel now (a Redis error counts
-    /// as yes: the deadline decides then).
-    async fn listening(&self, node: &str) -> bool {
+    /// Whether `node` is subscribed to its channel now and still holds
+    /// `lease` (a Redis error counts as yes: the deadline decides then).
+    async fn listening(&self, node: &str, lease: Option<&str>) -> bool {
         let mut redis = self.redis.clone();
-        let mut numsub = redis::cmd("PUBSUB");
-        numsub.arg("NUMSUB").arg(channel(node));
-        let probe = numsub.query_async::<(String, i64)>(&mut redis);
-        !matches!(
-            tokio::time::timeout(Duration::from_millis(500), probe).await,
-            Ok(Ok((_, 0)))
-        )
+        let mut pipe = redis::pipe();
+        pipe.cmd("PUBSUB").arg("NUMSUB").arg(channel(node));
+        pipe.cmd("GET").arg(lease.unwrap_or("simmer:-"));
+        let probe = pipe.query_async::<((String, i64), Option<String>)>(&mut redis);
+        match tokio::time::timeout(Duration::from_millis(500), probe).await {
+            Ok(Ok(((_, subscribers), holder))) => {
+                subscribers > 0 && (lease.is_none() || holder.as_deref() == Some(node))
+            }
+            _ => true,
+        }
     }
 
     pub(super) async fn reply(&self, to: &str, id: u64, body: serde_json::Value) {

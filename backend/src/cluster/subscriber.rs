@@ -145,6 +145,11 @@ impl Task {
         }
         self.subscribed.store(true, Ordering::SeqCst);
         tracing::info!(node = %self.node, channels = channels.len(), "redis subscription up");
+        // Whatever was published while this node was not subscribed is lost
+        // to it: its followers check what they missed.
+        for channel in &channels {
+            crate::bus::redis::resync_followers(&self.local, channel);
+        }
         loop {
             tokio::select! {
                 message = stream.next() => match message {

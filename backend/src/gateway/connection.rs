@@ -76,7 +76,13 @@ struct Connection {
     /// Replies of sends in flight; made on the first send, so connections
     /// that only watch do not pay for the queue.
     replies: Option<(mpsc::Sender<ByteString>, mpsc::Receiver<ByteString>)>,
+    /// Sessions whose missed chat could not be checked yet (the session
+    /// was changing hands), and when to try again.
+    resync: Option<(std::collections::HashSet<Uuid>, tokio::time::Instant)>,
 }
+
+/// How long a connection waits before checking again for chat it missed.
+const RESYNC_RETRY: Duration = Duration::from_millis(500);
 
 /// Why the loop ended.
 enum End {
@@ -119,6 +125,7 @@ pub async fn run(
         joined: HashMap::new(),
         events: StreamMap::new(),
         replies: None,
+        resync: None,
     };
     let mut stream = stream
         .aggregate_continuations()
@@ -192,6 +199,15 @@ pub async fn run(
                     budget -= 1;
                 }
             }
+            () = resync_due(&conn.resync) => {
+                let pending = conn.resync.take().map(|(ids, _)| ids).unwrap_or_default();
+                for id in pending {
+                    end = conn.resync(id).await;
+                    if end.is_some() {
+                        break;
+                    }
+                }
+            }
             Some(reply) = next_reply(&mut conn.replies) => {
                 if conn.session.text(reply).await.is_err() {
                     end = Some(End::Gone);
@@ -234,6 +250,14 @@ pub async fn run(
         let _ = conn.session.close(Some(reason)).await;
     }
     metrics.ws_connections.dec();
+}
+
+/// When a pending resync is due; never, without one.
+async fn resync_due(resync: &Option<(std::collections::HashSet<Uuid>, tokio::time::Instant)>) {
+    match resync {
+        Some((_, at)) => tokio::time::sleep_until(*at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next reply of a send in flight; never, before the first send.
@@ -601,6 +625,9 @@ impl Connection {
         };
         // Not following it any more (a late event after `leave`): drop it.
         let joined = self.joined.get_mut(&id)?;
+        if event.kind == EventKind::Resync {
+            return Box::pin(self.resync(id)).await;
+        }
         if event.kind == EventKind::GuestsRevoked {
             if !matches!(self.principal, Principal::Guest { .. }) {
                 return None;
@@ -641,6 +668,27 @@ impl Connection {
             return Some(End::Gone);
         }
         None
+    }
+
+    /// Events may have been lost between nodes: replays the chat missed, if
+    /// any, from history; tries again shortly when the session cannot say
+    /// (it is changing hands).
+    async fn resync(&mut self, id: Uuid) -> Option<End> {
+        let from = self.joined.get(&id)?.delivered_seq;
+        let Ok(until) = self.state.sessions.durable_seq(id).await else {
+            let (ids, _) = self.resync.get_or_insert_with(|| {
+                (
+                    Default::default(),
+                    tokio::time::Instant::now() + RESYNC_RETRY,
+                )
+            });
+            ids.insert(id);
+            return None;
+        };
+        if until <= from {
+            return None;
+        }
+        self.replay(id, from, until).await
     }
 
     async fn chat_send(

@@ -262,6 +262,8 @@ impl Feed {
             }),
             // Watches belong to signed-in users, never to guests.
             EventKind::GuestsRevoked => None,
+            // Something may have been missed: the whole state again.
+            EventKind::Resync => Some(Step::Snapshot),
         }
     }
 }

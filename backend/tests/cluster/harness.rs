@@ -54,7 +54,6 @@ pub async fn fresh_postgres() -> String {
 pub struct Cluster {
     pub nodes: Vec<Option<Simmer>>,
     pub database_url: String,
-    pub redis_url: String,
     dirs: Vec<tempfile::TempDir>,
 }
 
@@ -67,15 +66,19 @@ impl Cluster {
     }
 
     pub async fn start_on(n: usize, database_url: String, redis_url: String) -> Self {
+        let urls = vec![redis_url; n];
+        Self::start_each(database_url, &urls)
+    }
+
+    /// A node per Redis URL (a node may reach Redis through a proxy).
+    pub fn start_each(database_url: String, urls: &[String]) -> Self {
         let mut cluster = Self {
             nodes: Vec::new(),
             database_url,
-            redis_url,
             dirs: Vec::new(),
         };
-        for i in 0..n {
-            let redis_url = cluster.redis_url.clone();
-            let node = cluster.boot(i, &redis_url);
+        for (i, url) in urls.iter().enumerate() {
+            let node = cluster.boot(i, url);
             cluster.nodes.push(Some(node));
         }
         cluster
@@ -137,8 +140,221 @@ impl Cluster {
         }
     }
 
+    /// Posts chat message `n` (text `m{n}`, id `c{n}`) through node `via`,
+    /// retrying while the answer is 503 (a take-over under way), for at
+    /// most `within`; its `seq`.
+    pub async fn post_chat(
+        &self,
+        via: usize,
+        token: &str,
+        session: Uuid,
+        n: u64,
+        within: Duration,
+    ) -> u64 {
+        let rest = self.rest(via);
+        let url = format!("{}/api/v1/sessions/{session}/messages", rest.address);
+        let body = serde_json::json!({"text": format!("m{n}"), "client_msg_id": format!("c{n}")});
+        let deadline = Instant::now() + within;
+        loop {
+            let resp = rest
+                .client
+                .post(&url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await;
+            if let Ok(resp) = resp {
+                let status = resp.status().as_u16();
+                let reply: Value = resp.json().await.unwrap_or(Value::Null);
+                if status == 201 {
+                    return reply["seq"].as_u64().unwrap();
+                }
+                assert_eq!(status, 503, "message {n} through node {via}: {reply}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "message {n} never got through node {via}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The chat history of `session` through node `via`, oldest first:
+    /// `(seq, text)`.
+    pub async fn history(&self, via: usize, token: &str, session: Uuid) -> Vec<(u64, String)> {
+        let history = self
+            .rest(via)
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/sessions/{session}/messages?limit=100"),
+                Some(token),
+                None,
+            )
+            .await;
+        let mut items: Vec<(u64, String)> = history["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["seq"].as_u64().unwrap(),
+                    m["text"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        items.reverse();
+        items
+    }
+
+    /// Waits until node `i`'s `/readyz` answers `status` (200 or 503); the
+    /// body.
+    pub async fn ready(&self, i: usize, status: u16, within: Duration) -> Value {
+        let rest = self.rest(i);
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(resp) = rest
+                .client
+                .get(format!("{}/readyz", rest.address))
+                .send()
+                .await
+            {
+                if resp.status().as_u16() == status {
+                    return resp.json().await.unwrap_or(Value::Null);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} never answered {status} on /readyz"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends `signal` (`KILL`, `STOP`, `CONT`, `TERM`) to node `i`.
     pub fn signal(&self, i: usize, signal: &str) {
         self.node(i).signal(signal);
+    }
+}
+
+/// A `redis-server` of the test's own, on a free port, that the test can
+/// kill and start again (nothing kept on disk: it comes back empty).
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self { port, child: None };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on the same port and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(client) = redis::Client::open(self.url()) {
+                if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                    if redis::cmd("PING")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP proxy in front of Redis for one node, which the test can cut (every
+/// connection dropped, new ones refused) and restore: the node is cut off
+/// from Redis while the others go on.
+pub struct Proxy {
+    pub port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let target = target.to_owned();
+        let accepting = open.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !accepting.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let target = target.clone();
+                let mut cuts = cuts.clone();
+                // Only cuts from now on close this connection.
+                cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { port, open, cut }
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("redis://127.0.0.1:{}{db}", self.port)
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
     }
 }

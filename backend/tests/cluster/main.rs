@@ -23,4 +23,6 @@ mod harness;
 
 mod nodes_act_as_one;
 mod owner_killed;
+mod owner_paused;
 mod presence_spans_nodes;
+mod redis_trouble;

@@ -77,6 +77,7 @@ impl Sessions {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_renewal = tokio::time::Instant::now();
         let mut last_reconcile: Option<tokio::time::Instant> = None;
+        let mut redis_was_down = false;
         // Sessions seen without a holder, since which tick.
         let mut orphans: HashMap<Uuid, u64> = HashMap::new();
         let mut ticks: u64 = 0;
@@ -96,8 +97,17 @@ impl Sessions {
             metrics
                 .leases_held
                 .set(i64::try_from(running.len()).unwrap_or(i64::MAX));
-            if cluster.heartbeat(running.clone()).await.is_err() {
+            if cluster.heartbeat().await.is_err() {
+                redis_was_down = true;
                 continue; // Redis trouble: holds lapse by themselves.
+            }
+            if redis_was_down {
+                // Redis is back, perhaps empty (restarted): list the live
+                // sessions again now, not at the next reconcile.
+                redis_was_down = false;
+                last_reconcile = None;
+                let now = tokio::time::Instant::now();
+                last_renewal = now.checked_sub(renew_every).unwrap_or(now);
             }
             if last_renewal.elapsed() >= renew_every {
                 last_renewal = tokio::time::Instant::now();
@@ -182,8 +192,28 @@ impl Sessions {
                         hold.lose();
                     }
                 }
-                Renewal::Ended => self.end_here(*id),
+                Renewal::NotListed => self.relist(cluster, *id, sent).await,
             }
+        }
+    }
+
+    /// A session this node runs is missing from the live set: it ended
+    /// (stop it here), or Redis lost its keys (list it again and go on).
+    async fn relist(&self, cluster: &Cluster, id: Uuid, sent: i64) {
+        match store::find(&self.inner.db, id).await {
+            Ok(Some(model)) if model.state == store::SessionState::Live.as_str() => {
+                if cluster.add_live(&[id]).await.is_ok() {
+                    if let Some(hold) = self.inner.local.ownership(id) {
+                        hold.renewed(valid_until(sent, cluster.lease_ttl()));
+                    }
+                }
+            }
+            Ok(_) => {
+                self.end_here(id);
+                let _ = cluster.release(id).await;
+            }
+            // The hold lapses unless a later renewal settles it.
+            Err(_) => {}
         }
     }
 
@@ -257,6 +287,12 @@ impl Sessions {
             return false;
         }
         tracing::info!(session_id = %id, fence, node = cluster.node_id(), "session taken");
+        // Its last owner's last events may not have reached everyone.
+        self.inner.bus.publish(id, crate::bus::BusEvent::resync());
+        self.inner.bus.publish_to(
+            crate::bus::Topic::Watches(id),
+            crate::bus::BusEvent::resync(),
+        );
         true
     }
 
@@ -272,9 +308,13 @@ impl Sessions {
             .await
             .map_err(|_| SessionError::Unavailable)?;
         let Some(owner) = owner else {
-            // Nobody holds it: a take-over is under way, or it is over.
-            return match cluster.is_live(id).await {
-                Ok(false) => Err(SessionError::NotLive),
+            // Nobody holds it: a take-over is under way (Redis may even have
+            // restarted empty), or it is over. The database knows which.
+            return match store::find(&self.inner.db, id).await {
+                Ok(Some(model)) if model.state != store::SessionState::Live.as_str() => {
+                    Err(SessionError::NotLive)
+                }
+                Ok(None) => Err(SessionError::NotLive),
                 _ => Err(SessionError::Unavailable),
             };
         };
@@ -288,7 +328,7 @@ impl Sessions {
         };
         let body = serde_json::to_value(&forwarded).map_err(|_| SessionError::Unavailable)?;
         let reply = cluster
-            .request(&owner, body, C::PATIENCE.limit() + FORWARD_MARGIN)
+            .request_owner(&owner, id, body, C::PATIENCE.limit() + FORWARD_MARGIN)
             .await
             .map_err(|_| SessionError::Unavailable)?;
         let answer: Result<serde_json::Value, SessionError> =
