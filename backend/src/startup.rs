@@ -117,14 +117,13 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         let state = AppState {
             refresh_tokens: RefreshTokens::new(db.clone(), settings.refresh_token_ttl),
-            throttles: Throttles::new(&settings),
+            throttles: Throttles::new(&settings, sessions.cluster()),
             db,
             keys: Arc::new(TokenKeys::new(&secret)),
             passwords,
+            ws_users: crate::gateway::UserConnections::new(sessions.cluster().cloned()),
             sessions,
             metrics,
-            ws_users: Default::default(),
-            watch_hub: Default::default(),
             shutdown: Shutdown::default(),
             settings: Arc::new(settings.clone()),
         };

@@ -24,8 +24,6 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Open WebSocket connections per user.
     pub ws_users: crate::gateway::UserConnections,
-    /// Open watch feeds on this node, per device.
-    pub watch_hub: crate::watch::WatchHub,
     /// Tells connection tasks that the node is stopping.
     pub shutdown: crate::shutdown::Shutdown,
 }

@@ -175,7 +175,7 @@ pub async fn login(
     let body = body.into_inner();
     let username = normalise_username(&body.username);
     let now = std::time::Instant::now();
-    if let Some(lockout) = state.throttles.logins.check(&username, addr.0, now) {
+    if let Some(lockout) = state.throttles.logins.check(&username, addr.0, now).await {
         let (whom, wait) = match lockout {
             Lockout::User(wait) => ("this username from this address", wait),
             Lockout::Address(wait) => ("this address", wait),
@@ -202,13 +202,13 @@ pub async fn login(
     let password_ok =
         body.password.len() <= 1024 && state.passwords.verify(body.password, hash).await?;
     let Some(user) = user.filter(|_| password_ok) else {
-        state.throttles.logins.failed(&username, addr.0, now);
+        state.throttles.logins.failed(&username, addr.0, now).await;
         return Err(ApiError::client(
             ErrorCode::InvalidCredentials,
             "username or password is wrong",
         ));
     };
-    state.throttles.logins.succeeded(&username, addr.0);
+    state.throttles.logins.succeeded(&username, addr.0).await;
     Ok(HttpResponse::Ok().json(signed_in(&state, &user).await?))
 }
 

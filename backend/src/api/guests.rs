@@ -83,7 +83,7 @@ pub async fn guest_token(
     checks.finish()?;
     let network = guest::network(addr.0).to_string();
     let now = std::time::Instant::now();
-    if let Some(wait) = state.throttles.guest_tokens.check(&network, now) {
+    if let Some(wait) = state.throttles.guest_tokens.check(&network, now).await {
         return Err(ApiError::rate_limited(
             "too many guest tokens for this address; sign in, or retry later",
             wait,
@@ -96,7 +96,7 @@ pub async fn guest_token(
     if store::decode(&model)?.0 == SessionState::Ended {
         return Err(ApiError::conflict("the session has ended"));
     }
-    state.throttles.guest_tokens.failed(&network, now);
+    state.throttles.guest_tokens.failed(&network, now).await;
     let guest_id = state.keys.new_guest_id(model.id, addr.0);
     let ttl = state.settings.guest_token_ttl;
     let access_token = state.keys.issue(

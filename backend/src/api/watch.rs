@@ -118,7 +118,7 @@ pub struct RetargetRequest {
 
 fn device_view(state: &AppState, model: watch_device::Model) -> Device {
     Device {
-        connected: state.watch_hub.connected(model.id),
+        connected: state.sessions.watch_hub().connected(model.id),
         id: model.id,
         name: model.name,
         session_id: model.session_id,
@@ -180,13 +180,13 @@ pub async fn create_pairing(
     checks.finish()?;
     let key = format!("pair:{}", address(&req, &state));
     let now = Instant::now();
-    if let Some(wait) = state.throttles.pairings.check(&key, now) {
+    if let Some(wait) = state.throttles.pairings.check(&key, now).await {
         return Err(ApiError::rate_limited(
             "too many pairings from this address; try again later",
             wait,
         ));
     }
-    state.throttles.pairings.failed(&key, now);
+    state.throttles.pairings.failed(&key, now).await;
     let ttl = chrono::Duration::from_std(state.settings.watch_pairing_ttl)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("pairing ttl: {e}")))?;
     let poll_secret = new_secret();
@@ -242,11 +242,11 @@ pub async fn claim(
         format!("claim-user:{}", user.id),
         format!("claim-addr:{}", address(&req, &state)),
     ];
-    if let Some(wait) = keys
-        .iter()
-        .filter_map(|k| state.throttles.claims.check(k, now))
-        .max()
-    {
+    let mut locked = None;
+    for key in &keys {
+        locked = locked.max(state.throttles.claims.check(key, now).await);
+    }
+    if let Some(wait) = locked {
         return Err(ApiError::rate_limited(
             "too many wrong pairing codes; try again later",
             wait,
@@ -258,14 +258,17 @@ pub async fn claim(
             message: "must be the 6 characters shown on the watch".into(),
         }]));
     };
-    let wrong = |reason: &str| {
-        for key in &keys {
-            state.throttles.claims.failed(key, now);
+    let wrong = |reason: &'static str| {
+        let (state, keys, req) = (&state, &keys, &req);
+        async move {
+            for key in keys {
+                state.throttles.claims.failed(key, now).await;
+            }
+            tracing::warn!(user_id = %user.id, address = %address(req, state), reason, "wrong watch pairing code");
         }
-        tracing::warn!(user_id = %user.id, address = %address(&req, &state), reason, "wrong watch pairing code");
     };
     let Some(pairing) = store::pairing_by_code(&state.db, &code).await? else {
-        wrong("unknown");
+        wrong("unknown").await;
         return Err(ApiError::client(
             ErrorCode::NotFound,
             "no watch is showing that code; check it, or ask the watch for a new one",
@@ -273,14 +276,14 @@ pub async fn claim(
     };
     let at = Utc::now();
     if pairing.claimed_at.is_some() {
-        wrong("used");
+        wrong("used").await;
         return Err(ApiError::client(
             ErrorCode::PairingUsed,
             "that code was already used; ask the watch for a new one",
         ));
     }
     if pairing.expires_at <= at {
-        wrong("expired");
+        wrong("expired").await;
         return Err(ApiError::client(
             ErrorCode::PairingExpired,
             "that code expired; ask the watch for a new one",
@@ -415,7 +418,7 @@ pub async fn delete_device(
     if !store::delete_device(&state.db, user.id, id).await? {
         return Err(ApiError::not_found("watch"));
     }
-    let feeds = state.watch_hub.tell(id, DeviceControl::Revoked);
+    let feeds = state.sessions.tell_device(id, DeviceControl::Revoked).await;
     tracing::info!(device_id = %id, feeds, "watch revoked");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -449,7 +452,8 @@ pub async fn retarget(
         .await?
         .ok_or_else(|| ApiError::not_found("watch"))?;
     state
-        .watch_hub
-        .tell(id, DeviceControl::Retarget(body.session_id));
+        .sessions
+        .tell_device(id, DeviceControl::Retarget(body.session_id))
+        .await;
     Ok(HttpResponse::Ok().json(device_view(&state, device)))
 }

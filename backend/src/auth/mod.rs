@@ -14,4 +14,4 @@ pub use jwt::{Claims, TokenKeys, TokenKind, CLOCK_LEEWAY_S};
 pub use password::PasswordHasher;
 pub use refresh::{RefreshTokens, RotateOutcome};
 pub use secret::{new_secret, secret_hash};
-pub use throttle::{Lockout, LoginGuard, LoginThrottle, Throttles};
+pub use throttle::{Lockout, LoginGuard, LoginThrottle, Throttle, Throttles};

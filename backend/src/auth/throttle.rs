@@ -1,7 +1,9 @@
 //! Counts failures per key within a window (failed logins, wrong pairing
 //! codes, pairings asked for); at the limit, further attempts get
-//! `429 rate_limited` until the window passes. Counted per node, in memory; a
-//! restart forgets (acceptable: the Argon2 cost already bounds guessing speed).
+//! `429 rate_limited` until the window passes. A single node counts in
+//! memory (a restart forgets: acceptable, the Argon2 cost already bounds
+//! guessing speed); a cluster counts in Redis, for every node at once, and
+//! falls back to each node's own count while Redis does not answer.
 //!
 //! Keys come from clients, so the map is bounded twice: callers pass keys of
 //! bounded length (checked names, addresses), and at most `MAX_ENTRIES` are
@@ -11,6 +13,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::cluster::Cluster;
 
 /// Most keys one counter keeps (each well under 100 bytes: ~10 MiB at most).
 pub const MAX_ENTRIES: usize = 100_000;
@@ -104,6 +108,68 @@ impl LoginThrottle {
     }
 }
 
+/// A failure counter of the node, or of the whole cluster.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    local: LoginThrottle,
+    /// In a cluster: the counter's name in Redis.
+    shared: Option<(Cluster, &'static str)>,
+    max_failures: u32,
+    window: Duration,
+}
+
+impl Throttle {
+    pub fn new(
+        kind: &'static str,
+        max_failures: u32,
+        window: Duration,
+        cluster: Option<&Cluster>,
+    ) -> Self {
+        Self {
+            local: LoginThrottle::new(max_failures, window),
+            shared: cluster.map(|c| (c.clone(), kind)),
+            max_failures,
+            window,
+        }
+    }
+
+    /// `Some(wait)` when `key` is locked out now.
+    pub async fn check(&self, key: &str, now: Instant) -> Option<Duration> {
+        if let Some((cluster, kind)) = &self.shared {
+            if let Ok((failures, left)) = cluster.failures(kind, key).await {
+                return (failures >= self.max_failures).then(|| left.max(Duration::from_millis(1)));
+            }
+        }
+        self.local.check(key, now)
+    }
+
+    /// Counts a failed attempt.
+    pub async fn failed(&self, key: &str, now: Instant) {
+        self.local.failed(key, now);
+        if let Some((cluster, kind)) = &self.shared {
+            let _ = cluster.count_failure(kind, key, self.window).await;
+        }
+    }
+
+    /// Forgets the failures of `key`.
+    pub async fn succeeded(&self, key: &str) {
+        self.local.succeeded(key);
+        if let Some((cluster, kind)) = &self.shared {
+            let _ = cluster.forget_failures(kind, key).await;
+        }
+    }
+
+    /// Keys held in this node's memory.
+    pub fn len(&self) -> usize {
+        self.local.len()
+    }
+
+    /// Whether this node's memory holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.local.is_empty()
+    }
+}
+
 /// Every throttle of what anonymous or guessing clients may try, built from
 /// the settings.
 #[derive(Debug, Clone)]
@@ -111,32 +177,40 @@ pub struct Throttles {
     /// Failed logins per (username, address) and per address.
     pub logins: LoginGuard,
     /// Wrong pairing codes per user and per address.
-    pub claims: LoginThrottle,
+    pub claims: Throttle,
     /// Guest tokens minted per address.
-    pub guest_tokens: LoginThrottle,
+    pub guest_tokens: Throttle,
     /// Pairings asked for per address.
-    pub pairings: LoginThrottle,
+    pub pairings: Throttle,
 }
 
 impl Throttles {
-    pub fn new(settings: &crate::config::Settings) -> Self {
+    /// Per node, or (with `cluster`) for the whole cluster.
+    pub fn new(settings: &crate::config::Settings, cluster: Option<&Cluster>) -> Self {
         Self {
             logins: LoginGuard::new(
                 settings.login_max_failures,
                 settings.login_max_failures_per_address,
                 settings.login_lockout,
+                cluster,
             ),
-            claims: LoginThrottle::new(
+            claims: Throttle::new(
+                "claims",
                 settings.watch_claim_max_failures,
                 settings.watch_claim_window,
+                cluster,
             ),
-            guest_tokens: LoginThrottle::new(
+            guest_tokens: Throttle::new(
+                "guest_tokens",
                 settings.guest_tokens_per_address,
                 settings.guest_token_window,
+                cluster,
             ),
-            pairings: LoginThrottle::new(
+            pairings: Throttle::new(
+                "pairings",
                 settings.watch_pairings_per_window,
                 settings.watch_claim_window,
+                cluster,
             ),
         }
     }
@@ -148,8 +222,8 @@ impl Throttles {
 /// address cannot guess across many accounts.
 #[derive(Debug, Clone)]
 pub struct LoginGuard {
-    by_user: LoginThrottle,
-    by_address: LoginThrottle,
+    by_user: Throttle,
+    by_address: Throttle,
 }
 
 /// Why a login is refused before its password is checked.
@@ -164,10 +238,15 @@ pub enum Lockout {
 impl LoginGuard {
     /// `per_user` failures per (username, address), `per_address` per
     /// address, within `window`.
-    pub fn new(per_user: u32, per_address: u32, window: Duration) -> Self {
+    pub fn new(
+        per_user: u32,
+        per_address: u32,
+        window: Duration,
+        cluster: Option<&Cluster>,
+    ) -> Self {
         Self {
-            by_user: LoginThrottle::new(per_user, window),
-            by_address: LoginThrottle::new(per_address, window),
+            by_user: Throttle::new("logins", per_user, window, cluster),
+            by_address: Throttle::new("login_addresses", per_address, window, cluster),
         }
     }
 
@@ -182,27 +261,27 @@ impl LoginGuard {
     }
 
     /// `Some` when a login for `username` from `addr` must wait.
-    pub fn check(&self, username: &str, addr: IpAddr, now: Instant) -> Option<Lockout> {
-        if let Some(wait) = self.by_address.check(&addr.to_string(), now) {
+    pub async fn check(&self, username: &str, addr: IpAddr, now: Instant) -> Option<Lockout> {
+        if let Some(wait) = self.by_address.check(&addr.to_string(), now).await {
             return Some(Lockout::Address(wait));
         }
         let key = Self::user_key(username, addr)?;
-        self.by_user.check(&key, now).map(Lockout::User)
+        self.by_user.check(&key, now).await.map(Lockout::User)
     }
 
     /// Counts a failed login.
-    pub fn failed(&self, username: &str, addr: IpAddr, now: Instant) {
-        self.by_address.failed(&addr.to_string(), now);
+    pub async fn failed(&self, username: &str, addr: IpAddr, now: Instant) {
+        self.by_address.failed(&addr.to_string(), now).await;
         if let Some(key) = Self::user_key(username, addr) {
-            self.by_user.failed(&key, now);
+            self.by_user.failed(&key, now).await;
         }
     }
 
     /// Forgets this username's failures from this address (the address's
     /// own count stays: a valid account must not reset an attacker's).
-    pub fn succeeded(&self, username: &str, addr: IpAddr) {
+    pub async fn succeeded(&self, username: &str, addr: IpAddr) {
         if let Some(key) = Self::user_key(username, addr) {
-            self.by_user.succeeded(&key);
+            self.by_user.succeeded(&key).await;
         }
     }
 
@@ -265,44 +344,46 @@ mod tests {
         assert!(throttle.check("user0", t0).is_none());
     }
 
-    #[test]
-    fn an_attacker_elsewhere_cannot_lock_the_owner_out() {
-        let guard = LoginGuard::new(3, 50, Duration::from_secs(60));
+    #[tokio::test]
+    async fn an_attacker_elsewhere_cannot_lock_the_owner_out() {
+        let guard = LoginGuard::new(3, 50, Duration::from_secs(60), None);
         let t0 = Instant::now();
         let attacker: IpAddr = "203.0.113.9".parse().unwrap();
         let owner: IpAddr = "198.51.100.7".parse().unwrap();
         for _ in 0..3 {
-            guard.failed("anna", attacker, t0);
+            guard.failed("anna", attacker, t0).await;
         }
         assert!(matches!(
-            guard.check("anna", attacker, t0),
+            guard.check("anna", attacker, t0).await,
             Some(Lockout::User(_))
         ));
-        assert_eq!(guard.check("anna", owner, t0), None);
+        assert_eq!(guard.check("anna", owner, t0).await, None);
     }
 
-    #[test]
-    fn one_address_guessing_many_names_is_stopped() {
-        let guard = LoginGuard::new(3, 50, Duration::from_secs(60));
+    #[tokio::test]
+    async fn one_address_guessing_many_names_is_stopped() {
+        let guard = LoginGuard::new(3, 50, Duration::from_secs(60), None);
         let t0 = Instant::now();
         let attacker: IpAddr = "203.0.113.9".parse().unwrap();
         for i in 0..50 {
-            guard.failed(&format!("user{i}"), attacker, t0);
+            guard.failed(&format!("user{i}"), attacker, t0).await;
         }
         assert!(matches!(
-            guard.check("someone", attacker, t0),
+            guard.check("someone", attacker, t0).await,
             Some(Lockout::Address(_))
         ));
     }
 
-    #[test]
-    fn impossible_names_are_not_stored() {
-        let guard = LoginGuard::new(3, 1_000, Duration::from_secs(60));
+    #[tokio::test]
+    async fn impossible_names_are_not_stored() {
+        let guard = LoginGuard::new(3, 1_000, Duration::from_secs(60), None);
         let t0 = Instant::now();
         let addr: IpAddr = "203.0.113.9".parse().unwrap();
         for i in 0..100 {
-            guard.failed(&format!("{}{i}", "x".repeat(100_000)), addr, t0);
-            guard.failed(&format!("bad name {i}"), addr, t0);
+            guard
+                .failed(&format!("{}{i}", "x".repeat(100_000)), addr, t0)
+                .await;
+            guard.failed(&format!("bad name {i}"), addr, t0).await;
         }
         // Only the address is counted.
         assert_eq!(guard.entries(), 1);

@@ -20,6 +20,7 @@
 mod leases;
 mod presence;
 mod rpc;
+mod shared;
 mod subscriber;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +69,9 @@ impl std::fmt::Debug for Cluster {
 
 struct Inner {
     node: String,
+    /// This process: the node id and a random suffix (a restarted node is a
+    /// new instance; counts of the old one are forgotten).
+    instance: String,
     advertise_url: String,
     lease_ttl: Duration,
     redis: ConnectionManager,
@@ -123,6 +127,7 @@ impl Cluster {
         );
         let cluster = Self {
             inner: Arc::new(Inner {
+                instance: format!("{node}.{}", &Uuid::new_v4().simple().to_string()[..8]),
                 node,
                 advertise_url: settings.advertise_url.clone(),
                 lease_ttl: settings.lease_ttl,
@@ -273,6 +278,12 @@ impl Cluster {
             .arg(ttl)
             .ignore()
             .sadd(key(format_args!("nodes")), &self.inner.node)
+            .ignore()
+            .cmd("SET")
+            .arg(key(format_args!("inst:{}", self.inner.instance)))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl)
             .ignore();
         let mut redis = self.redis();
         self.run(async move { pipe.query_async::<()>(&mut redis).await })

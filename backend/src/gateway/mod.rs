@@ -23,49 +23,85 @@ use crate::state::AppState;
 /// Connection ids, unique per process.
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
-/// Open connections per user, to enforce the per-user limit.
+/// Open connections per user, to enforce the per-user limit: on this node,
+/// and in a cluster on every node together (counted in Redis; while Redis
+/// does not answer, each node's own count still holds).
 #[derive(Debug, Clone, Default)]
-pub struct UserConnections(Arc<Mutex<HashMap<Uuid, u32>>>);
+pub struct UserConnections {
+    open: Arc<Mutex<HashMap<Uuid, u32>>>,
+    cluster: Option<crate::cluster::Cluster>,
+}
 
 /// One counted connection; uncounted when dropped.
 #[derive(Debug)]
 pub struct ConnectionSlot {
     users: UserConnections,
     user: Uuid,
+    /// Counted in the cluster too.
+    shared: bool,
     /// A guest's second slot, counted for its whole network.
     network: Option<Box<ConnectionSlot>>,
 }
 
 impl UserConnections {
+    /// Counted per node, or (with `cluster`) across the cluster too.
+    pub fn new(cluster: Option<crate::cluster::Cluster>) -> Self {
+        Self {
+            open: Arc::default(),
+            cluster,
+        }
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, u32>> {
-        self.0
+        self.open
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Counts a new connection of `user`, unless it has `max` already.
-    pub fn acquire(&self, user: Uuid, max: u32) -> Option<ConnectionSlot> {
-        let mut map = self.map();
-        let open = map.entry(user).or_insert(0);
-        if *open >= max {
-            return None;
+    pub async fn acquire(&self, user: Uuid, max: u32) -> Option<ConnectionSlot> {
+        {
+            let mut map = self.map();
+            let open = map.entry(user).or_insert(0);
+            if *open >= max {
+                return None;
+            }
+            *open += 1;
         }
-        *open += 1;
-        Some(ConnectionSlot {
+        let mut slot = ConnectionSlot {
             users: self.clone(),
             user,
+            shared: false,
             network: None,
-        })
+        };
+        if let Some(cluster) = &self.cluster {
+            match cluster.acquire_connection(user, max).await {
+                Ok(true) => slot.shared = true,
+                Ok(false) => return None,
+                Err(_) => {} // Redis is away: this node's count holds.
+            }
+        }
+        Some(slot)
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut map = self.users.map();
-        if let Some(open) = map.get_mut(&self.user) {
-            *open = open.saturating_sub(1);
-            if *open == 0 {
-                map.remove(&self.user);
+        {
+            let mut map = self.users.map();
+            if let Some(open) = map.get_mut(&self.user) {
+                *open = open.saturating_sub(1);
+                if *open == 0 {
+                    map.remove(&self.user);
+                }
+            }
+        }
+        if let (true, Some(cluster)) = (self.shared, self.users.cluster.clone()) {
+            let user = self.user;
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = cluster.release_connection(user).await;
+                });
             }
         }
     }
@@ -96,18 +132,23 @@ pub async fn ws(
     let principal = principal_for_token(&state, &token)?;
     let expires_at_s = state.keys.verify(&token)?.exp;
     let max = state.settings.ws_max_connections_per_user;
-    let mut slot = state.ws_users.acquire(principal.id(), max).ok_or_else(|| {
-        ApiError::rate_limited(
-            format!("at most {max} open connections per user; close one first"),
-            std::time::Duration::from_secs(1),
-        )
-    })?;
+    let mut slot = state
+        .ws_users
+        .acquire(principal.id(), max)
+        .await
+        .ok_or_else(|| {
+            ApiError::rate_limited(
+                format!("at most {max} open connections per user; close one first"),
+                std::time::Duration::from_secs(1),
+            )
+        })?;
     if let Principal::Guest { id, .. } = &principal {
         // New guest tokens from the same place are the same network.
         let max = max.saturating_mul(guest::NETWORK_SHARE);
         let network = state
             .ws_users
             .acquire(guest::net_key(*id), max)
+            .await
             .ok_or_else(|| {
                 ApiError::rate_limited(
                     format!("at most {max} open guest connections per address; close one first"),

@@ -29,6 +29,7 @@ use crate::media::engine::Sfu;
 use crate::media::room::EndGuests;
 use crate::metrics::Metrics;
 use crate::store::sessions as store;
+use crate::watch::{DeviceControl, WatchHub};
 use placement::Control;
 
 mod placement;
@@ -63,6 +64,8 @@ struct Inner {
     /// over. At most one entry per session this node ever ran.
     superseded: Mutex<HashSet<Uuid>>,
     presence: Presence,
+    /// The watch feeds open on this node, per device.
+    watch_hub: WatchHub,
     bus: Arc<dyn Bus>,
     db: DatabaseConnection,
     metrics: Metrics,
@@ -93,6 +96,7 @@ impl Sessions {
                 metrics,
                 superseded: Mutex::default(),
                 presence: Presence::default(),
+                watch_hub: WatchHub::default(),
                 bus,
                 db,
             }),
@@ -107,6 +111,24 @@ impl Sessions {
     /// This node's link to the cluster, if it is in one.
     pub fn cluster(&self) -> Option<&Cluster> {
         self.inner.cluster.as_ref()
+    }
+
+    /// The watch feeds open on this node.
+    pub fn watch_hub(&self) -> &WatchHub {
+        &self.inner.watch_hub
+    }
+
+    /// Tells a device's open feeds, on every node, to go or to follow
+    /// another session; how many feeds on this node heard it.
+    pub async fn tell_device(&self, device: Uuid, control: DeviceControl) -> usize {
+        if let Some(cluster) = &self.inner.cluster {
+            let message = Control::Device { device, control }.to_json();
+            if cluster.broadcast(&message).await.is_ok() {
+                // Every node hears it, this one included.
+                return self.inner.watch_hub.connected_feeds(device);
+            }
+        }
+        self.inner.watch_hub.tell(device, control)
     }
 
     /// Follows a topic's events from now on.

@@ -120,7 +120,8 @@ fn tick_interval(query: &FeedQuery, device: &watch_device::Model) -> Result<i64,
 impl Feed {
     fn open(state: AppState, device: watch_device::Model, tick_interval_s: i64) -> Self {
         let (attachment, control) = state
-            .watch_hub
+            .sessions
+            .watch_hub()
             .attach(device.id, state.settings.watch_max_feeds_per_device);
         let shutdown = state.shutdown.listen();
         let events = state.sessions.subscribe(Topic::Watches(device.session_id));

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 /// What a device's open feeds are told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DeviceControl {
     /// The user removed the watch: say `bye` and close.
     Revoked,
@@ -97,6 +97,11 @@ impl WatchHub {
             .get(&device)
             .map(|feeds| feeds.values().filter(|tx| tx.send(control).is_ok()).count())
             .unwrap_or(0)
+    }
+
+    /// How many feeds of `device` are open on this node.
+    pub fn connected_feeds(&self, device: Uuid) -> usize {
+        self.lock().get(&device).map_or(0, HashMap::len)
     }
 
     /// Whether the device has an open feed on this node.

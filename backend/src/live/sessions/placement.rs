@@ -35,6 +35,12 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 pub(in crate::live) enum Control {
     /// The session ended: its owner stops its actors.
     Ended(Uuid),
+    /// A watch was revoked or re-targeted: its feeds, wherever they are,
+    /// hear it.
+    Device {
+        device: Uuid,
+        control: crate::watch::DeviceControl,
+    },
 }
 
 impl Control {
@@ -358,6 +364,9 @@ impl Sessions {
                             self.end_here(id);
                             let _ = cluster.release(id).await;
                         }
+                    }
+                    Ok(Control::Device { device, control }) => {
+                        self.inner.watch_hub.tell(device, control);
                     }
                     Err(e) => tracing::debug!(error.message = %e, "unknown control message"),
                 },
