@@ -1,6 +1,7 @@
-//! N `simmer` nodes on one fresh PostgreSQL database and one Redis database.
+//! N `simmer` nodes on one fresh PostgreSQL database and a `redis-server` of
+//! the test's own (never the machine's shared Redis), ended by PID.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database};
@@ -14,27 +15,6 @@ use crate::simmer_process::{Rest, Simmer};
 pub const LEASE_TTL_MS: u64 = 2000;
 
 const SECRET: &str = "cluster-test-secret-0123456789abcdef0123456789";
-
-/// Redis databases 1..=15, one per test in turn (keys apart; pub/sub is
-/// shared, and every channel name is unique to its nodes or sessions).
-static NEXT_DB: AtomicU32 = AtomicU32::new(0);
-
-pub fn redis_base() -> String {
-    std::env::var("SIMMER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A fresh Redis database on the test server, emptied.
-pub async fn fresh_redis() -> String {
-    let n = NEXT_DB.fetch_add(1, Ordering::SeqCst) % 15 + 1;
-    let url = format!("{}/{n}", redis_base().trim_end_matches('/'));
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("FLUSHDB")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
-    url
-}
 
 /// A fresh PostgreSQL database.
 pub async fn fresh_postgres() -> String {
@@ -55,14 +35,18 @@ pub struct Cluster {
     pub nodes: Vec<Option<Simmer>>,
     pub database_url: String,
     dirs: Vec<tempfile::TempDir>,
+    /// The test's own Redis, when the cluster started it.
+    redis: Option<RedisServer>,
 }
 
 impl Cluster {
-    /// `n` nodes, named `n0`, `n1`, ...
+    /// `n` nodes, named `n0`, `n1`, ..., on a fresh database and a Redis of
+    /// their own.
     pub async fn start(n: usize) -> Self {
-        let database_url = fresh_postgres().await;
-        let redis_url = fresh_redis().await;
-        Self::start_on(n, database_url, redis_url).await
+        let redis = RedisServer::start().await;
+        let mut cluster = Self::start_on(n, fresh_postgres().await, redis.url()).await;
+        cluster.redis = Some(redis);
+        cluster
     }
 
     pub async fn start_on(n: usize, database_url: String, redis_url: String) -> Self {
@@ -76,6 +60,7 @@ impl Cluster {
             nodes: Vec::new(),
             database_url,
             dirs: Vec::new(),
+            redis: None,
         };
         for (i, url) in urls.iter().enumerate() {
             let node = cluster.boot(i, url);

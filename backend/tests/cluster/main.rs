@@ -3,9 +3,9 @@
 //! over the nodes, as in production. Faults are real too: kill -9, SIGSTOP,
 //! Redis restarted, a node's link to Redis cut.
 //!
-//! Needs PostgreSQL (SIMMER_TEST_POSTGRES_URL) and Redis
-//! (SIMMER_TEST_REDIS_URL); `scripts/test.sh` makes sure both are up. Tests
-//! that restart Redis start their own `redis-server`.
+//! Needs PostgreSQL (SIMMER_TEST_POSTGRES_URL) and the `redis-server`
+//! binary: each test starts a Redis of its own on a free port and ends it
+//! (`scripts/test.sh` makes sure both are there).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -27,3 +27,4 @@ mod owner_killed;
 mod owner_paused;
 mod presence_spans_nodes;
 mod redis_trouble;
+mod resume_elsewhere;

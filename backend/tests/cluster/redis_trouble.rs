@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{fresh_postgres, fresh_redis, Cluster, Proxy, RedisServer, LEASE_TTL_MS};
+use crate::harness::{fresh_postgres, Cluster, Proxy, RedisServer, LEASE_TTL_MS};
 use crate::nodes_act_as_one::seqs_until;
 use crate::ws_client::WsClient;
 
@@ -58,18 +58,9 @@ async fn redis_restarted_mid_session() {
 
 #[tokio::test]
 async fn a_node_cut_off_from_redis_lets_its_sessions_go() {
-    let redis_url = fresh_redis().await;
-    let (base, db) = redis_url
-        .strip_prefix("redis://")
-        .unwrap()
-        .split_once('/')
-        .unwrap();
-    let proxy = Proxy::start(base).await;
-    let urls = [
-        proxy.url(&format!("/{db}")),
-        redis_url.clone(),
-        redis_url.clone(),
-    ];
+    let redis = RedisServer::start().await;
+    let proxy = Proxy::start(&format!("127.0.0.1:{}", redis.port)).await;
+    let urls = [proxy.url(""), redis.url(), redis.url()];
     let cluster = Cluster::start_each(fresh_postgres().await, &urls);
     let host = cluster.rest(0).register().await;
     let session = cluster.rest(0).live_session(&host).await;
