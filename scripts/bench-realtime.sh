@@ -20,7 +20,8 @@ PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); 
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
     SIMMER_CHAT_RATE_PER_S=1000000 SIMMER_CHAT_BURST=1000000 \
-    SIMMER_WS_MAX_FRAMES_PER_S=1000000 \
+    SIMMER_WS_MAX_FRAMES_PER_S=1000000 SIMMER_WS_MAX_CONNECTIONS_PER_USER=1000000 \
+    SIMMER_GUEST_TOKENS_PER_ADDRESS=100000000 \
     SIMMER_WATCH_PAIRINGS_PER_WINDOW=100000000 \
     "$CARGO_TARGET_DIR/release/simmer" serve >"$WORK/server.log" 2>&1 &
 PID=$!

@@ -17,9 +17,13 @@ use crate::stats::{ms, Samples};
 /// Options of the `fanout` and `idle` scenarios.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
-    /// Server base URL.
+    /// Server base URL (the host, and the viewers unless `--viewer-urls`).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// Base URLs of the cluster nodes to spread the viewers over, round
+    /// robin (comma-separated); default: `--url` only.
+    #[arg(long, value_delimiter = ',')]
+    pub viewer_urls: Vec<String>,
     /// Viewers to connect.
     #[arg(long, default_value_t = 1000)]
     pub viewers: usize,
@@ -112,7 +116,11 @@ pub async fn connect_viewers(
     Samples,
     Duration,
 )> {
-    let ws_url = format!("{}/ws", args.url.replacen("http", "ws", 1));
+    let bases: Vec<String> = if args.viewer_urls.is_empty() {
+        vec![args.url.clone()]
+    } else {
+        args.viewer_urls.clone()
+    };
     let started = Instant::now();
     let mut pending = FuturesUnordered::new();
     let mut viewers = Vec::with_capacity(args.viewers);
@@ -123,8 +131,8 @@ pub async fn connect_viewers(
             let n = next;
             next += 1;
             let http = http.clone();
-            let base = args.url.clone();
-            let ws_url = ws_url.clone();
+            let base = bases[n % bases.len()].clone();
+            let ws_url = format!("{}/ws", base.replacen("http", "ws", 1));
             let ips = args.source_ips.max(1);
             let no_join = args.no_join;
             pending.push(async move {
@@ -324,6 +332,9 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         missing_tail,
         counters.duplicated.load(Ordering::Relaxed)
     );
+    if let Some(cpu) = setup::cpu_seconds(Some(std::process::id())) {
+        println!("load tool CPU: {cpu:.1} s");
+    }
     if let (Some(before), Some(joined), Some(after)) = (rss_before, rss_joined, rss_after) {
         println!(
             "server RSS: {before} KiB before, {joined} KiB with viewers joined, {after} KiB after the run ({:.1} KiB per connection)",

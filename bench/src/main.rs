@@ -11,6 +11,7 @@ mod idle;
 mod media;
 mod setup;
 mod stats;
+mod takeover;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,9 @@ enum Command {
     /// time to first keyframe, server CPU and memory (run it in a network
     /// namespace: scripts/bench-media.sh).
     Media(media::MediaArgs),
+    /// kill -9 of a session's owner node: time until the session answers
+    /// through another node (one trial; scripts/bench-cluster.sh repeats it).
+    Takeover(takeover::TakeoverArgs),
 }
 
 fn raise_file_limit() {
@@ -70,6 +74,7 @@ fn main() -> anyhow::Result<()> {
                 watch::run(args).await
             }
             Command::WatchFollow(args) => watch::follow(args).await,
+            Command::Takeover(args) => takeover::run(args).await,
             Command::Media(args) => {
                 raise_file_limit();
                 media::run(args).await
