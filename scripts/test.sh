@@ -132,6 +132,13 @@ if is_root; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --ne
     cargo test -p backend --features media-tests --test media --locked --offline -- --test-threads=1 2>&1 |
     tee "$CACHE/test-media.log"
 
+step "video at a node that does not own the session: two cluster nodes with their own PostgreSQL and Redis (network namespace)"
+ensure_redis
+cargo test -p backend --features media-tests,cluster-tests --test media --locked --no-run
+"${NETNS[@]}" sh -c 'ip link set lo up && exec "$@"' sh "$ROOT/scripts/with-private-postgres.sh" \
+    cargo test -p backend --features media-tests,cluster-tests --test media --locked --offline \
+    signalling_at_any_node -- --test-threads=1 2>&1 | tee "$CACHE/test-media-cluster.log"
+
 step "a real browser: headless Chromium publishes over WHIP and plays over WHEP (network namespace)"
 "$ROOT/scripts/browser.sh" media-interop.mjs 2>&1 | tee "$CACHE/browser-media.log"
 
@@ -149,6 +156,7 @@ step "interop: Python chat and watch clients written from docs/protocol.md and d
 step "all checks passed"
 # One closing line for the whole run (every cargo test binary, both databases).
 cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-cluster.log" "$CACHE/test-media.log" \
+    "$CACHE/test-media-cluster.log" \
     "$CACHE/browser-media.log" "$CACHE/browser-e2e.log" "$CACHE/browser-e2e-viewer.log" \
     "$CACHE/browser-e2e-dashboard.log" "$CACHE/interop.log" |
     awk '/^test result:/ || /^[0-9]+ passed, [0-9]+ failed$/ {

@@ -16,6 +16,8 @@ mod ws_client;
 mod concurrent_signalling_has_one_outcome;
 mod guests_turned_away_stop_playing;
 mod peers;
+#[cfg(feature = "cluster-tests")]
+mod signalling_at_any_node;
 mod viewer_slots_cannot_be_hoarded;
 
 use std::time::{Duration, Instant};
