@@ -28,3 +28,4 @@ mod owner_paused;
 mod presence_spans_nodes;
 mod redis_trouble;
 mod resume_elsewhere;
+mod sqlite_is_refused;
