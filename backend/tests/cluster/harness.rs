@@ -164,6 +164,30 @@ impl Cluster {
         }
     }
 
+    /// Starts the session's timer through node `via`; the timer.
+    pub async fn start_timer(&self, via: usize, token: &str, session: Uuid) -> Value {
+        self.rest(via)
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/sessions/{session}/timer"),
+                Some(token),
+                Some(serde_json::json!({"action": "start"})),
+            )
+            .await
+    }
+
+    /// The session's timer, read through node `via`.
+    pub async fn timer(&self, via: usize, session: Uuid) -> Value {
+        self.rest(via)
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/sessions/{session}/timer"),
+                None,
+                None,
+            )
+            .await
+    }
+
     /// The chat history of `session` through node `via`, oldest first:
     /// `(seq, text)`.
     pub async fn history(&self, via: usize, token: &str, session: Uuid) -> Vec<(u64, String)> {

@@ -105,15 +105,7 @@ async fn a_watch_follows_and_is_revoked_from_any_node() {
     assert_eq!(snapshot["state"], "idle");
 
     // The timer, started through node 1 on node 0, reaches the watch on 2.
-    let started = cluster
-        .rest(1)
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/v1/sessions/{session}/timer"),
-            Some(&host),
-            Some(json!({"action": "start"})),
-        )
-        .await;
+    let started = cluster.start_timer(1, &host, session).await;
     let timer = next_of(&mut feed, "timer").await;
     assert_eq!(timer["deadline_ms"], started["deadline_ms"]);
     let tick = next_of(&mut feed, "tick").await;

@@ -83,25 +83,9 @@ async fn chat_and_timer_work_from_any_node() {
     }
 
     // The timer, driven through node 1, read through node 2.
-    let started = cluster
-        .rest(1)
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/v1/sessions/{session}/timer"),
-            Some(&host),
-            Some(json!({"action": "start"})),
-        )
-        .await;
+    let started = cluster.start_timer(1, &host, session).await;
     assert_eq!(started["state"], "running");
-    let read: Value = cluster
-        .rest(2)
-        .call(
-            reqwest::Method::GET,
-            &format!("/api/v1/sessions/{session}/timer"),
-            None,
-            None,
-        )
-        .await;
+    let read: Value = cluster.timer(2, session).await;
     assert_eq!(read["deadline_ms"], started["deadline_ms"]);
 
     // History is the same from every node.

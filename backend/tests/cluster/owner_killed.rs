@@ -6,8 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::harness::{Cluster, LEASE_TTL_MS};
 use crate::nodes_act_as_one::seqs_until;
 use crate::ws_client::WsClient;
@@ -27,15 +25,7 @@ async fn the_session_moves_and_nothing_acknowledged_is_lost() {
             .await,
         0
     );
-    let started = cluster
-        .rest(1)
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/v1/sessions/{session}/timer"),
-            Some(&host),
-            Some(json!({"action": "start"})),
-        )
-        .await;
+    let started = cluster.start_timer(1, &host, session).await;
     let deadline = started["deadline_ms"].as_i64().unwrap();
 
     let viewer = cluster.rest(2).register().await;
@@ -85,27 +75,7 @@ async fn the_session_moves_and_nothing_acknowledged_is_lost() {
         (1..=SENDS).collect::<Vec<_>>(),
         "acks in order, no gap"
     );
-    let history = cluster
-        .rest(2)
-        .call(
-            reqwest::Method::GET,
-            &format!("/api/v1/sessions/{session}/messages?limit=100"),
-            Some(&host),
-            None,
-        )
-        .await;
-    let mut stored: Vec<(u64, String)> = history["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["seq"].as_u64().unwrap(),
-                m["text"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    stored.reverse();
+    let stored = cluster.history(2, &host, session).await;
     let expected: Vec<(u64, String)> = acked
         .iter()
         .map(|(n, seq)| (*seq, format!("m{n}")))
@@ -122,15 +92,7 @@ async fn the_session_moves_and_nothing_acknowledged_is_lost() {
     assert_eq!(delivered, (1..=SENDS).collect::<Vec<_>>());
 
     // The timer's deadline did not move.
-    let timer = cluster
-        .rest(2)
-        .call(
-            reqwest::Method::GET,
-            &format!("/api/v1/sessions/{session}/timer"),
-            None,
-            None,
-        )
-        .await;
+    let timer = cluster.timer(2, session).await;
     assert_eq!(timer["state"], "running");
     assert_eq!(timer["deadline_ms"].as_i64().unwrap(), deadline);
     let remaining = timer["remaining_ms"].as_i64().unwrap();

@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::harness::{Cluster, LEASE_TTL_MS};
 
 #[tokio::test]
@@ -20,15 +18,7 @@ async fn a_paused_owner_never_writes_after_it_lost_the_session() {
             .await,
         0
     );
-    let started = cluster
-        .rest(1)
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/v1/sessions/{session}/timer"),
-            Some(&host),
-            Some(json!({"action": "start"})),
-        )
-        .await;
+    let started = cluster.start_timer(1, &host, session).await;
     let within = Duration::from_millis(LEASE_TTL_MS + 5000);
     for n in 1..=10 {
         assert_eq!(cluster.post_chat(1, &host, session, n, within).await, n);
@@ -57,14 +47,6 @@ async fn a_paused_owner_never_writes_after_it_lost_the_session() {
         cluster.node(0).stderr().contains("lost the session"),
         "the paused node let the session go"
     );
-    let timer = cluster
-        .rest(0)
-        .call(
-            reqwest::Method::GET,
-            &format!("/api/v1/sessions/{session}/timer"),
-            None,
-            None,
-        )
-        .await;
+    let timer = cluster.timer(0, session).await;
     assert_eq!(timer["deadline_ms"], started["deadline_ms"]);
 }
