@@ -291,8 +291,24 @@ impl Cluster {
     }
 
     /// Every node whose record is current, by id, each with the live
-    /// sessions whose lease it holds now.
+    /// sessions whose lease it holds now (for operators).
     pub async fn nodes(&self) -> anyhow::Result<Vec<NodeRecord>> {
+        let mut nodes = self.alive_nodes().await?;
+        let live = self.live().await?;
+        let owners = self.owners_of(&live).await?;
+        for node in &mut nodes {
+            node.sessions = live
+                .iter()
+                .zip(&owners)
+                .filter(|(_, owner)| owner.as_deref() == Some(node.node_id.as_str()))
+                .map(|(id, _)| *id)
+                .collect();
+        }
+        Ok(nodes)
+    }
+
+    /// Every node whose record is current, by id (without their sessions).
+    pub async fn alive_nodes(&self) -> anyhow::Result<Vec<NodeRecord>> {
         let mut redis = self.redis();
         let ids: Vec<String> = self
             .run(async { redis.smembers(key(format_args!("nodes"))).await })
@@ -326,16 +342,6 @@ impl Cluster {
                 .await;
         }
         nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-        let live = self.live().await?;
-        let owners = self.owners_of(&live).await?;
-        for node in &mut nodes {
-            node.sessions = live
-                .iter()
-                .zip(&owners)
-                .filter(|(_, owner)| owner.as_deref() == Some(node.node_id.as_str()))
-                .map(|(id, _)| *id)
-                .collect();
-        }
         Ok(nodes)
     }
 

@@ -216,6 +216,7 @@ impl Presence {
 
     /// Forgets the merged view of sessions this node no longer runs.
     pub(super) fn keep_merged(&self, running: &[Uuid]) {
+        let running: std::collections::HashSet<&Uuid> = running.iter().collect();
         lock(&self.merged).retain(|id, _| running.contains(id));
     }
 

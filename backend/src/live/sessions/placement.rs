@@ -10,7 +10,7 @@
 //! before its lease can lapse in Redis and another node take it. A dead
 //! node's sessions are taken within `T` plus a tick or two.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -237,7 +237,8 @@ impl Sessions {
         let Ok(owners) = cluster.owners_of(&candidates).await else {
             return;
         };
-        orphans.retain(|id, _| candidates.contains(id));
+        let wanted: HashSet<&Uuid> = candidates.iter().collect();
+        orphans.retain(|id, _| wanted.contains(id));
         let orphaned: Vec<Uuid> = candidates
             .iter()
             .zip(owners)
@@ -248,7 +249,7 @@ impl Sessions {
             orphans.clear();
             return;
         }
-        let Ok(nodes) = cluster.nodes().await else {
+        let Ok(nodes) = cluster.alive_nodes().await else {
             return;
         };
         let nodes: Vec<String> = nodes.into_iter().map(|n| n.node_id).collect();
