@@ -149,6 +149,10 @@ struct Subscriber {
     guest: bool,
     pc: Arc<RTCPeerConnection>,
     video: Arc<RTCRtpSender>,
+    /// Dropped with the subscriber: that ends its RTCP readers. The crate's
+    /// own stop signal wakes only a read that is waiting at that instant, so a
+    /// reader between two reads would wait for good.
+    _readers: tokio::sync::watch::Sender<()>,
 }
 
 /// The shared state of one room, reached from the crate's callbacks.

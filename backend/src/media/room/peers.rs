@@ -154,10 +154,12 @@ impl RoomCore {
                 return Err(unavailable(e));
             }
         };
+        let (readers, subscriber_gone) = tokio::sync::watch::channel(());
         for sender in [video.clone(), audio] {
             // Read the viewer's RTCP: the interceptors answer NACKs from it,
             // and keyframe requests go on to the host.
             let weak = Arc::downgrade(&self);
+            let mut gone = subscriber_gone.clone();
             self.sfu.runtime().spawn(async move {
                 let ssrc = sender
                     .get_parameters()
@@ -167,7 +169,11 @@ impl RoomCore {
                     .map_or(0, |e| e.ssrc);
                 let mut reported = 0;
                 loop {
-                    let read = sender.read_rtcp().await;
+                    let read = tokio::select! {
+                        read = sender.read_rtcp() => read,
+                        // Only ever an error: nothing is sent on it.
+                        _ = gone.changed() => break,
+                    };
                     let Some(core) = weak.upgrade() else { break };
                     match read {
                         Ok((packets, _)) => core.viewer_rtcp(ssrc, &packets, &mut reported),
@@ -213,14 +219,20 @@ impl RoomCore {
                 guest,
                 pc,
                 video,
+                _readers: readers,
             },
         );
         slot.keep();
         self.metrics.media_subscribers.inc();
         let weak = Arc::downgrade(&self);
         let timeout = settings.viewer_limits.connect_timeout;
+        let mut gone = subscriber_gone;
         self.sfu.runtime().spawn(async move {
-            tokio::time::sleep(timeout).await;
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => {}
+                // Ended before: nothing to reclaim (and no task left behind).
+                _ = gone.changed() => return,
+            }
             if let Some(core) = weak.upgrade() {
                 core.reclaim_unconnected(id).await;
             }
