@@ -27,6 +27,64 @@ pub enum Command {
     Migrate(ConfigArgs),
     /// Print the OpenAPI document (JSON) to standard output.
     Openapi,
+    /// Drain a running node (as SIGTERM does) through its admin endpoint,
+    /// for a Kubernetes `preStop` hook or a script; with `--wait`, return
+    /// once the node's clients are gone.
+    Drain(DrainArgs),
+}
+
+/// Where the node is and how to ask it.
+#[derive(Debug, clap::Args)]
+pub struct DrainArgs {
+    /// The node's base URL (plain HTTP: this is a local call).
+    #[arg(
+        long,
+        env = "SIMMER_ADMIN_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    /// The node's `SIMMER_ADMIN_TOKEN`.
+    #[arg(long, env = "SIMMER_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Wait until the drain is done (at most the node's shutdown timeout).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+impl DrainArgs {
+    /// Asks the node to drain; its answer (status line and body).
+    pub async fn run(&self) -> anyhow::Result<String> {
+        use anyhow::Context;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let authority = self
+            .url
+            .strip_prefix("http://")
+            .context("the URL must start with http://")?
+            .trim_end_matches('/');
+        let mut stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .with_context(|| format!("connecting to {authority}"))?;
+        let query = if self.wait { "?wait=true" } else { "" };
+        let request = format!(
+            "POST /api/v1/admin/drain{query} HTTP/1.1\r\nHost: {authority}\r\n\
+             Authorization: Bearer {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.token
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        let status = response.lines().next().unwrap_or_default().to_owned();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        anyhow::ensure!(
+            status.contains(" 200 ") || status.contains(" 202 "),
+            "the node answered {status}: {body}"
+        );
+        Ok(format!("{status}\n{body}"))
+    }
 }
 
 impl Cli {
@@ -46,5 +104,7 @@ mod tests {
         assert!(matches!(cli.into_command(), Command::Serve(args) if args.bind.is_some()));
         let cli = Cli::try_parse_from(["simmer", "migrate"]).unwrap();
         assert!(matches!(cli.into_command(), Command::Migrate(_)));
+        let cli = Cli::try_parse_from(["simmer", "drain", "--token", "t", "--wait"]).unwrap();
+        assert!(matches!(cli.into_command(), Command::Drain(args) if args.wait));
     }
 }

@@ -312,10 +312,32 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_SHUTDOWN_TIMEOUT_S")]
     pub shutdown_timeout_s: Option<u64>,
 
+    /// On a drain, each open connection is told to reconnect at a random
+    /// moment within this window (ms), so that thousands of clients do not
+    /// come back in the same instant; meanwhile they are served [default:
+    /// 3000; at most the shutdown timeout].
+    #[arg(long, env = "SIMMER_DRAIN_SPREAD_MS")]
+    pub drain_spread_ms: Option<u64>,
+
+    /// Share the port with the next `simmer` on this machine (SO_REUSEPORT)
+    /// and hand over to it without refusing a connection: a new process
+    /// started with this set asks the running one to drain, then takes over
+    /// (docs/deploy.md) [default: false].
+    #[arg(long, env = "SIMMER_REUSE_PORT")]
+    pub reuse_port: Option<bool>,
+
+    /// Bearer token for the admin endpoints (`POST /api/v1/admin/drain`), at
+    /// least 32 bytes [default: none, the admin endpoints refuse every call].
+    #[arg(long, env = "SIMMER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
     /// Log format [default: text]. Levels come from RUST_LOG (default `info`).
     #[arg(long, env = "SIMMER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
 }
+
+/// Shortest accepted admin token, in bytes.
+const MIN_ADMIN_TOKEN_BYTES: usize = 32;
 
 macro_rules! layer {
     ($top:expr, $bottom:expr, $($field:ident),+ $(,)?) => {
@@ -399,6 +421,9 @@ impl ConfigArgs {
             trusted_proxies,
             workers,
             shutdown_timeout_s,
+            drain_spread_ms,
+            reuse_port,
+            admin_token,
             log_format,
         )
     }
@@ -452,6 +477,9 @@ pub struct Settings {
     pub trusted_proxies: crate::client_addr::TrustedProxies,
     pub workers: Option<usize>,
     pub shutdown_timeout: Duration,
+    pub drain_spread: Duration,
+    pub reuse_port: bool,
+    pub admin_token: Option<Secret>,
     pub log_format: LogFormat,
 }
 
@@ -468,6 +496,7 @@ impl Settings {
             .database_url
             .unwrap_or_else(|| Secret::new(sqlite_url(&data_dir.join("simmer.db"))));
         let page_size_max = args.page_size_max.unwrap_or(100);
+        let shutdown_timeout = Duration::from_secs(args.shutdown_timeout_s.unwrap_or(30));
         let page_size_default = args.page_size_default.unwrap_or(20);
         anyhow::ensure!(page_size_max >= 1, "page_size_max must be at least 1");
         anyhow::ensure!(
@@ -591,7 +620,27 @@ impl Settings {
             )
             .context("trusted_proxies")?,
             workers: args.workers.filter(|w| *w > 0),
-            shutdown_timeout: Duration::from_secs(args.shutdown_timeout_s.unwrap_or(30)),
+            shutdown_timeout,
+            drain_spread: {
+                let spread = match args.drain_spread_ms {
+                    Some(ms) => Duration::from_millis(ms),
+                    // A short grace period shortens the default window too.
+                    None => Duration::from_secs(3).min(shutdown_timeout),
+                };
+                anyhow::ensure!(
+                    spread <= shutdown_timeout,
+                    "drain_spread_ms must not exceed the shutdown timeout ({} s)",
+                    shutdown_timeout.as_secs()
+                );
+                spread
+            },
+            reuse_port: args.reuse_port.unwrap_or(false),
+            admin_token: match args.admin_token {
+                Some(token) if token.expose().len() < MIN_ADMIN_TOKEN_BYTES => {
+                    anyhow::bail!("admin_token must be at least {MIN_ADMIN_TOKEN_BYTES} bytes")
+                }
+                token => token,
+            },
             log_format: args.log_format.unwrap_or_default(),
         })
     }

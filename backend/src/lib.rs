@@ -13,6 +13,7 @@ pub mod error;
 #[cfg(feature = "test-hooks")]
 pub mod faults;
 pub mod gateway;
+pub mod handoff;
 pub mod live;
 pub mod media;
 pub mod metrics;

@@ -2,11 +2,20 @@
 //! connection task selects on, and a way to wait until they have all said
 //! goodbye; a panic while stopping is remembered so the process can exit
 //! non-zero instead of pretending all went well.
+//!
+//! A drain has two moments. [`Shutdown::request_drain`] (a signal, the admin
+//! endpoint, a successor process) makes the node not ready at once and wakes
+//! whoever runs the drain. [`Shutdown::begin`] then tells the connections:
+//! each one hears it at its own random moment within the spread window, so
+//! that thousands of clients do not reconnect in the same instant.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use rand::Rng;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// Whether this process began to stop (for the panic hook).
 static STOPPING: AtomicBool = AtomicBool::new(false);
@@ -16,42 +25,119 @@ static PANICKED_WHILE_STOPPING: AtomicBool = AtomicBool::new(false);
 /// The node's shutdown signal. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
-    tx: Arc<watch::Sender<bool>>,
+    /// When the connections were told to go (`None`: not yet).
+    tx: Arc<watch::Sender<Option<Instant>>>,
+    /// Why a drain was asked for (`None`: nobody asked).
+    drain: Arc<watch::Sender<Option<&'static str>>>,
+    /// Whether the drain is done: every connection gone.
+    drained: Arc<watch::Sender<bool>>,
+    spread: Duration,
 }
 
 /// One connection's view of the signal; while it lives, the connection
 /// counts as open.
 #[derive(Debug)]
 pub struct Listener {
-    rx: watch::Receiver<bool>,
+    rx: watch::Receiver<Option<Instant>>,
+    /// This connection's place in the spread window.
+    delay: Duration,
 }
 
 impl Default for Shutdown {
     fn default() -> Self {
-        Self {
-            tx: Arc::new(watch::channel(false).0),
-        }
+        Self::new(Duration::ZERO)
     }
 }
 
 impl Shutdown {
-    /// A listener for a new connection task: it hears the signal, and the
-    /// connection counts as open until the listener is dropped.
-    pub fn listen(&self) -> Listener {
-        Listener {
-            rx: self.tx.subscribe(),
+    /// A signal whose listeners hear it within `spread` of [`Self::begin`].
+    pub fn new(spread: Duration) -> Self {
+        Self {
+            tx: Arc::new(watch::channel(None).0),
+            drain: Arc::new(watch::channel(None).0),
+            drained: Arc::new(watch::channel(false).0),
+            spread,
         }
     }
 
-    /// Tells every connection to say goodbye and close.
+    /// A listener for a new connection task: it hears the signal, and the
+    /// connection counts as open until the listener is dropped.
+    pub fn listen(&self) -> Listener {
+        let delay = if self.spread.is_zero() {
+            Duration::ZERO
+        } else {
+            rand::thread_rng().gen_range(Duration::ZERO..self.spread)
+        };
+        Listener {
+            rx: self.tx.subscribe(),
+            delay,
+        }
+    }
+
+    /// Asks for a drain (`why` names who asked): from now on the node is not
+    /// ready. Returns whether this was the first request.
+    pub fn request_drain(&self, why: &'static str) -> bool {
+        STOPPING.store(true, Ordering::SeqCst);
+        self.drain.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(why);
+            true
+        })
+    }
+
+    /// Completes once a drain was asked for, with who asked.
+    pub async fn drain_requested(&self) -> &'static str {
+        let mut rx = self.drain.subscribe();
+        // An error is unreachable while `self` holds the sender.
+        let why = rx.wait_for(Option::is_some).await.ok().and_then(|why| *why);
+        why.unwrap_or("drain")
+    }
+
+    /// Whether a drain was asked for (the node is not ready).
+    pub fn is_draining(&self) -> bool {
+        self.drain.borrow().is_some()
+    }
+
+    /// Records that the drain is done (every connection gone or cut).
+    pub fn mark_drained(&self) {
+        self.drained.send_replace(true);
+    }
+
+    /// Completes once the drain is done.
+    pub async fn drained(&self) {
+        let mut rx = self.drained.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// Tells every connection to say goodbye and close, each within the
+    /// spread window.
     pub fn begin(&self) {
         STOPPING.store(true, Ordering::SeqCst);
-        self.tx.send_replace(true);
+        self.tx.send_if_modified(|began| {
+            if began.is_some() {
+                return false;
+            }
+            *began = Some(Instant::now());
+            true
+        });
+    }
+
+    /// Tells the connections that are still open to go now, without waiting
+    /// for their turn in the spread window.
+    pub fn hurry(&self) {
+        STOPPING.store(true, Ordering::SeqCst);
+        let spread = self.spread;
+        self.tx.send_modify(|began| {
+            let now = Instant::now();
+            *began = Some(now.checked_sub(spread).unwrap_or(now));
+        });
     }
 
     /// Whether [`Shutdown::begin`] was called.
     pub fn is_stopping(&self) -> bool {
-        *self.tx.borrow()
+        self.tx.borrow().is_some()
     }
 
     /// Completes once every listener is gone (every connection closed).
@@ -66,21 +152,36 @@ impl Shutdown {
 }
 
 impl Listener {
-    /// Completes once shutdown has begun (at once if it already has).
-    /// Cancel-safe, so it can sit in a `select!` loop.
+    /// Completes at this connection's moment to go: once shutdown has begun,
+    /// after its random share of the spread window (at once if that moment
+    /// has passed). Cancel-safe, so it can sit in a `select!` loop.
     pub async fn recv(&mut self) {
-        // An error means the sender is gone: the app is gone, stop too.
-        let _ = self.rx.wait_for(|stopping| *stopping).await;
+        loop {
+            // An error means the sender is gone: the app is gone, stop too.
+            let began = match self.rx.wait_for(Option::is_some).await {
+                Ok(began) => *began,
+                Err(_) => return,
+            };
+            let Some(began) = began else { return };
+            tokio::select! {
+                () = tokio::time::sleep_until(began + self.delay) => return,
+                // Hurried: the moment moved.
+                changed = self.rx.changed() => if changed.is_err() { return },
+            }
+        }
     }
 }
 
-/// SIGTERM and SIGINT (Ctrl-C): both mean "drain and stop".
+/// SIGTERM and SIGINT (Ctrl-C): both mean "drain and stop"; SIGUSR2 means
+/// "a successor takes over" (`crate::handoff`): drain and stop at once.
 #[derive(Debug)]
 pub struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    usr2: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -93,6 +194,7 @@ impl Signals {
             Ok(Self {
                 term: signal(SignalKind::terminate())?,
                 int: signal(SignalKind::interrupt())?,
+                usr2: signal(SignalKind::user_defined2())?,
             })
         }
         #[cfg(not(unix))]
@@ -106,6 +208,7 @@ impl Signals {
             tokio::select! {
                 _ = self.term.recv() => "SIGTERM",
                 _ = self.int.recv() => "SIGINT",
+                _ = self.usr2.recv() => "SIGUSR2",
             }
         }
         #[cfg(not(unix))]
@@ -149,5 +252,42 @@ mod tests {
         drop((early, late));
         shutdown.connections_closed().await;
         assert_eq!(shutdown.open_connections(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn listeners_go_spread_over_the_window_unless_hurried() {
+        let spread = Duration::from_secs(10);
+        let shutdown = Shutdown::new(spread);
+        let listeners: Vec<Listener> = (0..200).map(|_| shutdown.listen()).collect();
+        let began = Instant::now();
+        shutdown.begin();
+        let heard = futures_util::future::join_all(listeners.into_iter().map(|mut l| async move {
+            l.recv().await;
+            began.elapsed()
+        }))
+        .await;
+        assert!(heard.iter().all(|t| *t < spread), "{heard:?}");
+        let early = heard.iter().filter(|t| **t < spread / 2).count();
+        assert!(
+            (50..150).contains(&early),
+            "half the window, {early} of 200"
+        );
+
+        let mut slow = shutdown.listen();
+        slow.delay = spread;
+        shutdown.hurry();
+        tokio::time::timeout(Duration::from_millis(1), slow.recv())
+            .await
+            .expect("hurried: heard at once");
+    }
+
+    #[tokio::test]
+    async fn a_drain_is_asked_for_once() {
+        let shutdown = Shutdown::default();
+        assert!(!shutdown.is_draining());
+        assert!(shutdown.request_drain("admin"));
+        assert!(!shutdown.request_drain("SIGTERM"));
+        assert!(shutdown.is_draining());
+        assert_eq!(shutdown.drain_requested().await, "admin");
     }
 }

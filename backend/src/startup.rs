@@ -2,7 +2,6 @@
 //! `main` and by the tests alike.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +30,9 @@ use crate::metrics::{self, Metrics};
 use crate::shutdown::{Shutdown, Signals};
 use crate::state::AppState;
 
+/// The signal a successor process sends to take over (`crate::handoff`).
+const HAND_OVER_SIGNAL: &str = "SIGUSR2";
+
 /// Shortest accepted signing secret, in bytes.
 const MIN_SECRET_BYTES: usize = 32;
 
@@ -39,6 +41,9 @@ pub struct Application {
     port: u16,
     server: Server,
     state: AppState,
+    /// The data directory's lock, with `SIMMER_REUSE_PORT` (held until the
+    /// process is done with the database).
+    lock: Option<crate::handoff::NodeLock>,
 }
 
 impl std::fmt::Debug for Application {
@@ -71,9 +76,17 @@ impl Application {
     /// Connects and migrates the database, restores live sessions, and binds
     /// (port 0 picks a free port). Needs a running actix `System`.
     pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.bind)
+        let listener = crate::handoff::bind(settings.bind, settings.reuse_port)
             .with_context(|| format!("binding {}", settings.bind))?;
         let addr = listener.local_addr()?;
+        // Sharing the port: the process that serves now hands over first
+        // (new connections wait in this socket's backlog meanwhile).
+        let lock = if settings.reuse_port {
+            let wait = settings.shutdown_timeout + Duration::from_secs(5);
+            Some(crate::handoff::take_over(&settings.data_dir, wait).await?)
+        } else {
+            None
+        };
         if settings.advertise_url == format!("http://{}", settings.bind) {
             // Not set: where this node really listens (port 0 is picked now).
             settings.advertise_url = format!("http://{addr}");
@@ -124,7 +137,7 @@ impl Application {
             ws_users: crate::gateway::UserConnections::new(sessions.cluster().cloned()),
             sessions,
             metrics,
-            shutdown: Shutdown::default(),
+            shutdown: Shutdown::new(settings.drain_spread),
             settings: Arc::new(settings.clone()),
         };
 
@@ -148,6 +161,7 @@ impl Application {
             port: addr.port(),
             server: server.run(),
             state,
+            lock,
         })
     }
 
@@ -166,79 +180,174 @@ impl Application {
         &self.state
     }
 
-    /// Serves until stopped, then stops in order: no new connections; every
-    /// open one told to go (`reconnect` and close 1001 on `/ws`, `bye` on
-    /// watch feeds) and waited for (at most the grace period); in-flight
-    /// requests finished; the session actors stopped once their durable
-    /// writes are done; the database closed last. SIGTERM and SIGINT both
-    /// drain; a second signal stops at once. A stop through [`Self::handle`]
-    /// skips the goodbyes.
+    /// Serves until stopped, then stops in order (see [`drain`]): not ready;
+    /// no new connections; in a cluster, the sessions handed to the other
+    /// nodes; every open connection told to go (`reconnect` on `/ws`,
+    /// `bye` on watch feeds, each at its moment in the spread window) and
+    /// waited for; in-flight requests finished; the session actors stopped
+    /// once their durable writes are done; the database closed last; all
+    /// within the grace period. SIGTERM, SIGINT and the admin endpoint all
+    /// drain; a second signal stops at once. A stop through
+    /// [`Self::handle`] skips the goodbyes.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Self { server, state, .. } = self;
+        let Self {
+            server,
+            state,
+            lock,
+            ..
+        } = self;
         let grace = state.settings.shutdown_timeout;
-        let signals = actix_rt::spawn(drain_on_signal(
+        let deadline = Deadline::new(grace);
+        let drain = actix_rt::spawn(drain_when_asked(
             server.handle(),
-            state.shutdown.clone(),
-            grace,
+            state.clone(),
+            deadline.clone(),
         ));
         let result = server.await;
-        signals.abort();
+        drain.abort();
+        deadline.start();
         // Whatever is still open (a stop through the handle) goes now.
         state.shutdown.begin();
+        state.shutdown.hurry();
         tracing::info!("http server stopped; stopping session actors");
-        state.sessions.stop_actors(grace).await;
+        state.sessions.stop_actors(deadline.left()).await;
         // Closing waits until every checked-out connection is back: after
         // it, no query is in flight on an actor thread that ends next.
-        match tokio::time::timeout(grace, state.db.clone().close()).await {
+        match tokio::time::timeout(deadline.left(), state.db.clone().close()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error.message = %e, "closing the database"),
             Err(_) => tracing::warn!("the database did not close in time"),
         }
-        state.sessions.join_threads(grace).await;
+        state.sessions.join_threads(deadline.left()).await;
+        // The next process may open the database now.
+        drop(lock);
         tracing::info!("shutdown complete");
         result
     }
 }
 
-/// Waits for SIGTERM or SIGINT, then drains: stops accepting, tells every
-/// connection to go, waits for them (at most `grace`), and stops the server
-/// gracefully; a second signal meanwhile stops it at once.
-async fn drain_on_signal(server: ServerHandle, shutdown: Shutdown, grace: Duration) {
+/// The grace period, counted from the moment a drain began: every step of
+/// stopping gets what is left of it, so the whole stop fits. Cheap to clone.
+#[derive(Debug, Clone)]
+struct Deadline {
+    grace: Duration,
+    /// Set once, when the drain begins (unset: all of it is left).
+    at: Arc<std::sync::OnceLock<tokio::time::Instant>>,
+}
+
+impl Deadline {
+    /// Time a step may still take, at least a moment.
+    const FLOOR: Duration = Duration::from_millis(100);
+
+    fn new(grace: Duration) -> Self {
+        Self {
+            grace,
+            at: Arc::default(),
+        }
+    }
+
+    /// Starts counting (once; later calls change nothing).
+    fn start(&self) {
+        self.at
+            .get_or_init(|| tokio::time::Instant::now() + self.grace);
+    }
+
+    fn left(&self) -> Duration {
+        match self.at.get() {
+            Some(at) => at
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(Self::FLOOR),
+            None => self.grace,
+        }
+    }
+}
+
+/// Waits until a drain is asked for (SIGTERM, SIGINT, the admin endpoint),
+/// then drains; a second signal meanwhile stops the server at once.
+async fn drain_when_asked(server: ServerHandle, state: AppState, deadline: Deadline) {
     let mut signals = match Signals::new() {
-        Ok(signals) => signals,
+        Ok(signals) => Some(signals),
         Err(e) => {
             tracing::error!(error.message = %e, "cannot listen for SIGTERM/SIGINT");
-            return;
+            None
         }
     };
-    let signal = signals.next().await;
+    let shutdown = state.shutdown.clone();
+    let why = tokio::select! {
+        signal = next_signal(&mut signals) => {
+            shutdown.request_drain(signal);
+            signal
+        }
+        why = shutdown.drain_requested() => why,
+    };
     tracing::info!(
-        signal,
+        why,
         open_connections = shutdown.open_connections(),
-        "stopping: refusing new connections, telling open ones to go"
+        live_sessions = state.sessions.live_count(),
+        "draining: not ready, refusing new connections"
     );
-    server.pause().await;
-    shutdown.begin();
-    let drain = async {
-        if tokio::time::timeout(grace, shutdown.connections_closed())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                open_connections = shutdown.open_connections(),
-                grace_s = grace.as_secs(),
-                "connections still open after the grace period; closing them"
-            );
-        }
-        server.stop(true).await;
-    };
     tokio::select! {
-        () = drain => {}
-        signal = signals.next() => {
+        () = drain(&server, &state, &deadline, why) => {}
+        signal = next_signal(&mut signals) => {
             tracing::warn!(signal, "second signal: stopping at once");
             server.stop(false).await;
         }
     }
+}
+
+/// The next signal, or never without signal handling.
+async fn next_signal(signals: &mut Option<Signals>) -> &'static str {
+    match signals {
+        Some(signals) => signals.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A drain: no new connections (the listener closes, so a proxy in front
+/// tries another node at once instead of waiting on a silent backlog); the
+/// sessions go to other nodes first (in a cluster), so nobody waits for a
+/// lease to lapse; then every connection is told to go at its moment in the
+/// spread window (served until then, by forwarding to the sessions' new
+/// nodes) and waited for; requests in flight finish.
+async fn drain(server: &ServerHandle, state: &AppState, deadline: &Deadline, why: &str) {
+    deadline.start();
+    let shutdown = &state.shutdown;
+    // Graceful: open connections are served until they end (or until the
+    // grace period, the server's own shutdown timeout, runs out).
+    let stopped = actix_rt::spawn({
+        let server = server.clone();
+        async move { server.stop(true).await }
+    });
+    let started = std::time::Instant::now();
+    let handed = state.sessions.hand_off(deadline.left()).await;
+    shutdown.begin();
+    if why == HAND_OVER_SIGNAL {
+        // A successor waits for this process to exit before it serves: no
+        // point keeping clients here over the spread window.
+        shutdown.hurry();
+    }
+    tracing::info!(
+        sessions_handed_over = handed,
+        took_ms = started.elapsed().as_millis() as u64,
+        spread_ms = state.settings.drain_spread.as_millis() as u64,
+        "telling connections to reconnect"
+    );
+    if tokio::time::timeout(deadline.left(), shutdown.connections_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open_connections = shutdown.open_connections(),
+            grace_s = state.settings.shutdown_timeout.as_secs(),
+            "connections still open at the end of the grace period; closing them"
+        );
+    }
+    tracing::info!(
+        took_ms = started.elapsed().as_millis() as u64,
+        "connections closed"
+    );
+    shutdown.mark_drained();
+    let _ = stopped.await;
 }
 
 /// The whole app: routes, extractor limits, middleware.

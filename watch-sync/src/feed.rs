@@ -106,8 +106,16 @@ pub enum WatchFrame {
         client_time_ms: i64,
     },
     /// The server closes the feed: `revoked` (the user removed the watch),
-    /// `session_ended`, `shutdown`.
-    Bye { server_time_ms: i64, reason: String },
+    /// `replaced` (a newer feed of this watch took its place),
+    /// `session_ended`, or `unavailable` (the node is draining: reconnect
+    /// after `after_ms`, to any node).
+    Bye {
+        server_time_ms: i64,
+        reason: String,
+        /// With `unavailable`: wait this long (ms) before reconnecting.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_ms: Option<u64>,
+    },
 }
 
 /// A frame from a watch to the server.
@@ -288,6 +296,7 @@ mod tests {
             WatchFrame::Bye {
                 server_time_ms: 9_999_999_999_999,
                 reason: "session_ended".into(),
+                after_ms: Some(99_999),
             },
         ];
         for frame in frames {

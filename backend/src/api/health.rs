@@ -41,19 +41,26 @@ pub async fn healthz() -> HttpResponse {
     })
 }
 
-/// Readiness: the database answers, and in a cluster Redis answers and the
-/// node's subscription is up.
+/// Readiness: the node is not draining, the database answers, and in a
+/// cluster Redis answers and the node's subscription is up.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "The database or Redis does not answer (the detail says which)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Draining, or the database or Redis does not answer (the detail says which)", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.shutdown.is_draining() {
+        // Said at once, so load balancers stop sending new clients here.
+        return Err(ApiError::client(
+            mobile_bridge::ErrorCode::Unavailable,
+            "not ready: draining (the node is stopping; its clients reconnect elsewhere)",
+        ));
+    }
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), async {
         state.db.execute_unprepared("SELECT 1").await
     })

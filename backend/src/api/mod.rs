@@ -1,5 +1,6 @@
 //! The REST API (`/api/v1`), operations endpoints and the OpenAPI document.
 
+pub mod admin;
 pub mod auth;
 pub mod chat;
 pub mod cluster;
@@ -58,6 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(watch::delete_device)
             .service(watch::retarget)
             .service(cluster::view)
+            .service(admin::drain)
             .default_service(web::to(not_found)),
     );
 }

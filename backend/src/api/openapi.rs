@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, chat, cluster, guests, health, media, models, recipes, sessions, watch};
+use super::{admin, auth, chat, cluster, guests, health, media, models, recipes, sessions, watch};
 use crate::error::{FieldError, Problem};
 
 #[derive(Debug, OpenApi)]
@@ -52,12 +52,14 @@ Authenticate with `Authorization: Bearer <access_token>`.",
         health::readyz,
         health::metrics,
         cluster::view,
+        admin::drain,
     ),
     components(schemas(
         Problem,
         FieldError,
         crate::cluster::NodeRecord,
         cluster::ClusterView,
+        admin::DrainStatus,
         mobile_bridge::ErrorCode,
         models::User,
         models::UserSummary,
@@ -96,6 +98,11 @@ impl Modify for BearerAuth {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+        // Operators' own token (`SIMMER_ADMIN_TOKEN`), for the admin endpoints.
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
 }

@@ -290,6 +290,19 @@ impl Cluster {
             .await
     }
 
+    /// Takes this node out of the membership now (a drain), instead of when
+    /// its record lapses: the others stop counting on it at once.
+    pub async fn leave(&self) -> anyhow::Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.del(key(format_args!("node:{}", self.inner.node)))
+            .ignore()
+            .srem(key(format_args!("nodes")), &self.inner.node)
+            .ignore();
+        let mut redis = self.redis();
+        self.run(async move { pipe.query_async::<()>(&mut redis).await })
+            .await
+    }
+
     /// Every node whose record is current, by id, each with the live
     /// sessions whose lease it holds now (for operators).
     pub async fn nodes(&self) -> anyhow::Result<Vec<NodeRecord>> {

@@ -43,9 +43,10 @@ const CLOSE_GUESTS_REVOKED: u16 = 4003;
 const COALESCE_FRAMES: usize = 64;
 /// Close code when the access token expired (an HTTP 401's counterpart).
 const CLOSE_TOKEN_EXPIRED: u16 = 4001;
-/// When the node stops, clients are told to reconnect after a random delay
-/// in this range (ms), so they do not all come back at the same instant.
-const RECONNECT_AFTER_MS: std::ops::Range<u64> = 1_000..5_000;
+/// When the node drains, each client is told to reconnect after a random
+/// delay in this range (ms), on top of its random moment in the spread
+/// window: clients told at the same moment do not all come back at once.
+pub const RECONNECT_AFTER_MS: std::ops::Range<u64> = 250..1_000;
 
 /// Who is on a connection, and until when.
 #[derive(Debug)]

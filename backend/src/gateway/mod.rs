@@ -4,6 +4,8 @@
 
 mod connection;
 
+pub use connection::RECONNECT_AFTER_MS;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

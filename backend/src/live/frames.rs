@@ -21,6 +21,7 @@ pub(super) fn watch_bye(reason: &str) -> BusEvent {
     let bye = watch_sync::WatchFrame::Bye {
         server_time_ms: chrono::Utc::now().timestamp_millis(),
         reason: reason.into(),
+        after_ms: None,
     }
     .encode();
     BusEvent::new(bye, None).last()

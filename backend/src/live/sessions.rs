@@ -377,6 +377,37 @@ impl Sessions {
         }
     }
 
+    /// Hands this node's sessions to the other nodes of the cluster (a
+    /// drain): their actors stop once their writes are durable, this node
+    /// leaves the membership and lets every lease go, and the other nodes
+    /// are told, so the preferred one takes each session at once instead of
+    /// after the lease TTL. Meanwhile and after, this node's clients are
+    /// served by forwarding. Nothing to do on a single node (its sessions
+    /// stop with it); how many sessions were handed over.
+    pub async fn hand_off(&self, timeout: Duration) -> usize {
+        let Some(cluster) = &self.inner.cluster else {
+            return 0;
+        };
+        let running = self.inner.local.running();
+        self.inner.local.stop_all(timeout).await;
+        if let Err(e) = cluster.leave().await {
+            tracing::warn!(error.message = %e, "leaving the cluster's membership failed");
+        }
+        for id in &running {
+            let _ = cluster.release(*id).await;
+        }
+        let released = Control::Released {
+            from: cluster.node_id().to_owned(),
+            sessions: running.clone(),
+        };
+        if let Err(e) = cluster.broadcast(&released.to_json()).await {
+            // The other nodes find them without a holder within a tick.
+            tracing::warn!(error.message = %e, "telling the other nodes failed");
+        }
+        tracing::info!(sessions = running.len(), "sessions handed over");
+        running.len()
+    }
+
     /// Ends the actor threads and waits for them, at most `timeout` (after
     /// [`Self::stop_actors`] and after the database closed).
     pub async fn join_threads(&self, timeout: Duration) {

@@ -80,14 +80,22 @@ fn now_ms() -> i64 {
 }
 
 fn bye(reason: &str) -> ByteString {
+    // A draining node's watches come back a little apart (the spread window
+    // already set when each hears it).
+    let after_ms = (reason == DRAINING)
+        .then(|| rand::Rng::gen_range(&mut rand::thread_rng(), crate::gateway::RECONNECT_AFTER_MS));
     ByteString::from(
         WatchFrame::Bye {
             server_time_ms: now_ms(),
             reason: reason.into(),
+            after_ms,
         }
         .encode(),
     )
 }
+
+/// The `bye` reason when the node drains: reconnect, to any node.
+const DRAINING: &str = "unavailable";
 
 /// The device a request's token belongs to; 401 before any upgrade.
 async fn authenticate(
@@ -242,7 +250,7 @@ impl Feed {
                         return Step::Snapshot;
                     }
                 },
-                () = self.shutdown.recv() => return Step::Bye("shutdown"),
+                () = self.shutdown.recv() => return Step::Bye(DRAINING),
             }
         }
     }
@@ -302,7 +310,7 @@ pub async fn watch_ws(
 fn bye_close_code(reason: &str) -> CloseCode {
     match reason {
         "revoked" | "replaced" => CloseCode::Policy,
-        "shutdown" => CloseCode::Away,
+        DRAINING => CloseCode::Away,
         _ => CloseCode::Normal,
     }
 }

@@ -23,7 +23,7 @@ impl Dice {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        self.0 % one_in == 0
+        self.0.is_multiple_of(one_in)
     }
 }
 

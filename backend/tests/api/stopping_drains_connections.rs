@@ -1,11 +1,13 @@
-//! SIGTERM and SIGINT drain the real binary: every `/ws` client gets
-//! `reconnect` and a going-away close (1001, not a dropped socket), every
-//! watch feed (WebSocket and SSE) gets `bye {reason: "shutdown"}`, and the
-//! process exits 0 at once instead of sitting out the 30 s grace period.
-//! Chat acknowledged before the signal is in the database afterwards, and
-//! nothing panics on the way out.
+//! SIGTERM, SIGINT and the admin endpoint drain the real binary: every `/ws`
+//! client gets `reconnect` and a going-away close (1001, not a dropped
+//! socket), each at its own moment in the spread window, every watch feed
+//! (WebSocket and SSE) gets `bye {reason: "unavailable", after_ms}`, new
+//! connections are refused, and the process exits 0 as soon as its clients
+//! are gone instead of sitting out the 30 s grace period. Chat acknowledged
+//! before the signal is in the database afterwards, and nothing panics on
+//! the way out.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -59,7 +61,13 @@ async fn sse_until_end(mut resp: reqwest::Response) -> Vec<Value> {
 /// exited.
 async fn drains_on(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut simmer = Simmer::start(dir.path(), &[("SIMMER_SHUTDOWN_TIMEOUT_S", "30")]);
+    let mut simmer = Simmer::start(
+        dir.path(),
+        &[
+            ("SIMMER_SHUTDOWN_TIMEOUT_S", "30"),
+            ("SIMMER_DRAIN_SPREAD_MS", "1000"),
+        ],
+    );
     let rest = simmer.rest();
     let host = rest.register().await;
     let session = rest.live_session(&host).await;
@@ -82,7 +90,7 @@ async fn drains_on(signal: &str) {
     assert_eq!(sse.status(), 200);
 
     simmer.signal(signal);
-    let signalled = std::time::Instant::now();
+    let signalled = Instant::now();
     let (ws_frames, ws_code) = frames_until_close(&mut viewer).await;
     let (watch_frames, watch_code) = frames_until_close(&mut watch).await;
     let sse_frames = sse_until_end(sse).await;
@@ -93,15 +101,17 @@ async fn drains_on(signal: &str) {
     let reconnect = ws_frames.iter().find(|f| f["type"] == "reconnect");
     let reconnect = reconnect.unwrap_or_else(|| panic!("no reconnect frame: {ws_frames:?}"));
     assert_eq!(reconnect["reason"], "shutdown");
-    assert!(reconnect["after_ms"].as_u64().is_some(), "{reconnect}");
+    let after_ms = reconnect["after_ms"].as_u64().unwrap();
+    assert!((250..1000).contains(&after_ms), "{reconnect}");
     assert_eq!(ws_code, Some(1001), "/ws close code");
     let bye = watch_frames.last().cloned().unwrap_or_default();
     assert_eq!(bye["type"], "bye", "{watch_frames:?}");
-    assert_eq!(bye["reason"], "shutdown");
+    assert_eq!(bye["reason"], "unavailable");
+    assert!(bye["after_ms"].as_u64().is_some(), "{bye}");
     assert_eq!(watch_code, Some(1001), "watch feed close code");
     let sse_bye = sse_frames.last().cloned().unwrap_or_default();
     assert_eq!(sse_bye["type"], "bye", "{sse_frames:?}");
-    assert_eq!(sse_bye["reason"], "shutdown");
+    assert_eq!(sse_bye["reason"], "unavailable");
     assert!(
         status.success(),
         "exit {status:?}; stderr:\n{}",
@@ -183,7 +193,7 @@ async fn chat_acknowledged_before_sigterm_is_kept_and_nothing_panics() {
     // Signal while every socket has sends in flight.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     simmer.signal("TERM");
-    let signalled = std::time::Instant::now();
+    let signalled = Instant::now();
     let mut sent = Vec::new();
     for (i, sender) in senders.into_iter().enumerate() {
         sent.push((sender.await.unwrap(), sessions[i / 3].clone()));
@@ -231,4 +241,209 @@ async fn chat_acknowledged_before_sigterm_is_kept_and_nothing_panics() {
         }
     }
     assert!(total > 0);
+}
+
+/// Chats every 50 ms until told to reconnect; when each chat was
+/// acknowledged.
+async fn served_until_told(mut ws: WsClient, session: String, name: String) -> Vec<Instant> {
+    let mut acked = Vec::new();
+    for n in 0u64.. {
+        ws.send(json!({"type": "chat.send", "ref": n, "session_id": session,
+            "text": "stir", "client_msg_id": format!("{name}-{n}")}))
+            .await;
+        loop {
+            let frame = ws
+                .try_recv(Duration::from_secs(10))
+                .await
+                .expect("a reply or a reconnect");
+            if frame["type"] == "reconnect" {
+                return acked;
+            }
+            if frame["type"] == "reply" && frame["ref"] == n {
+                assert_eq!(frame["status"], "ok", "{frame}");
+                acked.push(Instant::now());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    acked
+}
+
+#[actix_rt::test]
+async fn clients_are_told_one_by_one_over_the_spread_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let spread = Duration::from_millis(2000);
+    let mut simmer = Simmer::start(dir.path(), &[("SIMMER_DRAIN_SPREAD_MS", "2000")]);
+    let rest = simmer.rest();
+    let host = rest.register().await;
+    let session = rest.live_session(&host).await.to_string();
+    let mut clients = Vec::new();
+    for _ in 0..30 {
+        let token = rest.register().await;
+        let mut ws = WsClient::connect(&simmer.address, &token).await;
+        assert_eq!(ws.join(&session, None).await["status"], "ok");
+        clients.push(ws);
+    }
+    simmer.signal("TERM");
+    let signalled = Instant::now();
+    // Each client reads until its `reconnect`; when they came is the spread.
+    let told: Vec<Duration> =
+        futures_util::future::join_all(clients.into_iter().map(|mut ws| async move {
+            loop {
+                let frame = ws
+                    .try_recv(Duration::from_secs(10))
+                    .await
+                    .expect("a reconnect frame before the close");
+                if frame["type"] == "reconnect" {
+                    return signalled.elapsed();
+                }
+            }
+        }))
+        .await;
+    let first = *told.iter().min().unwrap();
+    let last = *told.iter().max().unwrap();
+    eprintln!("reconnect frames from {first:?} to {last:?} after SIGTERM");
+    assert!(
+        last - first > spread / 3,
+        "told within {:?} of each other: not spread over {spread:?}",
+        last - first
+    );
+    assert!(
+        last < spread + Duration::from_secs(2),
+        "last told at {last:?}"
+    );
+    let (status, _) = simmer.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "stderr:\n{}", simmer.stderr());
+}
+
+#[actix_rt::test]
+async fn until_told_a_client_is_served_and_new_connections_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut simmer = Simmer::start(
+        dir.path(),
+        &[
+            ("SIMMER_DRAIN_SPREAD_MS", "3000"),
+            ("SIMMER_CHAT_RATE_PER_S", "1000"),
+            ("SIMMER_CHAT_BURST", "1000"),
+        ],
+    );
+    let rest = simmer.rest();
+    let host = rest.register().await;
+    let session = rest.live_session(&host).await.to_string();
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let token = rest.register().await;
+        let mut ws = WsClient::connect(&simmer.address, &token).await;
+        assert_eq!(ws.join(&session, None).await["status"], "ok");
+        clients.push(tokio::spawn(served_until_told(
+            ws,
+            session.clone(),
+            format!("c{i}"),
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    simmer.signal("TERM");
+    let signalled = Instant::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The listener is closed from the start of the drain: a proxy in front
+    // tries another node at once.
+    let refused = reqwest::Client::new()
+        .get(format!("{}/healthz", simmer.address))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a new connection during the drain: {refused:?}"
+    );
+    let mut after = 0;
+    for client in clients {
+        after += client
+            .await
+            .unwrap()
+            .iter()
+            .filter(|at| **at > signalled)
+            .count();
+    }
+    assert!(after > 5, "{after} chats acknowledged during the drain");
+    let (status, _) = simmer.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "stderr:\n{}", simmer.stderr());
+}
+
+const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
+
+#[actix_rt::test]
+async fn the_admin_endpoint_drains_with_its_own_token_only() {
+    // Without a configured token, nobody may drain.
+    let dir = tempfile::tempdir().unwrap();
+    let mut closed = Simmer::start(dir.path(), &[]);
+    let rest = closed.rest();
+    let user = rest.register().await;
+    let reply = rest
+        .client
+        .post(format!("{}/api/v1/admin/drain", closed.address))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 403);
+    assert_eq!(reply.headers()["content-type"], "application/problem+json");
+    closed.signal("TERM");
+    closed.wait_exit(Duration::from_secs(20)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut simmer = Simmer::start(
+        dir.path(),
+        &[
+            ("SIMMER_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("SIMMER_DRAIN_SPREAD_MS", "500"),
+        ],
+    );
+    let rest = simmer.rest();
+    let user = rest.register().await;
+    let session = rest.live_session(&user).await;
+    for wrong in [user.as_str(), "admin-token-for-tests-0123456789abcdeX", ""] {
+        let reply = rest
+            .client
+            .post(format!("{}/api/v1/admin/drain", simmer.address))
+            .bearer_auth(wrong)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 401, "token {wrong:?}");
+    }
+    let mut viewer = WsClient::connect(&simmer.address, &user).await;
+    assert_eq!(
+        viewer.join(&session.to_string(), None).await["status"],
+        "ok"
+    );
+    // `simmer drain --wait`, as a preStop hook runs it.
+    let url = simmer.address.clone();
+    let drain = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_simmer"))
+            .args(["drain", "--wait", "--url", &url])
+            .env("SIMMER_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap()
+    });
+    let (frames, code) = frames_until_close(&mut viewer).await;
+    let drain = drain.await.unwrap();
+    let out = String::from_utf8_lossy(&drain.stdout);
+    assert!(
+        drain.status.success(),
+        "simmer drain: {out} {}",
+        String::from_utf8_lossy(&drain.stderr)
+    );
+    assert!(
+        out.contains(" 200 ") && out.contains("\"started\":true"),
+        "{out}"
+    );
+    assert!(
+        frames.iter().any(|f| f["type"] == "reconnect"),
+        "{frames:?}"
+    );
+    assert_eq!(code, Some(1001));
+    let (status, took) = simmer.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "stderr:\n{}", simmer.stderr());
+    assert!(took < EXITS_WITHIN, "exited {took:?} after the drain");
 }

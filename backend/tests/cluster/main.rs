@@ -21,6 +21,7 @@ mod ws_client;
 
 mod harness;
 
+mod drain_hands_over;
 mod limits_span_nodes;
 mod nodes_act_as_one;
 mod owner_killed;

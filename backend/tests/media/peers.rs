@@ -174,7 +174,7 @@ impl RTPReader for LossyReader {
             let n = self.link.seen.fetch_add(1, Ordering::SeqCst) + 1;
             let mut dropped = self.link.dropped.lock().unwrap();
             let again = dropped.contains(&seq);
-            if (again && self.link.for_good) || (!again && n % self.link.every == 0) {
+            if (again && self.link.for_good) || (!again && n.is_multiple_of(self.link.every)) {
                 dropped.insert(seq);
                 continue;
             }
@@ -376,7 +376,7 @@ impl Publisher {
             while start.elapsed() < duration {
                 tick.tick().await;
                 n += 1;
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     let packet = Packet {
                         header: Header {
                             version: 2,
@@ -390,7 +390,7 @@ impl Publisher {
                     aseq = aseq.wrapping_add(1);
                     let _ = audio.write_rtp(&packet).await;
                 }
-                if n % 3 == 0 {
+                if n.is_multiple_of(3) {
                     // A keyframe-looking VP8 payload, in two packets.
                     for part in 0..2u8 {
                         let packet = Packet {

@@ -35,6 +35,9 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 pub(in crate::live) enum Control {
     /// The session ended: its owner stops its actors.
     Ended(Uuid),
+    /// A draining node let these sessions go: the node that rendezvous
+    /// hashing prefers among the others takes each at once.
+    Released { from: String, sessions: Vec<Uuid> },
     /// A watch was revoked or re-targeted: its feeds, wherever they are,
     /// hear it.
     Device {
@@ -54,6 +57,10 @@ impl Control {
 struct Forwarded {
     session: Uuid,
     command: Command,
+    /// Nodes it went through before this one: a node that no longer runs
+    /// the session (it was just handed over) passes it on once.
+    #[serde(default)]
+    hops: u8,
 }
 
 fn now_ms() -> i64 {
@@ -258,9 +265,40 @@ impl Sessions {
             let preferred = preferred_node(id, &nodes) == Some(cluster.node_id());
             if (preferred || tick >= since + 2) && self.claim(cluster, id).await {
                 cluster.metrics().cluster.takeovers.inc();
+                self.taken_over(id);
                 orphans.remove(&id);
             }
         }
+    }
+
+    /// Takes the sessions a draining node let go that this node is the
+    /// preferred one for (among the nodes that remain).
+    async fn take_released(self, cluster: Cluster, from: String, sessions: Vec<Uuid>) {
+        if from == cluster.node_id() {
+            return;
+        }
+        let Ok(nodes) = cluster.alive_nodes().await else {
+            return;
+        };
+        let nodes: Vec<String> = nodes
+            .into_iter()
+            .map(|n| n.node_id)
+            .filter(|n| *n != from)
+            .collect();
+        for id in sessions {
+            if preferred_node(id, &nodes) == Some(cluster.node_id())
+                && self.claim(&cluster, id).await
+            {
+                cluster.metrics().cluster.takeovers.inc();
+                self.taken_over(id);
+            }
+        }
+    }
+
+    /// A session this node took from another: its media room is new, so
+    /// publishers and players set up WHIP/WHEP again (here or at any node).
+    fn taken_over(&self, id: Uuid) {
+        self.inner.bus.publish(id, frames::media_reconnect(id));
     }
 
     /// Takes a session's lease if it is free, raises its fencing token and
@@ -310,6 +348,21 @@ impl Sessions {
         id: Uuid,
         call: C,
     ) -> Result<C::Output, SessionError> {
+        let answer = self
+            .forward_command(cluster, id, call.into_command(), 0)
+            .await?;
+        serde_json::from_value(answer).map_err(|_| SessionError::Unavailable)
+    }
+
+    /// Sends a command on to the node that holds the session's lease now;
+    /// its answer as JSON.
+    async fn forward_command(
+        &self,
+        cluster: &Cluster,
+        id: Uuid,
+        command: Command,
+        hops: u8,
+    ) -> Result<serde_json::Value, SessionError> {
         let owner = cluster
             .owner_of(id)
             .await
@@ -329,18 +382,20 @@ impl Sessions {
             // Taken here a moment ago; its actors are starting.
             return Err(SessionError::Unavailable);
         }
+        let patience = command.patience().limit() + FORWARD_MARGIN;
         let forwarded = Forwarded {
             session: id,
-            command: call.into_command(),
+            command,
+            hops,
         };
         let body = serde_json::to_value(&forwarded).map_err(|_| SessionError::Unavailable)?;
         let reply = cluster
-            .request_owner(&owner, id, body, C::PATIENCE.limit() + FORWARD_MARGIN)
+            .request_owner(&owner, id, body, patience)
             .await
             .map_err(|_| SessionError::Unavailable)?;
         let answer: Result<serde_json::Value, SessionError> =
             serde_json::from_value(reply).map_err(|_| SessionError::Unavailable)?;
-        serde_json::from_value(answer?).map_err(|_| SessionError::Unavailable)
+        answer
     }
 
     /// Answers other nodes' commands, and control messages.
@@ -352,6 +407,13 @@ impl Sessions {
                     let cluster = cluster.clone();
                     tokio::spawn(async move {
                         let answer = match serde_json::from_value::<Forwarded>(body) {
+                            // Handed over since the caller looked: on to
+                            // the new owner, once.
+                            Ok(f) if f.hops == 0 && !sessions.inner.local.runs(f.session) => {
+                                sessions
+                                    .forward_command(&cluster, f.session, f.command, 1)
+                                    .await
+                            }
                             Ok(f) => f.command.run_here(&sessions, f.session).await,
                             Err(_) => Err(SessionError::Unavailable),
                         };
@@ -365,6 +427,9 @@ impl Sessions {
                             self.end_here(id);
                             let _ = cluster.release(id).await;
                         }
+                    }
+                    Ok(Control::Released { from, sessions }) => {
+                        tokio::spawn(self.clone().take_released(cluster.clone(), from, sessions));
                     }
                     Ok(Control::Device { device, control }) => {
                         self.inner.watch_hub.tell(device, control);
