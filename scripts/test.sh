@@ -132,6 +132,12 @@ if is_root; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --ne
     cargo test -p backend --features media-tests --test media --locked --offline -- --test-threads=1 2>&1 |
     tee "$CACHE/test-media.log"
 
+step "one machine upgraded without refusing a connection (SO_REUSEPORT hand-off, network namespace with net.ipv4.tcp_migrate_req=1)"
+cargo test -p backend --test api --locked --no-run
+"${NETNS[@]}" sh -c 'ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req && exec "$@"' sh \
+    cargo test -p backend --test api --locked --offline upgrade_without_refusing -- --ignored 2>&1 |
+    tee "$CACHE/test-handoff.log"
+
 step "video at a node that does not own the session: two cluster nodes with their own PostgreSQL and Redis (network namespace)"
 ensure_redis
 cargo test -p backend --features media-tests,cluster-tests --test media --locked --no-run
@@ -156,7 +162,7 @@ step "interop: Python chat and watch clients written from docs/protocol.md and d
 step "all checks passed"
 # One closing line for the whole run (every cargo test binary, both databases).
 cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-cluster.log" "$CACHE/test-media.log" \
-    "$CACHE/test-media-cluster.log" \
+    "$CACHE/test-handoff.log" "$CACHE/test-media-cluster.log" \
     "$CACHE/browser-media.log" "$CACHE/browser-e2e.log" "$CACHE/browser-e2e-viewer.log" \
     "$CACHE/browser-e2e-dashboard.log" "$CACHE/interop.log" |
     awk '/^test result:/ || /^[0-9]+ passed, [0-9]+ failed$/ {

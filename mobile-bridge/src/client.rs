@@ -189,6 +189,7 @@ impl Client {
                 pending: HashMap::new(),
                 next_ref: 0,
                 retry_soon: Vec::new(),
+                reconnect_after: None,
             }
             .run(socket, commands_rx),
         );
@@ -337,6 +338,9 @@ struct Driver {
     next_ref: u64,
     /// Sends to repeat shortly (the server was briefly unavailable).
     retry_soon: Vec<u64>,
+    /// When the server asked to be reconnected to (a `reconnect` frame: the
+    /// node drains): the first attempt waits this long, not the backoff.
+    reconnect_after: Option<Duration>,
 }
 
 /// How soon a send refused as unavailable is repeated.
@@ -365,7 +369,9 @@ impl Driver {
                     .saturating_mul(2u32.saturating_pow(attempt.min(16) - 1))
                     .min(self.config.max_backoff);
                 let jitter = Duration::from_millis(u64::from(Uuid::new_v4().as_bytes()[0]) % 50);
-                tokio::time::sleep(exp + jitter).await;
+                // The server's hint is already spread over its clients.
+                let wait = self.reconnect_after.take().unwrap_or(exp + jitter);
+                tokio::time::sleep(wait).await;
                 if let Ok(s) = open(&self.config).await {
                     break s;
                 }
@@ -603,10 +609,12 @@ impl Driver {
                 self.joined.remove(&session_id);
                 let _ = self.events.send(Event::SessionEnded { session_id });
             }
-            ServerMsg::Hello { .. }
-            | ServerMsg::Pong { .. }
-            | ServerMsg::Error { .. }
-            | ServerMsg::Reconnect { .. } => {}
+            ServerMsg::Reconnect { after_ms, .. } => {
+                // The close follows; the next connection (through the same
+                // URL, to a node that is ready) waits this long.
+                self.reconnect_after = Some(Duration::from_millis(after_ms));
+            }
+            ServerMsg::Hello { .. } | ServerMsg::Pong { .. } | ServerMsg::Error { .. } => {}
         }
     }
 }

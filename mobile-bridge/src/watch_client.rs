@@ -206,7 +206,16 @@ pub struct WatchClient {
     queued: VecDeque<WatchFrame>,
     /// State of the jitter's random numbers.
     rng: u64,
+    /// Feeds opened again after a drain.
+    reconnects: u32,
 }
+
+/// First wait before opening the feed again without a hint from the server.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+/// Longest wait between two attempts.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// How long a watch keeps trying to open its feed again.
+const RECONNECT_FOR: Duration = Duration::from_secs(30);
 
 fn system_ms() -> i64 {
     SystemTime::now()
@@ -218,6 +227,19 @@ fn system_ms() -> i64 {
 impl WatchClient {
     /// Connects to the watch feed (`/watch/ws`).
     pub async fn connect(config: WatchConfig) -> Result<Self, WatchError> {
+        let socket = Self::dial(&config).await?;
+        Ok(Self {
+            config,
+            socket,
+            sync: ClockSync::new(),
+            display: WatchDisplay::new(),
+            queued: VecDeque::new(),
+            rng: u64::try_from(system_ms()).unwrap_or(1) | 1,
+            reconnects: 0,
+        })
+    }
+
+    async fn dial(config: &WatchConfig) -> Result<Socket, WatchError> {
         let ws_base = config.base_url.replacen("http", "ws", 1);
         let url = match config.tick {
             Some(tick) => format!("{ws_base}/watch/ws?tick={tick}"),
@@ -226,17 +248,9 @@ impl WatchClient {
         let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0);
-        let socket = dial(&url, &config.token, None, config.bind, ws_config)
+        dial(&url, &config.token, None, config.bind, ws_config)
             .await
-            .map_err(WatchError::Feed)?;
-        Ok(Self {
-            config,
-            socket,
-            sync: ClockSync::new(),
-            display: WatchDisplay::new(),
-            queued: VecDeque::new(),
-            rng: u64::try_from(system_ms()).unwrap_or(1) | 1,
-        })
+            .map_err(WatchError::Feed)
     }
 
     /// One leg's time on the simulated link.
@@ -257,8 +271,36 @@ impl WatchClient {
         system_ms() + self.config.skew_ms
     }
 
+    /// Opens the feed again after `wait` (then with a doubling backoff), for
+    /// at most [`RECONNECT_FOR`]; the display and the clock estimate carry
+    /// on, and the new feed starts with a `snapshot`.
+    async fn reconnect(&mut self, wait: Duration) -> Result<(), WatchError> {
+        let give_up = tokio::time::Instant::now() + RECONNECT_FOR;
+        let mut wait = wait;
+        loop {
+            tokio::time::sleep(wait).await;
+            match Self::dial(&self.config).await {
+                Ok(socket) => {
+                    self.socket = socket;
+                    self.queued.clear();
+                    self.reconnects += 1;
+                    return Ok(());
+                }
+                Err(e) if tokio::time::Instant::now() >= give_up => return Err(e),
+                Err(_) => wait = (wait * 2).clamp(FIRST_RETRY, MAX_RETRY),
+            }
+        }
+    }
+
+    /// How many times the feed was opened again (a drain's `bye`).
+    pub fn reconnects(&self) -> u32 {
+        self.reconnects
+    }
+
     /// The next frame of the feed (pongs included), applied to the display
-    /// and the clock estimate. A `bye` ends the feed with its reason.
+    /// and the clock estimate. A `bye` ends the feed with its reason, except
+    /// `unavailable` (a draining node): then the feed is opened again after
+    /// the server's `after_ms`, and the next frame is the new `snapshot`.
     pub async fn next_frame(&mut self) -> Result<WatchFrame, WatchError> {
         if let Some(frame) = self.queued.pop_front() {
             return Ok(frame);
@@ -276,6 +318,13 @@ impl WatchClient {
                 .map_err(|e| WatchError::Feed(e.to_string()))?;
             let Message::Text(text) = msg else {
                 if let Message::Close(close) = msg {
+                    // 1001 without a `bye` first: the node went away; come
+                    // back as a `bye unavailable` says.
+                    let away = close.as_ref().is_some_and(|c| u16::from(c.code) == 1001);
+                    if away {
+                        self.reconnect(FIRST_RETRY).await?;
+                        continue;
+                    }
                     return Err(WatchError::Feed(format!("closed: {close:?}")));
                 }
                 continue;
@@ -294,6 +343,15 @@ impl WatchClient {
                 } => {
                     self.sync
                         .on_pong(*client_time_ms, *server_time_ms, received);
+                }
+                WatchFrame::Bye {
+                    reason, after_ms, ..
+                } if reason == "unavailable" => {
+                    // The node drains (or cannot reach the session now):
+                    // reconnect after its hint, through the same URL.
+                    let wait = after_ms.map_or(FIRST_RETRY, Duration::from_millis);
+                    self.reconnect(wait).await?;
+                    continue;
                 }
                 WatchFrame::Bye { reason, .. } => {
                     return Err(WatchError::Feed(format!("bye: {reason}")));

@@ -38,6 +38,7 @@ mod stopping_drains_connections;
 mod timer_control;
 mod timer_refuses_out_of_range_seconds;
 mod timer_survives_restart;
+mod upgrade_without_refusing;
 mod watch_feed;
 mod watch_feeds_per_device_are_capped;
 mod watch_pairing;

@@ -367,3 +367,47 @@ impl Proxy {
         self.open.store(true, Ordering::SeqCst);
     }
 }
+
+/// A load balancer as clients meet it in production, in its simplest form:
+/// each new connection goes to the first node in its order that accepts
+/// (a draining node refuses, so the next one gets it). No sticky routing.
+pub struct Balancer {
+    pub port: u16,
+    first: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Balancer {
+    pub async fn start(backends: Vec<String>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let first = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let start = first.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let backends = backends.clone();
+                let from = start.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    for i in 0..backends.len() {
+                        let target = &backends[(from + i) % backends.len()];
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, first }
+    }
+
+    /// New connections try node `i` first.
+    pub fn prefer(&self, i: usize) {
+        self.first.store(i, Ordering::SeqCst);
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}

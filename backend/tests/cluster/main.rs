@@ -21,6 +21,7 @@ mod ws_client;
 
 mod harness;
 
+mod clients_follow_the_drain;
 mod drain_hands_over;
 mod limits_span_nodes;
 mod nodes_act_as_one;

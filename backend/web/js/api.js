@@ -165,7 +165,12 @@ export class Realtime {
       if (seen !== null && frame.seq <= seen) return; // already shown
       this.joined.set(frame.session_id, frame.seq);
     }
-    if (frame.type === "reconnect") this.socket.close();
+    if (frame.type === "reconnect") {
+      // The node is draining: come back after the delay it chose (spread
+      // over its clients), to whichever node the same URL reaches now.
+      this.backoff = frame.after_ms ?? this.backoff;
+      this.socket.close();
+    }
     this.emit(frame);
   }
 

@@ -316,7 +316,7 @@ function receive(frame) {
       clock.pong(frame);
       break;
     case "bye":
-      onBye(frame.reason);
+      onBye(frame.reason, frame.after_ms);
       break;
     default:
       break; // newer frames this page does not know
@@ -324,8 +324,13 @@ function receive(frame) {
   render();
 }
 
-function onBye(reason) {
-  if (reason === "unavailable") return; // the close that follows reconnects
+function onBye(reason, afterMs) {
+  if (reason === "unavailable") {
+    // The close that follows reconnects: after the node's hint when it
+    // gave one (a drain spreads its watches), else with the usual backoff.
+    if (afterMs !== undefined) feed.backoff = afterMs;
+    return;
+  }
   closeFeed();
   if (reason === "revoked") {
     forgetDevice();
