@@ -138,6 +138,22 @@ cargo test -p backend --test api --locked --no-run
     cargo test -p backend --test api --locked --offline upgrade_without_refusing -- --ignored 2>&1 |
     tee "$CACHE/test-handoff.log"
 
+step "the shipped nginx config for real: TLS in front of three nodes, a Python client through it while each node restarts"
+# Installed without starting Debian's own nginx service (policy-rc.d).
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        apt_install nginx
+        rm -f /usr/sbin/policy-rc.d
+    else
+        apt_install nginx
+    fi
+fi
+command -v openssl >/dev/null || apt_install openssl
+ensure_postgres
+ensure_redis
+"$ROOT/scripts/proxy-test.sh" 2>&1 | tee "$CACHE/proxy.log"
+
 step "video at a node that does not own the session: two cluster nodes with their own PostgreSQL and Redis (network namespace)"
 ensure_redis
 cargo test -p backend --features media-tests,cluster-tests --test media --locked --no-run
@@ -164,7 +180,7 @@ step "all checks passed"
 cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-cluster.log" "$CACHE/test-media.log" \
     "$CACHE/test-handoff.log" "$CACHE/test-media-cluster.log" \
     "$CACHE/browser-media.log" "$CACHE/browser-e2e.log" "$CACHE/browser-e2e-viewer.log" \
-    "$CACHE/browser-e2e-dashboard.log" "$CACHE/interop.log" |
+    "$CACHE/browser-e2e-dashboard.log" "$CACHE/interop.log" "$CACHE/proxy.log" |
     awk '/^test result:/ || /^[0-9]+ passed, [0-9]+ failed$/ {
              for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
          END { printf "summary: %d passed, %d failed\n", p, f }'

@@ -33,6 +33,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             out.write_all(answer.as_bytes())?;
             out.write_all(b"\n")?;
         }
+        Command::Health(args) => {
+            let answer = args.run().await?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(answer.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
         Command::Openapi => {
             let mut out = std::io::stdout().lock();
             out.write_all(simmer::api::openapi::json()?.as_bytes())?;
