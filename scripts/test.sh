@@ -169,6 +169,9 @@ for suite in e2e e2e-viewer e2e-dashboard; do
     "$ROOT/scripts/browser.sh" "$suite.mjs" 2>&1 | tee "$CACHE/browser-$suite.log"
 done
 
+step "infra: Kubernetes manifests (strict schemas) and compose.yaml (Compose schema) validated"
+"$ROOT/scripts/validate-infra.sh"
+
 step "OpenAPI fuzzing (schemathesis)"
 "$ROOT/scripts/fuzz-openapi.sh"
 
