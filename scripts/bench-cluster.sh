@@ -10,6 +10,9 @@
 #       the same load on one node (with Redis), for comparison
 #   ./scripts/bench-cluster.sh takeover 20
 #       kill -9 of a session's owner, 20 trials: time until it answers again
+#   ./scripts/bench-cluster.sh drain --members 5000 --sessions 50
+#       SIGTERM to node 0 holding 5,000 members: hand-over per session,
+#       reconnect storm, SIGTERM to exit, no message lost
 #
 # Environment: NODES (3), LEASE_TTL_MS (5000), SIMMER_TEST_POSTGRES_URL,
 # PIN=1 to pin the nodes and Redis to core 0 and the load tool to core 1.
@@ -111,8 +114,17 @@ takeover)
             printf "take-over after kill -9 over %d trials (lease TTL %d ms): p50 %d ms, max %d ms, min %d ms\n",
                 NR, ttl, v[int((NR + 1) / 2)], v[NR], v[1] }'
     ;;
+drain)
+    [ "$NODES" -ge 2 ] || { echo "drain needs NODES >= 2" >&2; exit 1; }
+    OTHERS="$(for i in $(seq 1 $((NODES - 1))); do url "$i"; done | paste -sd,)"
+    "${LOAD_CPU[@]}" "$BIN/simmer-bench" drain --url "$(url 0)" --pid "${NODE_PID[0]}" \
+        --other-urls "$OTHERS" "$@"
+    wait "${NODE_PID[0]}" 2>/dev/null || true
+    grep -h '"message":"\(sessions handed over\|telling connections to reconnect\|connections closed\|shutdown complete\)"' "$WORK/n0.log" || \
+        grep -h 'handed over\|telling connections\|connections closed\|shutdown complete' "$WORK/n0.log" || true
+    ;;
 *)
-    echo "unknown scenario $scenario (fanout, takeover)" >&2; exit 1 ;;
+    echo "unknown scenario $scenario (fanout, takeover, drain)" >&2; exit 1 ;;
 esac
 for i in $(seq 0 $((NODES - 1))); do
     if grep -q "panicked" "$WORK/n$i.log"; then echo "node $i panicked" >&2; exit 1; fi

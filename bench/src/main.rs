@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout)]
 
 mod chat;
+mod drain;
 mod fanout;
 mod idle;
 mod media;
@@ -44,6 +45,10 @@ enum Command {
     /// kill -9 of a session's owner node: time until the session answers
     /// through another node (one trial; scripts/bench-cluster.sh repeats it).
     Takeover(takeover::TakeoverArgs),
+    /// SIGTERM to a node holding M members in S sessions, reached through a
+    /// balancer: hand-over time per session, the reconnect storm, SIGTERM to
+    /// exit, and no message lost (scripts/bench-cluster.sh drain).
+    Drain(drain::DrainArgs),
 }
 
 fn raise_file_limit() {
@@ -75,6 +80,10 @@ fn main() -> anyhow::Result<()> {
             }
             Command::WatchFollow(args) => watch::follow(args).await,
             Command::Takeover(args) => takeover::run(args).await,
+            Command::Drain(args) => {
+                raise_file_limit();
+                drain::run(args).await
+            }
             Command::Media(args) => {
                 raise_file_limit();
                 media::run(args).await
