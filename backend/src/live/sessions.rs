@@ -36,6 +36,12 @@ mod placement;
 
 /// How often dead actors are looked for and presence is published.
 pub const PRESENCE_INTERVAL: Duration = Duration::from_millis(250);
+/// Longest a drain waits for other nodes to take its sessions before it
+/// tells its clients to go anyway.
+const HAND_OFF_WAIT: Duration = Duration::from_secs(2);
+/// After the take-over, time for the new owners' first frames to reach this
+/// node's followers through Redis.
+const HAND_OFF_SETTLE: Duration = Duration::from_millis(100);
 
 /// Why a live session could not answer.
 #[derive(
@@ -64,6 +70,14 @@ struct Inner {
     /// over. At most one entry per session this node ever ran.
     superseded: Mutex<HashSet<Uuid>>,
     presence: Presence,
+    /// Held by the placement loop for each of its turns, and by a hand-off
+    /// before it lets leases go: a renewal in flight would take a released
+    /// lease back (a renewal re-takes a lease that vanished from Redis).
+    placement_turn: tokio::sync::Mutex<()>,
+    /// Sessions this node is taking now: a second claim of the same session
+    /// (a `released` message and the orphan look at once) would raise the
+    /// fence over this node's own new actors and then let the lease go.
+    claiming: Mutex<HashSet<Uuid>>,
     /// The watch feeds open on this node, per device.
     watch_hub: WatchHub,
     bus: Arc<dyn Bus>,
@@ -96,6 +110,8 @@ impl Sessions {
                 metrics,
                 superseded: Mutex::default(),
                 presence: Presence::default(),
+                placement_turn: tokio::sync::Mutex::new(()),
+                claiming: Mutex::default(),
                 watch_hub: WatchHub::default(),
                 bus,
                 db,
@@ -366,14 +382,14 @@ impl Sessions {
     /// database in between, so that no query is still in flight on a thread
     /// that ends (a query dropped outside any runtime panics inside sqlx).
     pub async fn stop_actors(&self, timeout: Duration) {
-        let running = self.inner.local.running();
-        self.inner.local.stop_all(timeout).await;
-        if let Some(cluster) = &self.inner.cluster {
-            // Written and stopped: the other nodes may take them at once.
-            for id in running {
-                let _ = cluster.release(id).await;
+        match &self.inner.cluster {
+            Some(cluster) => {
+                // Written and stopped: the other nodes take them at once
+                // (after a drain there is nothing left to hand over).
+                self.hand_off(timeout).await;
+                cluster.close();
             }
-            cluster.close();
+            None => self.inner.local.stop_all(timeout).await,
         }
     }
 
@@ -388,13 +404,21 @@ impl Sessions {
         let Some(cluster) = &self.inner.cluster else {
             return 0;
         };
+        let started = std::time::Instant::now();
         let running = self.inner.local.running();
         self.inner.local.stop_all(timeout).await;
+        let stopped_ms = started.elapsed().as_millis() as u64;
+        // Closed now: the placement loop ends at its next turn, and no turn
+        // is under way while the leases go.
+        let _turn = self.inner.placement_turn.lock().await;
         if let Err(e) = cluster.leave().await {
             tracing::warn!(error.message = %e, "leaving the cluster's membership failed");
         }
         for id in &running {
             let _ = cluster.release(*id).await;
+        }
+        if running.is_empty() {
+            return 0;
         }
         let released = Control::Released {
             from: cluster.node_id().to_owned(),
@@ -404,8 +428,43 @@ impl Sessions {
             // The other nodes find them without a holder within a tick.
             tracing::warn!(error.message = %e, "telling the other nodes failed");
         }
-        tracing::info!(sessions = running.len(), "sessions handed over");
+        let released_ms = started.elapsed().as_millis() as u64;
+        self.until_held_elsewhere(cluster, &running).await;
+        tracing::info!(
+            sessions = running.len(),
+            stopped_ms,
+            released_ms,
+            taken_ms = started.elapsed().as_millis() as u64,
+            "sessions handed over"
+        );
         running.len()
+    }
+
+    /// Waits (at most [`HAND_OFF_WAIT`]) until other nodes hold `sessions`,
+    /// and a moment more: their new owners' first frames (`media
+    /// reconnect`, the resync) then reach this node's clients before any of
+    /// them is told to go.
+    async fn until_held_elsewhere(&self, cluster: &Cluster, sessions: &[Uuid]) {
+        let deadline = tokio::time::Instant::now() + HAND_OFF_WAIT;
+        loop {
+            let held = cluster.owners_of(sessions).await.is_ok_and(|owners| {
+                owners
+                    .iter()
+                    .all(|o| o.as_deref().is_some_and(|o| o != cluster.node_id()))
+            });
+            if held {
+                tokio::time::sleep(HAND_OFF_SETTLE).await;
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    sessions = sessions.len(),
+                    "not every session was taken over in time; telling clients anyway"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Ends the actor threads and waits for them, at most `timeout` (after

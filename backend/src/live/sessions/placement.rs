@@ -52,6 +52,25 @@ impl Control {
     }
 }
 
+/// This node is taking a session: at most one claim per session at a time.
+struct Claiming<'a> {
+    set: &'a std::sync::Mutex<HashSet<Uuid>>,
+    id: Uuid,
+}
+
+impl<'a> Claiming<'a> {
+    fn begin(set: &'a std::sync::Mutex<HashSet<Uuid>>, id: Uuid) -> Option<Self> {
+        let fresh = super::super::supervisor::lock(set).insert(id);
+        fresh.then_some(Self { set, id })
+    }
+}
+
+impl Drop for Claiming<'_> {
+    fn drop(&mut self) {
+        super::super::supervisor::lock(self.set).remove(&self.id);
+    }
+}
+
 /// A command on its way to the node that runs the session.
 #[derive(Debug, Serialize, Deserialize)]
 struct Forwarded {
@@ -102,6 +121,7 @@ impl Sessions {
         loop {
             interval.tick().await;
             ticks += 1;
+            let _turn = self.inner.placement_turn.lock().await;
             if self.inner.local.is_closed() {
                 return;
             }
@@ -306,6 +326,12 @@ impl Sessions {
     pub(super) async fn claim(&self, cluster: &Cluster, id: Uuid) -> bool {
         if self.inner.local.is_closed() {
             return false;
+        }
+        let Some(_claiming) = Claiming::begin(&self.inner.claiming, id) else {
+            return false; // already being taken here
+        };
+        if self.inner.local.runs(id) {
+            return false; // taken here a moment ago
         }
         let sent = now_ms();
         match cluster.acquire(id).await {
