@@ -15,7 +15,8 @@
 #       reconnect storm, SIGTERM to exit, no message lost
 #
 # Environment: NODES (3), LEASE_TTL_MS (5000), SIMMER_TEST_POSTGRES_URL,
-# PIN=1 to pin the nodes and Redis to core 0 and the load tool to core 1.
+# PIN=1 to pin the nodes and Redis to core 0 and the load tool to core 1,
+# KEEP_LOGS=DIR to keep the nodes' logs there.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,6 +41,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     psql "$ADMIN" -qc "drop database if exists \"$DB\"" >/dev/null 2>&1 || true
+    if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS" && cp "$WORK"/*.log "$KEEP_LOGS"/; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -70,7 +70,9 @@ async fn balancer(backends: Vec<String>) -> anyhow::Result<String> {
 }
 
 fn authority(url: &str) -> String {
-    url.trim_start_matches("http://").trim_end_matches('/').to_owned()
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 /// What one member saw.
@@ -110,7 +112,12 @@ pub async fn run(args: DrainArgs) -> anyhow::Result<()> {
         pending.push(async move {
             let token = setup::guest_token(&http, &base, session, &format!("member {n}")).await?;
             let mut config = ClientConfig::new(ws_url, token);
-            config.bind = Some(std::net::IpAddr::from([127, 0, 0, 1 + (n % usize::from(ips)) as u8]));
+            config.bind = Some(std::net::IpAddr::from([
+                127,
+                0,
+                0,
+                1 + (n % usize::from(ips)) as u8,
+            ]));
             config.ping_interval = Duration::from_secs(20);
             let (client, events) = Client::connect(config).await?;
             client.join(SessionId(session)).await?;
@@ -190,7 +197,10 @@ pub async fn run(args: DrainArgs) -> anyhow::Result<()> {
     let mut moved: HashMap<Uuid, Duration> = HashMap::new();
     let mut exited = None;
     while moved.len() < scenes.len() || exited.is_none() {
-        anyhow::ensure!(Instant::now() < deadline, "the drain did not finish in time");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the drain did not finish in time"
+        );
         if exited.is_none() && !std::path::Path::new(&format!("/proc/{}", args.pid)).exists() {
             exited = Some(signalled.elapsed());
         }
@@ -215,7 +225,11 @@ pub async fn run(args: DrainArgs) -> anyhow::Result<()> {
     loop {
         let back = seen
             .iter()
-            .filter(|(_, r)| r.lock().map(|r| r.reconnected_at.is_some()).unwrap_or(false))
+            .filter(|(_, r)| {
+                r.lock()
+                    .map(|r| r.reconnected_at.is_some())
+                    .unwrap_or(false)
+            })
             .count();
         if back == seen.len() {
             break;
@@ -251,7 +265,10 @@ pub async fn run(args: DrainArgs) -> anyhow::Result<()> {
     let back = Samples::new(back_us);
     let storm_ms = back.max().saturating_sub(back.pct(0.0)) / 1000;
     println!("drained node: {drained_node}");
-    println!("sessions on another node after SIGTERM: {}", moved.summary());
+    println!(
+        "sessions on another node after SIGTERM: {}",
+        moved.summary()
+    );
     println!("members resumed after SIGTERM: {}", back.summary());
     println!("reconnect storm: first to last resume {storm_ms} ms");
     println!("SIGTERM to exit: {} ms", exit.as_millis());
