@@ -154,12 +154,12 @@ ensure_postgres
 ensure_redis
 "$ROOT/scripts/proxy-test.sh" 2>&1 | tee "$CACHE/proxy.log"
 
-step "video at a node that does not own the session: two cluster nodes with their own PostgreSQL and Redis (network namespace)"
+step "cluster with video in a network namespace (own PostgreSQL and Redis): WHIP/WHEP at a node that does not own the session; a rolling restart of three nodes under 200 members, 20 watches, a timer, a publisher and 3 players"
 ensure_redis
 cargo test -p backend --features media-tests,cluster-tests --test media --locked --no-run
 "${NETNS[@]}" sh -c 'ip link set lo up && exec "$@"' sh "$ROOT/scripts/with-private-postgres.sh" \
     cargo test -p backend --features media-tests,cluster-tests --test media --locked --offline \
-    signalling_at_any_node -- --test-threads=1 2>&1 | tee "$CACHE/test-media-cluster.log"
+    -- --test-threads=1 signalling_at_any_node rolling_restart 2>&1 | tee "$CACHE/test-media-cluster.log"
 
 step "a real browser: headless Chromium publishes over WHIP and plays over WHEP (network namespace)"
 "$ROOT/scripts/browser.sh" media-interop.mjs 2>&1 | tee "$CACHE/browser-media.log"

@@ -6,9 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[cfg(feature = "cluster-tests")]
+#[path = "../cluster/harness.rs"]
+#[allow(dead_code)]
+mod harness;
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[cfg(feature = "cluster-tests")]
+#[path = "../api/simmer_process.rs"]
+#[allow(dead_code)]
+mod simmer_process;
 #[path = "../api/ws_client.rs"]
 #[allow(dead_code)]
 mod ws_client;
@@ -16,6 +24,8 @@ mod ws_client;
 mod concurrent_signalling_has_one_outcome;
 mod guests_turned_away_stop_playing;
 mod peers;
+#[cfg(feature = "cluster-tests")]
+mod rolling_restart;
 #[cfg(feature = "cluster-tests")]
 mod signalling_at_any_node;
 mod viewer_slots_cannot_be_hoarded;

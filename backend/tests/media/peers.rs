@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 use webrtc::api::interceptor_registry::register_default_interceptors;
@@ -192,12 +192,15 @@ async fn complete_offer(pc: &RTCPeerConnection) -> String {
     pc.local_description().await.unwrap().sdp
 }
 
-/// Posts an offer; returns the resource path and the answer.
-async fn signal(app: &TestApp, path: &str, token: &str, offer: String) -> (String, String) {
-    signal_at(&app.address, path, token, offer).await
-}
-
-async fn signal_at(address: &str, path: &str, token: &str, offer: String) -> (String, String) {
+/// Posts an offer to the server at `address`; returns the resource path and
+/// the answer, or what went wrong (a refused connection, a status other than
+/// 201, a reply without what WHIP/WHEP requires).
+async fn try_signal_at(
+    address: &str,
+    path: &str,
+    token: &str,
+    offer: String,
+) -> Result<(String, String), String> {
     let resp = reqwest::Client::new()
         .post(format!("{address}{path}"))
         .bearer_auth(token)
@@ -205,22 +208,30 @@ async fn signal_at(address: &str, path: &str, token: &str, offer: String) -> (St
         .body(offer)
         .send()
         .await
-        .unwrap();
+        .map_err(|e| format!("{path}: {e}"))?;
     let status = resp.status();
-    let location = resp
-        .headers()
-        .get("location")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let etag = resp.headers().get("etag").is_some();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = resp.text().await.unwrap();
-    assert_eq!(status, 201, "{path}: {body}");
-    assert!(etag, "an ETag");
-    assert_eq!(content_type.as_deref(), Some("application/sdp"));
-    (location.expect("a Location"), body)
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (location, etag, content_type) =
+        (header("location"), header("etag"), header("content-type"));
+    let body = resp.text().await.map_err(|e| format!("{path}: {e}"))?;
+    if status != 201 {
+        return Err(format!("{path}: {status} {body}"));
+    }
+    if etag.is_none() {
+        return Err(format!("{path}: no ETag"));
+    }
+    if content_type.as_deref() != Some("application/sdp") {
+        return Err(format!("{path}: content type {content_type:?}"));
+    }
+    Ok((
+        location.ok_or_else(|| format!("{path}: no Location"))?,
+        body,
+    ))
 }
 
 /// The UDP ports of the candidates in an SDP.
@@ -290,6 +301,28 @@ impl Publisher {
         session: Uuid,
         mime_type: &str,
     ) -> Publisher {
+        Self::try_publish_codec(address, token, session, mime_type)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Publishes VP8 at `address`, or says why the server refused (a client
+    /// that retries, e.g. while a session moves to another node).
+    #[cfg_attr(not(feature = "cluster-tests"), allow(dead_code))]
+    pub async fn try_publish_at(
+        address: &str,
+        token: &str,
+        session: Uuid,
+    ) -> Result<Publisher, String> {
+        Self::try_publish_codec(address, token, session, MIME_TYPE_VP8).await
+    }
+
+    async fn try_publish_codec(
+        address: &str,
+        token: &str,
+        session: Uuid,
+        mime_type: &str,
+    ) -> Result<Publisher, String> {
         let pc = peer().await;
         let video = Arc::new(TrackLocalStaticRTP::new(
             RTCRtpCodecCapability {
@@ -338,12 +371,18 @@ impl Publisher {
         let (connected, closed) = state_flag(&pc);
         let offer = complete_offer(&pc).await;
         let (resource, answer) =
-            signal_at(address, &format!("/whip/{session}"), token, offer).await;
+            match try_signal_at(address, &format!("/whip/{session}"), token, offer).await {
+                Ok(signalled) => signalled,
+                Err(e) => {
+                    let _ = pc.close().await;
+                    return Err(e);
+                }
+            };
         let server_ports = candidate_ports(&answer);
         pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
             .await
             .unwrap();
-        Publisher {
+        Ok(Publisher {
             pc,
             video,
             audio,
@@ -352,7 +391,7 @@ impl Publisher {
             plis,
             resource,
             server_ports,
-        }
+        })
     }
 
     pub async fn wait_connected(&self) {
@@ -443,6 +482,9 @@ struct Received {
     position: [u64; 2],
     /// The codec of the last video packet.
     video_codec: Option<String>,
+    /// When the first and the latest video packet arrived.
+    first_video: Option<Instant>,
+    last_video: Option<Instant>,
 }
 
 /// A viewer playing over WHEP.
@@ -451,6 +493,9 @@ pub struct Viewer {
     received: Arc<Mutex<Received>>,
     connected: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
+    /// `/whep/{session}/{resource}`.
+    #[cfg_attr(not(feature = "cluster-tests"), allow(dead_code))]
+    pub resource: String,
     /// The server's UDP ports for this connection.
     pub server_ports: Vec<u16>,
 }
@@ -467,6 +512,24 @@ impl Viewer {
         session: Uuid,
         link: Option<LossyLink>,
     ) -> Viewer {
+        Self::try_play_behind_at(&app.address, token, session, link)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Plays from the server at `address` (e.g. a load balancer), or says
+    /// why the server refused.
+    #[cfg_attr(not(feature = "cluster-tests"), allow(dead_code))]
+    pub async fn try_play_at(address: &str, token: &str, session: Uuid) -> Result<Viewer, String> {
+        Self::try_play_behind_at(address, token, session, None).await
+    }
+
+    async fn try_play_behind_at(
+        address: &str,
+        token: &str,
+        session: Uuid,
+        link: Option<LossyLink>,
+    ) -> Result<Viewer, String> {
         let pc = peer_behind(link).await;
         for kind in [RTPCodecType::Video, RTPCodecType::Audio] {
             pc.add_transceiver_from_kind(
@@ -491,6 +554,9 @@ impl Viewer {
                         if slot == 0 {
                             r.video += 1;
                             r.video_codec = Some(track.codec().capability.mime_type);
+                            let now = Instant::now();
+                            r.first_video.get_or_insert(now);
+                            r.last_video = Some(now);
                         } else {
                             r.audio += 1;
                         }
@@ -511,18 +577,26 @@ impl Viewer {
         }));
         let (connected, closed) = state_flag(&pc);
         let offer = complete_offer(&pc).await;
-        let (_, answer) = signal(app, &format!("/whep/{session}"), token, offer).await;
+        let (resource, answer) =
+            match try_signal_at(address, &format!("/whep/{session}"), token, offer).await {
+                Ok(signalled) => signalled,
+                Err(e) => {
+                    let _ = pc.close().await;
+                    return Err(e);
+                }
+            };
         let server_ports = candidate_ports(&answer);
         pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
             .await
             .unwrap();
-        Viewer {
+        Ok(Viewer {
             pc,
             received,
             connected,
             closed,
+            resource,
             server_ports,
-        }
+        })
     }
 
     /// Video and audio packets received so far.
@@ -539,6 +613,18 @@ impl Viewer {
             _ => 0,
         };
         [gap(&r.seqs[0]), gap(&r.seqs[1])]
+    }
+
+    /// When the first video packet arrived (`None`: none yet).
+    #[cfg_attr(not(feature = "cluster-tests"), allow(dead_code))]
+    pub fn first_video_at(&self) -> Option<Instant> {
+        self.received.lock().unwrap().first_video
+    }
+
+    /// When the latest video packet arrived (`None`: none yet).
+    #[cfg_attr(not(feature = "cluster-tests"), allow(dead_code))]
+    pub fn last_video_at(&self) -> Option<Instant> {
+        self.received.lock().unwrap().last_video
     }
 
     /// The codec of the last video packet received.
