@@ -5,6 +5,7 @@
 #
 #   ./scripts/browser.sh media-interop.mjs   # WHIP/WHEP interop
 #   ./scripts/browser.sh e2e.mjs             # the pages, end to end
+#   ./scripts/browser.sh e2e-upgrade.mjs     # the pages through an upgrade
 #
 # Everything (server, browser) runs inside a private network namespace with
 # only loopback, so no packet can leave it. Failing steps leave screenshots
@@ -45,13 +46,24 @@ ip link set lo up
 SIMMER="$1"; NODE_DIR="$2"; SCRIPT="$3"; export SIMMER_SCREENSHOTS="$4"
 WORK="$(mktemp -d)"
 PORT=18080
-SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn "$SIMMER" serve >"$WORK/server.log" 2>&1 &
+# The server shares its port with a successor (e2e-upgrade.mjs starts one);
+# queued connections move over when the old socket closes.
+echo 1 >/proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || true
+SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" SIMMER_REUSE_PORT=true RUST_LOG=warn \
+    "$SIMMER" serve >"$WORK/server.log" 2>&1 &
 PID=$!
-trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+export SIMMER_BIN="$SIMMER" SIMMER_WORK="$WORK" SIMMER_BIND="127.0.0.1:$PORT"
+stop_all() {
+    kill $PID 2>/dev/null || true
+    [ -f "$WORK/successor.pid" ] && kill "$(cat "$WORK/successor.pid")" 2>/dev/null || true
+    wait $PID 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap stop_all EXIT
 for _ in $(seq 1 100); do
     (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
     sleep 0.2
 done
 node "$NODE_DIR/$SCRIPT" "http://127.0.0.1:$PORT"
-if grep -q "panicked" "$WORK/server.log"; then echo "server panicked" >&2; cat "$WORK/server.log" >&2; exit 1; fi
+if grep -q "panicked" "$WORK"/*.log; then echo "server panicked" >&2; cat "$WORK"/*.log >&2; exit 1; fi
 INNER

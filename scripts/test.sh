@@ -164,8 +164,8 @@ cargo test -p backend --features media-tests,cluster-tests --test media --locked
 step "a real browser: headless Chromium publishes over WHIP and plays over WHEP (network namespace)"
 "$ROOT/scripts/browser.sh" media-interop.mjs 2>&1 | tee "$CACHE/browser-media.log"
 
-step "the pages end to end in headless Chromium: dashboard, viewer page, watch simulator (network namespace)"
-for suite in e2e e2e-viewer e2e-dashboard; do
+step "the pages end to end in headless Chromium: dashboard, viewer page, watch simulator, and all three through an upgrade (network namespace)"
+for suite in e2e e2e-viewer e2e-dashboard e2e-upgrade; do
     "$ROOT/scripts/browser.sh" "$suite.mjs" 2>&1 | tee "$CACHE/browser-$suite.log"
 done
 
@@ -183,7 +183,7 @@ step "all checks passed"
 cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-cluster.log" "$CACHE/test-media.log" \
     "$CACHE/test-handoff.log" "$CACHE/test-media-cluster.log" \
     "$CACHE/browser-media.log" "$CACHE/browser-e2e.log" "$CACHE/browser-e2e-viewer.log" \
-    "$CACHE/browser-e2e-dashboard.log" "$CACHE/interop.log" "$CACHE/proxy.log" |
+    "$CACHE/browser-e2e-dashboard.log" "$CACHE/browser-e2e-upgrade.log" "$CACHE/interop.log" "$CACHE/proxy.log" |
     awk '/^test result:/ || /^[0-9]+ passed, [0-9]+ failed$/ {
              for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
          END { printf "summary: %d passed, %d failed\n", p, f }'

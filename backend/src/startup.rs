@@ -320,11 +320,15 @@ async fn drain(server: &ServerHandle, state: &AppState, deadline: &Deadline, why
     });
     let started = std::time::Instant::now();
     let handed = state.sessions.hand_off(deadline.left()).await;
-    shutdown.begin();
     if why == HAND_OVER_SIGNAL {
         // A successor waits for this process to exit before it serves: no
-        // point keeping clients here over the spread window.
+        // point keeping clients here over the spread window, and their
+        // video must be set up again there.
+        state.sessions.media_going_away();
+        shutdown.begin();
         shutdown.hurry();
+    } else {
+        shutdown.begin();
     }
     tracing::info!(
         sessions_handed_over = handed,

@@ -191,13 +191,8 @@ pub async fn run(
                 end = conn.on_event(session_id, event).await;
                 // Take whatever else is already queued before yielding, so
                 // the socket gets one write for the batch, not one per frame.
-                let mut budget = COALESCE_FRAMES;
-                while end.is_none() && budget > 0 {
-                    let Some(Some((session_id, event))) = conn.events.next().now_or_never() else {
-                        break;
-                    };
-                    end = conn.on_event(session_id, event).await;
-                    budget -= 1;
+                if end.is_none() {
+                    end = conn.flush_queued().await;
                 }
             }
             () = resync_due(&conn.resync) => {
@@ -231,6 +226,12 @@ pub async fn run(
                 }));
             }
             () = shutdown.recv() => {
+                // What is already queued goes first (a `media reconnect`
+                // published just before the drain told this connection).
+                end = conn.flush_queued().await;
+                if end.is_some() {
+                    continue;
+                }
                 let after_ms = rand::thread_rng().gen_range(RECONNECT_AFTER_MS);
                 let reconnect = ServerMsg::Reconnect { reason: "shutdown".into(), after_ms };
                 // Closed either way; a client that misses this frame still
@@ -272,6 +273,20 @@ async fn next_reply(
 }
 
 impl Connection {
+    /// Handles the events already queued, at most [`COALESCE_FRAMES`],
+    /// without waiting for more.
+    async fn flush_queued(&mut self) -> Option<End> {
+        for _ in 0..COALESCE_FRAMES {
+            let Some(Some((session_id, event))) = self.events.next().now_or_never() else {
+                break;
+            };
+            if let Some(end) = self.on_event(session_id, event).await {
+                return Some(end);
+            }
+        }
+        None
+    }
+
     /// Sends a frame; `false` when the socket is gone.
     async fn send(&mut self, msg: &ServerMsg) -> bool {
         self.session.text(msg.encode()).await.is_ok()

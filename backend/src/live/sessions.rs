@@ -440,6 +440,15 @@ impl Sessions {
         running.len()
     }
 
+    /// This node's media rooms go away with it (a single node handing over
+    /// to a successor process): publishers and players are told to set
+    /// WHIP/WHEP up again, which they do once the successor answers.
+    pub fn media_going_away(&self) {
+        for id in self.inner.local.running() {
+            self.inner.bus.publish(id, frames::media_reconnect(id));
+        }
+    }
+
     /// Waits (at most [`HAND_OFF_WAIT`]) until other nodes hold `sessions`,
     /// and a moment more: their new owners' first frames (`media
     /// reconnect`, the resync) then reach this node's clients before any of
