@@ -8,48 +8,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use uuid::Uuid;
-
 use crate::harness::{Cluster, LEASE_TTL_MS};
 use crate::nodes_act_as_one::seqs_until;
 use crate::ws_client::WsClient;
 
 const BEFORE: u64 = 10;
 const SENDS: u64 = 40;
-
-/// Polls `GET /api/v1/cluster` through node `via` until a node other than
-/// `from` owns `session`; which one.
-async fn moved_from(
-    cluster: &Cluster,
-    via: usize,
-    token: &str,
-    session: Uuid,
-    from: usize,
-) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let view = cluster
-            .rest(via)
-            .call(reqwest::Method::GET, "/api/v1/cluster", Some(token), None)
-            .await;
-        let owner = view["nodes"].as_array().unwrap().iter().find(|n| {
-            n["sessions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s == &Value::String(session.to_string()))
-        });
-        if let Some(owner) = owner {
-            let i: usize = owner["node_id"].as_str().unwrap()[1..].parse().unwrap();
-            if i != from {
-                return i;
-            }
-        }
-        assert!(Instant::now() < deadline, "the session never moved: {view}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 #[tokio::test]
 async fn a_draining_owner_hands_its_session_over_at_once() {
@@ -79,7 +43,9 @@ async fn a_draining_owner_hands_its_session_over_at_once() {
 
     cluster.signal(0, "TERM");
     let signalled = Instant::now();
-    let new_owner = moved_from(&cluster, 1, &host, session, 0).await;
+    let new_owner = cluster
+        .owner_other_than(1, &host, session, Some(0), Duration::from_secs(10))
+        .await;
     let handed_over = signalled.elapsed();
     eprintln!("drain: session on node {new_owner} {handed_over:?} after SIGTERM");
     assert!(

@@ -103,6 +103,21 @@ impl Cluster {
     /// The node that owns `session` now, by `GET /api/v1/cluster` on node
     /// `via`, waiting (up to `within`) until some node does.
     pub async fn owner(&self, via: usize, token: &str, session: Uuid, within: Duration) -> usize {
+        self.owner_other_than(via, token, session, None, within)
+            .await
+    }
+
+    /// Like [`Self::owner`], but waits until the owner is not node `not`
+    /// (the session moved away from it); polls every 10 ms, so the wait
+    /// measures a hand-over.
+    pub async fn owner_other_than(
+        &self,
+        via: usize,
+        token: &str,
+        session: Uuid,
+        not: Option<usize>,
+        within: Duration,
+    ) -> usize {
         let deadline = Instant::now() + within;
         loop {
             let view = self
@@ -117,11 +132,16 @@ impl Cluster {
                     .any(|s| s == &Value::String(session.to_string()))
             });
             if let Some(owner) = owner {
-                let name = owner["node_id"].as_str().unwrap();
-                return name[1..].parse().unwrap();
+                let i: usize = owner["node_id"].as_str().unwrap()[1..].parse().unwrap();
+                if Some(i) != not {
+                    return i;
+                }
             }
-            assert!(Instant::now() < deadline, "no node owns {session}: {view}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(
+                Instant::now() < deadline,
+                "no node other than {not:?} owns {session}: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
