@@ -51,6 +51,36 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> 
     Ok(socket.into())
 }
 
+/// A second handle on the listening socket, to shut the door on new
+/// connections while the server goes on serving the ones it has (a drain:
+/// actix's own stop would also cut every idle keep-alive connection at once,
+/// while a proxy may be sending a request on it).
+#[derive(Debug)]
+pub struct Entrance {
+    socket: socket2::Socket,
+}
+
+impl Entrance {
+    /// The entrance of `listener` (which the server takes).
+    pub fn of(listener: &TcpListener) -> std::io::Result<Self> {
+        Ok(Self {
+            socket: listener.try_clone()?.into(),
+        })
+    }
+
+    /// From now on connecting is refused, so a proxy tries the next node at
+    /// once (safe for any request: nothing was sent). A connection the
+    /// kernel had queued but the server not yet accepted is reset, or moved
+    /// to a sibling `SO_REUSEPORT` socket with `tcp_migrate_req`. Linux stops
+    /// listening on `shutdown`; elsewhere the listener stays open until the
+    /// server stops.
+    pub fn close(&self) {
+        if let Err(e) = self.socket.shutdown(std::net::Shutdown::Read) {
+            tracing::warn!(error.message = %e, "cannot close the listening socket early");
+        }
+    }
+}
+
 /// This process's hold on its data directory; released when it exits.
 #[derive(Debug)]
 pub struct NodeLock {

@@ -231,6 +231,11 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// Whether this process began to stop (a drain was asked for).
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
 /// Whether a panic happened after stopping began.
 pub fn panicked_while_stopping() -> bool {
     PANICKED_WHILE_STOPPING.load(Ordering::SeqCst)

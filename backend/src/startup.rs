@@ -40,6 +40,8 @@ const MIN_SECRET_BYTES: usize = 32;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The listening socket, closed first when draining.
+    entrance: crate::handoff::Entrance,
     state: AppState,
     /// The data directory's lock, with `SIMMER_REUSE_PORT` (held until the
     /// process is done with the database).
@@ -79,6 +81,7 @@ impl Application {
         let listener = crate::handoff::bind(settings.bind, settings.reuse_port)
             .with_context(|| format!("binding {}", settings.bind))?;
         let addr = listener.local_addr()?;
+        let entrance = crate::handoff::Entrance::of(&listener)?;
         // Sharing the port: the process that serves now hands over first
         // (new connections wait in this socket's backlog meanwhile).
         let lock = if settings.reuse_port {
@@ -160,6 +163,7 @@ impl Application {
         Ok(Self {
             port: addr.port(),
             server: server.run(),
+            entrance,
             state,
             lock,
         })
@@ -192,6 +196,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Self {
             server,
+            entrance,
             state,
             lock,
             ..
@@ -200,6 +205,7 @@ impl Application {
         let deadline = Deadline::new(grace);
         let drain = actix_rt::spawn(drain_when_asked(
             server.handle(),
+            entrance,
             state.clone(),
             deadline.clone(),
         ));
@@ -264,7 +270,12 @@ impl Deadline {
 
 /// Waits until a drain is asked for (SIGTERM, SIGINT, the admin endpoint),
 /// then drains; a second signal meanwhile stops the server at once.
-async fn drain_when_asked(server: ServerHandle, state: AppState, deadline: Deadline) {
+async fn drain_when_asked(
+    server: ServerHandle,
+    entrance: crate::handoff::Entrance,
+    state: AppState,
+    deadline: Deadline,
+) {
     let mut signals = match Signals::new() {
         Ok(signals) => Some(signals),
         Err(e) => {
@@ -287,7 +298,7 @@ async fn drain_when_asked(server: ServerHandle, state: AppState, deadline: Deadl
         "draining: not ready, refusing new connections"
     );
     tokio::select! {
-        () = drain(&server, &state, &deadline, why) => {}
+        () = drain(&server, &entrance, &state, &deadline, why) => {}
         signal = next_signal(&mut signals) => {
             tracing::warn!(signal, "second signal: stopping at once");
             server.stop(false).await;
@@ -308,16 +319,22 @@ async fn next_signal(signals: &mut Option<Signals>) -> &'static str {
 /// sessions go to other nodes first (in a cluster), so nobody waits for a
 /// lease to lapse; then every connection is told to go at its moment in the
 /// spread window (served until then, by forwarding to the sessions' new
-/// nodes) and waited for; requests in flight finish.
-async fn drain(server: &ServerHandle, state: &AppState, deadline: &Deadline, why: &str) {
+/// nodes) and waited for. Keep-alive connections are served meanwhile, each
+/// answer closing its connection ([`close_when_draining`]); the server stops
+/// last: requests in flight finish, idle connections close.
+async fn drain(
+    server: &ServerHandle,
+    entrance: &crate::handoff::Entrance,
+    state: &AppState,
+    deadline: &Deadline,
+    why: &str,
+) {
     deadline.start();
     let shutdown = &state.shutdown;
-    // Graceful: open connections are served until they end (or until the
-    // grace period, the server's own shutdown timeout, runs out).
-    let stopped = actix_rt::spawn({
-        let server = server.clone();
-        async move { server.stop(true).await }
-    });
+    // Closed before the accept loop hears of it: not one connection more is
+    // taken in only to be reset.
+    entrance.close();
+    server.pause().await;
     let started = std::time::Instant::now();
     let handed = state.sessions.hand_off(deadline.left()).await;
     if why == HAND_OVER_SIGNAL {
@@ -351,7 +368,38 @@ async fn drain(server: &ServerHandle, state: &AppState, deadline: &Deadline, why
         "connections closed"
     );
     shutdown.mark_drained();
-    let _ = stopped.await;
+    // Graceful: requests in flight finish (within what is left of the grace
+    // period), idle keep-alive connections close.
+    if tokio::time::timeout(deadline.left(), server.stop(true))
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight at the end of the grace period; cutting them");
+        server.stop(false).await;
+    }
+}
+
+/// While draining, every answer closes its connection after it: a client or
+/// proxy that keeps connections alive opens its next one elsewhere (this
+/// node refuses it), instead of this node closing an idle connection at the
+/// end while a request is on its way there, which a proxy cannot retry for
+/// a POST. A WebSocket upgrade is left alone: it is told in its own words.
+async fn close_when_draining(
+    req: ServiceRequest,
+    next: middleware::Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let shutdown = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.shutdown.clone());
+    let mut res = next.call(req).await?;
+    if shutdown.is_some_and(|s| s.is_draining())
+        && res.status() != actix_web::http::StatusCode::SWITCHING_PROTOCOLS
+    {
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    Ok(res)
 }
 
 /// The whole app: routes, extractor limits, middleware.
@@ -381,6 +429,7 @@ pub fn build_app(
         // HTML, say); the pages add their own policy (web.rs).
         .wrap(middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
         .wrap(middleware::from_fn(metrics::track))
+        .wrap(middleware::from_fn(close_when_draining))
         .wrap(tracing_actix_web::TracingLogger::default())
         .wrap(middleware::NormalizePath::new(
             middleware::TrailingSlash::MergeOnly,

@@ -1,6 +1,8 @@
 //! Structured logs with `tracing`: text for people, JSON for collectors.
 
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{filter, fmt, EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
@@ -17,18 +19,28 @@ pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let layer = match format {
+        LogFormat::Text => fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .boxed(),
+        LogFormat::Json => fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init(),
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
+    // A drain closes the listening socket under actix's accept loop, which
+    // then reports the socket as an error once: expected, not worth an
+    // ERROR line (before the drain, accept errors such as EMFILE are kept).
+    let not_draining_accept = filter::filter_fn(|meta| {
+        !(meta.target() == "actix_server::accept" && crate::shutdown::stopping())
+    });
+    let result = tracing_subscriber::registry()
+        .with(filter)
+        .with(layer.with_filter(not_draining_accept))
+        .try_init();
     // A subscriber may already be installed (tests); keep that one.
     drop(result);
 }

@@ -40,4 +40,10 @@ def request(url, method="GET", body=None, token=None, headers=None):
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+        # Simmer answers errors in problem+json; anything else came from
+        # something in between (a proxy's 502 page): kept as text to report.
+        text = e.read()
+        try:
+            return e.code, json.loads(text or b"null")
+        except ValueError:
+            return e.code, text.decode(errors="replace")

@@ -317,6 +317,43 @@ async fn clients_are_told_one_by_one_over_the_spread_window() {
     assert!(status.success(), "stderr:\n{}", simmer.stderr());
 }
 
+/// One HTTP/1.1 `GET /healthz` on `stream` (kept alive): the answer's head
+/// (lower case), once its body is read, and whether the server then closed
+/// the connection.
+async fn healthz_on(stream: &mut tokio::net::TcpStream) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: simmer\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let (head, body_len) = loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before an answer: {answer:?}");
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).to_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = text[..end].to_string();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+            break (head, end + 4 + len);
+        }
+    };
+    while answer.len() < body_len {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed in the middle of an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let closed = matches!(
+        tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    );
+    (head, closed)
+}
+
 #[actix_rt::test]
 async fn until_told_a_client_is_served_and_new_connections_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -342,20 +379,29 @@ async fn until_told_a_client_is_served_and_new_connections_are_refused() {
             format!("c{i}"),
         )));
     }
+    // What a proxy keeps: a connection kept alive between requests.
+    let addr = simmer.address.trim_start_matches("http://").to_string();
+    let mut kept = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (head, closed) = healthz_on(&mut kept).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!closed, "closed before the drain: {head}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     simmer.signal("TERM");
     let signalled = Instant::now();
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The listener is closed from the start of the drain: a proxy in front
     // tries another node at once.
-    let refused = reqwest::Client::new()
-        .get(format!("{}/healthz", simmer.address))
-        .send()
-        .await;
+    let refused = tokio::net::TcpStream::connect(&addr).await;
     assert!(
         refused.is_err(),
         "a new connection during the drain: {refused:?}"
     );
+    // The kept connection is served, and closed after its answer rather
+    // than under a request on its way.
+    let (head, closed) = healthz_on(&mut kept).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(closed, "still open after its answer in a drain");
     let mut after = 0;
     for client in clients {
         after += client
