@@ -12,7 +12,7 @@ use clap::Args;
 use serde::Deserialize;
 
 /// A value that must never be printed (signing keys, passwords in URLs).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -263,11 +263,22 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_MEDIA_ICE_SERVERS")]
     pub media_ice_servers: Option<String>,
 
-    /// Username and credential for the TURN servers above [default: none].
+    /// Secret shared with the TURN servers above (coturn `use-auth-secret`,
+    /// `static-auth-secret`): each WHIP/WHEP answer carries its own
+    /// credential, valid for `media_turn_ttl_s` [default: none].
+    #[arg(long, env = "SIMMER_MEDIA_TURN_SECRET", hide_env_values = true)]
+    pub media_turn_secret: Option<Secret>,
+    /// How long a minted TURN credential lasts, in seconds (longer than a
+    /// viewing: a TURN allocation is refreshed with it) [default: 43200].
+    #[arg(long, env = "SIMMER_MEDIA_TURN_TTL_S")]
+    pub media_turn_ttl_s: Option<u64>,
+
+    /// One username and password for everybody, for a TURN server without
+    /// shared secrets (prefer `media_turn_secret`) [default: none].
     #[arg(long, env = "SIMMER_MEDIA_TURN_USERNAME")]
     pub media_turn_username: Option<String>,
-    #[arg(long, env = "SIMMER_MEDIA_TURN_CREDENTIAL")]
-    pub media_turn_credential: Option<String>,
+    #[arg(long, env = "SIMMER_MEDIA_TURN_CREDENTIAL", hide_env_values = true)]
+    pub media_turn_credential: Option<Secret>,
 
     /// Viewers (WHEP sessions) per room [default: 500].
     #[arg(long, env = "SIMMER_MEDIA_MAX_SUBSCRIBERS")]
@@ -303,6 +314,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
 
+    /// Origins whose pages may call the REST API and WHIP/WHEP from a
+    /// browser (CORS): comma-separated (`https://app.example.com`), or `*`
+    /// for any [default: none, same origin only].
+    #[arg(long, env = "SIMMER_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+
     /// HTTP worker threads [default: one per core].
     #[arg(long, env = "SIMMER_WORKERS")]
     pub workers: Option<usize>,
@@ -334,6 +351,38 @@ pub struct ConfigArgs {
     /// Log format [default: text]. Levels come from RUST_LOG (default `info`).
     #[arg(long, env = "SIMMER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+/// TURN credentials: minted from a shared secret, or one static pair.
+fn turn_auth(args: &ConfigArgs) -> anyhow::Result<crate::media::turn::TurnAuth> {
+    use crate::media::turn::TurnAuth;
+    Ok(
+        match (
+            &args.media_turn_secret,
+            &args.media_turn_username,
+            &args.media_turn_credential,
+        ) {
+            (None, None, None) => TurnAuth::None,
+            (Some(secret), None, None) => {
+                anyhow::ensure!(
+                    !secret.expose().is_empty(),
+                    "media_turn_secret must not be empty"
+                );
+                TurnAuth::Minted {
+                    secret: secret.clone(),
+                    ttl: Duration::from_secs(args.media_turn_ttl_s.unwrap_or(43_200).max(60)),
+                }
+            }
+            (None, Some(username), Some(credential)) => TurnAuth::Static {
+                username: username.clone(),
+                credential: credential.clone(),
+            },
+            (Some(_), _, _) => anyhow::bail!(
+                "media_turn_secret mints credentials: leave media_turn_username/credential unset"
+            ),
+            _ => anyhow::bail!("media_turn_username and media_turn_credential go together"),
+        },
+    )
 }
 
 /// Shortest accepted admin token, in bytes.
@@ -410,6 +459,8 @@ impl ConfigArgs {
             media_udp_port_min,
             media_udp_port_max,
             media_ice_servers,
+            media_turn_secret,
+            media_turn_ttl_s,
             media_turn_username,
             media_turn_credential,
             media_max_subscribers,
@@ -419,6 +470,7 @@ impl ConfigArgs {
             media_max_sdp_bytes,
             media_ice_timeout_s,
             trusted_proxies,
+            cors_origins,
             workers,
             shutdown_timeout_s,
             drain_spread_ms,
@@ -475,6 +527,7 @@ pub struct Settings {
     pub watch_max_feeds_per_device: usize,
     pub media: crate::media::MediaSettings,
     pub trusted_proxies: crate::client_addr::TrustedProxies,
+    pub cors_origins: crate::api::cors::CorsOrigins,
     pub workers: Option<usize>,
     pub shutdown_timeout: Duration,
     pub drain_spread: Duration,
@@ -491,6 +544,7 @@ pub fn sqlite_url(path: &Path) -> String {
 impl Settings {
     /// Applies defaults and checks ranges.
     pub fn resolve(args: ConfigArgs) -> anyhow::Result<Settings> {
+        let turn = turn_auth(&args)?;
         let data_dir = args.data_dir.unwrap_or_else(|| PathBuf::from("."));
         let database_url = args
             .database_url
@@ -595,10 +649,7 @@ impl Settings {
                     args.media_udp_port_max.unwrap_or(0),
                 ),
                 args.media_ice_servers.as_deref(),
-                (
-                    args.media_turn_username.clone(),
-                    args.media_turn_credential.clone(),
-                ),
+                turn,
                 args.media_max_subscribers.unwrap_or(500).max(1),
                 args.media_max_sdp_bytes.unwrap_or(32 * 1024).max(1024),
                 positive("media_ice_timeout_s", args.media_ice_timeout_s, 10)?,
@@ -619,6 +670,10 @@ impl Settings {
                 args.trusted_proxies.as_deref().unwrap_or(""),
             )
             .context("trusted_proxies")?,
+            cors_origins: crate::api::cors::CorsOrigins::parse(
+                args.cors_origins.as_deref().unwrap_or(""),
+            )
+            .context("cors_origins")?,
             workers: args.workers.filter(|w| *w > 0),
             shutdown_timeout,
             drain_spread: {

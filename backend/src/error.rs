@@ -230,7 +230,8 @@ pub fn problem_response(problem: &Problem) -> HttpResponse {
     if status == StatusCode::UNAUTHORIZED {
         builder.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"simmer\""));
     }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        // A rate limit that knows better replaces it (`error_response`).
         builder.insert_header((header::RETRY_AFTER, "1"));
     }
     builder.json(problem)

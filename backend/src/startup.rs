@@ -417,6 +417,7 @@ pub fn build_app(
     let (json, path, query) = api::extractor_configs(data.settings.max_body_bytes);
     let payload = web::PayloadConfig::new(data.settings.max_body_bytes);
     let openapi = ApiDoc::openapi();
+    let cors = data.settings.cors_origins.clone();
     let allowed = web::Data::new(api::AllowedMethods::from_openapi(&openapi));
     App::new()
         .app_data(data)
@@ -439,14 +440,14 @@ pub fn build_app(
         .service(health::metrics)
         .route("/ws", web::get().to(crate::gateway::ws))
         .route("/watch/ws", web::get().to(crate::watch::feed::watch_ws))
-        .configure(api::media::configure)
+        .configure(|cfg| api::media::configure(cfg, &cors))
         .route(
             "/watch/events",
             web::get().to(crate::watch::feed::watch_events),
         )
         .service(web::redirect("/docs", "/docs/"))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", openapi))
-        .configure(api::configure)
+        .configure(|cfg| api::configure(cfg, &cors))
         .configure(crate::web::configure)
         .default_service(web::to(api::not_found))
 }

@@ -125,6 +125,8 @@ pub struct ChatMessage {
     pub author: Author,
     pub text: String,
     /// RFC 3339, server time.
+    #[schemars(extend("format" = "date-time"))]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub sent_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
@@ -172,6 +174,9 @@ pub struct JoinSnapshot {
 pub struct ChatAck {
     pub session_id: SessionId,
     pub seq: u64,
+    /// RFC 3339, server time.
+    #[schemars(extend("format" = "date-time"))]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub sent_at: String,
     pub client_msg_id: String,
 }

@@ -45,6 +45,7 @@ pub struct DrainQuery {
 #[utoipa::path(
     post,
     path = "/api/v1/admin/drain",
+    operation_id = "drainNode",
     tag = "operations",
     params(DrainQuery),
     security(("admin" = [])),

@@ -101,6 +101,7 @@ fn token_pair(
 #[utoipa::path(
     post,
     path = "/api/v1/auth/register",
+    operation_id = "register",
     tag = "auth",
     request_body = RegisterRequest,
     responses(
@@ -157,6 +158,7 @@ pub async fn register(
 #[utoipa::path(
     post,
     path = "/api/v1/auth/login",
+    operation_id = "login",
     tag = "auth",
     request_body = LoginRequest,
     responses(
@@ -217,6 +219,7 @@ pub async fn login(
 #[utoipa::path(
     post,
     path = "/api/v1/auth/refresh",
+    operation_id = "refreshTokens",
     tag = "auth",
     request_body = RefreshRequest,
     responses(
@@ -252,6 +255,7 @@ pub async fn refresh(
 #[utoipa::path(
     post,
     path = "/api/v1/auth/logout",
+    operation_id = "logout",
     tag = "auth",
     request_body = RefreshRequest,
     security(("bearer" = [])),
@@ -280,6 +284,7 @@ pub async fn logout(
 #[utoipa::path(
     get,
     path = "/api/v1/me",
+    operation_id = "getMe",
     tag = "auth",
     security(("bearer" = [])),
     responses(

@@ -98,6 +98,7 @@ fn session_error(e: SessionError) -> ApiError {
 #[utoipa::path(
     get,
     path = "/api/v1/sessions/{id}/messages",
+    operation_id = "listSessionMessages",
     tag = "chat",
     params(("id" = Uuid, Path, description = "Session id"), HistoryQuery),
     security(("bearer" = [])),
@@ -153,6 +154,7 @@ pub async fn list(
 #[utoipa::path(
     post,
     path = "/api/v1/sessions/{id}/messages",
+    operation_id = "postSessionMessage",
     tag = "chat",
     params(("id" = Uuid, Path, description = "Session id")),
     request_body = PostMessage,
@@ -162,6 +164,7 @@ pub async fn list(
         (status = 403, description = "Muted, or a guest token for another session", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The session is not live", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Sending too fast (`rate_limited`): this user, or the guests at this address", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/sessions/{id}/messages")]
@@ -208,6 +211,7 @@ pub async fn post_message(
 #[utoipa::path(
     delete,
     path = "/api/v1/sessions/{id}/messages/{seq}",
+    operation_id = "deleteSessionMessage",
     tag = "chat",
     params(("id" = Uuid, Path, description = "Session id"), ("seq" = u64, Path, description = "The message's sequence number")),
     security(("bearer" = [])),
@@ -245,6 +249,7 @@ pub async fn delete_message(
 #[utoipa::path(
     post,
     path = "/api/v1/sessions/{id}/mutes",
+    operation_id = "muteSessionViewer",
     tag = "chat",
     params(("id" = Uuid, Path, description = "Session id")),
     request_body = MuteRequest,

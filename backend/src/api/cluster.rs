@@ -26,6 +26,7 @@ pub struct ClusterView {
 #[utoipa::path(
     get,
     path = "/api/v1/cluster",
+    operation_id = "getCluster",
     tag = "operations",
     security(("bearer" = [])),
     responses((status = 200, description = "The nodes and their sessions", body = ClusterView))

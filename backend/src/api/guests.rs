@@ -59,6 +59,7 @@ pub struct UpdateSessionRequest {
 #[utoipa::path(
     post,
     path = "/api/v1/sessions/{id}/guest-tokens",
+    operation_id = "createGuestToken",
     tag = "sessions",
     params(("id" = Uuid, Path, description = "Session id")),
     request_body = GuestTokenRequest,
@@ -119,6 +120,7 @@ pub async fn guest_token(
 #[utoipa::path(
     patch,
     path = "/api/v1/sessions/{id}",
+    operation_id = "updateSession",
     tag = "sessions",
     params(("id" = Uuid, Path, description = "Session id")),
     request_body = UpdateSessionRequest,

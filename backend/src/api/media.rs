@@ -21,13 +21,21 @@ use crate::state::AppState;
 use crate::store::sessions::{self, SessionState};
 
 /// Routes of WHIP and WHEP (outside `/api/v1`: their paths are the contract).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/whip/{session_id}", web::post().to(whip))
-        .route("/whip/{session_id}/{resource}", web::delete().to(end_whip))
-        .route("/whip/{session_id}/{resource}", web::patch().to(no_trickle))
-        .route("/whep/{session_id}", web::post().to(whep))
-        .route("/whep/{session_id}/{resource}", web::delete().to(end_whep))
-        .route("/whep/{session_id}/{resource}", web::patch().to(no_trickle));
+pub fn configure(cfg: &mut web::ServiceConfig, cors: &super::cors::CorsOrigins) {
+    cfg.service(
+        web::scope("/whip")
+            .wrap(cors.middleware())
+            .route("/{session_id}", web::post().to(whip))
+            .route("/{session_id}/{resource}", web::delete().to(end_whip))
+            .route("/{session_id}/{resource}", web::patch().to(no_trickle)),
+    )
+    .service(
+        web::scope("/whep")
+            .wrap(cors.middleware())
+            .route("/{session_id}", web::post().to(whep))
+            .route("/{session_id}/{resource}", web::delete().to(end_whep))
+            .route("/{session_id}/{resource}", web::patch().to(no_trickle)),
+    );
 }
 
 impl From<MediaError> for ApiError {
@@ -132,28 +140,33 @@ async fn ask<C: Call>(state: &AppState, session: Uuid, call: C) -> Result<C::Out
         })
 }
 
-/// `Link` headers announcing the ICE servers (RFC 9725 section 4.4).
-fn ice_links(settings: &MediaSettings) -> Vec<HeaderValue> {
+/// `Link` headers announcing the ICE servers (RFC 9725 section 4.4), with
+/// `who`'s own TURN credential.
+fn ice_links(settings: &MediaSettings, who: Uuid) -> Vec<HeaderValue> {
+    let credential = settings.turn.credential_for(who);
     settings
         .ice_servers
         .iter()
         .filter_map(|url| {
             let mut link = format!("<{url}>; rel=\"ice-server\"");
-            if url.starts_with("turn") {
-                if let (Some(user), Some(credential)) =
-                    (&settings.turn_username, &settings.turn_credential)
-                {
-                    link.push_str(&format!(
-                        "; username=\"{user}\"; credential=\"{credential}\"; credential-type=\"password\""
-                    ));
-                }
+            if let (true, Some(c)) = (url.starts_with("turn"), &credential) {
+                link.push_str(&format!(
+                    "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                    c.username, c.credential
+                ));
             }
             HeaderValue::from_str(&link).ok()
         })
         .collect()
 }
 
-fn created(kind: &str, session: Uuid, answer: Answer, settings: &MediaSettings) -> HttpResponse {
+fn created(
+    kind: &str,
+    session: Uuid,
+    answer: Answer,
+    settings: &MediaSettings,
+    who: Uuid,
+) -> HttpResponse {
     let mut resp = HttpResponse::Created();
     resp.insert_header((
         header::LOCATION,
@@ -161,7 +174,7 @@ fn created(kind: &str, session: Uuid, answer: Answer, settings: &MediaSettings) 
     ))
     .insert_header((header::ETAG, format!("\"{}\"", answer.resource)))
     .insert_header((header::CONTENT_TYPE, "application/sdp"));
-    for link in ice_links(settings) {
+    for link in ice_links(settings, who) {
         resp.append_header((header::LINK, link));
     }
     resp.body(answer.sdp)
@@ -184,7 +197,7 @@ pub async fn whip(
         _ => return Err(ApiError::forbidden("only the session's host publishes")),
     };
     let answer = ask(&state, session, Publish { user, offer }).await??;
-    Ok(created("whip", session, answer, settings))
+    Ok(created("whip", session, answer, settings, user))
 }
 
 /// `POST /whep/{session_id}`: a viewer (or guest) plays. Each viewer and
@@ -213,7 +226,7 @@ pub async fn whep(
         },
     )
     .await??;
-    Ok(created("whep", session, answer, settings))
+    Ok(created("whep", session, answer, settings, principal.id()))
 }
 
 async fn end(
@@ -280,6 +293,7 @@ pub async fn no_trickle() -> HttpResponse {
 #[utoipa::path(
     get,
     path = "/api/v1/sessions/{id}/media",
+    operation_id = "getSessionMediaStats",
     tag = "sessions",
     params(("id" = Uuid, Path, description = "Session id")),
     security(("bearer" = [])),

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod chat;
 pub mod cluster;
+pub mod cors;
 pub mod guests;
 pub mod health;
 pub mod media;
@@ -25,9 +26,10 @@ use mobile_bridge::ErrorCode;
 use crate::error::ApiError;
 
 /// Routes of `/api/v1`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut web::ServiceConfig, cors: &cors::CorsOrigins) {
     cfg.service(
         web::scope("/api/v1")
+            .wrap(cors.middleware())
             .service(auth::register)
             .service(auth::login)
             .service(auth::refresh)

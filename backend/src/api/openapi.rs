@@ -1,8 +1,9 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
+use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
 use super::{admin, auth, chat, cluster, guests, health, media, models, recipes, sessions, watch};
@@ -15,7 +16,7 @@ use crate::error::{FieldError, Problem};
         description = "REST API of Simmer, the backend of live cooking streams. \
 Errors are `application/problem+json` (RFC 9457) with a stable `code`. \
 Authenticate with `Authorization: Bearer <access_token>`.",
-        license(name = "Apache-2.0")
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(
         auth::register,
@@ -121,8 +122,31 @@ const STANDARD: [(&str, &str, &str); 6] = [
     ("503", "Unavailable", "The database (or, in a cluster, Redis or the session's node) is unavailable (`unavailable`); retry later"),
 ];
 
-fn problem_response(description: &str) -> Response {
-    ResponseBuilder::new()
+/// A response header clients read, declared as a string.
+fn header(description: &str, schema_type: Type) -> Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(schema_type))
+        .description(Some(description))
+        .build()
+}
+
+/// `Retry-After` in whole seconds, on every 429 and 503.
+fn retry_after() -> Header {
+    header("Seconds to wait before trying again", Type::Integer)
+}
+
+/// `WWW-Authenticate` on every 401.
+fn www_authenticate() -> Header {
+    header("`Bearer realm=\"simmer\"`", Type::String)
+}
+
+fn problem_response(status: &str, description: &str) -> Response {
+    let builder = match status {
+        "401" => builder_with("WWW-Authenticate", www_authenticate()),
+        "429" | "503" => builder_with("Retry-After", retry_after()),
+        _ => ResponseBuilder::new(),
+    };
+    builder
         .description(description)
         .content(
             "application/problem+json",
@@ -139,7 +163,7 @@ fn add_standard(op: &mut Operation, is_operations_endpoint: bool) {
     let login_like = op
         .operation_id
         .as_deref()
-        .is_some_and(|id| matches!(id, "login" | "refresh"));
+        .is_some_and(|id| matches!(id, "login" | "refreshTokens"));
     for (status, name, _) in STANDARD {
         let wanted = match status {
             "400" => !is_operations_endpoint,
@@ -157,13 +181,33 @@ fn add_standard(op: &mut Operation, is_operations_endpoint: bool) {
     }
 }
 
+fn builder_with(name: &str, header: Header) -> ResponseBuilder {
+    ResponseBuilder::new().header(name, header)
+}
+
+/// What a handler documents inline gets the headers its status comes with.
+fn add_headers(op: &mut Operation) {
+    for (status, response) in op.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        let (name, header) = match status.as_str() {
+            "429" | "503" => ("Retry-After", retry_after()),
+            "401" => ("WWW-Authenticate", www_authenticate()),
+            _ => continue,
+        };
+        response.headers.entry(name.to_owned()).or_insert(header);
+    }
+}
+
 impl Modify for StandardErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        for (_, name, description) in STANDARD {
-            components
-                .responses
-                .insert(name.to_owned(), RefOr::T(problem_response(description)));
+        for (status, name, description) in STANDARD {
+            components.responses.insert(
+                name.to_owned(),
+                RefOr::T(problem_response(status, description)),
+            );
         }
         for (path, item) in openapi.paths.paths.iter_mut() {
             let ops_endpoint = !path.starts_with("/api/");
@@ -178,6 +222,7 @@ impl Modify for StandardErrors {
             .flatten()
             {
                 add_standard(op, ops_endpoint);
+                add_headers(op);
             }
         }
     }

@@ -224,11 +224,12 @@ async fn owner_of(state: &AppState, model: &recipe::Model) -> Result<UserSummary
 #[utoipa::path(
     post,
     path = "/api/v1/recipes",
+    operation_id = "createRecipe",
     tag = "recipes",
     request_body = RecipeInput,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Created", body = Recipe),
+        (status = 201, description = "Created", body = Recipe, headers(("Location" = String, description = "The new resource: `/api/v1/recipes/{id}`"))),
         (status = 403, description = "Guest tokens cannot create recipes", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -251,6 +252,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/recipes",
+    operation_id = "listRecipes",
     tag = "recipes",
     params(ListRecipesQuery),
     security((), ("bearer" = [])),
@@ -297,6 +299,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/api/v1/recipes/{id}",
+    operation_id = "getRecipe",
     tag = "recipes",
     params(("id" = Uuid, Path, description = "Recipe id")),
     responses(
@@ -321,6 +324,7 @@ pub async fn get(
 #[utoipa::path(
     put,
     path = "/api/v1/recipes/{id}",
+    operation_id = "replaceRecipe",
     tag = "recipes",
     params(("id" = Uuid, Path, description = "Recipe id")),
     request_body = RecipeInput,
@@ -350,6 +354,7 @@ pub async fn replace(
 #[utoipa::path(
     delete,
     path = "/api/v1/recipes/{id}",
+    operation_id = "deleteRecipe",
     tag = "recipes",
     params(("id" = Uuid, Path, description = "Recipe id")),
     security(("bearer" = [])),

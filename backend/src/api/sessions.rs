@@ -182,11 +182,12 @@ pub(super) async fn hosted(
 #[utoipa::path(
     post,
     path = "/api/v1/sessions",
+    operation_id = "createSession",
     tag = "sessions",
     request_body = CreateSessionRequest,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Created, `state: scheduled`", body = Session),
+        (status = 201, description = "Created, `state: scheduled`", body = Session, headers(("Location" = String, description = "The new resource: `/api/v1/sessions/{id}`"))),
         (status = 403, description = "Guest tokens cannot host", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such recipe", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -226,6 +227,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/sessions",
+    operation_id = "listSessions",
     tag = "sessions",
     params(ListSessionsQuery),
     responses(
@@ -256,6 +258,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/api/v1/sessions/{id}",
+    operation_id = "getSession",
     tag = "sessions",
     params(("id" = Uuid, Path, description = "Session id")),
     responses(
@@ -280,6 +283,7 @@ pub async fn get(
 #[utoipa::path(
     post,
     path = "/api/v1/sessions/{id}/start",
+    operation_id = "startSession",
     tag = "sessions",
     params(("id" = Uuid, Path, description = "Session id")),
     security(("bearer" = [])),
@@ -329,6 +333,7 @@ pub async fn start(
 #[utoipa::path(
     post,
     path = "/api/v1/sessions/{id}/end",
+    operation_id = "endSession",
     tag = "sessions",
     params(("id" = Uuid, Path, description = "Session id")),
     security(("bearer" = [])),
@@ -376,6 +381,7 @@ async fn current_state(state: &AppState, id: Uuid) -> Result<&'static str, ApiEr
 #[utoipa::path(
     get,
     path = "/api/v1/sessions/{id}/timer",
+    operation_id = "getSessionTimer",
     tag = "sessions",
     params(("id" = Uuid, Path, description = "Session id")),
     responses(
@@ -401,6 +407,7 @@ pub async fn get_timer(
 #[utoipa::path(
     post,
     path = "/api/v1/sessions/{id}/timer",
+    operation_id = "controlSessionTimer",
     tag = "sessions",
     params(("id" = Uuid, Path, description = "Session id")),
     request_body = TimerControl,

@@ -148,10 +148,11 @@ async fn followable(state: &AppState, session_id: Uuid) -> Result<(), ApiError> 
 #[utoipa::path(
     post,
     path = "/api/v1/watch/pairings",
+    operation_id = "createWatchPairing",
     tag = "watch",
-    request_body(content = PairingRequest, description = "Optional: an empty body is fine"),
+    request_body(content = Option<PairingRequest>, description = "Optional: an empty body is fine"),
     responses(
-        (status = 201, description = "Show `code`; poll with `poll_secret`", body = Pairing),
+        (status = 201, description = "Show `code`; poll with `poll_secret`", body = Pairing, headers(("Location" = String, description = "The new resource: `/api/v1/watch/pairings/{pairing_id}`"))),
         (status = 429, description = "Too many pairings from this address", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -217,6 +218,7 @@ pub async fn create_pairing(
 #[utoipa::path(
     post,
     path = "/api/v1/watch/pairings/claim",
+    operation_id = "claimWatchPairing",
     tag = "watch",
     request_body = ClaimRequest,
     security(("bearer" = [])),
@@ -310,6 +312,7 @@ pub async fn claim(
 #[utoipa::path(
     get,
     path = "/api/v1/watch/pairings/{pairing_id}",
+    operation_id = "getWatchPairing",
     tag = "watch",
     params(
         ("pairing_id" = Uuid, Path, description = "Pairing id"),
@@ -377,6 +380,7 @@ pub async fn poll_pairing(
 #[utoipa::path(
     get,
     path = "/api/v1/watch/devices",
+    operation_id = "listWatchDevices",
     tag = "watch",
     security(("bearer" = [])),
     responses((status = 200, description = "Newest first", body = DeviceList))
@@ -399,6 +403,7 @@ pub async fn list_devices(
 #[utoipa::path(
     delete,
     path = "/api/v1/watch/devices/{id}",
+    operation_id = "deleteWatchDevice",
     tag = "watch",
     params(("id" = Uuid, Path, description = "Device id")),
     security(("bearer" = [])),
@@ -428,6 +433,7 @@ pub async fn delete_device(
 #[utoipa::path(
     put,
     path = "/api/v1/watch/devices/{id}/session",
+    operation_id = "retargetWatchDevice",
     tag = "watch",
     params(("id" = Uuid, Path, description = "Device id")),
     request_body = RetargetRequest,

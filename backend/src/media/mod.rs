@@ -8,6 +8,7 @@ pub mod engine;
 pub mod rewrite;
 pub mod room;
 pub mod sdp;
+pub mod turn;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -25,8 +26,8 @@ pub struct MediaSettings {
     pub udp_ports: (u16, u16),
     /// STUN/TURN URLs for clients (`Link` headers).
     pub ice_servers: Vec<String>,
-    pub turn_username: Option<String>,
-    pub turn_credential: Option<String>,
+    /// Credentials announced with the `turn:` servers.
+    pub turn: turn::TurnAuth,
     pub max_subscribers: usize,
     pub viewer_limits: ViewerLimits,
     pub max_sdp_bytes: usize,
@@ -67,7 +68,7 @@ impl MediaSettings {
         public_ips: Option<&str>,
         udp_ports: (u16, u16),
         ice_servers: Option<&str>,
-        turn: (Option<String>, Option<String>),
+        turn: turn::TurnAuth,
         max_subscribers: usize,
         max_sdp_bytes: usize,
         ice_timeout: Duration,
@@ -106,8 +107,7 @@ impl MediaSettings {
             public_ips: ip_list("media_public_ips", public_ips)?,
             udp_ports,
             ice_servers,
-            turn_username: turn.0,
-            turn_credential: turn.1,
+            turn,
             max_subscribers,
             viewer_limits,
             max_sdp_bytes,

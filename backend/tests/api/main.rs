@@ -14,6 +14,7 @@ mod accounts;
 mod anonymous_load_keeps_memory_flat;
 mod bad_input_gets_problem_json;
 mod binary_runs_embedded_default;
+mod browsers_on_other_origins;
 mod chat_dedupe_window_survives_restart;
 mod chat_moderation_and_rest;
 mod chat_resend_answers_what_is_stored;

@@ -78,3 +78,68 @@ async fn swagger_ui_is_served_locally() {
     let redirect = app.client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(redirect.status(), 200, "redirected to /docs/");
 }
+
+/// What generators refuse or clients must know: unique, meaningful
+/// operation ids, a license identifier, and the headers that come with a
+/// status (`Retry-After` on 429/503, `WWW-Authenticate` on 401, `Location`
+/// on a created resource).
+#[test]
+fn the_spec_says_what_generated_clients_need() {
+    let spec: serde_json::Value =
+        serde_json::from_str(&simmer::api::openapi::json().unwrap()).unwrap();
+    assert_eq!(spec["info"]["license"]["identifier"], "Apache-2.0");
+    let components = &spec["components"]["responses"];
+    let resolve = |response: &serde_json::Value| -> serde_json::Value {
+        match response["$ref"].as_str() {
+            Some(name) => components[name.rsplit('/').next().unwrap()].clone(),
+            None => response.clone(),
+        }
+    };
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_owned()), "operationId {id} repeated");
+            assert!(
+                id.chars().next().unwrap().is_ascii_lowercase()
+                    && id.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{method} {path}: operationId {id} is not camelCase"
+            );
+            for (status, response) in op["responses"].as_object().unwrap() {
+                let headers = resolve(response)["headers"].clone();
+                let wanted = match status.as_str() {
+                    "429" | "503" => Some("Retry-After"),
+                    "401" => Some("WWW-Authenticate"),
+                    _ => None,
+                };
+                if let Some(header) = wanted {
+                    assert!(
+                        headers.get(header).is_some(),
+                        "{method} {path} {status}: {header} undeclared"
+                    );
+                }
+            }
+        }
+    }
+    for path in [
+        "/api/v1/recipes",
+        "/api/v1/sessions",
+        "/api/v1/watch/pairings",
+    ] {
+        assert!(
+            spec["paths"][path]["post"]["responses"]["201"]["headers"]
+                .get("Location")
+                .is_some(),
+            "POST {path} 201: Location undeclared"
+        );
+    }
+    let sent_at = &spec["components"]["schemas"]["ChatMessage"]["properties"]["sent_at"];
+    assert_eq!(sent_at["format"], "date-time");
+    let publisher = &spec["components"]["schemas"]["PublisherState"];
+    assert_eq!(
+        publisher["enum"],
+        serde_json::json!(["publishing", "connecting", "not_publishing"])
+    );
+    let pairing = &spec["paths"]["/api/v1/watch/pairings"]["post"]["requestBody"];
+    assert_ne!(pairing["required"], true, "the pairing body is optional");
+}

@@ -480,6 +480,81 @@ async fn a_host_that_vanishes_is_detected_and_viewers_are_told() {
     again.wait_connected().await;
 }
 
+/// The `turn:` link of a WHEP answer for `token`: (username, credential).
+async fn turn_credential(app: &TestApp, token: &str, session: uuid::Uuid) -> (String, String) {
+    let resp = app
+        .client
+        .post(app.url(&format!("/whep/{session}")))
+        .bearer_auth(token)
+        .header("content-type", "application/sdp")
+        .body(peers::sample_offer().await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let link = resp
+        .headers()
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|l| l.starts_with("<turn:"))
+        .expect("a turn: link");
+    let param = |name: &str| {
+        let start = link.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        let end = start + link[start..].find('"').unwrap();
+        link[start..end].to_owned()
+    };
+    assert!(link.contains("credential-type=\"password\""), "{link}");
+    (param("username"), param("credential"))
+}
+
+#[actix_rt::test]
+async fn every_viewer_gets_its_own_turn_credential_that_expires() {
+    use base64::Engine;
+    use hmac::Mac;
+    let app = helpers::spawn_app_with(|s| {
+        s.media.ice_servers = vec!["turn:turn.example.org:3478?transport=udp".into()];
+        s.media.turn = simmer::media::turn::TurnAuth::Minted {
+            secret: "shared-with-coturn".parse().unwrap(),
+            ttl: Duration::from_secs(3600),
+        };
+    })
+    .await;
+    let (host, session) = live(&app).await;
+    let guest = app
+        .post(
+            &format!("/api/v1/sessions/{session}/guest-tokens"),
+            None,
+            &serde_json::json!({"display_name": "Guest"}),
+        )
+        .await;
+    assert_eq!(guest.status, 201, "{}", guest.body);
+    let guest_token = guest.body["access_token"].as_str().unwrap();
+    let mut seen = Vec::new();
+    for token in [host.token.as_str(), guest_token] {
+        let (username, credential) = turn_credential(&app, token, session).await;
+        // What coturn checks with `use-auth-secret`: the username is
+        // `<expiry>:<who>`, the credential its HMAC-SHA1 under the secret.
+        let (expiry, who) = username.split_once(':').unwrap();
+        let expiry: u64 = expiry.parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!((now + 3500..=now + 3700).contains(&expiry), "{username}");
+        uuid::Uuid::parse_str(who).unwrap();
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(b"shared-with-coturn").unwrap();
+        mac.update(username.as_bytes());
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&credential)
+            .unwrap();
+        mac.verify_slice(&raw)
+            .expect("credential = HMAC-SHA1(secret, username)");
+        seen.push(who.to_owned());
+    }
+    assert_ne!(seen[0], seen[1], "host and guest share a TURN identity");
+}
+
 #[actix_rt::test]
 async fn ice_servers_are_announced_and_a_room_has_a_viewer_limit() {
     let app = helpers::spawn_app_with(|s| {
@@ -487,8 +562,10 @@ async fn ice_servers_are_announced_and_a_room_has_a_viewer_limit() {
             "stun:stun.example.org:3478".into(),
             "turn:turn.example.org:3478?transport=udp".into(),
         ];
-        s.media.turn_username = Some("simmer".into());
-        s.media.turn_credential = Some("s3cret".into());
+        s.media.turn = simmer::media::turn::TurnAuth::Static {
+            username: "simmer".into(),
+            credential: "s3cret".parse().unwrap(),
+        };
         s.media.max_subscribers = 1;
     })
     .await;

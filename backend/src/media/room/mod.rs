@@ -93,11 +93,23 @@ pub struct Answer {
     pub sdp: String,
 }
 
+/// Where the host's video is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PublisherState {
+    /// Video is arriving.
+    Publishing,
+    /// A publish was offered; the connection is being set up.
+    Connecting,
+    NotPublishing,
+}
+
 /// What `GET /sessions/{id}/media` shows.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct MediaStats {
-    /// `publishing`, `connecting` or `not_publishing`.
-    pub publisher: String,
+    pub publisher: PublisherState,
     /// The codecs being relayed (e.g. `video/VP8`, `audio/opus`).
     pub codecs: Vec<String>,
     pub subscribers: usize,

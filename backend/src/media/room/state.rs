@@ -70,14 +70,16 @@ impl RoomCore {
             .publish(self.session_id, BusEvent::new(frame, None));
     }
 
-    pub(super) fn publisher_state(&self) -> &'static str {
+    pub(super) fn publisher_state(&self) -> PublisherState {
         match lock(&self.publisher)
             .as_ref()
             .map(|p| p.pc.connection_state())
         {
-            Some(RTCPeerConnectionState::Connected) => "publishing",
-            Some(RTCPeerConnectionState::New | RTCPeerConnectionState::Connecting) => "connecting",
-            _ => "not_publishing",
+            Some(RTCPeerConnectionState::Connected) => PublisherState::Publishing,
+            Some(RTCPeerConnectionState::New | RTCPeerConnectionState::Connecting) => {
+                PublisherState::Connecting
+            }
+            _ => PublisherState::NotPublishing,
         }
     }
 
@@ -111,7 +113,7 @@ impl RoomCore {
         codecs.sort();
         codecs.dedup();
         MediaStats {
-            publisher: self.publisher_state().to_owned(),
+            publisher: self.publisher_state(),
             codecs,
             subscribers: lock(&self.subscribers).len(),
             packets_in: c.packets_in.load(Ordering::Relaxed),
