@@ -175,6 +175,12 @@ step "infra: Kubernetes manifests (strict schemas) and compose.yaml (Compose sch
 step "OpenAPI fuzzing (schemathesis)"
 "$ROOT/scripts/fuzz-openapi.sh"
 
+step "OpenAPI clients: spec validated, Kotlin/Swift/TypeScript generated (openapi-generator), the README walk-through through the TypeScript client"
+"$ROOT/scripts/openapi-clients.sh"
+
+step "the README walk-through (curl, chat, watch) run top to bottom as one script against a fresh server"
+"$ROOT/scripts/readme-walkthrough.sh"
+
 step "interop: Python chat and watch clients written from docs/protocol.md and docs/watch.md"
 "$ROOT/scripts/interop.sh" 2>&1 | tee "$CACHE/interop.log"
 
