@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Clients nobody on this team wrote: a Python WebSocket client, written from
 # docs/protocol.md, drives a booted simmer (SQLite, loopback) and validates
-# every server frame against docs/protocol.schema.json; a Python smartwatch
+# every server frame against docs/protocol/server-frame.schema.json; a Python smartwatch
 # client, written from docs/watch.md, pairs and follows the watch feed
 # (WebSocket and SSE), validating frames against docs/watch.schema.json.
 set -euo pipefail
@@ -22,5 +22,5 @@ SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-"$VENV/bin/python" scripts/interop/ws_chat_client.py "http://127.0.0.1:$PORT" docs/protocol.schema.json
+"$VENV/bin/python" scripts/interop/ws_chat_client.py "http://127.0.0.1:$PORT" docs/protocol/server-frame.schema.json
 "$VENV/bin/python" scripts/interop/watch_client.py "http://127.0.0.1:$PORT" docs/watch.schema.json

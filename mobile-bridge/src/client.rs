@@ -39,8 +39,11 @@ pub(crate) type Socket =
 /// How to reach the server and how to behave when the link drops.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `ws://host:port/ws` (or `wss://` behind a TLS proxy).
+    /// `ws://host:port/ws`, or `wss://` behind TLS.
     pub url: String,
+    /// Roots trusted for `wss://` beside the web's (PEM certificates: a
+    /// private CA, a test server).
+    pub tls_roots: Vec<String>,
     /// An access token (user or guest).
     pub token: String,
     /// First reconnect delay; doubles up to `max_backoff`.
@@ -65,6 +68,7 @@ impl ClientConfig {
         Self {
             url: url.into(),
             token: token.into(),
+            tls_roots: Vec::new(),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
@@ -266,6 +270,7 @@ async fn open(config: &ClientConfig) -> Result<Socket, ClientError> {
         &config.token,
         Some(SUBPROTOCOL),
         config.bind,
+        &config.tls_roots,
         ws_config,
     )
     .await
@@ -278,12 +283,13 @@ async fn open(config: &ClientConfig) -> Result<Socket, ClientError> {
 }
 
 /// Opens a WebSocket to `url` with a bearer token, from a chosen local
-/// address if `bind` is set.
+/// address if `bind` is set; `wss://` trusts the web's roots and `tls_roots`.
 pub(crate) async fn dial(
     url: &str,
     token: &str,
     subprotocol: Option<&'static str>,
     bind: Option<std::net::IpAddr>,
+    tls_roots: &[String],
     ws_config: tokio_tungstenite::tungstenite::protocol::WebSocketConfig,
 ) -> Result<Socket, String> {
     let mut request = url.into_client_request().map_err(|e| e.to_string())?;
@@ -294,14 +300,25 @@ pub(crate) async fn dial(
             .headers_mut()
             .insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
     }
+    let connector = match request.uri().scheme_str() {
+        Some("wss") => Some(crate::tls::ws_connector(tls_roots)?),
+        _ => None,
+    };
     let (socket, _) = match bind {
-        None => tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true)
-            .await
-            .map_err(|e| e.to_string())?,
+        None => tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(ws_config),
+            true,
+            connector,
+        )
+        .await
+        .map_err(|e| e.to_string())?,
         Some(ip) => {
             let uri = request.uri();
             let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
-            let port = uri.port_u16().unwrap_or(80);
+            let port = uri
+                .port_u16()
+                .unwrap_or(if connector.is_some() { 443 } else { 80 });
             let server: std::net::SocketAddr = tokio::net::lookup_host((host, port))
                 .await
                 .map_err(|e| e.to_string())?
@@ -317,10 +334,11 @@ pub(crate) async fn dial(
                 .map_err(|e| e.to_string())?;
             let stream = tcp.connect(server).await.map_err(|e| e.to_string())?;
             let _ = stream.set_nodelay(true);
-            tokio_tungstenite::client_async_with_config(
+            tokio_tungstenite::client_async_tls_with_config(
                 request,
-                tokio_tungstenite::MaybeTlsStream::Plain(stream),
+                stream,
                 Some(ws_config),
+                connector,
             )
             .await
             .map_err(|e| e.to_string())?

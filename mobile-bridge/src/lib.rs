@@ -12,6 +12,8 @@ mod error_code;
 mod ids;
 pub mod protocol;
 #[cfg(feature = "client")]
+pub mod tls;
+#[cfg(feature = "client")]
 pub mod watch_client;
 
 pub use error_code::ErrorCode;

@@ -291,13 +291,28 @@ impl ServerMsg {
     }
 }
 
-/// The JSON Schemas of both directions (committed as `docs/protocol.schema.json`).
-pub fn json_schema() -> serde_json::Value {
-    serde_json::json!({
-        "$comment": "Generated from mobile-bridge's types; do not edit.",
-        "client_frame": schemars::schema_for!(ClientFrame),
-        "server_frame": schemars::schema_for!(ServerMsg),
-    })
+/// The JSON Schema of what a client sends, one file per direction so that
+/// generators (quicktype, datamodel-codegen) take it as it is (committed as
+/// `docs/protocol/client-frame.schema.json`).
+pub fn client_frame_schema() -> serde_json::Value {
+    generated(schemars::schema_for!(ClientFrame))
+}
+
+/// The JSON Schema of what the server sends (committed as
+/// `docs/protocol/server-frame.schema.json`).
+pub fn server_frame_schema() -> serde_json::Value {
+    generated(schemars::schema_for!(ServerMsg))
+}
+
+fn generated(schema: schemars::Schema) -> serde_json::Value {
+    let mut value = schema.to_value();
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "$comment".into(),
+            "Generated from mobile-bridge's types; do not edit.".into(),
+        );
+    }
+    value
 }
 
 #[cfg(test)]
@@ -345,7 +360,7 @@ mod tests {
 
     #[test]
     fn the_schema_names_every_frame_type() {
-        let schema = json_schema().to_string();
+        let schema = format!("{}{}", client_frame_schema(), server_frame_schema());
         for t in [
             "join",
             "leave",

@@ -165,9 +165,11 @@ impl WatchPairing {
 /// How a watch connects, and how far off its clock and link are.
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
-    /// `http://host:port` of the server.
+    /// `http://host:port` of the server (or `https://`).
     pub base_url: String,
     pub token: String,
+    /// Roots trusted for `https://` beside the web's (PEM certificates).
+    pub tls_roots: Vec<String>,
     /// Seconds between ticks (`None`: the device's setting; 0: changes only).
     pub tick: Option<u32>,
     /// The watch's clock runs this far ahead (negative: behind).
@@ -186,6 +188,7 @@ impl WatchConfig {
         Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
+            tls_roots: Vec::new(),
             tick: None,
             skew_ms: 0,
             link_delay: Duration::ZERO,
@@ -248,9 +251,16 @@ impl WatchClient {
         let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0);
-        dial(&url, &config.token, None, config.bind, ws_config)
-            .await
-            .map_err(WatchError::Feed)
+        dial(
+            &url,
+            &config.token,
+            None,
+            config.bind,
+            &config.tls_roots,
+            ws_config,
+        )
+        .await
+        .map_err(WatchError::Feed)
     }
 
     /// One leg's time on the simulated link.

@@ -1,7 +1,7 @@
 """An independent client of Simmer's realtime protocol, written from
 docs/protocol.md alone with Python's `websockets`: connect, join, chat,
 resume. Every frame the server sends is validated against
-docs/protocol.schema.json. Usage: ws_chat_client.py BASE_URL SCHEMA_PATH
+docs/protocol/server-frame.schema.json. Usage: ws_chat_client.py BASE_URL SCHEMA_PATH
 """
 
 import json
@@ -15,7 +15,7 @@ from common import check, finish, request
 
 BASE = sys.argv[1].rstrip("/")
 SCHEMA = json.load(open(sys.argv[2]))
-SERVER_FRAME = jsonschema.Draft202012Validator(SCHEMA["server_frame"])
+SERVER_FRAME = jsonschema.Draft202012Validator(SCHEMA)
 WS = BASE.replace("http", "ws", 1) + "/ws"
 
 

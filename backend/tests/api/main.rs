@@ -31,6 +31,7 @@ mod realtime_chat;
 mod realtime_limits;
 mod recipes_crud;
 mod refresh_token_rotation;
+mod sdk_over_tls;
 mod sdk_resumes_after_drops;
 mod sdk_watch_client;
 mod session_actor_survives_panic;
