@@ -298,7 +298,7 @@ async function main(): Promise<void> {
 
     await step("timer start (running step 0 with a deadline)", async () => {
         const t = expectResponse(200, await sessions.controlSessionTimer({
-            id: session.id, timerControl: { action: "start" },
+            id: session.id, timerRequest: { action: "start" },
         }), TimerViewToJSON);
         check(t.state === TimerState.Running, "start: state", t.state);
         check(t.stepIndex === 0 && t.stepCount === 2, "start: step 0 of 2", [t.stepIndex, t.stepCount]);
@@ -311,7 +311,7 @@ async function main(): Promise<void> {
 
     await step("timer next (running step 1)", async () => {
         const t = expectResponse(200, await sessions.controlSessionTimer({
-            id: session.id, timerControl: { action: "next" },
+            id: session.id, timerRequest: { action: "next" },
         }), TimerViewToJSON);
         check(t.stepIndex === 1, "next: step_index", t.stepIndex);
         check(t.state === TimerState.Running, "next: state", t.state);

@@ -114,7 +114,7 @@ fn token_pair(
 #[tracing::instrument(skip_all, fields(username = %body.username))]
 pub async fn register(
     state: web::Data<AppState>,
-    body: web::Json<RegisterRequest>,
+    body: super::body::Body<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let mut checks = Checks::new();
@@ -172,7 +172,7 @@ pub async fn register(
 pub async fn login(
     state: web::Data<AppState>,
     addr: ClientAddr,
-    body: web::Json<LoginRequest>,
+    body: super::body::Body<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let username = normalise_username(&body.username);
@@ -230,7 +230,7 @@ pub async fn login(
 #[tracing::instrument(skip_all)]
 pub async fn refresh(
     state: web::Data<AppState>,
-    body: web::Json<RefreshRequest>,
+    body: super::body::Body<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let rejected = || {
         ApiError::client(
@@ -269,7 +269,7 @@ pub async fn refresh(
 pub async fn logout(
     state: web::Data<AppState>,
     user: AuthUser,
-    body: web::Json<RefreshRequest>,
+    body: super::body::Body<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     if body.refresh_token.len() <= 256 {
         state

@@ -4,6 +4,7 @@
 use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{Duration as ChronoDuration, Utc};
 use mobile_bridge::protocol::ChatMessage;
+use mobile_bridge::ErrorCode;
 use serde::{Deserialize, Serialize};
 use simmer_entity::session;
 use utoipa::{IntoParams, ToSchema};
@@ -122,6 +123,15 @@ pub async fn list(
         ));
     }
     let page = crate::api::pagination::keyset(None, query.limit, &state.settings)?;
+    if query
+        .before_seq
+        .is_some_and(|seq| seq == 0 || i64::try_from(seq).is_err())
+    {
+        return Err(ApiError::client(
+            ErrorCode::InvalidQuery,
+            "invalid query: before_seq must be a sequence number, from 1",
+        ));
+    }
     let model = session_for(&state, id).await?;
     if !caller.may_view_session(&model) {
         return Err(guests_off());
@@ -172,7 +182,7 @@ pub async fn post_message(
     state: web::Data<AppState>,
     caller: Principal,
     id: web::Path<Uuid>,
-    body: web::Json<PostMessage>,
+    body: super::body::Body<PostMessage>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     if !caller.may_view(id) {
@@ -266,7 +276,7 @@ pub async fn mute(
     state: web::Data<AppState>,
     user: AuthUser,
     id: web::Path<Uuid>,
-    body: web::Json<MuteRequest>,
+    body: super::body::Body<MuteRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let model = session_for(&state, id).await?;

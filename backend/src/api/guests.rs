@@ -77,7 +77,7 @@ pub async fn guest_token(
     state: web::Data<AppState>,
     addr: ClientAddr,
     id: web::Path<Uuid>,
-    body: web::Json<GuestTokenRequest>,
+    body: super::body::Body<GuestTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mut checks = Checks::new();
     let display_name = checks.display_text("display_name", &body.display_name, 1, 64);
@@ -138,7 +138,7 @@ pub async fn update(
     state: web::Data<AppState>,
     user: AuthUser,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateSessionRequest>,
+    body: super::body::Body<UpdateSessionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let model = hosted(&state, id.into_inner(), &user).await?;
     if let Some(allow) = body.allow_guests {

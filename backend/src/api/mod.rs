@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod chat;
 pub mod cluster;
 pub mod cors;
@@ -55,7 +56,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors: &cors::CorsOrigins) {
             .service(chat::mute)
             .service(media::stats)
             .service(watch::create_pairing)
-            .service(watch::claim)
+            // A resource of its own, not a guarded route: another method
+            // here is a 405, not a pairing id that fails to parse.
+            .service(
+                web::resource("/watch/pairings/claim")
+                    .route(web::post().to(watch::claim))
+                    .default_service(web::to(not_found)),
+            )
             .service(watch::poll_pairing)
             .service(watch::list_devices)
             .service(watch::delete_device)

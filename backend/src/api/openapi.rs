@@ -67,8 +67,7 @@ Authenticate with `Authorization: Bearer <access_token>`.",
         watch_sync::TimerView,
         watch_sync::TimerState,
         watch_sync::TimerStep,
-        watch_sync::TimerControl,
-        watch_sync::TimerActionName,
+        sessions::TimerRequest,
         mobile_bridge::protocol::ChatMessage,
         mobile_bridge::protocol::Author,
         mobile_bridge::protocol::Role,
@@ -109,13 +108,15 @@ impl Modify for BearerAuth {
 }
 
 /// Adds the error responses every operation can give, so each handler only
-/// lists its own (403, 404, 409): 400 for malformed input, 401 where a token
-/// is read, 413/415/422 where a body is read, 503 when the database is down.
+/// lists its own (404, 409, a more precise 403): 400 for malformed input,
+/// 401 and 403 where a token is read (a guest's token may be refused),
+/// 413/415/422 where a body is read, 503 when the database is down.
 struct StandardErrors;
 
-const STANDARD: [(&str, &str, &str); 6] = [
+const STANDARD: [(&str, &str, &str); 7] = [
     ("400", "BadRequest", "Malformed path, query or body (`invalid_path`, `invalid_query`, `invalid_cursor`, `invalid_body`)"),
     ("401", "Unauthorized", "Missing, malformed, forged or expired token (`unauthorized`), or wrong credentials"),
+    ("403", "Forbidden", "Not allowed with this token (`forbidden`): a guest token where an account is needed or for another session, or not the owner"),
     ("413", "PayloadTooLarge", "Body over the configured limit (`payload_too_large`)"),
     ("415", "UnsupportedMediaType", "Body is not `application/json` (`unsupported_media_type`)"),
     ("422", "ValidationFailed", "A field breaks a rule (`validation_failed`; `errors` lists them)"),
@@ -168,6 +169,8 @@ fn add_standard(op: &mut Operation, is_operations_endpoint: bool) {
         let wanted = match status {
             "400" => !is_operations_endpoint,
             "401" => has_auth || login_like,
+            // Every route that reads a bearer token can meet a guest's.
+            "403" => has_auth,
             "413" | "415" | "422" => has_body,
             "503" => !is_operations_endpoint || op.operation_id.as_deref() == Some("readyz"),
             _ => false,

@@ -110,8 +110,8 @@ pub struct RecipePage {
 pub struct ListRecipesQuery {
     /// Only the caller's own recipes (needs a token).
     pub mine: Option<bool>,
-    /// `next_cursor` of the previous page.
-    #[param(pattern = r"^[A-Za-z0-9_-]{22}$")]
+    /// `next_cursor` of the previous page (empty or absent: the first page).
+    #[param(pattern = r"^([A-Za-z0-9_-]{22})?$")]
     pub cursor: Option<String>,
     /// Page size, 1 to the configured maximum (default 20, max 100).
     #[param(minimum = 1, maximum = 100)]
@@ -238,7 +238,7 @@ async fn owner_of(state: &AppState, model: &recipe::Model) -> Result<UserSummary
 pub async fn create(
     state: web::Data<AppState>,
     user: AuthUser,
-    body: web::Json<RecipeInput>,
+    body: super::body::Body<RecipeInput>,
 ) -> Result<HttpResponse, ApiError> {
     let content = validate(body.into_inner())?;
     let model = store::insert(&state.db, user.id, content).await?;
@@ -341,7 +341,7 @@ pub async fn replace(
     state: web::Data<AppState>,
     user: AuthUser,
     id: web::Path<Uuid>,
-    body: web::Json<RecipeInput>,
+    body: super::body::Body<RecipeInput>,
 ) -> Result<HttpResponse, ApiError> {
     let existing = owned(&state, id.into_inner(), &user).await?;
     let content = validate(body.into_inner())?;

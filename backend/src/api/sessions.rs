@@ -6,14 +6,14 @@ use serde::{Deserialize, Serialize};
 use simmer_entity::session;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use watch_sync::{TimerControl, TimerView};
+use watch_sync::{TimerAction, TimerView, MAX_ADD_TIME_S};
 
 use super::models::UserSummary;
 use super::pagination;
 use super::recipes::{steps_view, Step};
 use super::validate::Checks;
 use crate::auth::AuthUser;
-use crate::error::{ApiError, FieldError};
+use crate::error::ApiError;
 use crate::live::timer_actor::TimerError;
 use crate::live::{self, SessionError};
 use crate::state::AppState;
@@ -84,8 +84,8 @@ pub struct SessionPage {
 pub struct ListSessionsQuery {
     /// Only sessions in this state.
     pub state: Option<SessionState>,
-    /// `next_cursor` of the previous page.
-    #[param(pattern = r"^[A-Za-z0-9_-]{22}$")]
+    /// `next_cursor` of the previous page (empty or absent: the first page).
+    #[param(pattern = r"^([A-Za-z0-9_-]{22})?$")]
     pub cursor: Option<String>,
     /// Page size, 1 to the configured maximum (default 20, max 100).
     #[param(minimum = 1, maximum = 100)]
@@ -197,7 +197,7 @@ pub(super) async fn hosted(
 pub async fn create(
     state: web::Data<AppState>,
     user: AuthUser,
-    body: web::Json<CreateSessionRequest>,
+    body: super::body::Body<CreateSessionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let mut checks = Checks::new();
@@ -400,6 +400,53 @@ pub async fn get_timer(
     Ok(HttpResponse::Ok().json(timer))
 }
 
+/// A host's timer action: what each action carries is required with it
+/// (the same actions as `timer.control` over `/ws`).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum TimerRequest {
+    /// Start the current step's countdown.
+    Start,
+    Pause,
+    Resume,
+    /// The next step (the timer finishes after the last).
+    Next,
+    Previous,
+    /// Back to the first step, idle.
+    Reset,
+    /// Go to a step.
+    Goto {
+        /// Counted from 0; at most the recipe's last step.
+        #[schema(minimum = 0, maximum = 99)]
+        step: u32,
+    },
+    /// Change the current countdown.
+    AddTime {
+        /// Seconds to add (negative to remove), non-zero, at most a day
+        /// either way.
+        #[schema(minimum = -86400, maximum = 86400)]
+        seconds: i64,
+    },
+}
+
+impl From<TimerRequest> for TimerAction {
+    fn from(request: TimerRequest) -> Self {
+        match request {
+            TimerRequest::Start => TimerAction::Start,
+            TimerRequest::Pause => TimerAction::Pause,
+            TimerRequest::Resume => TimerAction::Resume,
+            TimerRequest::Next => TimerAction::Next,
+            TimerRequest::Previous => TimerAction::Previous,
+            TimerRequest::Reset => TimerAction::Reset,
+            TimerRequest::Goto { step } => TimerAction::Goto { step },
+            TimerRequest::AddTime { seconds } => TimerAction::AddTime { seconds },
+        }
+    }
+}
+
+// The bounds as the schema says them.
+const _: () = assert!(MAX_ADD_TIME_S == 86_400 && super::recipes::STEPS_MAX == 100);
+
 /// Drives the recipe timer (host only, live sessions): `start`, `pause`,
 /// `resume`, `next`, `previous`, `goto` (with `step`), `add_time` (with
 /// `seconds`), `reset`. Answered once the change is durable; every viewer and
@@ -410,14 +457,14 @@ pub async fn get_timer(
     operation_id = "controlSessionTimer",
     tag = "sessions",
     params(("id" = Uuid, Path, description = "Session id")),
-    request_body = TimerControl,
+    request_body = TimerRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The timer after the action", body = TimerView),
         (status = 403, description = "Not the host", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The action does not apply to the timer as it is (`code` says why: `timer_not_running`, `timer_finished`, ...), or the session is not live", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`goto` without `step`, `add_time` without valid `seconds`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`add_time` with `seconds` zero or beyond a day", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/sessions/{id}/timer")]
@@ -426,20 +473,11 @@ pub async fn control_timer(
     state: web::Data<AppState>,
     user: AuthUser,
     id: web::Path<Uuid>,
-    body: web::Json<TimerControl>,
+    body: super::body::Body<TimerRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     tracing::Span::current().record("session_id", tracing::field::display(id));
-    let action = body.action().map_err(|message| {
-        let field = match body.action {
-            watch_sync::TimerActionName::Goto => "step",
-            _ => "seconds",
-        };
-        ApiError::validation(vec![FieldError {
-            field: field.into(),
-            message,
-        }])
-    })?;
+    let action = TimerAction::from(body.into_inner());
     let model = hosted(&state, id, &user).await?;
     if store::decode(&model)?.0 != SessionState::Live {
         return Err(ApiError::conflict(

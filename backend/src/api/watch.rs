@@ -30,7 +30,7 @@ const POLL_INTERVAL_MS: u64 = 2000;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct PairingRequest {
     /// Shown in the user's list of watches (1–64 characters; default "Watch").
-    #[schema(max_length = 64)]
+    #[schema(min_length = 1, max_length = 64)]
     pub device_name: Option<String>,
     /// Seconds between `tick` frames on the feed, 0 (changes only, for
     /// watches that count down themselves) to 3600 (default 1).
@@ -56,7 +56,12 @@ pub struct Pairing {
 /// A user claims a watch's code for a session.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ClaimRequest {
-    #[schema(example = "K7QX4M")]
+    /// The 6 characters shown on the watch, in any case, spaces and dashes
+    /// ignored.
+    #[schema(
+        example = "K7QX4M",
+        pattern = r"^[\s-]*([ACDEFGHJKMNPQRTUVWXY34679acdefghjkmnpqrtuvwxy][\s-]*){6}$"
+    )]
     pub code: String,
     /// The session the watch follows.
     pub session_id: Uuid,
@@ -167,9 +172,16 @@ pub async fn create_pairing(
     let body: PairingRequest = if body.iter().all(u8::is_ascii_whitespace) {
         PairingRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::client(ErrorCode::InvalidBody, format!("invalid JSON body: {e}"))
-        })?
+        match serde_json::from_slice(&body) {
+            Ok(serde_json::Value::Null) => PairingRequest::default(),
+            Ok(value) => super::body::from_object(value)?,
+            Err(e) => {
+                return Err(ApiError::client(
+                    ErrorCode::InvalidBody,
+                    format!("invalid JSON body: {e}"),
+                ))
+            }
+        }
     };
     let mut checks = Checks::new();
     let device_name = body
@@ -231,13 +243,12 @@ pub async fn create_pairing(
         (status = 429, description = "Too many wrong codes", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
-#[post("/watch/pairings/claim")]
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub async fn claim(
     req: HttpRequest,
     state: web::Data<AppState>,
     user: AuthUser,
-    body: web::Json<ClaimRequest>,
+    body: super::body::Body<ClaimRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let now = Instant::now();
     let keys = [
@@ -450,7 +461,7 @@ pub async fn retarget(
     state: web::Data<AppState>,
     user: AuthUser,
     id: web::Path<Uuid>,
-    body: web::Json<RetargetRequest>,
+    body: super::body::Body<RetargetRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     followable(&state, body.session_id).await?;

@@ -140,6 +140,22 @@ fn the_spec_says_what_generated_clients_need() {
         publisher["enum"],
         serde_json::json!(["publishing", "connecting", "not_publishing"])
     );
+    // The code's pattern names the alphabet codes are drawn from.
+    let pattern = spec["components"]["schemas"]["ClaimRequest"]["properties"]["code"]["pattern"]
+        .as_str()
+        .unwrap();
+    for c in simmer::store::watch::CODE_ALPHABET {
+        let c = char::from(*c);
+        assert!(
+            pattern.contains(c) && pattern.contains(c.to_ascii_lowercase()),
+            "{c} missing from {pattern}"
+        );
+    }
+    // What each timer action carries is in the schema.
+    let timer = spec["components"]["schemas"]["TimerRequest"]["oneOf"]
+        .as_array()
+        .unwrap();
+    assert_eq!(timer.len(), 8);
     let pairing = &spec["paths"]["/api/v1/watch/pairings"]["post"]["requestBody"];
     assert_ne!(pairing["required"], true, "the pairing body is optional");
 }
