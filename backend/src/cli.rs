@@ -1,6 +1,9 @@
 //! The `simmer` command line.
 
-use clap::{Parser, Subcommand};
+use std::ffi::{OsStr, OsString};
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::ConfigArgs;
 
@@ -41,6 +44,104 @@ impl Cli {
     pub fn into_command(self) -> Command {
         self.command.unwrap_or(Command::Serve(self.serve))
     }
+
+    /// Parses the process's arguments and environment like
+    /// [`Parser::parse`] (on an error: the message, then exit 2), except
+    /// that a bad value from an environment variable is reported as the
+    /// variable's, not as the flag's (see [`name_the_source`]).
+    pub fn parse_naming_sources() -> Self {
+        Self::try_parse().unwrap_or_else(|e| {
+            let argv: Vec<OsString> = std::env::args_os().collect();
+            name_the_source(e, &argv, |var| std::env::var_os(var)).exit()
+        })
+    }
+}
+
+/// clap reports a bad value as the flag's ("invalid value 'abc' for
+/// '--page-size-max <PAGE_SIZE_MAX>'") even when it came from the flag's
+/// environment variable, which sends people looking for a flag they never
+/// typed. When the flag is not on the command line (`argv`) and its variable
+/// is set (`env`), the value was the variable's: the error then begins with
+/// it ("environment variable SIMMER_PAGE_SIZE_MAX=abc: invalid value ...").
+/// A value from the command line keeps clap's message, which names the flag;
+/// one from the TOML file is reported when the file is read
+/// ([`ConfigArgs::with_file`]), with its key. The kind, hence the exit code
+/// (2, a usage error), stays clap's.
+pub fn name_the_source(
+    mut error: clap::Error,
+    argv: &[OsString],
+    env: impl Fn(&OsStr) -> Option<OsString>,
+) -> clap::Error {
+    if !matches!(
+        error.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return error;
+    }
+    let Some(ContextValue::String(shown)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    // `--page-size-max <PAGE_SIZE_MAX>`: every setting has a long flag.
+    let Some(long) = shown
+        .split(' ')
+        .next()
+        .and_then(|flag| flag.strip_prefix("--"))
+    else {
+        return error;
+    };
+    let command = Cli::command();
+    let Some(arg) = find_arg(&command, long) else {
+        return error;
+    };
+    let Some(var) = arg.get_env() else {
+        return error;
+    };
+    let flag = format!("--{long}");
+    let with_value = format!("{flag}=");
+    let on_command_line = argv
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .filter_map(|a| a.to_str())
+        .any(|a| a == flag || a.starts_with(&with_value));
+    if on_command_line {
+        return error;
+    }
+    let Some(value) = env(var) else {
+        return error;
+    };
+    let value = if arg.is_hide_env_values_set() {
+        // A secret's value is not printed, not even a wrong one.
+        let hidden = "[hidden]".to_owned();
+        error.insert(
+            ContextKind::InvalidValue,
+            ContextValue::String(hidden.clone()),
+        );
+        hidden
+    } else {
+        value.to_string_lossy().into_owned()
+    };
+    // clap's own text (reason, possible values, the pointer to --help),
+    // after the variable that held the value.
+    let rendered = error.render().to_string();
+    let detail = rendered.strip_prefix("error: ").unwrap_or(&rendered);
+    let var = var.to_string_lossy();
+    clap::Error::raw(
+        error.kind(),
+        format!("environment variable {var}={value}: {detail}"),
+    )
+}
+
+/// The argument with this long flag, in `command` or its subcommands.
+fn find_arg<'a>(command: &'a clap::Command, long: &str) -> Option<&'a clap::Arg> {
+    command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))
+        .or_else(|| {
+            command
+                .get_subcommands()
+                .find_map(|sub| find_arg(sub, long))
+        })
 }
 
 /// Where the node is and how to ask it.
@@ -141,5 +242,54 @@ mod tests {
         assert!(matches!(cli.into_command(), Command::Migrate(_)));
         let cli = Cli::try_parse_from(["simmer", "drain", "--token", "t", "--wait"]).unwrap();
         assert!(matches!(cli.into_command(), Command::Drain(args) if args.wait));
+    }
+
+    /// clap's error for `--page-size-max abc` given on the command line.
+    fn bad_page_size() -> clap::Error {
+        Cli::try_parse_from(["simmer", "serve", "--page-size-max", "abc"]).unwrap_err()
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&OsStr) -> Option<OsString> {
+        let pairs: Vec<(OsString, OsString)> =
+            pairs.iter().map(|(k, v)| (k.into(), v.into())).collect();
+        move |var| pairs.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn a_bad_value_from_the_environment_names_the_variable() {
+        let argv: Vec<OsString> = vec!["simmer".into(), "serve".into()];
+        let error = name_the_source(
+            bad_page_size(),
+            &argv,
+            env_of(&[("SIMMER_PAGE_SIZE_MAX", "abc")]),
+        );
+        let text = error.render().to_string();
+        assert!(
+            text.starts_with(
+                "error: environment variable SIMMER_PAGE_SIZE_MAX=abc: invalid value 'abc'"
+            ),
+            "{text}"
+        );
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        assert_eq!(error.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_bad_value_on_the_command_line_keeps_the_flag() {
+        for flag in [&["--page-size-max", "abc"][..], &["--page-size-max=abc"]] {
+            let mut argv: Vec<OsString> = vec!["simmer".into(), "serve".into()];
+            argv.extend(flag.iter().map(OsString::from));
+            // The variable is set too, but the flag wins, as in clap.
+            let error = name_the_source(
+                bad_page_size(),
+                &argv,
+                env_of(&[("SIMMER_PAGE_SIZE_MAX", "7")]),
+            );
+            let text = error.render().to_string();
+            assert!(
+                text.starts_with("error: invalid value 'abc' for '--page-size-max"),
+                "{text}"
+            );
+        }
     }
 }

@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
 use simmer::cli::{Cli, Command};
 use simmer::config::ConfigArgs;
 use simmer::{db, shutdown, telemetry, Application, Settings};
@@ -27,30 +26,32 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tracing::info!(database = db::backend_name(&conn), "migrations applied");
             conn.close().await?;
         }
-        Command::Drain(args) => {
-            let answer = args.run().await?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(answer.as_bytes())?;
-            out.write_all(b"\n")?;
-        }
-        Command::Health(args) => {
-            let answer = args.run().await?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(answer.as_bytes())?;
-            out.write_all(b"\n")?;
-        }
-        Command::Openapi => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(simmer::api::openapi::json()?.as_bytes())?;
-            out.write_all(b"\n")?;
-        }
+        Command::Drain(args) => print(&args.run().await?)?,
+        Command::Health(args) => print(&args.run().await?)?,
+        Command::Openapi => print(&simmer::api::openapi::json()?)?,
     }
     Ok(())
 }
 
+/// Writes `text` and a newline to standard output. A reader that has seen
+/// enough closes the pipe early (`simmer openapi | head`): that ends the
+/// output, it is not a failure. (Rust ignores SIGPIPE, so the write fails
+/// with `BrokenPipe` instead of killing the process.)
+fn print(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 fn main() -> ExitCode {
     shutdown::install_panic_hook();
-    let command = Cli::parse().into_command();
+    let command = Cli::parse_naming_sources().into_command();
     // The runtime (and every thread it started) is gone once `block_on`
     // returns and the system is dropped: a panic while stopping has happened
     // by then, or not at all.
