@@ -14,7 +14,8 @@
 #                             databases on (default postgres://postgres@127.0.0.1:5432/postgres)
 #   CARGO_TARGET_DIR          build directory (default ~/.cache/simmer/target,
 #                             outside the clone so repeated runs reuse it)
-#   SIMMER_FUZZ_EXAMPLES      schemathesis examples per operation (default 40)
+#   SIMMER_FUZZ_EXAMPLES      schemathesis examples per operation (default 40;
+#                             SIMMER_FUZZ_GUEST_EXAMPLES for the guest run, 10)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -164,8 +165,8 @@ cargo test -p backend --features media-tests,cluster-tests --test media --locked
 step "a real browser: headless Chromium publishes over WHIP and plays over WHEP (network namespace)"
 "$ROOT/scripts/browser.sh" media-interop.mjs 2>&1 | tee "$CACHE/browser-media.log"
 
-step "the pages end to end in headless Chromium: dashboard, viewer page, watch simulator, and all three through an upgrade (network namespace)"
-for suite in e2e e2e-viewer e2e-dashboard e2e-upgrade; do
+step "the pages end to end in headless Chromium: dashboard, viewer page, watch simulator, the README's tour as a newcomer takes it, and all three through an upgrade (network namespace)"
+for suite in e2e e2e-viewer e2e-dashboard e2e-newcomer e2e-upgrade; do
     "$ROOT/scripts/browser.sh" "$suite.mjs" 2>&1 | tee "$CACHE/browser-$suite.log"
 done
 
@@ -184,12 +185,16 @@ step "the README walk-through (curl, chat, watch) run top to bottom as one scrip
 step "interop: Python chat and watch clients written from docs/protocol.md and docs/watch.md"
 "$ROOT/scripts/interop.sh" 2>&1 | tee "$CACHE/interop.log"
 
+step "mobile SDK through UniFFI: Kotlin/Swift bindings current, the library driven through its Python bindings against a server (plain and TLS)"
+"$ROOT/scripts/mobile-ffi-test.sh" 2>&1 | tee "$CACHE/mobile-ffi.log"
+
 step "all checks passed"
 # One closing line for the whole run (every cargo test binary, both databases).
 cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-cluster.log" "$CACHE/test-media.log" \
     "$CACHE/test-handoff.log" "$CACHE/test-media-cluster.log" \
     "$CACHE/browser-media.log" "$CACHE/browser-e2e.log" "$CACHE/browser-e2e-viewer.log" \
-    "$CACHE/browser-e2e-dashboard.log" "$CACHE/browser-e2e-upgrade.log" "$CACHE/interop.log" "$CACHE/proxy.log" |
+    "$CACHE/browser-e2e-dashboard.log" "$CACHE/browser-e2e-newcomer.log" "$CACHE/browser-e2e-upgrade.log" \
+    "$CACHE/interop.log" "$CACHE/proxy.log" |
     awk '/^test result:/ || /^[0-9]+ passed, [0-9]+ failed$/ {
              for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
          END { printf "summary: %d passed, %d failed\n", p, f }'

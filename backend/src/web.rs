@@ -1,7 +1,7 @@
 //! The browser pages, embedded in the binary (see `build.rs`): the host
 //! dashboard at `/`, the viewer page at `/s/{session_id}`, the watch
-//! simulator at `/watch`, live sessions at `/live`, and their scripts and
-//! styles under `/assets/`. Plain files, no build step; they talk to the same
+//! simulator at `/watch`, live sessions at `/live`, their scripts and
+//! styles under `/assets/`, and the icon at `/favicon.svg`. Plain files, no build step; they talk to the same
 //! public API as every other client.
 
 use actix_web::http::header::{self, CacheControl, CacheDirective, EntityTag};
@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 /// What the pages may load and who may frame them. They are plain files:
 /// module scripts and style sheets from `/assets/`, no inline script or
 /// style; `fetch` and WebSockets to the same origin (`'self'` covers
-/// `ws:`/`wss:` there); the `data:,` favicon; video from a `MediaStream`
+/// `ws:`/`wss:` there); the icon `/favicon.svg`; video from a `MediaStream`
 /// (`srcObject`, which CSP does not govern, nor WebRTC). No page may be
 /// framed (clickjacking of the host's controls), no plugin, no `<base>`.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
@@ -100,12 +100,22 @@ async fn asset(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     }
 }
 
-/// Mounts the pages and `/assets/`.
+/// Browsers ask for `/favicon.ico` on anything without an icon link (a JSON
+/// endpoint opened in a tab): send them to the one icon, not a 404.
+async fn favicon_ico() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/favicon.svg"))
+        .finish()
+}
+
+/// Mounts the pages, their icon and `/assets/`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(|r| page(r, "index.html")))
         .route("/live", web::get().to(|r| page(r, "live.html")))
         .route("/watch", web::get().to(|r| page(r, "watch.html")))
         .route("/s/{session_id}", web::get().to(|r| page(r, "viewer.html")))
+        .route("/favicon.svg", web::get().to(|r| page(r, "favicon.svg")))
+        .route("/favicon.ico", web::get().to(favicon_ico))
         .route("/assets/{path:.*}", web::get().to(asset));
 }
 
@@ -119,5 +129,11 @@ mod tests {
             assert!(find(name).is_some(), "{name}");
         }
         assert_eq!(content_type("js/api.js"), "text/javascript; charset=utf-8");
+    }
+
+    #[test]
+    fn the_icon_every_page_links_is_embedded_as_svg() {
+        assert!(find("favicon.svg").is_some_and(|svg| svg.starts_with(b"<svg")));
+        assert_eq!(content_type("favicon.svg"), "image/svg+xml");
     }
 }

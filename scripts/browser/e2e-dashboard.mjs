@@ -258,9 +258,21 @@ try {
   const pub2 = await waitFor(async () => (await t("live-state").textContent()) === "publishing", 15000);
   check("publish again", pub2 === true, await t("live-state").textContent());
 
+  // Ending asks first: saying no changes nothing, saying yes ends it.
+  const dialogs = [];
+  page.once("dialog", (dialog) => { dialogs.push(dialog.message()); dialog.dismiss(); });
+  await t("end-session").click();
+  await waitFor(() => dialogs.length === 1, 3000);
+  await sleep(500);
+  check("end asks for confirmation", (dialogs[0] || "").startsWith("End this session"), JSON.stringify(dialogs));
+  check("declined: still publishing", (await t("live-state").textContent()) === "publishing", await t("live-state").textContent());
+  const stillLive = await page.evaluate(async (id) => (await (await fetch(`/api/v1/sessions/${id}`)).json()).state, sessionId);
+  check("declined: the server says live", stillLive === "live", stillLive);
+  page.once("dialog", (dialog) => { dialogs.push(dialog.message()); dialog.accept(); });
   await t("end-session").click();
   await waitFor(async () => (await t("live-state").textContent()) === "ended");
   check("ended", (await t("live-state").textContent()) === "ended");
+  check("asked again, and accepted", dialogs.length === 2, JSON.stringify(dialogs));
   const st = await page.evaluate(async (id) => (await (await fetch(`/api/v1/sessions/${id}`)).json()).state, sessionId);
   check("server says ended", st === "ended", st);
   check("pc closed", (await page.evaluate(() => window.simmerHost.pc.connectionState)) === "closed");

@@ -115,7 +115,8 @@ try {
   check("unmute button visible", await guest.locator('[data-testid="unmute"]').isVisible());
   await hostPage.evaluate(() => window.pub.stop());
   await waitFor("video waiting after stop", async () => (await text(guest, "video-state")) === "waiting", 15000);
-  check("overlay says not live", (await guest.locator("#player-message").textContent()).includes("not live yet"));
+  check("overlay says the host is live without video", (await guest.locator("#player-message").textContent()).includes("their video is off right now"),
+    await guest.locator("#player-message").textContent());
   const framesBefore = await guest.evaluate(async () => { const s = await window.simmerViewer.pc.getStats(); let n = 0; s.forEach((x) => { if (x.type === "inbound-rtp" && x.kind === "video") n = x.framesDecoded; }); return n; });
   await publish();
   await waitFor("video live again", async () => (await text(guest, "video-state")) === "live", 15000);

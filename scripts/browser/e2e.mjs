@@ -221,7 +221,12 @@ try {
     await page.screenshot({ path: `${SHOTS}/${file}.png`, fullPage: true });
   }
 
-  // The host ends the session.
+  // The host ends the session (and confirms it).
+  let asked = "";
+  host.once("dialog", (dialog) => {
+    asked = dialog.message();
+    dialog.accept();
+  });
   await id(host, "end-session").click();
   const ended = await waitFor(async () =>
     (await text(host, "live-state")) === "ended" &&
@@ -230,6 +235,7 @@ try {
     (await text(watch, "watch-state")) === "ended");
   check("ending the session shows on the dashboard, the viewer page and the watch", ended === true,
     [await text(host, "live-state"), await text(viewer, "session-state"), await text(watch, "watch-state")].join(" / "));
+  check("the host was asked to confirm the end first", asked.startsWith("End this session"), asked);
 } catch (e) {
   check("end-to-end run", false, e.stack || String(e));
 } finally {

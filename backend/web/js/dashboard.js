@@ -3,7 +3,8 @@
 //   #/recipes/new      a new recipe
 //   #/recipes/{id}     edit a recipe, start a session with it
 //   #/sessions/{id}    the live room
-// Signed out, every route shows the sign-in page.
+// Signed out, every route shows the sign-in page. With `?next=` (a page
+// that sent the user here to sign in), signing in returns there instead.
 
 import { auth, el } from "./api.js";
 import { homeView } from "./dashboard/home.js";
@@ -11,6 +12,7 @@ import { recipeView } from "./dashboard/recipe.js";
 import { roomView } from "./dashboard/room.js";
 import { signInView } from "./dashboard/signin.js";
 import { SIGNED_OUT } from "./dashboard/ui.js";
+import { returnUrl } from "./return-to.js";
 
 const main = document.querySelector("main");
 const nav = document.querySelector("header nav");
@@ -49,10 +51,15 @@ async function render() {
   const mine = ++renders;
   cleanup?.();
   cleanup = null;
+  const next = returnUrl();
+  if (auth.current() && next) {
+    location.replace(next); // signed in (or already was): back to that page
+    return;
+  }
   header();
   main.replaceChildren();
   if (!auth.current()) {
-    signInView(main, render);
+    signInView(main, render, { returning: Boolean(next) });
     return;
   }
   const [view, ...args] = route(location.hash);

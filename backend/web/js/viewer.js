@@ -4,7 +4,8 @@
 //
 // Each part lives in its own module under viewer/; this entry wires the
 // page's controls to them and decides, once the session is known, how to
-// follow it.
+// follow it: over /ws for a signed-in user or a guest, by polling (and
+// watching the video, if guests may) for a visitor who has not joined.
 
 import { loadHistory, sendChat } from "/assets/js/viewer/chat.js";
 import { joinAsGuest, renderIdentity, resolveIdentity } from "/assets/js/viewer/identity.js";
@@ -13,7 +14,7 @@ import { connectRealtime, pollSession, setIdentity } from "/assets/js/viewer/rea
 import { startCountdown } from "/assets/js/viewer/recipe.js";
 import { refreshSession } from "/assets/js/viewer/session.js";
 import { $, view } from "/assets/js/viewer/state.js";
-import { setVideoState, unmute, updateUnmute } from "/assets/js/viewer/video.js";
+import { unmute, updateUnmute } from "/assets/js/viewer/video.js";
 
 async function main() {
   $("guest-form").addEventListener("submit", (event) => joinAsGuest(event, setIdentity));
@@ -25,7 +26,6 @@ async function main() {
 
   await refreshSession();
   if (!view.session) return;
-  setVideoState(view.ended ? "ended" : "waiting");
   view.identity = await resolveIdentity();
   renderIdentity();
   if (view.ended) {
@@ -33,7 +33,7 @@ async function main() {
   } else if (view.identity) {
     connectRealtime();
   } else {
-    pollSession();
+    pollSession({ now: true }); // a live session's video plays without joining
   }
 }
 

@@ -184,6 +184,7 @@ export function chatPanel(sessionId, sendFrame, me) {
     close() {
       input.disabled = true;
       send.disabled = true;
+      muteFor.disabled = true;
     },
   };
 }

@@ -1,4 +1,5 @@
-// The relay's numbers for this session, polled every 2 s while it is live.
+// The relay's numbers for this session, polled every 2 s while it is live
+// (and cleared once it ended: old numbers would read as current).
 
 import { el } from "../api.js";
 import { call, errorText } from "./ui.js";
@@ -55,6 +56,11 @@ export function healthPanel(sessionId) {
       round += 1;
       clearTimeout(timeout);
       timeout = null;
+    },
+    /** No numbers any more (stop first), and `note` saying why. */
+    clear(note) {
+      for (const value of Object.values(values)) value.textContent = "—";
+      status.textContent = note;
     },
   };
 }

@@ -50,14 +50,16 @@ export class Publisher {
     this.publish("reconnecting");
   }
 
-  async stop() {
+  /** `serverGone`: the server already dropped the publication (session ended). */
+  async stop({ serverGone = false } = {}) {
     this.active = false;
     this.attempts += 1; // an offer in flight is dropped when it returns
     clearTimeout(this.timer);
     const old = this.resource;
     this.resource = null;
     this.onState("stopped");
-    await old?.stop();
+    if (serverGone) old?.pc.close();
+    else await old?.stop();
   }
 
   /**

@@ -1,6 +1,7 @@
 // The live room (#/sessions/{id}): preview and devices, going live over
 // WHIP, the viewer link and count, media health, chat with moderation, the
-// recipe timer, and ending the session.
+// recipe timer, and ending the session (after a confirmation: it cannot be
+// undone). Once ended, nothing live is shown any more.
 
 import { Realtime, auth, el } from "../api.js";
 import { chatPanel } from "./chat.js";
@@ -12,6 +13,8 @@ import { timerPanel } from "./timer.js";
 import { busy, call, errorBox, report } from "./ui.js";
 
 const JOIN_RETRY_MS = 1000;
+const END_QUESTION =
+  "End this session for everyone? The video stops, the chat closes, and it cannot be started again.";
 
 function viewerLink(sessionId) {
   const url = `${location.origin}/s/${sessionId}`;
@@ -44,6 +47,7 @@ function room(container, session, me) {
   const goLive = el("button", { type: "button", "data-testid": "go-live" }, "Go live");
   const end = el("button", { type: "button", class: "danger", "data-testid": "end-session" }, "End session");
   const error = errorBox("room-error");
+  const endedBanner = el("p", { class: "ended-banner", role: "status", "data-testid": "ended-banner" });
   const mediaControls = el("div", {});
 
   const devices = devicePanel({
@@ -81,9 +85,16 @@ function room(container, session, me) {
     end.disabled = state !== "live";
     mediaControls.hidden = state === "ended"; // nothing to film any more
     timer.setLive(state === "live");
+    endedBanner.textContent = state === "ended" ? "This session has ended" : "";
+    endedBanner.hidden = state !== "ended";
+    if (state === "ended") {
+      viewerCount.textContent = "—"; // nobody watches an ended session
+      connection.textContent = "";
+    }
   }
 
   function applySnapshot(snapshot) {
+    if (state === "ended") return;
     viewerCount.textContent = String(snapshot.viewer_count);
     timer.render(snapshot.timer);
     if (snapshot.state === "ended") ended();
@@ -94,8 +105,11 @@ function room(container, session, me) {
   }
 
   function connect() {
-    realtime = new Realtime(() => auth.token())
+    const socket = new Realtime(() => auth.token());
+    realtime = socket;
+    socket
       .on("connection", (frame) => {
+        if (socket !== realtime) return; // closed on purpose: ended, or left the room
         // Signed out meanwhile (a refused refresh): the route shows sign-in
         // and comes back here afterwards.
         if (frame.state === "unauthorized") location.reload();
@@ -103,7 +117,7 @@ function room(container, session, me) {
       })
       .on("chat.message", ours((message) => chat.add(message)))
       .on("chat.deleted", ours((frame) => chat.markDeleted(frame.seq)))
-      .on("presence", ours((frame) => (viewerCount.textContent = String(frame.viewer_count))))
+      .on("presence", ours((frame) => state !== "ended" && (viewerCount.textContent = String(frame.viewer_count))))
       .on("timer", ours((frame) => timer.render(frame)))
       .on("media", ours((frame) => frame.state === "reconnect" && publisher.republish()))
       .on("session.ended", ours(() => ended()))
@@ -146,15 +160,24 @@ function room(container, session, me) {
     }
   }
 
+  /** However the end is learned (the button, a frame, a refused re-join). */
   function ended() {
+    const first = state !== "ended";
     state = "ended";
-    publisher.stop();
+    const socket = realtime;
+    realtime = null; // first, so its closing is not taken for a lost connection
+    socket?.close();
+    publisher.stop({ serverGone: true }); // no DELETE: the relay let it go
     devices.close();
     health.stop();
+    health.clear("The session has ended.");
     chat.close();
-    realtime?.close();
-    realtime = null;
+    timer.end();
     refresh();
+    // The timer as the end left it (the server pauses it there).
+    if (first && !disposed) {
+      call("GET", `/sessions/${id}/timer`).then((final) => !disposed && timer.render(final), () => {});
+    }
   }
 
   goLive.addEventListener("click", async () => {
@@ -176,6 +199,7 @@ function room(container, session, me) {
 
   end.addEventListener("click", async () => {
     report(error, null);
+    if (!window.confirm(END_QUESTION)) return;
     try {
       await busy(end, () => call("POST", `/sessions/${id}/end`));
       ended();
@@ -196,6 +220,7 @@ function room(container, session, me) {
       connection,
     ),
     viewerLink(id),
+    endedBanner,
     error,
     el(
       "div",
@@ -213,6 +238,8 @@ function room(container, session, me) {
   if (state === "live") becameLive();
   else if (state === "ended") {
     chat.close();
+    timer.end();
+    health.clear("The session has ended.");
     chat.loadHistory(); // no join after the end: the chat as it was left
   }
 

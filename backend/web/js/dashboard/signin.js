@@ -75,11 +75,17 @@ function signUpForm(onSignedIn) {
   return form;
 }
 
-/** The signed-out page; `onSignedIn` runs once a user is stored. */
-export function signInView(container, onSignedIn) {
+/**
+ * The signed-out page; `onSignedIn` runs once a user is stored. `returning`:
+ * another page sent the user here and gets them back afterwards.
+ */
+export function signInView(container, onSignedIn, { returning = false } = {}) {
+  const why = returning
+    ? "Sign in or sign up: you go back to the page you came from afterwards."
+    : "Sign in to write recipes and cook them live.";
   container.append(
-    el("h1", {}, "Host dashboard"),
-    el("p", { class: "muted" }, "Sign in to write recipes and cook them live."),
+    el("h1", {}, returning ? "Sign in to Simmer" : "Host dashboard"),
+    el("p", { class: "muted", "data-testid": "signin-why" }, why),
     el("div", { class: "auth-forms" }, signInForm(onSignedIn), signUpForm(onSignedIn)),
   );
 }

@@ -43,6 +43,7 @@ export function timerPanel(sessionId) {
   let offset = 0; // server clock minus ours
   let live = false;
   let sending = false;
+  let over = false; // the session ended: the countdown stands still
 
   function refreshButtons() {
     for (const { button, applies } of buttons) button.disabled = !live || sending || !timer || !applies(timer);
@@ -66,7 +67,7 @@ export function timerPanel(sessionId) {
     timer = next;
     offset = next.server_time_ms - Date.now();
     step.textContent = stepText(next);
-    state.textContent = next.state;
+    state.textContent = over ? "ended" : next.state;
     refreshButtons();
     tick();
   }
@@ -85,7 +86,7 @@ export function timerPanel(sessionId) {
     }
   }
 
-  const interval = setInterval(tick, TICK_MS);
+  let interval = setInterval(tick, TICK_MS);
   const node = el(
     "section",
     { class: "card timer", "aria-labelledby": "timer-heading" },
@@ -103,6 +104,17 @@ export function timerPanel(sessionId) {
     setLive(value) {
       live = value;
       refreshButtons();
+    },
+    /** The session ended: the countdown stops where it was. */
+    end() {
+      over = true;
+      live = false;
+      clearInterval(interval);
+      interval = null;
+      if (timer?.state === "running" && timer.deadline_ms != null) {
+        timer = { ...timer, state: "paused", deadline_ms: null, remaining_ms: Math.max(0, remainingMs()) };
+      }
+      if (timer) render(timer);
     },
     dispose: () => clearInterval(interval),
   };

@@ -1,7 +1,8 @@
 // Following the session over /ws: connecting with the viewer's identity,
 // joining (and re-joining after a reconnect), and routing each frame to the
 // part of the page it is about. Until the join succeeds (signed out, not
-// live yet, connection lost) the session is polled over REST instead.
+// live yet, connection lost) the session is polled over REST instead, and a
+// visitor who has not joined watches a live session's video meanwhile.
 
 import { Realtime } from "/assets/js/api.js";
 import { loadHistory, setChatEnabled, setChatStatus, showMessage } from "/assets/js/viewer/chat.js";
@@ -16,7 +17,7 @@ import {
   showFatal,
 } from "/assets/js/viewer/session.js";
 import { sessionId, view } from "/assets/js/viewer/state.js";
-import { onMedia, refreshMediaState, startVideo } from "/assets/js/viewer/video.js";
+import { onMedia, refreshMediaState, startVideo, watchWithoutJoining } from "/assets/js/viewer/video.js";
 
 const SESSION_POLL_MS = 5000; // while we cannot follow /ws (signed out, not live yet)
 
@@ -26,6 +27,10 @@ let polling = false; // a poll is scheduled: do not schedule another
 
 /** A new viewer (or none): shows who it is and, if any, connects as them. */
 export function setIdentity(identity) {
+  if (!identity) {
+    view.rt?.close();
+    view.rt = null;
+  }
   view.identity = identity;
   renderIdentity();
   if (identity) connectRealtime();
@@ -39,13 +44,17 @@ export function connectRealtime() {
     if (frame.session_id === sessionId) handler(frame);
   };
   rt.on("hello", (f) => clock.observe(f.server_time_ms))
-    .on("connection", onConnection)
+    // A connection closed on purpose (ended, signed out) says nothing more.
+    .on("connection", (f) => rt === view.rt && onConnection(f))
     .on("chat.message", mine(showMessage))
     .on("chat.deleted", mine((f) => showMessage({ seq: f.seq, deleted: true, text: "" })))
     .on("presence", mine((f) => setViewerCount(f.viewer_count)))
     .on("timer", mine(applyTimer))
     .on("media", mine((f) => onMedia(f.state)))
-    .on("session.ended", mine(endSession))
+    .on("session.ended", mine(() => {
+      endSession();
+      refreshSession(); // the timer as the end left it
+    }))
     .on("rejoined", mine((f) => onSnapshot(f.body, { resumed: true })))
     .on("rejoin_failed", mine(() => refreshSession()));
   tryJoin();
@@ -109,15 +118,21 @@ function onSnapshot(snapshot, { resumed }) {
   if (resumed) refreshMediaState();
 }
 
-/** Until /ws carries the session, poll it so state and timer stay current. */
-export function pollSession() {
+/**
+ * Until /ws carries the session, poll it so state and timer stay current;
+ * a visitor without an identity watches meanwhile. The first round is now.
+ */
+export function pollSession({ now = false } = {}) {
   if (polling) return;
   polling = true;
   setTimeout(async () => {
     polling = false;
     if (view.ended || joined) return;
-    await refreshSession();
-    if (view.session?.state === "live") tryJoin();
+    if (!now) await refreshSession();
+    if (view.session?.state === "live") {
+      if (view.rt) tryJoin();
+      else watchWithoutJoining();
+    }
     pollSession();
-  }, SESSION_POLL_MS);
+  }, now ? 0 : SESSION_POLL_MS);
 }

@@ -18,6 +18,8 @@ const TIMER_LABELS = {
 let steps = []; // the recipe's steps, for timers that name only an index
 let timer = null; // the latest timer from the server
 let announced = ""; // what the live region last said, so it is said once
+let ticker = null; // the countdown's interval
+let over = false; // the session ended: the countdown stands still
 
 function stepTitle(step) {
   return step.label ? `${step.label}: ${step.text}` : step.text;
@@ -51,7 +53,7 @@ export function applyTimer(next) {
     if (current) item.setAttribute("aria-current", "step");
     else item.removeAttribute("aria-current");
   }
-  const label = TIMER_LABELS[timer.state] || timer.state;
+  const label = over ? "Session ended" : TIMER_LABELS[timer.state] || timer.state;
   $("timer-state").textContent = `${label} · step ${timer.step_index + 1} of ${timer.step_count}`;
   $("current-step").textContent = text;
   const announcement = `${label}. Step ${timer.step_index + 1}: ${text}`;
@@ -74,5 +76,19 @@ function renderCountdown() {
 }
 
 export function startCountdown() {
-  setInterval(renderCountdown, COUNTDOWN_TICK_MS);
+  ticker = setInterval(renderCountdown, COUNTDOWN_TICK_MS);
+}
+
+/**
+ * The session ended: the countdown stops where it was (the server pauses
+ * the timer there; its final state may still arrive and is shown as is).
+ */
+export function stopCountdown() {
+  over = true;
+  clearInterval(ticker);
+  if (timer?.state === "running" && timer.deadline_ms != null) {
+    const remaining = Math.max(0, timer.deadline_ms - clock.now());
+    timer = { ...timer, state: "paused", deadline_ms: null, remaining_ms: remaining };
+  }
+  applyTimer(timer);
 }

@@ -2,8 +2,9 @@
 // reports them, fetched over REST until /ws carries them, and its end.
 
 import { api, ApiError } from "/assets/js/api.js";
-import { setChatEnabled } from "/assets/js/viewer/chat.js";
-import { applyTimer, renderRecipe } from "/assets/js/viewer/recipe.js";
+import { setChatEnabled, setChatStatus } from "/assets/js/viewer/chat.js";
+import { renderPairing } from "/assets/js/viewer/pairing.js";
+import { applyTimer, renderRecipe, stopCountdown } from "/assets/js/viewer/recipe.js";
 import { $, sessionId, view } from "/assets/js/viewer/state.js";
 import { setVideoState, stopVideo } from "/assets/js/viewer/video.js";
 
@@ -19,9 +20,14 @@ function renderSession(session) {
 }
 
 export function setSessionState(state) {
+  const before = $("session-state").dataset.state;
   $("session-state").textContent = state;
   $("session-state").dataset.state = state;
   if (state === "ended") endSession();
+  else if (state !== "live") setVideoState("waiting");
+  // Just live, nothing known yet about its video: say so, not "not live".
+  else if (before !== "live") setVideoState("connecting");
+  else setVideoState(); // as it was (what the video does is learned elsewhere)
 }
 
 export function setViewerCount(count) {
@@ -44,7 +50,11 @@ export function showFatal(message) {
   stopVideo();
 }
 
-/** Runs once, however the end is learned (REST state, join snapshot, frame). */
+/**
+ * Runs once, however the end is learned (REST state, join snapshot, frame):
+ * nothing live is shown any more (video, viewers, a running countdown) and
+ * nothing restarts (/ws, polling, video retries).
+ */
 export function endSession() {
   if (view.ended) return;
   view.ended = true;
@@ -52,8 +62,12 @@ export function endSession() {
   $("session-state").dataset.state = "ended";
   $("ended-banner").hidden = false;
   $("join-panel").hidden = true;
+  $("watching").hidden = true;
   stopVideo({ serverGone: true });
   setVideoState("ended");
+  stopCountdown();
   setChatEnabled(false);
+  setChatStatus("This session has ended: the chat is closed.");
+  renderPairing();
   view.rt?.close();
 }
