@@ -12,13 +12,16 @@
 #      must be a method of the TypeScript client;
 #   3. tsc --strict compiles the TypeScript client with
 #      scripts/openapi/walkthrough.ts, the README's "Walk-through with curl"
-#      written against that client only, and node runs it against the server.
+#      written against that client only, and node runs it against the server;
+#   4. quicktype turns the frame schemas (docs/protocol/*-frame.schema.json)
+#      into TypeScript types that compile strictly and check sample frames
+#      of both directions at run time (scripts/openapi/frames.ts).
 #
 # Called by scripts/test.sh; runnable alone (`cargo build -p backend` first,
 # or SKIP_BUILD=1 to use the binary already in $CARGO_TARGET_DIR).
 # Tools, installed on first use and reused: a venv in
 # ~/.cache/simmer/venv-openapi (PyPI, pinned below), TypeScript in
-# ~/.cache/simmer/openapi-ts (npm, scripts/openapi/package.json), Java
+# and quicktype in ~/.cache/simmer/openapi-ts (npm, scripts/openapi/package.json), Java
 # (default-jre-headless from Debian when `java` is missing).
 set -euo pipefail
 
@@ -163,6 +166,21 @@ cp scripts/openapi/walkthrough.ts "$TS/walkthrough.ts"
     --outDir "$TS/out" "$TS/client/index.ts" "$TS/walkthrough.ts" || fail "tsc rejects the TypeScript client"
 echo "typescript-fetch: compiled with tsc --strict"
 node "$TS/out/walkthrough.js" "$BASE" || fail "the walk-through through the generated client failed"
+
+# --- 4. the frame schemas through quicktype, one file per direction ---------
+FRAMES="$WORK/frames"
+mkdir -p "$FRAMES"
+for dir in client server; do
+    top="$(tr '[:lower:]' '[:upper:]' <<<"${dir:0:1}")${dir:1}Frame"
+    "$TSDIR/node_modules/.bin/quicktype" --src-lang schema --lang typescript --top-level "$top" \
+        -o "$FRAMES/$dir.ts" "docs/protocol/$dir-frame.schema.json" ||
+        fail "quicktype rejects docs/protocol/$dir-frame.schema.json"
+done
+cp scripts/openapi/frames.ts "$FRAMES/frames.ts"
+"$TSC" --strict --target ES2022 --lib dom,es2022 --module commonjs --noEmitOnError \
+    --outDir "$FRAMES/out" "$FRAMES/client.ts" "$FRAMES/server.ts" "$FRAMES/frames.ts" ||
+    fail "tsc rejects the quicktype frame types"
+node "$FRAMES/out/frames.js" || fail "the quicktype frame types refuse real frames"
 
 if grep -q "panicked" "$WORK/server.log"; then
     grep -A5 "panicked" "$WORK/server.log" >&2
