@@ -170,6 +170,9 @@ for suite in e2e e2e-viewer e2e-dashboard e2e-newcomer e2e-upgrade; do
     "$ROOT/scripts/browser.sh" "$suite.mjs" 2>&1 | tee "$CACHE/browser-$suite.log"
 done
 
+step "browsers on other origins: CORS in headless Chromium, the API and WHEP from an allowed origin, nothing for another (network namespace)"
+SIMMER_CORS_ORIGINS=http://player.test "$ROOT/scripts/browser.sh" e2e-cors.mjs 2>&1 | tee "$CACHE/browser-cors.log"
+
 step "infra: Kubernetes manifests (strict schemas) and compose.yaml (Compose schema) validated"
 "$ROOT/scripts/validate-infra.sh"
 
@@ -194,7 +197,7 @@ cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-cluster.log
     "$CACHE/test-handoff.log" "$CACHE/test-media-cluster.log" \
     "$CACHE/browser-media.log" "$CACHE/browser-e2e.log" "$CACHE/browser-e2e-viewer.log" \
     "$CACHE/browser-e2e-dashboard.log" "$CACHE/browser-e2e-newcomer.log" "$CACHE/browser-e2e-upgrade.log" \
-    "$CACHE/interop.log" "$CACHE/proxy.log" |
+    "$CACHE/browser-cors.log" "$CACHE/interop.log" "$CACHE/proxy.log" "$CACHE/mobile-ffi.log" |
     awk '/^test result:/ || /^[0-9]+ passed, [0-9]+ failed$/ {
              for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
          END { printf "summary: %d passed, %d failed\n", p, f }'
