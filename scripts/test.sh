@@ -171,7 +171,7 @@ for suite in e2e e2e-viewer e2e-dashboard e2e-newcomer e2e-upgrade; do
 done
 
 step "browsers on other origins: CORS in headless Chromium, the API and WHEP from an allowed origin, nothing for another (network namespace)"
-SIMMER_CORS_ORIGINS=http://player.test "$ROOT/scripts/browser.sh" e2e-cors.mjs 2>&1 | tee "$CACHE/browser-cors.log"
+SIMMER_CORS_ORIGINS=http://127.0.0.1:18081 "$ROOT/scripts/browser.sh" e2e-cors.mjs 2>&1 | tee "$CACHE/browser-cors.log"
 
 step "infra: Kubernetes manifests (strict schemas) and compose.yaml (Compose schema) validated"
 "$ROOT/scripts/validate-infra.sh"

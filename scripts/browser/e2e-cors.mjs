@@ -1,12 +1,15 @@
 // Pages on other origins, in headless Chromium with its real CORS rules: a
-// page served from http://player.test (the origin in SIMMER_CORS_ORIGINS)
-// signs up, creates a recipe and a live session, reads the headers clients
-// need (Location, ETag, WWW-Authenticate), and plays the session over WHEP
-// (offer, answer, DELETE of the resource); a page on http://elsewhere.test
-// (not allowed) gets nothing back. The pages are served by Playwright's
-// router, so no other server or name is needed.
+// page served from http://127.0.0.1:18081 (another port is another origin;
+// the one in SIMMER_CORS_ORIGINS) signs up, creates a recipe and a live
+// session, reads the headers clients need (Location, ETag,
+// WWW-Authenticate), and plays the session over WHEP (offer, answer, DELETE
+// of the resource); a page from http://127.0.0.1:18082 (not allowed) gets
+// nothing back. Both pages are served by a tiny server here, on loopback
+// like Simmer (a page from a public name calling loopback would be Chrome's
+// local-network case, not CORS).
 //
-// Usage: SIMMER_CORS_ORIGINS=http://player.test node e2e-cors.mjs BASE_URL
+// Usage: SIMMER_CORS_ORIGINS=http://127.0.0.1:18081 node e2e-cors.mjs BASE_URL
+import http from "node:http";
 import { launchChromium } from "./chromium.mjs";
 
 const BASE = process.argv[2].replace(/\/$/, "");
@@ -18,19 +21,27 @@ function check(name, ok, detail = "") {
   console.log(`${ok ? "ok  " : "FAIL"} ${name} ${ok ? "" : detail}`);
 }
 
+/** Serves an empty page on `port`; resolves once listening. */
+function pageServer(port) {
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "text/html" });
+    res.end("<!doctype html><title>elsewhere</title>");
+  });
+  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server)));
+}
+const servers = [await pageServer(18081), await pageServer(18082)];
+
 const browser = await launchChromium();
 
-/** A page whose origin is `origin`, served an empty document by the router. */
+/** A page whose origin is `origin`. */
 async function pageAt(origin) {
   const context = await browser.newContext();
   const page = await context.newPage();
-  await page.route(`${origin}/**`, (route) =>
-    route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html><title>elsewhere</title>" }));
   await page.goto(`${origin}/`);
   return page;
 }
 
-const player = await pageAt("http://player.test");
+const player = await pageAt("http://127.0.0.1:18081");
 const result = await player.evaluate(async (base) => {
   const api = `${base}/api/v1`;
   const out = {};
@@ -91,7 +102,7 @@ check("WHEP offer answered (201) across origins", result.whep === 201 && result.
 check("the WHEP resource's Location and ETag are readable", /^\/whep\//.test(result.whepLocation || "") && Boolean(result.whepEtag), `${result.whepLocation} ${result.whepEtag}`);
 check("the WHEP resource is ended with DELETE (preflighted)", result.whepDelete === 200, result.whepDelete);
 
-const elsewhere = await pageAt("http://elsewhere.test");
+const elsewhere = await pageAt("http://127.0.0.1:18082");
 const refused = await elsewhere.evaluate(async (base) => {
   try {
     await fetch(`${base}/api/v1/sessions`);
@@ -103,5 +114,6 @@ const refused = await elsewhere.evaluate(async (base) => {
 check("a page on an origin not listed gets nothing back", refused.startsWith("refused"), refused);
 
 await browser.close();
+for (const server of servers) server.close();
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

@@ -21,6 +21,8 @@ function renderSession(session) {
 
 export function setSessionState(state) {
   const before = $("session-state").dataset.state;
+  // Frames (a join snapshot, `session`) tell the state too: keep one truth.
+  if (view.session) view.session.state = state;
   $("session-state").textContent = state;
   $("session-state").dataset.state = state;
   if (state === "ended") endSession();
