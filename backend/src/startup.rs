@@ -33,6 +33,10 @@ use crate::state::AppState;
 /// The signal a successor process sends to take over (`crate::handoff`).
 const HAND_OVER_SIGNAL: &str = "SIGUSR2";
 
+/// How long after the listening socket closes the server keeps starting
+/// requests on connections it had just accepted (see [`drain`]).
+const ACCEPTED_SETTLE: Duration = Duration::from_millis(250);
+
 /// Shortest accepted signing secret, in bytes.
 const MIN_SECRET_BYTES: usize = 32;
 
@@ -335,6 +339,7 @@ async fn drain(
     // taken in only to be reset.
     entrance.close();
     server.pause().await;
+    let closed = tokio::time::Instant::now();
     let started = std::time::Instant::now();
     let handed = state.sessions.hand_off(deadline.left()).await;
     if why == HAND_OVER_SIGNAL {
@@ -368,6 +373,11 @@ async fn drain(
         "connections closed"
     );
     shutdown.mark_drained();
+    // A connection accepted just before the entrance closed may not have
+    // sent its request yet; the graceful stop would close it unanswered
+    // (actix starts no new request on a draining connection). A hurried
+    // drain can get here within milliseconds: give such requests a moment.
+    tokio::time::sleep_until(closed + ACCEPTED_SETTLE).await;
     // Graceful: requests in flight finish (within what is left of the grace
     // period), idle keep-alive connections close.
     if tokio::time::timeout(deadline.left(), server.stop(true))
