@@ -11,15 +11,9 @@
 // Usage: SIMMER_CORS_ORIGINS=http://127.0.0.1:18081 node e2e-cors.mjs BASE_URL
 import http from "node:http";
 import { launchChromium } from "./chromium.mjs";
+import { check, finish } from "./harness.mjs";
 
 const BASE = process.argv[2].replace(/\/$/, "");
-let passed = 0;
-let failed = 0;
-function check(name, ok, detail = "") {
-  if (ok) passed++;
-  else failed++;
-  console.log(`${ok ? "ok  " : "FAIL"} ${name} ${ok ? "" : detail}`);
-}
 
 /** Serves an empty page on `port`; resolves once listening. */
 function pageServer(port) {
@@ -115,5 +109,4 @@ check("a page on an origin not listed gets nothing back", refused.startsWith("re
 
 await browser.close();
 for (const server of servers) server.close();
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish();

@@ -19,34 +19,12 @@
 // Runs inside a private network namespace (scripts/browser.sh e2e-newcomer.mjs).
 // Usage: node e2e-newcomer.mjs BASE_URL
 import { launchChromium } from "./chromium.mjs";
+import { anyFailed, check, finish, sleep, waitFor } from "./harness.mjs";
 
 const BASE = process.argv[2].replace(/\/$/, "");
 const API = `${BASE}/api/v1`;
 const SHOTS = process.env.SIMMER_SCREENSHOTS || "/tmp";
-let passed = 0;
-let failed = 0;
-function check(name, ok, detail = "") {
-  if (ok) passed++;
-  else failed++;
-  console.log(`${ok ? "ok  " : "FAIL"} ${name} ${ok ? "" : detail}`);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `fn` until it returns something truthy; returns it (or the last value). */
-async function waitFor(fn, ms = 10000, every = 100) {
-  const until = Date.now() + ms;
-  let last;
-  while (Date.now() < until) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(every);
-  }
-  return last;
-}
 
 /** The REST API from outside the browser: [status, body]. */
 async function rest(method, path, body, token) {
@@ -400,7 +378,7 @@ try {
 } catch (e) {
   check("newcomer run", false, e.stack || String(e));
 } finally {
-  if (failed) {
+  if (anyFailed()) {
     for (const { label, page } of pages) {
       await page.screenshot({ path: `${SHOTS}/newcomer-failed-${label.replace(/\W+/g, "-")}.png`, fullPage: true }).catch(() => {});
     }
@@ -409,5 +387,4 @@ try {
   }
   await browser.close();
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish();
