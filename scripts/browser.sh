@@ -15,6 +15,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/simmer/target}"
+# shellcheck source=lib/cargo.sh
+. "$ROOT/scripts/lib/cargo.sh"
 NODE_DIR="$HOME/.cache/simmer/browser"
 is_root() { [ "$(id -u)" = 0 ]; }
 install() {
@@ -37,15 +39,31 @@ SCRIPT="${1:?which script in scripts/browser/ (e.g. e2e.mjs)}"
 cp scripts/browser/*.mjs "$NODE_DIR/"
 SHOTS="${SIMMER_SCREENSHOTS:-$HOME/.cache/simmer/screenshots}"
 mkdir -p "$SHOTS"
-cargo build -p backend --locked --quiet
+build_all
 
 if is_root; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --net); fi
-"${NETNS[@]}" bash -s "$CARGO_TARGET_DIR/debug/simmer" "$NODE_DIR" "$SCRIPT" "$SHOTS" <<'INNER'
+SIMMER_KEEP_WORK="${SIMMER_KEEP_WORK:-}" "${NETNS[@]}" bash -s "$CARGO_TARGET_DIR/debug/simmer" "$NODE_DIR" "$SCRIPT" "$SHOTS" "$ROOT" <<'INNER'
 set -euo pipefail
 ip link set lo up
-SIMMER="$1"; NODE_DIR="$2"; SCRIPT="$3"; export SIMMER_SCREENSHOTS="$4"
+SIMMER="$1"; NODE_DIR="$2"; SCRIPT="$3"; export SIMMER_SCREENSHOTS="$4"; ROOT="$5"
 WORK="$(mktemp -d)"
 PORT=18080
+PID=""
+stop_all() {
+    [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+    [ -f "$WORK/successor.pid" ] && kill "$(cat "$WORK/successor.pid")" 2>/dev/null || true
+    [ -f "$WORK/extra.pids" ] && xargs kill <"$WORK/extra.pids" 2>/dev/null || true
+    [ -n "$PID" ] && wait "$PID" 2>/dev/null || true
+    if [ -n "${SIMMER_KEEP_WORK:-}" ]; then cp -r "$WORK" "$SIMMER_KEEP_WORK"; fi
+    rm -rf "$WORK"
+}
+trap stop_all EXIT
+# A suite may shape the namespace first (scripts/browser/NAME.setup.sh:
+# firewall rules, a TURN server, settings for the server); processes it
+# starts are listed in $WORK/extra.pids and stopped with the server.
+SETUP="$ROOT/scripts/browser/${SCRIPT%.mjs}.setup.sh"
+# shellcheck source=/dev/null
+[ -f "$SETUP" ] && . "$SETUP"
 # The server shares its port with a successor (e2e-upgrade.mjs starts one);
 # queued connections move over when the old socket closes.
 echo 1 >/proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || true
@@ -53,13 +71,6 @@ SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" SIMMER_REUSE_PORT=true RUS
     "$SIMMER" serve >"$WORK/server.log" 2>&1 &
 PID=$!
 export SIMMER_BIN="$SIMMER" SIMMER_WORK="$WORK" SIMMER_BIND="127.0.0.1:$PORT"
-stop_all() {
-    kill $PID 2>/dev/null || true
-    [ -f "$WORK/successor.pid" ] && kill "$(cat "$WORK/successor.pid")" 2>/dev/null || true
-    wait $PID 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap stop_all EXIT
 for _ in $(seq 1 100); do
     (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
     sleep 0.2

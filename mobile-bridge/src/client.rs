@@ -84,7 +84,16 @@ impl ClientConfig {
 pub enum ClientError {
     /// The server answered with an error.
     Server { code: ErrorCode, message: String },
-    /// Could not connect (the first time), or the handshake was refused.
+    /// The server (or a proxy in front of it) refused the WebSocket
+    /// handshake with an HTTP status: 401 (the token is bad or expired: get
+    /// a fresh one), 403, 429 or 503 (try later). `code` is the problem
+    /// body's, when Simmer sent one.
+    Refused {
+        status: u16,
+        code: Option<ErrorCode>,
+        message: String,
+    },
+    /// Could not connect: no route, refused, TLS failed, no `hello`.
     Connect(String),
     /// The client was closed.
     Closed,
@@ -94,6 +103,9 @@ impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ClientError::Server { code, message } => write!(f, "{code}: {message}"),
+            ClientError::Refused {
+                status, message, ..
+            } => write!(f, "refused ({status}): {message}"),
             ClientError::Connect(why) => write!(f, "cannot connect: {why}"),
             ClientError::Closed => f.write_str("client closed"),
         }
@@ -128,6 +140,16 @@ pub enum Event {
     SessionEnded { session_id: SessionId },
     /// The link dropped; reconnecting (attempt counts from 1).
     Reconnecting { attempt: u32 },
+    /// A reconnect was refused for its token: 401 (it expired, or was
+    /// revoked) or 403 (it may no longer connect, e.g. a guest whose session
+    /// stopped letting guests in). Retrying the same token cannot help, so
+    /// the client waits, its joined sessions and unacknowledged sends kept,
+    /// until [`Client::set_token`] hands it a fresh one (or it is closed).
+    TokenRefused {
+        status: u16,
+        code: Option<ErrorCode>,
+        message: String,
+    },
     /// Connected again, sessions re-joined and resumed.
     Reconnected,
 }
@@ -261,7 +283,7 @@ impl Client {
     }
 }
 
-async fn open(config: &ClientConfig) -> Result<Socket, ClientError> {
+async fn open(config: &ClientConfig) -> Result<Socket, DialError> {
     let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(config.read_buffer_size)
         .write_buffer_size(0);
@@ -273,12 +295,89 @@ async fn open(config: &ClientConfig) -> Result<Socket, ClientError> {
         &config.tls_roots,
         ws_config,
     )
-    .await
-    .map_err(ClientError::Connect)?;
+    .await?;
     // The first frame is `hello`.
     match tokio::time::timeout(config.request_timeout, socket.next()).await {
         Ok(Some(Ok(Message::Text(text)))) if text.contains("\"hello\"") => Ok(socket),
-        _ => Err(ClientError::Connect("no hello from the server".into())),
+        _ => Err(DialError::Failed("no hello from the server".into())),
+    }
+}
+
+/// Why a WebSocket could not be opened.
+#[derive(Debug)]
+pub(crate) enum DialError {
+    /// An HTTP answer instead of the upgrade.
+    Refused {
+        status: u16,
+        code: Option<ErrorCode>,
+        message: String,
+        /// The answer's `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// Anything else: the network, TLS, a bad URL.
+    Failed(String),
+}
+
+impl std::fmt::Display for DialError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DialError::Refused {
+                status, message, ..
+            } => write!(f, "refused ({status}): {message}"),
+            DialError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<DialError> for ClientError {
+    fn from(e: DialError) -> Self {
+        match e {
+            DialError::Refused {
+                status,
+                code,
+                message,
+                ..
+            } => ClientError::Refused {
+                status,
+                code,
+                message,
+            },
+            DialError::Failed(why) => ClientError::Connect(why),
+        }
+    }
+}
+
+impl From<tokio_tungstenite::tungstenite::Error> for DialError {
+    fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
+        let tokio_tungstenite::tungstenite::Error::Http(response) = e else {
+            return DialError::Failed(e.to_string());
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // Simmer answers problem+json; a proxy may answer anything.
+        let problem = response
+            .body()
+            .as_deref()
+            .and_then(|body| serde_json::from_slice::<Value>(body).ok());
+        let code = problem
+            .as_ref()
+            .and_then(|p| serde_json::from_value::<ErrorCode>(p["code"].clone()).ok());
+        let message = problem
+            .as_ref()
+            .and_then(|p| p["detail"].as_str().or(p["title"].as_str()))
+            .map(str::to_owned)
+            .unwrap_or_else(|| status.to_string());
+        DialError::Refused {
+            status: status.as_u16(),
+            code,
+            message,
+            retry_after,
+        }
     }
 }
 
@@ -291,9 +390,10 @@ pub(crate) async fn dial(
     bind: Option<std::net::IpAddr>,
     tls_roots: &[String],
     ws_config: tokio_tungstenite::tungstenite::protocol::WebSocketConfig,
-) -> Result<Socket, String> {
-    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-    let auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
+) -> Result<Socket, DialError> {
+    let failed = |e: &dyn std::fmt::Display| DialError::Failed(e.to_string());
+    let mut request = url.into_client_request().map_err(|e| failed(&e))?;
+    let auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| failed(&e))?;
     request.headers_mut().insert("authorization", auth);
     if let Some(protocol) = subprotocol {
         request
@@ -301,18 +401,19 @@ pub(crate) async fn dial(
             .insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
     }
     let connector = match request.uri().scheme_str() {
-        Some("wss") => Some(crate::tls::ws_connector(tls_roots)?),
+        Some("wss") => Some(crate::tls::ws_connector(tls_roots).map_err(DialError::Failed)?),
         _ => None,
     };
     let (socket, _) = match bind {
-        None => tokio_tungstenite::connect_async_tls_with_config(
-            request,
-            Some(ws_config),
-            true,
-            connector,
-        )
-        .await
-        .map_err(|e| e.to_string())?,
+        None => {
+            tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(ws_config),
+                true,
+                connector,
+            )
+            .await?
+        }
         Some(ip) => {
             let uri = request.uri();
             let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
@@ -321,18 +422,18 @@ pub(crate) async fn dial(
                 .unwrap_or(if connector.is_some() { 443 } else { 80 });
             let server: std::net::SocketAddr = tokio::net::lookup_host((host, port))
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| failed(&e))?
                 .next()
-                .ok_or_else(|| format!("cannot resolve {host}"))?;
+                .ok_or_else(|| DialError::Failed(format!("cannot resolve {host}")))?;
             let tcp = if server.is_ipv4() {
                 tokio::net::TcpSocket::new_v4()
             } else {
                 tokio::net::TcpSocket::new_v6()
             }
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(&e))?;
             tcp.bind(std::net::SocketAddr::new(ip, 0))
-                .map_err(|e| e.to_string())?;
-            let stream = tcp.connect(server).await.map_err(|e| e.to_string())?;
+                .map_err(|e| failed(&e))?;
+            let stream = tcp.connect(server).await.map_err(|e| failed(&e))?;
             let _ = stream.set_nodelay(true);
             tokio_tungstenite::client_async_tls_with_config(
                 request,
@@ -340,8 +441,7 @@ pub(crate) async fn dial(
                 Some(ws_config),
                 connector,
             )
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
         }
     };
     Ok(socket)
@@ -363,22 +463,65 @@ struct Driver {
 
 /// How soon a send refused as unavailable is repeated.
 const RETRY_DELAY: Duration = Duration::from_millis(100);
+/// The longest `Retry-After` of a refused reconnect that is obeyed.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 enum Outcome {
     Lost,
     Closed,
 }
 
+/// A command taken while connected or not.
+enum Step {
+    /// A request, registered as pending: send this frame.
+    Send(Value),
+    /// A fresh token, already kept for reconnects: send it (`auth`).
+    Token(String),
+    /// Drop the connection (tests, demos).
+    Drop,
+    /// Close the client.
+    Close,
+}
+
 impl Driver {
     async fn run(mut self, mut socket: Socket, mut commands: mpsc::Receiver<Command>) {
-        let mut attempt = 0u32;
         loop {
             match self.serve(&mut socket, &mut commands).await {
                 Outcome::Closed => break,
                 Outcome::Lost => {}
             }
-            // Reconnect with exponential backoff (with jitter) until it works.
-            socket = loop {
+            match self.reconnect(&mut commands).await {
+                Some(fresh) => socket = fresh,
+                None => break,
+            }
+        }
+        for (_, pending) in self.pending.drain() {
+            fail(pending, ClientError::Closed);
+        }
+    }
+
+    /// Connects again, with exponential backoff (and jitter) or the
+    /// server's hint, and resumes. Commands are taken meanwhile: requests
+    /// wait for the connection, a new token is used at once, `close` ends
+    /// it. `None`: the client was closed.
+    async fn reconnect(&mut self, commands: &mut mpsc::Receiver<Command>) -> Option<Socket> {
+        let mut attempt = 0u32;
+        // The server's hint (a drain) is already spread over its clients.
+        let mut wait = self.reconnect_after.take();
+        let mut token_refused = false;
+        loop {
+            if token_refused {
+                // The same token would be refused again: wait for another.
+                match commands.recv().await.map(|c| self.take(c)) {
+                    None | Some(Step::Close) => return None,
+                    Some(Step::Token(_)) => token_refused = false,
+                    Some(Step::Send(_) | Step::Drop) => continue,
+                }
+                // A fresh token: try it at once.
+                attempt = 0;
+                wait = Some(Duration::ZERO);
+                continue;
+            } else {
                 attempt += 1;
                 let _ = self.events.send(Event::Reconnecting { attempt });
                 let exp = self
@@ -387,21 +530,89 @@ impl Driver {
                     .saturating_mul(2u32.saturating_pow(attempt.min(16) - 1))
                     .min(self.config.max_backoff);
                 let jitter = Duration::from_millis(u64::from(Uuid::new_v4().as_bytes()[0]) % 50);
-                // The server's hint is already spread over its clients.
-                let wait = self.reconnect_after.take().unwrap_or(exp + jitter);
-                tokio::time::sleep(wait).await;
-                if let Ok(s) = open(&self.config).await {
-                    break s;
+                let sleep = tokio::time::sleep(wait.take().unwrap_or(exp + jitter));
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        () = &mut sleep => break,
+                        command = commands.recv() => match command.map(|c| self.take(c)) {
+                            None | Some(Step::Close) => return None,
+                            Some(Step::Token(_)) => break, // try it now
+                            Some(Step::Send(_) | Step::Drop) => {}
+                        },
+                    }
+                }
+            }
+            let config = self.config.clone();
+            let dial = tokio::time::timeout(config.request_timeout, open(&config));
+            tokio::pin!(dial);
+            let dialled = loop {
+                tokio::select! {
+                    dialled = &mut dial => break dialled,
+                    command = commands.recv() => match command.map(|c| self.take(c)) {
+                        None | Some(Step::Close) => return None,
+                        Some(Step::Token(_) | Step::Send(_) | Step::Drop) => {}
+                    },
                 }
             };
-            attempt = 0;
-            if self.resume(&mut socket).await.is_err() {
-                continue;
+            match dialled {
+                Ok(Ok(mut socket)) => {
+                    if self.resume(&mut socket).await.is_ok() {
+                        let _ = self.events.send(Event::Reconnected);
+                        return Some(socket);
+                    }
+                }
+                Ok(Err(DialError::Refused {
+                    status: status @ (401 | 403),
+                    code,
+                    message,
+                    ..
+                })) if self.config.token == config.token => {
+                    token_refused = true;
+                    let _ = self.events.send(Event::TokenRefused {
+                        status,
+                        code,
+                        message,
+                    });
+                }
+                Ok(Err(DialError::Refused {
+                    retry_after: Some(after),
+                    ..
+                })) => wait = Some(after.min(MAX_RETRY_AFTER)),
+                Ok(Err(_)) | Err(_) => {}
             }
-            let _ = self.events.send(Event::Reconnected);
         }
-        for (_, pending) in self.pending.drain() {
-            fail(pending, ClientError::Closed);
+    }
+
+    /// Takes a command: a request becomes pending (its frame is sent now,
+    /// or by `resume` after a reconnect), a token is kept for reconnects.
+    fn take(&mut self, command: Command) -> Step {
+        let r = self.take_ref();
+        match command {
+            Command::Join(sid, tx) => {
+                self.pending.insert(r, Pending::Join(sid, tx));
+                Step::Send(json!({"type": "join", "session_id": sid, "ref": r}))
+            }
+            Command::Leave(sid, tx) => {
+                self.pending.insert(r, Pending::Leave(sid, tx));
+                Step::Send(json!({"type": "leave", "session_id": sid, "ref": r}))
+            }
+            Command::Chat {
+                session_id,
+                text,
+                client_msg_id,
+                reply,
+            } => {
+                let frame = json!({"type": "chat.send", "session_id": session_id, "text": text, "client_msg_id": client_msg_id, "ref": r});
+                self.pending.insert(r, Pending::Chat(frame.clone(), reply));
+                Step::Send(frame)
+            }
+            Command::SetToken(token) => {
+                self.config.token.clone_from(&token);
+                Step::Token(token)
+            }
+            Command::DropConnection => Step::Drop,
+            Command::Close => Step::Close,
         }
     }
 
@@ -482,40 +693,21 @@ impl Driver {
         socket: &mut Socket,
         command: Command,
     ) -> Result<Option<Outcome>, ()> {
-        let r = self.take_ref();
-        let frame = match command {
-            Command::Join(sid, tx) => {
-                self.pending.insert(r, Pending::Join(sid, tx));
-                json!({"type": "join", "session_id": sid, "ref": r})
-            }
-            Command::Leave(sid, tx) => {
-                self.pending.insert(r, Pending::Leave(sid, tx));
-                json!({"type": "leave", "session_id": sid, "ref": r})
-            }
-            Command::Chat {
-                session_id,
-                text,
-                client_msg_id,
-                reply,
-            } => {
-                let frame = json!({"type": "chat.send", "session_id": session_id, "text": text, "client_msg_id": client_msg_id, "ref": r});
-                self.pending.insert(r, Pending::Chat(frame.clone(), reply));
-                frame
-            }
-            Command::SetToken(token) => {
-                self.config.token.clone_from(&token);
+        let frame = match self.take(command) {
+            Step::Send(frame) => frame,
+            Step::Token(token) => {
                 // The reply needs no waiting: a refused token only means the
                 // server closes the connection at the old expiry, and the
                 // reconnect then uses this one.
                 let mut frame = serde_json::to_value(ClientMsg::Auth { token }).unwrap_or_default();
-                frame["ref"] = json!(r);
+                frame["ref"] = json!(self.take_ref());
                 frame
             }
-            Command::DropConnection => {
+            Step::Drop => {
                 let _ = socket.close(None).await;
                 return Ok(Some(Outcome::Lost));
             }
-            Command::Close => {
+            Step::Close => {
                 let _ = socket.close(None).await;
                 return Ok(Some(Outcome::Closed));
             }

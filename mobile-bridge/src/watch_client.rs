@@ -260,7 +260,7 @@ impl WatchClient {
             ws_config,
         )
         .await
-        .map_err(WatchError::Feed)
+        .map_err(|e| WatchError::Feed(e.to_string()))
     }
 
     /// One leg's time on the simulated link.

@@ -188,8 +188,22 @@ impl SimmerClient {
     /// The next event, in the order the server sent them; waits until there
     /// is one. `None` once the client is disconnected. Call it in one loop
     /// (one caller at a time gets each event).
+    ///
+    /// When a reconnect is refused because the access token expired (the
+    /// app slept past it), a signed-in client refreshes by itself and goes
+    /// on: `CredentialsRefreshed` carries the new pair (the refresh token is
+    /// single use: store it). A guest, or a refresh that fails, gets
+    /// `TokenRefused`: sign in again.
     pub async fn next_event(&self) -> Option<SimmerEvent> {
-        self.events.lock().await.recv().await.map(Into::into)
+        let event = self.events.lock().await.recv().await?;
+        if let mobile_bridge::client::Event::TokenRefused { status: 401, .. } = &event {
+            if !self.account.guest {
+                if let Ok(credentials) = self.refresh().await {
+                    return Some(SimmerEvent::CredentialsRefreshed { credentials });
+                }
+            }
+        }
+        Some(event.into())
     }
 
     /// Drops the connection as a network failure would, for tests and demos:

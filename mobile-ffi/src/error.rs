@@ -71,6 +71,16 @@ impl From<ClientError> for SimmerError {
                 code: code.as_str().to_owned(),
                 detail: message,
             },
+            // A refused handshake: Simmer's code when it sent one (a
+            // proxy's page has none), `http_<status>` otherwise.
+            ClientError::Refused {
+                status,
+                code,
+                message,
+            } => SimmerError::Server {
+                code: code.map_or_else(|| format!("http_{status}"), |c| c.as_str().to_owned()),
+                detail: message,
+            },
             ClientError::Connect(why) => SimmerError::Network { reason: why },
             ClientError::Closed => SimmerError::Closed,
         }

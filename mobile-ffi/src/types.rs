@@ -262,6 +262,25 @@ pub enum SimmerEvent {
     /// Connected again: every joined session re-joined and resumed from the
     /// last message seen, unacknowledged sends repeated (never doubled).
     Reconnected,
+    /// A reconnect was refused for the token (401: expired or revoked; 403:
+    /// it may no longer connect) and it could not be refreshed. The client
+    /// waits, joined sessions and unacknowledged sends kept; sign in again
+    /// (a guest: ask for a new guest token), or disconnect.
+    TokenRefused {
+        /// The HTTP status of the refusal.
+        status: u16,
+        /// The server's error code, when it sent one (`unauthorized`, ...).
+        code: Option<String>,
+        /// Why, for people.
+        detail: String,
+    },
+    /// The access token expired while the app was away and the client
+    /// refreshed it by itself: store the new pair (the old refresh token is
+    /// spent).
+    CredentialsRefreshed {
+        /// The fresh access token and its expiry.
+        credentials: Credentials,
+    },
 }
 
 impl From<Event> for SimmerEvent {
@@ -294,6 +313,15 @@ impl From<Event> for SimmerEvent {
             },
             Event::Reconnecting { attempt } => SimmerEvent::Reconnecting { attempt },
             Event::Reconnected => SimmerEvent::Reconnected,
+            Event::TokenRefused {
+                status,
+                code,
+                message,
+            } => SimmerEvent::TokenRefused {
+                status,
+                code: code.map(|c| c.as_str().to_owned()),
+                detail: message,
+            },
         }
     }
 }

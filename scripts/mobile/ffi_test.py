@@ -4,7 +4,10 @@ against a real server. Setup that an app would not do (registering the host,
 recipes, sessions, timer and pairing actions of the host) goes over plain
 HTTP; everything an app does goes through the bindings.
 
-    python3 ffi_test.py http://127.0.0.1:PORT BINDINGS_DIR
+    python3 ffi_test.py http://127.0.0.1:PORT BINDINGS_DIR [SHORT_TTL_BASE]
+
+SHORT_TTL_BASE, when given, is a second server whose access tokens live one
+second: an app away past its token's expiry comes back refreshed.
 
 Exits non-zero when a check fails.
 """
@@ -19,6 +22,7 @@ import time
 import uuid
 
 BASE, BINDINGS = sys.argv[1], sys.argv[2]
+SHORT_TTL_BASE = sys.argv[3] if len(sys.argv) > 3 else None
 sys.path.insert(0, BINDINGS)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
 
@@ -423,10 +427,52 @@ async def main():
     await bounded(feed.disconnect())
 
 
+async def away_past_the_expiry(base):
+    """A signed-in app whose access token expires while the link is down (or
+    the server closes it, 4001): the reconnect is refused, the client
+    refreshes by itself, says so with the new pair, and goes on."""
+    api = f"{base}/api/v1"
+    status, reg = request(f"{api}/auth/register", "POST", {"username": "ffi_sleeper", "password": "sleeper-password"})
+    check("short-TTL server: a user registers (HTTP)", status == 201, reg)
+    token = reg["access_token"]
+    status, recipe = request(f"{api}/recipes", "POST", {"title": "Tea", "steps": [{"text": "Steep"}]}, token)
+    status, session = request(f"{api}/sessions", "POST", {"recipe_id": recipe["id"], "title": "Short"}, token)
+    sid = session["id"]
+    request(f"{api}/sessions/{sid}/start", "POST", token=token)
+    client = await bounded(sm.SimmerClient.sign_in(base, "ffi_sleeper", "sleeper-password", []))
+    before = client.credentials()
+    await bounded(client.join(sid))
+    # Closed at the expiry (1 s) plus the server's 5 s leeway; then refused.
+    seen = []
+    refreshed = None
+    deadline = time.monotonic() + 20
+    while refreshed is None and time.monotonic() < deadline:
+        event = await bounded(client.next_event(), 20)
+        seen.append(repr(event))
+        if event.is_credentials_refreshed():
+            refreshed = event.credentials
+    check("no TokenRefused for a user who can refresh", not any("TOKEN_REFUSED" in e for e in seen), seen)
+    check(
+        "token expired while away: CredentialsRefreshed with a new pair",
+        refreshed is not None and refreshed.access_token != before.access_token
+        and client.credentials().access_token == refreshed.access_token,
+        seen,
+    )
+    event = await bounded(client.next_event())
+    while event.is_reconnecting():
+        event = await bounded(client.next_event())
+    check("... then Reconnected", event.is_reconnected(), event)
+    ack = await bounded(client.send_chat(sid, "back"))
+    check("... and the connection carries on", ack.seq == 1, ack)
+    await bounded(client.disconnect())
+
+
 if __name__ == "__main__":
     started = time.monotonic()
     try:
         asyncio.run(main())
+        if SHORT_TTL_BASE:
+            asyncio.run(away_past_the_expiry(SHORT_TTL_BASE))
     except Exception as e:  # noqa: BLE001  (an unexpected failure fails the run)
         import traceback
 

@@ -54,6 +54,8 @@ impl CorsOrigins {
                 Method::PUT,
                 Method::PATCH,
                 Method::DELETE,
+                // A WHIP/WHEP player asks for its ICE servers with a token.
+                Method::OPTIONS,
             ])
             .allowed_headers([
                 header::AUTHORIZATION,

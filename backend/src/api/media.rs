@@ -3,19 +3,21 @@
 //! media room; everything here is HTTP: who may, which session, which limits.
 
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::Method;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use mobile_bridge::ErrorCode;
 use simmer_entity::session;
 use uuid::Uuid;
 
 use crate::api::raw_body::RawBody;
-use crate::auth::Principal;
+use crate::auth::{MaybePrincipal, Principal};
 use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
 use crate::live::{Call, SessionError};
 use crate::media::room::{
     Answer, EndResource, GetMediaStats, Holder, MediaError, MediaStats, Publish, Subscribe,
 };
+use crate::media::turn::TurnAuth;
 use crate::media::MediaSettings;
 use crate::state::AppState;
 use crate::store::sessions::{self, SessionState};
@@ -26,6 +28,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors: &super::cors::CorsOrigins) 
         web::scope("/whip")
             .wrap(cors.middleware())
             .route("/{session_id}", web::post().to(whip))
+            .route(
+                "/{session_id}",
+                web::method(Method::OPTIONS).to(ice_servers),
+            )
             .route("/{session_id}/{resource}", web::delete().to(end_whip))
             .route("/{session_id}/{resource}", web::patch().to(no_trickle)),
     )
@@ -33,6 +39,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors: &super::cors::CorsOrigins) 
         web::scope("/whep")
             .wrap(cors.middleware())
             .route("/{session_id}", web::post().to(whep))
+            .route(
+                "/{session_id}",
+                web::method(Method::OPTIONS).to(ice_servers),
+            )
             .route("/{session_id}/{resource}", web::delete().to(end_whep))
             .route("/{session_id}/{resource}", web::patch().to(no_trickle)),
     );
@@ -141,19 +151,25 @@ async fn ask<C: Call>(state: &AppState, session: Uuid, call: C) -> Result<C::Out
 }
 
 /// `Link` headers announcing the ICE servers (RFC 9725 section 4.4), with
-/// `who`'s own TURN credential.
-fn ice_links(settings: &MediaSettings, who: Uuid) -> Vec<HeaderValue> {
-    let credential = settings.turn.credential_for(who);
+/// `who`'s own TURN credential. Without a `who` (no token), a TURN server
+/// that needs a credential is not announced: it would only refuse.
+fn ice_links(settings: &MediaSettings, who: Option<Uuid>) -> Vec<HeaderValue> {
+    let credential = who.and_then(|who| settings.turn.credential_for(who));
+    let anonymous_turn_ok = settings.turn == TurnAuth::None;
     settings
         .ice_servers
         .iter()
         .filter_map(|url| {
             let mut link = format!("<{url}>; rel=\"ice-server\"");
-            if let (true, Some(c)) = (url.starts_with("turn"), &credential) {
-                link.push_str(&format!(
-                    "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
-                    c.username, c.credential
-                ));
+            if url.starts_with("turn") {
+                match &credential {
+                    Some(c) => link.push_str(&format!(
+                        "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                        c.username, c.credential
+                    )),
+                    None if !anonymous_turn_ok => return None,
+                    None => {}
+                }
             }
             HeaderValue::from_str(&link).ok()
         })
@@ -174,10 +190,41 @@ fn created(
     ))
     .insert_header((header::ETAG, format!("\"{}\"", answer.resource)))
     .insert_header((header::CONTENT_TYPE, "application/sdp"));
-    for link in ice_links(settings, who) {
+    for link in ice_links(settings, Some(who)) {
         resp.append_header((header::LINK, link));
     }
     resp.body(answer.sdp)
+}
+
+/// `OPTIONS /whip/{session_id}` and `OPTIONS /whep/{session_id}`: the ICE
+/// servers to configure before the offer is made (what MediaMTX and other
+/// WHIP/WHEP clients ask; RFC 9725 only announces them with the answer, too
+/// late for a browser that cannot restart ICE). With a token that may use
+/// the session, the `turn:` servers come with that client's own credential;
+/// without one, only the `stun:` servers are announced.
+pub async fn ice_servers(
+    state: web::Data<AppState>,
+    principal: MaybePrincipal,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let session = path.into_inner();
+    let settings = &state.settings.media;
+    let mut resp = HttpResponse::NoContent();
+    resp.insert_header((header::ALLOW, "OPTIONS, POST"))
+        .insert_header(("accept-post", "application/sdp"));
+    let links = match principal.0 {
+        Some(principal) if !principal.may_view(session) => {
+            return Err(ApiError::forbidden(
+                "a guest token is good for its own session only",
+            ))
+        }
+        Some(principal) => ice_links(settings, Some(principal.id())),
+        None => ice_links(settings, None),
+    };
+    for link in links {
+        resp.append_header((header::LINK, link));
+    }
+    Ok(resp.finish())
 }
 
 /// `POST /whip/{session_id}`: the host publishes.

@@ -87,8 +87,20 @@ async fn server_errors_come_back_as_typed_errors() {
         }
         other => panic!("{other:?}"),
     }
+    // A refused handshake says why, with the server's code.
+    match Client::connect(ClientConfig::new(&url, "bad-token")).await {
+        Err(mobile_bridge::client::ClientError::Refused { status, code, .. }) => {
+            assert_eq!(status, 401);
+            assert_eq!(code, Some(mobile_bridge::ErrorCode::Unauthorized));
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // Nothing listening: a network failure, not a refusal.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("ws://{}/ws", closed.local_addr().unwrap());
+    drop(closed);
     assert!(matches!(
-        Client::connect(ClientConfig::new(&url, "bad-token")).await,
+        Client::connect(ClientConfig::new(&nowhere, &user.token)).await,
         Err(mobile_bridge::client::ClientError::Connect(_))
     ));
 }

@@ -101,3 +101,104 @@ async fn the_sdk_sends_a_new_token_on_the_open_connection() {
         );
     }
 }
+
+/// The next event that is not a presence or timer change, within `secs`.
+async fn next_event(events: &mut mobile_bridge::client::Events, secs: u64) -> Option<Event> {
+    let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(until, events.recv()).await {
+            Ok(Some(Event::Presence { .. } | Event::Timer { .. })) => continue,
+            Ok(event) => return event,
+            Err(_) => return None,
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn an_sdk_whose_token_expired_while_away_waits_for_a_fresh_one_and_resumes() {
+    let app = spawn_app_with(|_| {}).await;
+    let host = app.register().await;
+    let session = SessionId(app.live_session(&host).await);
+    let url = format!("{}/ws", app.address.replacen("http", "ws", 1));
+    // A viewer whose token outlives the connect by 1 s (+ the 5 s leeway).
+    let viewer = app.register().await;
+    let mut config = ClientConfig::new(&url, token_for(viewer.id, 1));
+    config.min_backoff = Duration::from_millis(50);
+    let (client, mut events) = Client::connect(config).await.unwrap();
+    client.join(session).await.unwrap();
+    let mut host_ws = WsClient::connect(&app.address, &host.token).await;
+    host_ws.join(&session.to_string(), None).await;
+    host_ws.chat(&session.to_string(), "before", "m-1").await;
+    assert!(matches!(next_event(&mut events, 5).await, Some(Event::Chat(m)) if m.text == "before"));
+
+    // The server closes the socket at the expiry (4001); the reconnect
+    // with the same token is refused, and said so, once.
+    assert!(matches!(
+        next_event(&mut events, 15).await,
+        Some(Event::Reconnecting { attempt: 1 })
+    ));
+    match next_event(&mut events, 5).await {
+        Some(Event::TokenRefused { status, code, .. }) => {
+            assert_eq!(status, 401);
+            assert_eq!(code, Some(mobile_bridge::ErrorCode::Unauthorized));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Meanwhile: chat goes on, and the viewer sends one of its own.
+    host_ws
+        .chat(&session.to_string(), "while away", "m-2")
+        .await;
+    let sender = client.clone();
+    let pending = tokio::spawn(async move { sender.send_chat(session, "queued").await });
+    // No hammering with a token that cannot work.
+    assert_eq!(next_event(&mut events, 1).await, None);
+
+    // A fresh token: reconnected at once, resumed, the queued send made.
+    client.set_token(token_for(viewer.id, 600)).await;
+    assert!(matches!(
+        next_event(&mut events, 5).await,
+        Some(Event::Reconnecting { attempt: 1 })
+    ));
+    let mut texts = Vec::new();
+    while let Some(event) = next_event(&mut events, 3).await {
+        match event {
+            Event::Reconnected => texts.push("<reconnected>".to_owned()),
+            Event::Chat(m) => texts.push(m.text),
+            other => panic!("{other:?}"),
+        }
+    }
+    let ack = pending.await.unwrap().unwrap();
+    assert_eq!(ack.seq, 3, "{texts:?}");
+    assert_eq!(texts, ["<reconnected>", "while away", "queued"]);
+}
+
+#[actix_rt::test]
+async fn an_sdk_waiting_for_a_token_can_still_be_closed() {
+    let app = spawn_app_with(|_| {}).await;
+    let user = app.register().await;
+    let session = SessionId(app.live_session(&user).await);
+    let url = format!("{}/ws", app.address.replacen("http", "ws", 1));
+    let (client, mut events) = Client::connect(ClientConfig::new(&url, token_for(user.id, 0)))
+        .await
+        .unwrap();
+    client.join(session).await.unwrap();
+    loop {
+        match next_event(&mut events, 15).await {
+            Some(Event::TokenRefused { .. }) => break,
+            Some(Event::Reconnecting { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let sender = client.clone();
+    let pending = tokio::spawn(async move { sender.send_chat(session, "never").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client.close().await;
+    assert_eq!(next_event(&mut events, 2).await, None, "events end");
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(2), pending)
+            .await
+            .expect("the send is answered")
+            .unwrap(),
+        Err(mobile_bridge::client::ClientError::Closed)
+    );
+}

@@ -99,11 +99,13 @@ async fn viewers_who_come_before_and_after_the_host_receive_its_video() {
     assert_eq!(stats["subscribers"], 2);
     assert!(stats["packets_in"].as_u64().unwrap() > 100);
     assert!(stats["packets_out"].as_u64().unwrap() > 100);
-    let codecs = stats["codecs"].to_string().to_lowercase();
-    assert!(
-        codecs.contains("video/vp8") && codecs.contains("audio/opus"),
-        "{codecs}"
+    // Spelled as browsers' getStats spell them.
+    assert_eq!(
+        stats["codecs"],
+        serde_json::json!(["audio/opus", "video/VP8"])
     );
+    assert!(stats["bitrate_in"].as_u64().unwrap() > 0, "{stats}");
+    assert!(stats["bitrate_out"].as_u64().unwrap() > 0, "{stats}");
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
     let text = metrics.text().await.unwrap();
     assert!(text.contains("simmer_media_packets_out_total"));
@@ -112,6 +114,22 @@ async fn viewers_who_come_before_and_after_the_host_receive_its_video() {
     publisher.unpublish(&app, &host.token).await;
     let (event, _) = members.recv_type("media").await;
     assert_eq!(event["state"], "not_publishing");
+    // The rates are of the last few seconds: nothing flows, so they fall to
+    // zero (the byte counters stay).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let stopped = media_stats(&app, &host, session).await;
+    assert_eq!(
+        (
+            stopped["bitrate_in"].as_u64(),
+            stopped["bitrate_out"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{stopped}"
+    );
+    assert!(
+        stopped["bytes_in"].as_u64() >= stats["bytes_in"].as_u64(),
+        "{stopped}"
+    );
 
     // The host comes back: the same viewers receive again, with no new offer.
     let before = early.received().0;
@@ -553,6 +571,98 @@ async fn every_viewer_gets_its_own_turn_credential_that_expires() {
         seen.push(who.to_owned());
     }
     assert_ne!(seen[0], seen[1], "host and guest share a TURN identity");
+}
+
+/// `OPTIONS` on a WHIP/WHEP endpoint: (status, `Link` values, `Allow`).
+async fn ask_ice_servers(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, Vec<String>, String) {
+    let mut req = app.client.request(reqwest::Method::OPTIONS, app.url(path));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.unwrap();
+    let links = resp
+        .headers()
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let allow = resp
+        .headers()
+        .get("allow")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (resp.status().as_u16(), links, allow)
+}
+
+#[actix_rt::test]
+async fn ice_servers_can_be_asked_before_the_offer() {
+    let app = helpers::spawn_app_with(|s| {
+        s.media.ice_servers = vec![
+            "stun:stun.example.org:3478".into(),
+            "turn:turn.example.org:3478?transport=tcp".into(),
+        ];
+        s.media.turn = simmer::media::turn::TurnAuth::Minted {
+            secret: "shared-with-coturn".parse().unwrap(),
+            ttl: Duration::from_secs(3600),
+        };
+    })
+    .await;
+    let (host, session) = live(&app).await;
+    let stun = r#"<stun:stun.example.org:3478>; rel="ice-server""#;
+
+    // Without a token: the STUN server only; a TURN server that checks
+    // credentials is no use without one.
+    let (status, links, allow) = ask_ice_servers(&app, &format!("/whep/{session}"), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(links, vec![stun.to_owned()]);
+    assert_eq!(allow, "OPTIONS, POST");
+
+    // The host before publishing, a guest before playing: each its own
+    // credential, the same one the answer would carry.
+    let guest = app
+        .post(
+            &format!("/api/v1/sessions/{session}/guest-tokens"),
+            None,
+            &serde_json::json!({"display_name": "Guest"}),
+        )
+        .await;
+    assert_eq!(guest.status, 201, "{}", guest.body);
+    let guest_token = guest.body["access_token"].as_str().unwrap();
+    let guest_id = guest.body["guest_id"].as_str().unwrap().to_owned();
+    for (path, token, who) in [
+        (
+            format!("/whip/{session}"),
+            host.token.as_str(),
+            host.id.to_string(),
+        ),
+        (format!("/whep/{session}"), guest_token, guest_id),
+    ] {
+        let (status, links, _) = ask_ice_servers(&app, &path, Some(token)).await;
+        assert_eq!(status, 204, "{path}");
+        assert_eq!(links.len(), 2, "{links:?}");
+        assert_eq!(links[0], stun);
+        let turn = &links[1];
+        assert!(
+            turn.starts_with(
+                r#"<turn:turn.example.org:3478?transport=tcp>; rel="ice-server"; username=""#
+            ),
+            "{turn}"
+        );
+        assert!(turn.ends_with(r#"; credential-type="password""#), "{turn}");
+        assert!(turn.contains(&format!(":{who}\"")), "{turn} is not {who}'s");
+    }
+
+    // A guest token is for its own session; a bad token is refused.
+    let (_, other) = live(&app).await;
+    let (status, _, _) = ask_ice_servers(&app, &format!("/whep/{other}"), Some(guest_token)).await;
+    assert_eq!(status, 403);
+    let (status, _, _) =
+        ask_ice_servers(&app, &format!("/whep/{session}"), Some("not-a-token")).await;
+    assert_eq!(status, 401);
 }
 
 #[actix_rt::test]

@@ -319,6 +319,7 @@ async fn member(ws_url: &str, token: &str, session: Uuid) -> (Client, Arc<Member
                     sink.resumed.fetch_add(1, Ordering::SeqCst);
                     "reconnected"
                 }
+                Event::TokenRefused { .. } => "token_refused",
             };
             *seen.kinds.entry(kind).or_default() += 1;
         }

@@ -273,9 +273,45 @@ async function negotiate(pc, url, token) {
   };
 }
 
+/**
+ * The ICE servers announced for a WHIP/WHEP endpoint (`OPTIONS`, `Link:
+ * <turn:…>; rel="ice-server"; username=…; credential=…`), with this
+ * client's own TURN credential: asked before the offer, so that a browser
+ * whose network blocks UDP gathers a relay candidate through TURN over TCP.
+ */
+export async function iceServers(url, token) {
+  let resp;
+  try {
+    resp = await fetch(url, { method: "OPTIONS", headers: { Authorization: `Bearer ${token}` } });
+  } catch {
+    return [];
+  }
+  if (!resp.ok) return [];
+  return parseIceLinks(resp.headers.get("Link") || "");
+}
+
+/** `Link` header values (joined by ", ") to RTCIceServer objects. */
+export function parseIceLinks(header) {
+  const servers = [];
+  for (const link of header.split(/,\s*(?=<)/)) {
+    const target = /^\s*<([^>]*)>/.exec(link);
+    if (!target) continue;
+    const params = {};
+    for (const [, name, quoted, bare] of link.matchAll(/;\s*([\w-]+)\s*=\s*(?:"([^"]*)"|([^;,\s]*))/g)) {
+      params[name.toLowerCase()] = quoted ?? bare;
+    }
+    if (params.rel !== "ice-server") continue;
+    const server = { urls: target[1] };
+    if (params.username !== undefined) server.username = params.username;
+    if (params.credential !== undefined) server.credential = params.credential;
+    servers.push(server);
+  }
+  return servers;
+}
+
 /** Publishes a camera/microphone stream over WHIP. */
 export async function whip(sessionId, token, stream) {
-  const pc = new RTCPeerConnection();
+  const pc = new RTCPeerConnection({ iceServers: await iceServers(`/whip/${sessionId}`, token) });
   for (const track of stream.getTracks()) {
     pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
   }
@@ -284,7 +320,7 @@ export async function whip(sessionId, token, stream) {
 
 /** Plays a session over WHEP; `stream` fills as tracks arrive. */
 export async function whep(sessionId, token) {
-  const pc = new RTCPeerConnection();
+  const pc = new RTCPeerConnection({ iceServers: await iceServers(`/whep/${sessionId}`, token) });
   const stream = new MediaStream();
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });

@@ -419,6 +419,22 @@ fileprivate final class UniffiHandleMap<T>: @unchecked Sendable {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt16: FfiConverterPrimitive {
+    typealias FfiType = UInt16
+    typealias SwiftType = UInt16
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt16 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
     typealias FfiType = UInt32
     typealias SwiftType = UInt32
@@ -580,6 +596,12 @@ public protocol SimmerClientProtocol: AnyObject, Sendable {
      * The next event, in the order the server sent them; waits until there
      * is one. `None` once the client is disconnected. Call it in one loop
      * (one caller at a time gets each event).
+     *
+     * When a reconnect is refused because the access token expired (the
+     * app slept past it), a signed-in client refreshes by itself and goes
+     * on: `CredentialsRefreshed` carries the new pair (the refresh token is
+     * single use: store it). A guest, or a refresh that fails, gets
+     * `TokenRefused`: sign in again.
      */
     func nextEvent() async  -> SimmerEvent?
     
@@ -811,6 +833,12 @@ open func leave(sessionId: String)async throws   {
      * The next event, in the order the server sent them; waits until there
      * is one. `None` once the client is disconnected. Call it in one loop
      * (one caller at a time gets each event).
+     *
+     * When a reconnect is refused because the access token expired (the
+     * app slept past it), a signed-in client refreshes by itself and goes
+     * on: `CredentialsRefreshed` carries the new pair (the refresh token is
+     * single use: store it). A guest, or a refresh that fails, gets
+     * `TokenRefused`: sign in again.
      */
 open func nextEvent()async  -> SimmerEvent?  {
     return
@@ -2698,6 +2726,33 @@ public enum SimmerEvent: Equatable, Hashable {
      * last message seen, unacknowledged sends repeated (never doubled).
      */
     case reconnected
+    /**
+     * A reconnect was refused for the token (401: expired or revoked; 403:
+     * it may no longer connect) and it could not be refreshed. The client
+     * waits, joined sessions and unacknowledged sends kept; sign in again
+     * (a guest: ask for a new guest token), or disconnect.
+     */
+    case tokenRefused(
+        /**
+         * The HTTP status of the refusal.
+         */status: UInt16, 
+        /**
+         * The server's error code, when it sent one (`unauthorized`, ...).
+         */code: String?, 
+        /**
+         * Why, for people.
+         */detail: String
+    )
+    /**
+     * The access token expired while the app was away and the client
+     * refreshed it by itself: store the new pair (the old refresh token is
+     * spent).
+     */
+    case credentialsRefreshed(
+        /**
+         * The fresh access token and its expiry.
+         */credentials: Credentials
+    )
 
 
 
@@ -2739,6 +2794,12 @@ public struct FfiConverterTypeSimmerEvent: FfiConverterRustBuffer {
         )
         
         case 8: return .reconnected
+        
+        case 9: return .tokenRefused(status: try FfiConverterUInt16.read(from: &buf), code: try FfiConverterOptionString.read(from: &buf), detail: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 10: return .credentialsRefreshed(credentials: try FfiConverterTypeCredentials.read(from: &buf)
+        )
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -2790,6 +2851,18 @@ public struct FfiConverterTypeSimmerEvent: FfiConverterRustBuffer {
         case .reconnected:
             writeInt(&buf, Int32(8))
         
+        
+        case let .tokenRefused(status,code,detail):
+            writeInt(&buf, Int32(9))
+            FfiConverterUInt16.write(status, into: &buf)
+            FfiConverterOptionString.write(code, into: &buf)
+            FfiConverterString.write(detail, into: &buf)
+            
+        
+        case let .credentialsRefreshed(credentials):
+            writeInt(&buf, Int32(10))
+            FfiConverterTypeCredentials.write(credentials, into: &buf)
+            
         }
     }
 }
@@ -3320,7 +3393,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_simmer_mobile_checksum_method_simmerclient_leave() != 2651) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_simmer_mobile_checksum_method_simmerclient_next_event() != 19460) {
+    if (uniffi_simmer_mobile_checksum_method_simmerclient_next_event() != 36108) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_simmer_mobile_checksum_method_simmerclient_refresh() != 791) {

@@ -903,7 +903,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_simmer_mobile_checksum_method_simmerclient_leave() != 2651.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_simmer_mobile_checksum_method_simmerclient_next_event() != 19460.toShort()) {
+    if (lib.uniffi_simmer_mobile_checksum_method_simmerclient_next_event() != 36108.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_simmer_mobile_checksum_method_simmerclient_refresh() != 791.toShort()) {
@@ -1146,6 +1146,29 @@ private class JavaLangRefCleanable(
     val cleanable: java.lang.ref.Cleaner.Cleanable
 ) : UniffiCleaner.Cleanable {
     override fun clean() = cleanable.clean()
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterUShort: FfiConverter<UShort, Short> {
+    override fun lift(value: Short): UShort {
+        return value.toUShort()
+    }
+
+    override fun read(buf: ByteBuffer): UShort {
+        return lift(buf.getShort())
+    }
+
+    override fun lower(value: UShort): Short {
+        return value.toShort()
+    }
+
+    override fun allocationSize(value: UShort) = 2UL
+
+    override fun write(value: UShort, buf: ByteBuffer) {
+        buf.putShort(value.toShort())
+    }
 }
 
 /**
@@ -1442,6 +1465,12 @@ public interface SimmerClientInterface {
      * The next event, in the order the server sent them; waits until there
      * is one. `None` once the client is disconnected. Call it in one loop
      * (one caller at a time gets each event).
+     *
+     * When a reconnect is refused because the access token expired (the
+     * app slept past it), a signed-in client refreshes by itself and goes
+     * on: `CredentialsRefreshed` carries the new pair (the refresh token is
+     * single use: store it). A guest, or a refresh that fails, gets
+     * `TokenRefused`: sign in again.
      */
     suspend fun `nextEvent`(): SimmerEvent?
     
@@ -1707,6 +1736,12 @@ open class SimmerClient: Disposable, AutoCloseable, SimmerClientInterface
      * The next event, in the order the server sent them; waits until there
      * is one. `None` once the client is disconnected. Call it in one loop
      * (one caller at a time gets each event).
+     *
+     * When a reconnect is refused because the access token expired (the
+     * app slept past it), a signed-in client refreshes by itself and goes
+     * on: `CredentialsRefreshed` carries the new pair (the refresh token is
+     * single use: store it). A guest, or a refresh that fails, gets
+     * `TokenRefused`: sign in again.
      */
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
     override suspend fun `nextEvent`() : SimmerEvent? {
@@ -3691,6 +3726,49 @@ sealed class SimmerEvent {
     object Reconnected : SimmerEvent()
     
     
+    /**
+     * A reconnect was refused for the token (401: expired or revoked; 403:
+     * it may no longer connect) and it could not be refreshed. The client
+     * waits, joined sessions and unacknowledged sends kept; sign in again
+     * (a guest: ask for a new guest token), or disconnect.
+     */
+    data class TokenRefused(
+        /**
+         * The HTTP status of the refusal.
+         */
+        val `status`: kotlin.UShort, 
+        /**
+         * The server's error code, when it sent one (`unauthorized`, ...).
+         */
+        val `code`: kotlin.String?, 
+        /**
+         * Why, for people.
+         */
+        val `detail`: kotlin.String) : SimmerEvent()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * The access token expired while the app was away and the client
+     * refreshed it by itself: store the new pair (the old refresh token is
+     * spent).
+     */
+    data class CredentialsRefreshed(
+        /**
+         * The fresh access token and its expiry.
+         */
+        val `credentials`: Credentials) : SimmerEvent()
+        
+    {
+        
+
+        companion object
+    }
+    
 
     
     companion object
@@ -3728,6 +3806,14 @@ public object FfiConverterTypeSimmerEvent : FfiConverterRustBuffer<SimmerEvent>{
                 FfiConverterUInt.read(buf),
                 )
             8 -> SimmerEvent.Reconnected
+            9 -> SimmerEvent.TokenRefused(
+                FfiConverterUShort.read(buf),
+                FfiConverterOptionalString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            10 -> SimmerEvent.CredentialsRefreshed(
+                FfiConverterTypeCredentials.read(buf),
+                )
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
     }
@@ -3792,6 +3878,22 @@ public object FfiConverterTypeSimmerEvent : FfiConverterRustBuffer<SimmerEvent>{
                 4UL
             )
         }
+        is SimmerEvent.TokenRefused -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUShort.allocationSize(value.`status`)
+                + FfiConverterOptionalString.allocationSize(value.`code`)
+                + FfiConverterString.allocationSize(value.`detail`)
+            )
+        }
+        is SimmerEvent.CredentialsRefreshed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeCredentials.allocationSize(value.`credentials`)
+            )
+        }
     }
 
     override fun write(value: SimmerEvent, buf: ByteBuffer) {
@@ -3837,6 +3939,18 @@ public object FfiConverterTypeSimmerEvent : FfiConverterRustBuffer<SimmerEvent>{
             }
             is SimmerEvent.Reconnected -> {
                 buf.putInt(8)
+                Unit
+            }
+            is SimmerEvent.TokenRefused -> {
+                buf.putInt(9)
+                FfiConverterUShort.write(value.`status`, buf)
+                FfiConverterOptionalString.write(value.`code`, buf)
+                FfiConverterString.write(value.`detail`, buf)
+                Unit
+            }
+            is SimmerEvent.CredentialsRefreshed -> {
+                buf.putInt(10)
+                FfiConverterTypeCredentials.write(value.`credentials`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
