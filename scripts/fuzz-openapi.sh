@@ -2,12 +2,14 @@
 # Boots simmer (SQLite, a temporary data directory, a free loopback port) and
 # runs schemathesis against its own OpenAPI document: no 5xx, and every
 # response must match the documented status codes, content types and schemas.
-# Called by scripts/test.sh; runnable alone after `cargo build -p backend`.
+# Called by scripts/test.sh; runnable alone after `cargo build --workspace --all-features`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/simmer/target}"
+# shellcheck source=lib/cargo.sh
+. "$ROOT/scripts/lib/cargo.sh"
 CACHE="$HOME/.cache/simmer"
 VENV="$CACHE/venv"
 SCHEMATHESIS_VERSION="4.32.5"
@@ -22,7 +24,7 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VER
     "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-cargo build -p backend --locked --quiet
+build_all
 BIN="$CARGO_TARGET_DIR/debug/simmer"
 WORK="$(mktemp -d)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

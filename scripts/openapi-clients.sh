@@ -17,7 +17,7 @@
 #      into TypeScript types that compile strictly and check sample frames
 #      of both directions at run time (scripts/openapi/frames.ts).
 #
-# Called by scripts/test.sh; runnable alone (`cargo build -p backend` first,
+# Called by scripts/test.sh; runnable alone (`cargo build --workspace --all-features` first,
 # or SKIP_BUILD=1 to use the binary already in $CARGO_TARGET_DIR).
 # Tools, installed on first use and reused: a venv in
 # ~/.cache/simmer/venv-openapi (PyPI, pinned below), TypeScript in
@@ -28,6 +28,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/simmer/target}"
+# shellcheck source=lib/cargo.sh
+. "$ROOT/scripts/lib/cargo.sh"
 CACHE="$HOME/.cache/simmer"
 VENV="$CACHE/venv-openapi"
 TSDIR="$CACHE/openapi-ts"
@@ -91,7 +93,7 @@ fi
 echo "openapi-generator $(java -jar "$JAR" version), $(java -version 2>&1 | head -1), tsc $("$TSC" --version | cut -d' ' -f2), node $(node --version)"
 
 # --- the server --------------------------------------------------------------
-[ "${SKIP_BUILD:-0}" = 1 ] || cargo build -p backend --locked --quiet
+[ "${SKIP_BUILD:-0}" = 1 ] || build_all
 BIN="$CARGO_TARGET_DIR/debug/simmer"
 WORK="$(mktemp -d)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

@@ -13,13 +13,15 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/simmer/target}"
+# shellcheck source=lib/cargo.sh
+. "$ROOT/scripts/lib/cargo.sh"
 ADMIN_URL="${SIMMER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 VENV="$HOME/.cache/simmer/interop-venv"
 if ! "$VENV/bin/python" -c 'import websockets, jsonschema' 2>/dev/null; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check "websockets==15.0.1" "jsonschema==4.26.0"
 fi
-cargo build -p backend --locked --quiet
+build_all
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 [ -x "$NGINX" ] || { echo "nginx is missing (apt-get install nginx)" >&2; exit 1; }
 

@@ -13,6 +13,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/simmer/target}"
+# shellcheck source=lib/cargo.sh
+. "$ROOT/scripts/lib/cargo.sh"
 TIME_LIMIT_S="${SIMMER_WALKTHROUGH_TIMEOUT_S:-180}"
 START="$(date +%s)"
 
@@ -24,11 +26,10 @@ if ! command -v jq >/dev/null; then
     }
 fi
 
-# Two builds, not one: built together, their features would be unified and
-# `simmer` rebuilt unlike the one scripts/fuzz-openapi.sh just built.
+# One build of the workspace with the features every step uses
+# (scripts/lib/cargo.sh): nothing is compiled again.
 if [ "${SIMMER_SKIP_BUILD:-0}" != 1 ]; then
-    cargo build -p backend --locked --quiet
-    cargo build -p simmer-bench --locked --quiet
+    build_all
 fi
 for bin in simmer simmer-bench; do
     [ -x "$CARGO_TARGET_DIR/debug/$bin" ] || { echo "$CARGO_TARGET_DIR/debug/$bin is missing" >&2; exit 1; }

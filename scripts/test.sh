@@ -25,8 +25,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export SIMMER_TEST_POSTGRES_URL="${SIMMER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 CACHE="$HOME/.cache/simmer"
 mkdir -p "$CACHE"
+# shellcheck source=lib/cargo.sh
+. "$ROOT/scripts/lib/cargo.sh"
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%s, %d s] %s\n' "$(date +%T)" "$SECONDS" "$*"; }
 is_root() { [ "$(id -u)" = 0 ]; }
 
 APT_UPDATED=0
@@ -37,6 +39,18 @@ apt_install() {
         APT_UPDATED=1
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# A server package (nginx, coturn) installed without starting Debian's own
+# service of it (policy-rc.d): the tests start their own.
+apt_install_server() {
+    if [ ! -e /usr/sbin/policy-rc.d ] && is_root; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        apt_install "$@" || { rm -f /usr/sbin/policy-rc.d; return 1; }
+        rm -f /usr/sbin/policy-rc.d
+    else
+        apt_install "$@"
+    fi
 }
 
 # --- toolchain -------------------------------------------------------------
@@ -104,52 +118,46 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
-cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+cargo clippy "${CARGO_ALL[@]}" --all-targets -- -D warnings
 
 step "tests on SQLite"
-cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$CACHE/test-sqlite.log"
+# shellcheck disable=SC2046 # one word per flag
+{
+    cargo test "${CARGO_ALL[@]}" --no-fail-fast --lib --bins $(plain_test_targets) &&
+        cargo test "${CARGO_ALL[@]}" --no-fail-fast --doc
+} 2>&1 | tee "$CACHE/test-sqlite.log"
 
 step "tests on PostgreSQL"
 ensure_postgres
 drop_test_databases
-SIMMER_TEST_DATABASE=postgres cargo test -p backend --test api --locked --no-fail-fast 2>&1 |
+SIMMER_TEST_DATABASE=postgres cargo test "${CARGO_ALL[@]}" --test api --no-fail-fast 2>&1 |
     tee "$CACHE/test-postgres.log"
 drop_test_databases
 
 step "cluster tests: several simmer processes on one PostgreSQL and one Redis"
 ensure_redis
-SIMMER_TEST_DATABASE=postgres cargo test -p backend --features cluster-tests --test cluster \
-    --locked --no-fail-fast -- --test-threads=1 2>&1 | tee "$CACHE/test-cluster.log"
+SIMMER_TEST_DATABASE=postgres cargo test "${CARGO_ALL[@]}" --test cluster \
+    --no-fail-fast -- --test-threads=1 2>&1 | tee "$CACHE/test-cluster.log"
 drop_test_databases
 
 step "media relay tests (WebRTC) in a private network namespace with only loopback"
 command -v ip >/dev/null || apt_install iproute2
 command -v unshare >/dev/null || apt_install util-linux
-cargo test -p backend --features media-tests --test media --locked --no-run
+cargo test "${CARGO_ALL[@]}" --test media --no-run
 # Root makes a network namespace directly; anyone else through a user
 # namespace. Inside, nothing but `lo` exists: no packet can leave loopback.
 if is_root; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --net); fi
 "${NETNS[@]}" sh -c 'ip link set lo up && exec "$@"' sh \
-    cargo test -p backend --features media-tests --test media --locked --offline -- --test-threads=1 2>&1 |
-    tee "$CACHE/test-media.log"
+    cargo test "${CARGO_ALL[@]}" --test media --offline -- --test-threads=1 \
+    --skip signalling_at_any_node --skip rolling_restart 2>&1 | tee "$CACHE/test-media.log"
 
 step "one machine upgraded without refusing a connection (SO_REUSEPORT hand-off, network namespace with net.ipv4.tcp_migrate_req=1)"
-cargo test -p backend --test api --locked --no-run
 "${NETNS[@]}" sh -c 'ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req && exec "$@"' sh \
-    cargo test -p backend --test api --locked --offline upgrade_without_refusing -- --ignored 2>&1 |
+    cargo test "${CARGO_ALL[@]}" --test api --offline upgrade_without_refusing -- --ignored 2>&1 |
     tee "$CACHE/test-handoff.log"
 
 step "the shipped nginx config for real: TLS in front of three nodes, a Python client through it while each node restarts"
-# Installed without starting Debian's own nginx service (policy-rc.d).
-if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-        apt_install nginx
-        rm -f /usr/sbin/policy-rc.d
-    else
-        apt_install nginx
-    fi
-fi
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then apt_install_server nginx; fi
 command -v openssl >/dev/null || apt_install openssl
 ensure_postgres
 ensure_redis
@@ -157,13 +165,17 @@ ensure_redis
 
 step "cluster with video in a network namespace (own PostgreSQL and Redis): WHIP/WHEP at a node that does not own the session; a rolling restart of three nodes under 200 members, 20 watches, a timer, a publisher and 3 players"
 ensure_redis
-cargo test -p backend --features media-tests,cluster-tests --test media --locked --no-run
 "${NETNS[@]}" sh -c 'ip link set lo up && exec "$@"' sh "$ROOT/scripts/with-private-postgres.sh" \
-    cargo test -p backend --features media-tests,cluster-tests --test media --locked --offline \
+    cargo test "${CARGO_ALL[@]}" --test media --offline \
     -- --test-threads=1 signalling_at_any_node rolling_restart 2>&1 | tee "$CACHE/test-media-cluster.log"
 
 step "a real browser: headless Chromium publishes over WHIP and plays over WHEP (network namespace)"
 "$ROOT/scripts/browser.sh" media-interop.mjs 2>&1 | tee "$CACHE/browser-media.log"
+
+step "viewers behind firewalls: the browser's UDP dropped (nftables), host and guest through coturn over TCP with minted credentials (network namespace)"
+command -v turnserver >/dev/null || apt_install_server coturn
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || apt_install nftables
+"$ROOT/scripts/browser.sh" media-firewall.mjs 2>&1 | tee "$CACHE/browser-firewall.log"
 
 step "the pages end to end in headless Chromium: dashboard, viewer page, watch simulator, the README's tour as a newcomer takes it, and all three through an upgrade (network namespace)"
 for suite in e2e e2e-viewer e2e-dashboard e2e-newcomer e2e-upgrade; do
@@ -195,7 +207,7 @@ step "all checks passed"
 # One closing line for the whole run (every cargo test binary, both databases).
 cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-cluster.log" "$CACHE/test-media.log" \
     "$CACHE/test-handoff.log" "$CACHE/test-media-cluster.log" \
-    "$CACHE/browser-media.log" "$CACHE/browser-e2e.log" "$CACHE/browser-e2e-viewer.log" \
+    "$CACHE/browser-media.log" "$CACHE/browser-firewall.log" "$CACHE/browser-e2e.log" "$CACHE/browser-e2e-viewer.log" \
     "$CACHE/browser-e2e-dashboard.log" "$CACHE/browser-e2e-newcomer.log" "$CACHE/browser-e2e-upgrade.log" \
     "$CACHE/browser-cors.log" "$CACHE/interop.log" "$CACHE/proxy.log" "$CACHE/mobile-ffi.log" |
     awk '/^test result:/ || /^[0-9]+ passed, [0-9]+ failed$/ {

@@ -259,31 +259,38 @@ mod tests {
         assert_eq!(shutdown.open_connections(), 0);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn listeners_go_spread_over_the_window_unless_hurried() {
+        // Each listener's moment is drawn when it starts listening.
         let spread = Duration::from_secs(10);
         let shutdown = Shutdown::new(spread);
         let listeners: Vec<Listener> = (0..200).map(|_| shutdown.listen()).collect();
-        let began = Instant::now();
-        shutdown.begin();
-        let heard = futures_util::future::join_all(listeners.into_iter().map(|mut l| async move {
-            l.recv().await;
-            began.elapsed()
-        }))
-        .await;
-        assert!(heard.iter().all(|t| *t < spread), "{heard:?}");
-        let early = heard.iter().filter(|t| **t < spread / 2).count();
+        assert!(listeners.iter().all(|l| l.delay < spread));
+        let early = listeners.iter().filter(|l| l.delay < spread / 2).count();
         assert!(
             (50..150).contains(&early),
             "half the window, {early} of 200"
         );
 
+        // A listener hears the drain at its moment, not before.
+        let mut timed = shutdown.listen();
+        timed.delay = Duration::from_millis(150);
         let mut slow = shutdown.listen();
         slow.delay = spread;
+        let began = Instant::now();
+        shutdown.begin();
+        timed.recv().await;
+        let heard = began.elapsed();
+        assert!(
+            heard >= Duration::from_millis(150) && heard < spread,
+            "{heard:?}"
+        );
+        // Hurried: everyone at once.
         shutdown.hurry();
-        tokio::time::timeout(Duration::from_millis(1), slow.recv())
+        tokio::time::timeout(Duration::from_secs(1), slow.recv())
             .await
             .expect("hurried: heard at once");
+        drop(listeners);
     }
 
     #[tokio::test]

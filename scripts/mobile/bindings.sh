@@ -17,9 +17,14 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/simmer/target}"
+# shellcheck source=lib/cargo.sh
+. "$ROOT/scripts/lib/cargo.sh"
 OUT="mobile-ffi/bindings"
 
-cargo build -p mobile-ffi -p simmer-uniffi-bindgen --locked --quiet
+build_all
+# The generator runs `cargo metadata` offline, which wants every package of
+# Cargo.lock, other platforms' included; a build downloads only this one's.
+cargo fetch --locked --quiet
 case "$(uname -s)" in
     Darwin) LIB="$CARGO_TARGET_DIR/debug/libsimmer_mobile.dylib" ;;
     *) LIB="$CARGO_TARGET_DIR/debug/libsimmer_mobile.so" ;;
