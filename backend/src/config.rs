@@ -207,6 +207,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_WS_MAX_FRAME_BYTES")]
     pub ws_max_frame_bytes: Option<usize>,
 
+    /// Bytes the server keeps waiting for a WebSocket client that does not
+    /// read (beyond what the kernel buffers) before it closes the
+    /// connection, 1008 [default: 262144].
+    #[arg(long, env = "SIMMER_WS_MAX_BACKLOG_BYTES")]
+    pub ws_max_backlog_bytes: Option<usize>,
+
     /// Seconds of silence after which the server closes a WebSocket
     /// [default: 30]. The server pings every third of it.
     #[arg(long, env = "SIMMER_WS_IDLE_TIMEOUT_S")]
@@ -447,6 +453,7 @@ impl ConfigArgs {
             ws_max_frames_per_s,
             fanout_buffer,
             ws_max_frame_bytes,
+            ws_max_backlog_bytes,
             ws_idle_timeout_s,
             ws_max_joins,
             watch_pairing_ttl_s,
@@ -518,6 +525,7 @@ pub struct Settings {
     pub ws_max_frames_per_s: u32,
     pub fanout_buffer: usize,
     pub ws_max_frame_bytes: usize,
+    pub ws_max_backlog_bytes: usize,
     pub ws_idle_timeout: Duration,
     pub ws_max_joins: usize,
     pub watch_pairing_ttl: Duration,
@@ -634,6 +642,10 @@ impl Settings {
             ws_max_frames_per_s: args.ws_max_frames_per_s.unwrap_or(50).max(1),
             fanout_buffer: args.fanout_buffer.unwrap_or(1024).max(16),
             ws_max_frame_bytes: args.ws_max_frame_bytes.unwrap_or(16 * 1024).max(1024),
+            ws_max_backlog_bytes: args
+                .ws_max_backlog_bytes
+                .unwrap_or(256 * 1024)
+                .max(16 * 1024),
             ws_idle_timeout: positive("ws_idle_timeout_s", args.ws_idle_timeout_s, 30)?,
             ws_max_joins: args.ws_max_joins.unwrap_or(16).max(1),
             watch_pairing_ttl: positive("watch_pairing_ttl_s", args.watch_pairing_ttl_s, 300)?,

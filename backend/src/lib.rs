@@ -25,6 +25,7 @@ pub mod telemetry;
 pub mod text;
 pub mod watch;
 pub mod web;
+pub mod websocket;
 
 pub use config::{ConfigArgs, Settings};
 pub use startup::Application;

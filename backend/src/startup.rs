@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::{middleware, web, App};
 use anyhow::Context;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -148,16 +148,13 @@ impl Application {
             settings: Arc::new(settings.clone()),
         };
 
-        let data = web::Data::new(state.clone());
-        let mut server = HttpServer::new(move || build_app(data.clone()))
-            .listen(listener)?
-            // Signals are ours (`run_until_stopped`): connections are told
-            // to go before the server stops, and SIGINT drains like SIGTERM.
-            .disable_signals()
-            .shutdown_timeout(settings.shutdown_timeout.as_secs());
-        if let Some(workers) = settings.workers {
-            server = server.workers(workers);
-        }
+        // Signals are ours (`run_until_stopped`): connections are told to go
+        // before the server stops, and SIGINT drains like SIGTERM.
+        let server = crate::websocket::server::http_server(
+            listener,
+            web::Data::new(state.clone()),
+            &settings,
+        )?;
         tracing::info!(
             %addr,
             database = db::backend_name(&state.db),
@@ -166,7 +163,7 @@ impl Application {
         );
         Ok(Self {
             port: addr.port(),
-            server: server.run(),
+            server,
             entrance,
             state,
             lock,

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, MessageStream, Session};
+use bytes::Bytes;
 use bytestring::ByteString;
 use futures_util::{FutureExt, StreamExt};
 use mobile_bridge::protocol::{
@@ -32,11 +32,19 @@ use crate::live::timer_actor::TimerError;
 use crate::live::SessionError;
 use crate::state::AppState;
 use crate::store::sessions::{self, SessionState};
+use crate::websocket::{Message, WebSocket, WsError};
 
 /// Replies of sends in flight, per connection.
 const REPLY_QUEUE: usize = 256;
 /// Messages per page when replaying history after a `join` or a lag.
 const REPLAY_PAGE: usize = 500;
+/// Close codes of RFC 6455 this loop uses.
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_AGAIN: u16 = 1013;
+/// How long the close frame may take to leave.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Close code for a guest whose session stopped letting guests in.
 const CLOSE_GUESTS_REVOKED: u16 = 4003;
 /// Queued events written in one go after a wake-up, at most.
@@ -71,7 +79,7 @@ struct Connection {
     /// When the connection's access token expires.
     expires_at: tokio::time::Instant,
     state: AppState,
-    session: Session,
+    ws: WebSocket,
     joined: HashMap<Uuid, Joined>,
     events: StreamMap<Uuid, BroadcastStream<BusEvent>>,
     /// Replies of sends in flight; made on the first send, so connections
@@ -89,16 +97,27 @@ const RESYNC_RETRY: Duration = Duration::from_millis(500);
 enum End {
     /// The client closed or went away.
     Gone,
-    /// We close it, with this reason.
-    Close(CloseReason),
+    /// We close it, with this code and reason.
+    Close(u16, String),
+}
+
+impl From<WsError> for End {
+    fn from(e: WsError) -> Self {
+        match e.close_code() {
+            Some(code) => End::Close(code, e.to_string()),
+            None => End::Gone,
+        }
+    }
 }
 
 /// The instant a connection authenticated by a token with this `exp` (unix
 /// seconds) is closed: after the leeway that verification grants, so that a
 /// client reconnecting with the same token is refused, not closed again.
 fn deadline(expires_at_s: i64) -> tokio::time::Instant {
+    // Verification counts whole seconds: a token is accepted until the end
+    // of the second `exp + leeway`.
     let left_ms = expires_at_s
-        .saturating_add(CLOCK_LEEWAY_S)
+        .saturating_add(CLOCK_LEEWAY_S + 1)
         .saturating_mul(1000)
         .saturating_sub(chrono::Utc::now().timestamp_millis());
     tokio::time::Instant::now() + Duration::from_millis(u64::try_from(left_ms).unwrap_or(0))
@@ -109,8 +128,7 @@ pub async fn run(
     _slot: super::ConnectionSlot,
     credentials: Credentials,
     state: AppState,
-    session: Session,
-    stream: MessageStream,
+    ws: WebSocket,
     mut shutdown: crate::shutdown::Listener,
 ) {
     let metrics = state.metrics.clone();
@@ -122,15 +140,12 @@ pub async fn run(
         principal: credentials.principal,
         expires_at: deadline(credentials.expires_at_s),
         state,
-        session,
+        ws,
         joined: HashMap::new(),
         events: StreamMap::new(),
         replies: None,
         resync: None,
     };
-    let mut stream = stream
-        .aggregate_continuations()
-        .max_continuation_size(max_frame);
     let mut heartbeat = tokio::time::interval(idle_timeout / 3);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
@@ -156,43 +171,41 @@ pub async fn run(
 
     while end.is_none() {
         tokio::select! {
-            inbound = stream.recv() => {
+            inbound = conn.ws.recv() => {
                 last_heard = Instant::now();
                 if flood.take(chrono::Utc::now().timestamp_millis()).is_err() {
-                    end = Some(End::Close(CloseReason {
-                        code: CloseCode::Policy,
-                        description: Some(format!("flooding: more than {frames_per_s} frames per second")),
-                    }));
+                    end = Some(End::Close(
+                        CLOSE_POLICY,
+                        format!("flooding: more than {frames_per_s} frames per second"),
+                    ));
                     continue;
                 }
                 end = match inbound {
                     // Boxed: handling a frame can go as deep as a database
                     // read, and that state should not live in every idle
                     // connection's future.
-                    Some(Ok(AggregatedMessage::Text(text))) => Box::pin(conn.on_text(&text)).await,
-                    Some(Ok(AggregatedMessage::Binary(_))) => {
+                    Ok(Message::Text(text)) => Box::pin(conn.on_text(&text)).await,
+                    Ok(Message::Binary(_)) => {
                         conn.error(ErrorCode::InvalidFrame, "frames are JSON text, not binary").await
                     }
-                    Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                        if conn.session.pong(&bytes).await.is_ok() { None } else { Some(End::Gone) }
-                    }
-                    Some(Ok(AggregatedMessage::Pong(_))) => None,
-                    Some(Ok(AggregatedMessage::Close(_))) | None => Some(End::Gone),
-                    Some(Err(e)) => Some(End::Close(CloseReason {
-                        code: match e {
-                            actix_ws::ProtocolError::Overflow => CloseCode::Size,
-                            _ => CloseCode::Protocol,
-                        },
-                        description: Some(format!("protocol error: {e}")),
-                    })),
+                    Ok(Message::Ping(bytes)) => conn.ws.pong(bytes).err().map(End::from),
+                    Ok(Message::Pong(_) | Message::Drained) => None,
+                    // Answered with a close of our own.
+                    Ok(Message::Close(_)) => Some(End::Close(CLOSE_NORMAL, String::new())),
+                    Err(e) => Some(End::from(e)),
                 };
             }
-            Some((session_id, event)) = conn.events.next() => {
+            // A client that does not read gets no new events until it has
+            // read what waits; they wait in the session's ring meanwhile.
+            Some((session_id, event)) = conn.events.next(), if !conn.ws.backlogged() => {
                 end = conn.on_event(session_id, event).await;
                 // Take whatever else is already queued before yielding, so
                 // the socket gets one write for the batch, not one per frame.
                 if end.is_none() {
                     end = conn.flush_queued().await;
+                }
+                if end.is_none() {
+                    end = conn.ws.flush_now().err().map(End::from);
                 }
             }
             () = resync_due(&conn.resync) => {
@@ -205,25 +218,23 @@ pub async fn run(
                 }
             }
             Some(reply) = next_reply(&mut conn.replies) => {
-                if conn.session.text(reply).await.is_err() {
-                    end = Some(End::Gone);
-                }
+                end = conn.ws.send_text(reply.into_bytes()).err().map(End::from);
             }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > idle_timeout {
-                    end = Some(End::Close(CloseReason {
-                        code: CloseCode::Away,
-                        description: Some("idle timeout: no frame or pong received".into()),
-                    }));
-                } else if conn.session.ping(b"").await.is_err() {
-                    end = Some(End::Gone);
+                    end = Some(End::Close(
+                        CLOSE_AWAY,
+                        "idle timeout: no frame or pong received".into(),
+                    ));
+                } else {
+                    end = conn.ws.ping(Bytes::new()).err().map(End::from);
                 }
             }
             () = tokio::time::sleep_until(conn.expires_at) => {
-                end = Some(End::Close(CloseReason {
-                    code: CloseCode::Other(CLOSE_TOKEN_EXPIRED),
-                    description: Some("access token expired: reconnect with a fresh one".into()),
-                }));
+                end = Some(End::Close(
+                    CLOSE_TOKEN_EXPIRED,
+                    "access token expired: reconnect with a fresh one".into(),
+                ));
             }
             () = shutdown.recv() => {
                 // What is already queued goes first (a `media reconnect`
@@ -237,10 +248,7 @@ pub async fn run(
                 // Closed either way; a client that misses this frame still
                 // gets the going-away close.
                 let _ = conn.send(&reconnect).await;
-                end = Some(End::Close(CloseReason {
-                    code: CloseCode::Away,
-                    description: Some("server shutting down: reconnect".into()),
-                }));
+                end = Some(End::Close(CLOSE_AWAY, "server shutting down: reconnect".into()));
             }
         }
     }
@@ -248,8 +256,8 @@ pub async fn run(
     for session_id in conn.joined.keys() {
         conn.state.sessions.left(*session_id, conn.id);
     }
-    if let Some(End::Close(reason)) = end {
-        let _ = conn.session.close(Some(reason)).await;
+    if let Some(End::Close(code, reason)) = end {
+        conn.ws.close(code, &reason, CLOSE_WRITE_TIMEOUT).await;
     }
     metrics.ws_connections.dec();
 }
@@ -277,6 +285,9 @@ impl Connection {
     /// without waiting for more.
     async fn flush_queued(&mut self) -> Option<End> {
         for _ in 0..COALESCE_FRAMES {
+            if self.ws.backlogged() {
+                break;
+            }
             let Some(Some((session_id, event))) = self.events.next().now_or_never() else {
                 break;
             };
@@ -289,15 +300,14 @@ impl Connection {
 
     /// Sends a frame; `false` when the socket is gone.
     async fn send(&mut self, msg: &ServerMsg) -> bool {
-        self.session.text(msg.encode()).await.is_ok()
+        self.ws.send_text(Bytes::from(msg.encode())).is_ok()
     }
 
     async fn reply(&mut self, msg: ServerMsg) -> Option<End> {
-        if self.send(&msg).await {
-            None
-        } else {
-            Some(End::Gone)
-        }
+        self.ws
+            .send_text(Bytes::from(msg.encode()))
+            .err()
+            .map(End::from)
     }
 
     async fn error(&mut self, code: ErrorCode, message: impl Into<String>) -> Option<End> {
@@ -600,10 +610,10 @@ impl Connection {
             {
                 Ok(Ok(history)) => history.messages,
                 _ => {
-                    return Some(End::Close(CloseReason {
-                        code: CloseCode::Again,
-                        description: Some("history unavailable; reconnect with last_seq".into()),
-                    }))
+                    return Some(End::Close(
+                        CLOSE_AGAIN,
+                        "history unavailable; reconnect with last_seq".into(),
+                    ))
                 }
             };
             if page.is_empty() {
@@ -611,15 +621,31 @@ impl Connection {
             }
             for message in page {
                 after = message.seq;
-                if !self.send(&ServerMsg::ChatMessage((*message).clone())).await {
-                    return Some(End::Gone);
+                let frame = Bytes::from(ServerMsg::ChatMessage((*message).clone()).encode());
+                if let Err(e) = self.ws.queue_text(frame) {
+                    return Some(End::from(e));
+                }
+                if self.ws.backlogged() {
+                    // Written as fast as the client reads, not faster: a
+                    // long replay holds at most the high-water mark.
+                    let within = self.state.settings.ws_idle_timeout;
+                    match tokio::time::timeout(within, self.ws.write_backlog()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Some(End::from(e)),
+                        Err(_) => {
+                            return Some(End::Close(
+                                CLOSE_POLICY,
+                                "too slow: the replay was not read".into(),
+                            ))
+                        }
+                    }
                 }
             }
         }
         if let Some(joined) = self.joined.get_mut(&id) {
             joined.delivered_seq = joined.delivered_seq.max(after);
         }
-        None
+        self.ws.flush_now().err().map(End::from)
     }
 
     async fn on_event(
@@ -650,11 +676,11 @@ impl Connection {
             }
             // A guest token is good for this one session: the connection
             // has nothing left to do. Say why, then close.
-            let _ = self.session.text(event.frame).await;
-            return Some(End::Close(CloseReason {
-                code: CloseCode::Other(CLOSE_GUESTS_REVOKED),
-                description: Some("the host turned guest access off".into()),
-            }));
+            let _ = self.ws.queue_text(event.frame.into_bytes());
+            return Some(End::Close(
+                CLOSE_GUESTS_REVOKED,
+                "the host turned guest access off".into(),
+            ));
         }
         if let Some(seq) = event.seq {
             if seq <= joined.delivered_seq {
@@ -680,10 +706,11 @@ impl Connection {
             self.joined.remove(&id);
             self.events.remove(&id);
         }
-        if self.session.text(event.frame).await.is_err() {
-            return Some(End::Gone);
-        }
-        None
+        // Written with whatever else is queued (`flush_now` in the loop).
+        self.ws
+            .queue_text(event.frame.into_bytes())
+            .err()
+            .map(End::from)
     }
 
     /// Events may have been lost between nodes: replays the chat missed, if

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use mobile_bridge::protocol::{PROTOCOL_VERSION, SUBPROTOCOL};
 use mobile_bridge::ErrorCode;
@@ -121,7 +121,6 @@ pub struct WsQuery {
 /// `GET /ws`: upgrade to the realtime protocol.
 pub async fn ws(
     req: HttpRequest,
-    body: web::Payload,
     state: web::Data<AppState>,
     query: web::Query<WsQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -184,31 +183,18 @@ pub async fn ws(
         None => None,
     };
 
-    let (mut response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
-        ApiError::client(
-            ErrorCode::InvalidBody,
-            format!("not a WebSocket upgrade: {e}"),
-        )
-    })?;
-    if let Some(p) = subprotocol {
-        response
-            .headers_mut()
-            .insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
-    }
-    let stream = stream.max_frame_size(state.settings.ws_max_frame_bytes);
     let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     let credentials = connection::Credentials {
         principal,
         expires_at_s,
     };
-    actix_rt::spawn(connection::run(
-        id,
-        slot,
-        credentials,
-        state.get_ref().clone(),
-        session,
-        stream,
-        state.shutdown.listen(),
-    ));
-    Ok(response)
+    let limits = crate::websocket::Limits {
+        max_message: state.settings.ws_max_frame_bytes,
+        max_backlog: state.settings.ws_max_backlog_bytes,
+    };
+    let state = state.get_ref().clone();
+    let shutdown = state.shutdown.listen();
+    crate::websocket::accept(&req, subprotocol, limits, move |ws| {
+        connection::run(id, slot, credentials, state, ws, shutdown)
+    })
 }

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
 use bytestring::ByteString;
 use serde::Deserialize;
 use simmer_entity::watch_device;
@@ -28,6 +27,7 @@ use crate::live::{self, SessionError};
 use crate::state::AppState;
 use crate::store::sessions::{self, SessionState};
 use crate::store::watch as store;
+use crate::websocket::{Limits, Message, WebSocket, WsError};
 
 /// Longest tick interval a watch may ask for, in seconds.
 const MAX_TICK_INTERVAL_S: u32 = 3600;
@@ -286,145 +286,131 @@ impl Drop for Feed {
 /// `GET /watch/ws`: the watch feed over a WebSocket.
 pub async fn watch_ws(
     req: HttpRequest,
-    body: web::Payload,
     state: web::Data<AppState>,
     query: web::Query<FeedQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let device = authenticate(&req, &state, &query).await?;
     let tick = tick_interval(&query, &device)?;
-    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
-        ApiError::client(
-            mobile_bridge::ErrorCode::InvalidBody,
-            format!("not a WebSocket upgrade: {e}"),
-        )
+    let limits = Limits {
+        max_message: WATCH_MAX_FRAME,
+        max_backlog: state.settings.ws_max_backlog_bytes,
+    };
+    let state = state.get_ref().clone();
+    let response = crate::websocket::accept(&req, None, limits, {
+        let state = state.clone();
+        move |ws| async move {
+            let _ = store::seen(&state.db, device.id, chrono::Utc::now()).await;
+            run_ws(Feed::open(state, device, tick), ws).await;
+        }
     })?;
-    let _ = store::seen(&state.db, device.id, chrono::Utc::now()).await;
-    let feed = Feed::open(state.get_ref().clone(), device, tick);
-    actix_rt::spawn(run_ws(feed, session, stream));
     Ok(response)
 }
+
+/// The largest frame a watch may send (its `ping`s are tiny).
+const WATCH_MAX_FRAME: usize = 1024;
+/// How long the close frame may take to leave.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How a WebSocket feed closes after `bye`: 1008 when the watch must not
 /// simply reconnect (revoked, or replaced by a newer feed), 1001 when the
 /// server stops (reconnect), else 1000.
-fn bye_close_code(reason: &str) -> CloseCode {
+fn bye_close_code(reason: &str) -> u16 {
     match reason {
-        "revoked" | "replaced" => CloseCode::Policy,
-        DRAINING => CloseCode::Away,
-        _ => CloseCode::Normal,
+        "revoked" | "replaced" => 1008,
+        DRAINING => 1001,
+        _ => 1000,
     }
 }
 
-async fn run_ws(mut feed: Feed, mut session: actix_ws::Session, stream: actix_ws::MessageStream) {
+/// Why a feed's socket closes: code and reason.
+type Close = Option<(u16, String)>;
+
+/// What to say when the socket fails: nothing when the watch is gone.
+fn failed(e: WsError) -> Close {
+    e.close_code().map(|code| (code, e.to_string()))
+}
+
+async fn run_ws(mut feed: Feed, mut ws: WebSocket) {
     let settings = feed.state.settings.clone();
     let idle_timeout = settings.ws_idle_timeout;
-    let mut stream = stream
-        .max_frame_size(1024)
-        .aggregate_continuations()
-        .max_continuation_size(1024);
     let mut heartbeat = tokio::time::interval(idle_timeout / 3);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let per_s = settings.ws_max_frames_per_s;
     let mut flood = TokenBucket::new(f64::from(per_s), per_s.saturating_mul(2), now_ms());
 
-    let mut close: Option<CloseReason> = None;
-    let mut snapshot_due = true;
-    'feed: loop {
-        if snapshot_due {
-            snapshot_due = false;
+    // The whole state first, and again whenever something may have been
+    // missed; then each change as it comes.
+    let close: Close = 'feed: loop {
+        {
             let (frames, end) = feed.snapshot().await;
             for frame in frames {
-                if session.text(frame).await.is_err() {
-                    break 'feed;
+                if let Err(e) = ws.queue_text(frame.into_bytes()) {
+                    break 'feed failed(e);
                 }
             }
             if let Some(reason) = end {
-                let _ = session.text(bye(reason)).await;
-                close = Some(CloseReason::from(CloseCode::Normal));
-                break;
+                let _ = ws.queue_text(bye(reason).into_bytes());
+                break 'feed Some((1000, String::new()));
             }
-        }
-        tokio::select! {
-            step = feed.next() => match step {
-                Step::Frame(frame) => {
-                    if session.text(frame).await.is_err() {
-                        break;
-                    }
-                }
-                Step::Last(frame) => {
-                    let _ = session.text(frame).await;
-                    close = Some(CloseReason::from(CloseCode::Normal));
-                    break;
-                }
-                Step::Alert { frame, alert_seq } => {
-                    feed.record_alert(alert_seq).await;
-                    if session.text(frame).await.is_err() {
-                        break;
-                    }
-                }
-                Step::Snapshot => snapshot_due = true,
-                Step::Bye(reason) => {
-                    let _ = session.text(bye(reason)).await;
-                    close = Some(CloseReason {
-                        code: bye_close_code(reason),
-                        description: Some(reason.into()),
-                    });
-                    break;
-                }
-            },
-            inbound = stream.recv() => {
-                last_heard = Instant::now();
-                if flood.take(now_ms()).is_err() {
-                    close = Some(CloseReason {
-                        code: CloseCode::Policy,
-                        description: Some(format!("flooding: more than {per_s} frames per second")),
-                    });
-                    break;
-                }
-                match inbound {
-                    Some(Ok(AggregatedMessage::Text(text))) => {
-                        // The only frame a watch sends is `ping`; anything else
-                        // is ignored (a watch app cannot do much with errors).
-                        if let Ok(WatchClientFrame::Ping { client_time_ms }) = serde_json::from_str(&text) {
-                            let pong = WatchFrame::Pong { server_time_ms: now_ms(), client_time_ms };
-                            if session.text(pong.encode()).await.is_err() {
-                                break;
-                            }
+            if let Err(e) = ws.flush_now() {
+                break 'feed failed(e);
+            }
+            loop {
+                let sent = tokio::select! {
+                    step = feed.next(), if !ws.backlogged() => match step {
+                        Step::Frame(frame) => ws.send_text(frame.into_bytes()),
+                        Step::Last(frame) => {
+                            let _ = ws.queue_text(frame.into_bytes());
+                            break 'feed Some((1000, String::new()));
+                        }
+                        Step::Alert { frame, alert_seq } => {
+                            feed.record_alert(alert_seq).await;
+                            ws.send_text(frame.into_bytes())
+                        }
+                        Step::Snapshot => continue 'feed,
+                        Step::Bye(reason) => {
+                            let _ = ws.queue_text(bye(reason).into_bytes());
+                            break 'feed Some((bye_close_code(reason), reason.into()));
+                        }
+                    },
+                    inbound = ws.recv() => {
+                        last_heard = Instant::now();
+                        if flood.take(now_ms()).is_err() {
+                            break 'feed Some((1008, format!("flooding: more than {per_s} frames per second")));
+                        }
+                        match inbound {
+                            // The only frame a watch sends is `ping`; anything
+                            // else is ignored (a watch app cannot do much with
+                            // errors).
+                            Ok(Message::Text(text)) => match serde_json::from_str(&text) {
+                                Ok(WatchClientFrame::Ping { client_time_ms }) => {
+                                    let pong = WatchFrame::Pong { server_time_ms: now_ms(), client_time_ms };
+                                    ws.send_text(Bytes::from(pong.encode()))
+                                }
+                                Err(_) => Ok(()),
+                            },
+                            Ok(Message::Ping(bytes)) => ws.pong(bytes),
+                            Ok(Message::Close(_)) => break 'feed Some((1000, String::new())),
+                            Ok(Message::Binary(_) | Message::Pong(_) | Message::Drained) => Ok(()),
+                            Err(e) => Err(e),
                         }
                     }
-                    Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                        if session.pong(&bytes).await.is_err() {
-                            break;
+                    _ = heartbeat.tick() => {
+                        if last_heard.elapsed() > idle_timeout {
+                            break 'feed Some((1001, "idle timeout: no frame or pong received".into()));
                         }
+                        ws.ping(Bytes::new())
                     }
-                    Some(Ok(AggregatedMessage::Close(_))) | None => break,
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        close = Some(CloseReason {
-                            code: CloseCode::Protocol,
-                            description: Some(format!("protocol error: {e}")),
-                        });
-                        break;
-                    }
-                }
-            }
-            _ = heartbeat.tick() => {
-                if last_heard.elapsed() > idle_timeout {
-                    close = Some(CloseReason {
-                        code: CloseCode::Away,
-                        description: Some("idle timeout: no frame or pong received".into()),
-                    });
-                    break;
-                }
-                if session.ping(b"").await.is_err() {
-                    break;
+                };
+                if let Err(e) = sent {
+                    break 'feed failed(e);
                 }
             }
         }
-    }
-    if let Some(reason) = close {
-        let _ = session.close(Some(reason)).await;
+    };
+    if let Some((code, reason)) = close {
+        ws.close(code, &reason, CLOSE_WRITE_TIMEOUT).await;
     }
 }
 

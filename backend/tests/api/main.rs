@@ -47,4 +47,5 @@ mod watch_feed;
 mod watch_feeds_per_device_are_capped;
 mod watch_pairing;
 mod web_pages;
+mod websocket_on_the_raw_socket;
 mod ws_closes_when_token_expires;

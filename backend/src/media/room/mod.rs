@@ -42,6 +42,7 @@ use webrtc::track::track_remote::TrackRemote;
 
 mod feedback;
 mod peers;
+mod rate;
 mod relay;
 mod slots;
 mod state;
@@ -118,7 +119,8 @@ pub struct MediaStats {
     /// Packets written to viewers (one per viewer per packet in).
     pub packets_out: u64,
     pub bytes_out: u64,
-    /// Bits per second in and out, averaged since the last publish.
+    /// Bits per second in and out over the last few seconds (zero soon after
+    /// the host stops).
     pub bitrate_in: u64,
     pub bitrate_out: u64,
     /// Keyframe requests from viewers, and how many were sent on to the host
@@ -147,6 +149,7 @@ struct Counters {
     lost_in: AtomicU64,
     lost_out: AtomicU64,
     nacks: AtomicU64,
+    rates: rate::RateMeter,
 }
 
 struct Publisher {

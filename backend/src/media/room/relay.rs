@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// Every this many packets in, the byte counters are sampled for the rates
+/// (at most once a second: about that often at 1.5 Mbit/s).
+const RATE_SAMPLE_PACKETS: u64 = 128;
+
 impl RoomCore {
     /// The local track for the host's `kind`, switched to its codec if the
     /// host sends another one than the room had. Viewers are moved to the
@@ -13,7 +17,7 @@ impl RoomCore {
         remote: &TrackRemote,
     ) -> Arc<TrackLocalStaticRTP> {
         let codec = remote.codec().capability;
-        lock(&self.codecs).push(codec.mime_type.clone());
+        lock(&self.codecs).push(rate::canonical_codec(&codec.mime_type));
         if remote.kind() == RTPCodecType::Audio {
             return self.audio.clone();
         }
@@ -70,8 +74,16 @@ impl RoomCore {
             );
             packet.header.sequence_number = seq;
             packet.header.timestamp = ts;
-            self.counters.packets_in.fetch_add(1, Ordering::Relaxed);
+            let packets = self.counters.packets_in.fetch_add(1, Ordering::Relaxed);
             self.counters.bytes_in.fetch_add(size, Ordering::Relaxed);
+            if packets.is_multiple_of(RATE_SAMPLE_PACKETS) {
+                let c = &self.counters;
+                c.rates.sample(
+                    Instant::now(),
+                    c.bytes_in.load(Ordering::Relaxed),
+                    c.bytes_out.load(Ordering::Relaxed),
+                );
+            }
             let viewers = lock(&self.subscribers).len() as u64;
             if local.write_rtp(&packet).await.is_ok() {
                 self.counters

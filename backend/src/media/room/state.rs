@@ -102,13 +102,9 @@ impl RoomCore {
 
     pub(super) fn stats(&self) -> MediaStats {
         let c = &self.counters;
-        let secs = lock(&self.publisher)
-            .as_ref()
-            .map(|p| p.since.elapsed().as_secs_f64())
-            .unwrap_or(0.0)
-            .max(1.0);
         let bytes_in = c.bytes_in.load(Ordering::Relaxed);
         let bytes_out = c.bytes_out.load(Ordering::Relaxed);
+        let (bitrate_in, bitrate_out) = c.rates.rates(Instant::now(), bytes_in, bytes_out);
         let mut codecs = lock(&self.codecs).clone();
         codecs.sort();
         codecs.dedup();
@@ -120,8 +116,8 @@ impl RoomCore {
             bytes_in,
             packets_out: c.packets_out.load(Ordering::Relaxed),
             bytes_out,
-            bitrate_in: (bytes_in as f64 * 8.0 / secs) as u64,
-            bitrate_out: (bytes_out as f64 * 8.0 / secs) as u64,
+            bitrate_in,
+            bitrate_out,
             keyframe_requests: c.keyframe_requests.load(Ordering::Relaxed),
             keyframe_requests_forwarded: c.keyframes_forwarded.load(Ordering::Relaxed),
             packets_lost_in: c.lost_in.load(Ordering::Relaxed),

@@ -1,0 +1,633 @@
+//! One server-side WebSocket on the raw TCP stream taken at the upgrade.
+//!
+//! It holds no buffer while it is idle: inbound bytes are read into a small
+//! buffer that is freed as soon as it holds no partial frame, and outbound
+//! frames are written straight from their shared payload (one `writev` of
+//! header and payload); only what the socket did not take waits, and a
+//! client that lets more than `max_backlog` bytes pile up is dropped; `recv`
+//! writes that backlog while it waits. Every method is cancel-safe, so a
+//! connection loop can `select!` over `recv` and its other sources.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+
+use bytes::{Buf, Bytes, BytesMut};
+use bytestring::ByteString;
+use tokio::io::{AsyncReadExt, Interest};
+use tokio::net::TcpStream;
+
+use super::frame::{self, FrameError, OpCode, MAX_HEADER};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 4096;
+/// Frames (header and payload each) written in one `writev`, at most.
+const WRITE_BATCH: usize = 64;
+/// An outbound queue this long is kept for the next burst; a longer one is
+/// freed once empty.
+const KEPT_QUEUE: usize = 16;
+/// What a closing connection reads and drops at most while the client has
+/// not closed its side yet.
+const LINGER_BYTES: usize = 64 * 1024;
+/// Bytes waiting for the socket above which the connection is
+/// [`WebSocket::backlogged`]: its loop stops taking new events until
+/// [`Message::Drained`] (they wait in the session's bounded ring, and a
+/// connection that falls out of it catches up from history).
+pub const HIGH_WATER: usize = 64 * 1024;
+
+/// What a connection may make the server hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest inbound message (all its fragments together), in bytes.
+    pub max_message: usize,
+    /// Outbound bytes waiting for a slow reader before it is dropped.
+    pub max_backlog: usize,
+}
+
+/// A message from the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Text(ByteString),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong(Bytes),
+    /// The client closes (its code and reason, if it gave them).
+    Close(Option<(u16, String)>),
+    /// Not from the client: the connection was [`WebSocket::backlogged`]
+    /// and the socket has taken enough; new events may be sent again.
+    Drained,
+}
+
+/// Why the connection cannot go on.
+#[derive(Debug)]
+pub enum WsError {
+    /// The client broke RFC 6455 or a limit (close with [`Self::close_code`]).
+    Frame(FrameError),
+    /// A text message that is not UTF-8 (1007).
+    InvalidUtf8,
+    /// The client went away (EOF) or the socket failed.
+    Gone(Option<io::Error>),
+    /// More than `max_backlog` bytes wait for the client (1008).
+    SlowReader { limit: usize },
+}
+
+impl WsError {
+    /// The close code to tell the client, if it is still worth telling.
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            Self::Frame(FrameError::Protocol(_)) => Some(1002),
+            Self::Frame(FrameError::TooBig { .. }) => Some(1009),
+            Self::InvalidUtf8 => Some(1007),
+            Self::SlowReader { .. } => Some(1008),
+            Self::Gone(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for WsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Frame(FrameError::Protocol(why)) => write!(f, "protocol error: {why}"),
+            Self::Frame(FrameError::TooBig { limit }) => {
+                write!(f, "message larger than {limit} bytes")
+            }
+            Self::InvalidUtf8 => f.write_str("text message is not UTF-8"),
+            Self::Gone(None) => f.write_str("the client went away"),
+            Self::Gone(Some(e)) => write!(f, "socket error: {e}"),
+            Self::SlowReader { limit } => {
+                write!(f, "too slow: more than {limit} bytes waiting to be read")
+            }
+        }
+    }
+}
+
+impl From<FrameError> for WsError {
+    fn from(e: FrameError) -> Self {
+        Self::Frame(e)
+    }
+}
+
+impl From<io::Error> for WsError {
+    fn from(e: io::Error) -> Self {
+        Self::Gone(Some(e))
+    }
+}
+
+/// A piece of outbound data: a frame header (kept inline) or a payload.
+enum Chunk {
+    Header {
+        bytes: [u8; MAX_HEADER],
+        at: u8,
+        end: u8,
+    },
+    Payload(Bytes),
+}
+
+impl Chunk {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Header { bytes, at, end } => &bytes[usize::from(*at)..usize::from(*end)],
+            Self::Payload(bytes) => bytes,
+        }
+    }
+
+    /// Drops `n` bytes from the front (`n` <= its length).
+    fn advance(&mut self, n: usize) {
+        match self {
+            // Headers are at most 10 bytes: `n` fits.
+            Self::Header { at, .. } => *at += n as u8,
+            Self::Payload(bytes) => bytes.advance(n),
+        }
+    }
+}
+
+/// A server-side WebSocket (after the 101).
+pub struct WebSocket {
+    io: TcpStream,
+    /// Bytes read and not yet parsed; `None` while there are none.
+    inbound: Option<BytesMut>,
+    /// A fragmented message being put together.
+    fragments: Option<(OpCode, BytesMut)>,
+    outbound: VecDeque<Chunk>,
+    outbound_bytes: usize,
+    limits: Limits,
+    close_sent: bool,
+}
+
+impl std::fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("peer", &self.io.peer_addr().ok())
+            .field("outbound_bytes", &self.outbound_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebSocket {
+    /// Takes over `io` after the handshake; `read` holds whatever the client
+    /// sent after its request (frames may follow the handshake at once).
+    pub fn new(io: TcpStream, read: BytesMut, limits: Limits) -> Self {
+        let _ = io.set_nodelay(true);
+        Self {
+            io,
+            inbound: (!read.is_empty()).then_some(read),
+            fragments: None,
+            outbound: VecDeque::new(),
+            outbound_bytes: 0,
+            limits,
+            close_sent: false,
+        }
+    }
+
+    /// The next message from the client; meanwhile, whatever the socket did
+    /// not take yet is written as it can. Cancel-safe: a message is never
+    /// half taken.
+    pub async fn recv(&mut self) -> Result<Message, WsError> {
+        loop {
+            if let Some(message) = self.parse_buffered()? {
+                return Ok(message);
+            }
+            if self.outbound.is_empty() {
+                self.io.readable().await?;
+            } else {
+                let ready = self
+                    .io
+                    .ready(Interest::READABLE | Interest::WRITABLE)
+                    .await?;
+                if ready.is_writable() {
+                    let was_backlogged = self.backlogged();
+                    self.flush_now()?;
+                    if was_backlogged && !self.backlogged() {
+                        return Ok(Message::Drained);
+                    }
+                }
+                if !ready.is_readable() {
+                    continue;
+                }
+            }
+            self.read_some()?;
+        }
+    }
+
+    /// Reads what the socket has (no waiting).
+    fn read_some(&mut self) -> Result<(), WsError> {
+        let buf = self
+            .inbound
+            .get_or_insert_with(|| BytesMut::with_capacity(READ_CHUNK));
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match self.io.try_read_buf(buf) {
+            Ok(0) => Err(WsError::Gone(None)),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A whole message from the bytes already read, if there is one.
+    fn parse_buffered(&mut self) -> Result<Option<Message>, WsError> {
+        loop {
+            let Some(buf) = self.inbound.as_mut() else {
+                return Ok(None);
+            };
+            let taken = self.fragments.as_ref().map_or(0, |(_, m)| m.len());
+            let parsed = frame::parse(buf, self.limits.max_message.saturating_sub(taken));
+            if buf.is_empty() {
+                // Idle again: hold no buffer.
+                self.inbound = None;
+            }
+            let Some(frame) = parsed? else {
+                return Ok(None);
+            };
+            match frame.opcode {
+                OpCode::Ping => return Ok(Some(Message::Ping(frame.payload.freeze()))),
+                OpCode::Pong => return Ok(Some(Message::Pong(frame.payload.freeze()))),
+                OpCode::Close => return close_reason(frame.payload).map(Some),
+                OpCode::Text | OpCode::Binary => {
+                    if self.fragments.is_some() {
+                        return Err(FrameError::Protocol(
+                            "a new message began inside a fragmented one",
+                        )
+                        .into());
+                    }
+                    if frame.fin {
+                        return whole(frame.opcode, frame.payload).map(Some);
+                    }
+                    self.fragments = Some((frame.opcode, frame.payload));
+                }
+                OpCode::Continuation => {
+                    let Some((opcode, mut message)) = self.fragments.take() else {
+                        return Err(
+                            FrameError::Protocol("a continuation frame without a message").into(),
+                        );
+                    };
+                    message.extend_from_slice(&frame.payload);
+                    if frame.fin {
+                        return whole(opcode, message).map(Some);
+                    }
+                    self.fragments = Some((opcode, message));
+                }
+            }
+        }
+    }
+
+    /// Sends a text message (its payload shared, not copied): written now
+    /// as far as the socket takes it; the rest waits and goes out while
+    /// [`Self::recv`] waits.
+    pub fn send_text(&mut self, payload: Bytes) -> Result<(), WsError> {
+        self.queue(OpCode::Text, payload)?;
+        self.flush_now()
+    }
+
+    /// Queues a text message without writing: several queued messages go out
+    /// in one `writev` at the next [`Self::flush_now`].
+    pub fn queue_text(&mut self, payload: Bytes) -> Result<(), WsError> {
+        self.queue(OpCode::Text, payload)
+    }
+
+    /// Sends a ping.
+    pub fn ping(&mut self, payload: Bytes) -> Result<(), WsError> {
+        self.queue(OpCode::Ping, payload)?;
+        self.flush_now()
+    }
+
+    /// Answers a ping.
+    pub fn pong(&mut self, payload: Bytes) -> Result<(), WsError> {
+        self.queue(OpCode::Pong, payload)?;
+        self.flush_now()
+    }
+
+    fn queue(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), WsError> {
+        if self.close_sent {
+            return Err(WsError::Gone(None));
+        }
+        let (bytes, end) = frame::header(opcode, payload.len());
+        self.outbound_bytes += end + payload.len();
+        self.outbound.push_back(Chunk::Header {
+            bytes,
+            at: 0,
+            // At most 10.
+            end: end as u8,
+        });
+        if !payload.is_empty() {
+            self.outbound.push_back(Chunk::Payload(payload));
+        }
+        if self.outbound_bytes > self.limits.max_backlog {
+            return Err(WsError::SlowReader {
+                limit: self.limits.max_backlog,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether bytes wait for the socket ([`Self::recv`] writes them as it
+    /// can).
+    pub fn has_backlog(&self) -> bool {
+        !self.outbound.is_empty()
+    }
+
+    /// Whether more than [`HIGH_WATER`] bytes wait: send nothing new that
+    /// can wait (events) until [`Message::Drained`].
+    pub fn backlogged(&self) -> bool {
+        self.outbound_bytes > HIGH_WATER
+    }
+
+    /// Bytes of buffer this connection holds now (inbound, fragments and
+    /// outbound queue; payloads shared with other connections not counted).
+    pub fn held_bytes(&self) -> usize {
+        self.inbound.as_ref().map_or(0, BytesMut::capacity)
+            + self.fragments.as_ref().map_or(0, |(_, m)| m.capacity())
+            + self.outbound.capacity() * std::mem::size_of::<Chunk>()
+    }
+
+    /// Writes what is queued as far as the socket takes it now.
+    pub fn flush_now(&mut self) -> Result<(), WsError> {
+        while !self.outbound.is_empty() {
+            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+            let mut count = 0;
+            for (slot, chunk) in slices.iter_mut().zip(&self.outbound) {
+                *slot = IoSlice::new(chunk.as_slice());
+                count += 1;
+            }
+            match self.io.try_write_vectored(&slices[..count]) {
+                Ok(0) => return Err(WsError::Gone(None)),
+                Ok(written) => self.consume(written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if self.outbound.capacity() > KEPT_QUEUE {
+            self.outbound = VecDeque::new();
+        }
+        Ok(())
+    }
+
+    fn consume(&mut self, mut written: usize) {
+        self.outbound_bytes -= written;
+        while written > 0 {
+            let Some(front) = self.outbound.front_mut() else {
+                return;
+            };
+            let len = front.as_slice().len();
+            if written < len {
+                front.advance(written);
+                return;
+            }
+            written -= len;
+            self.outbound.pop_front();
+        }
+    }
+
+    /// Waits until the socket takes the whole backlog. Cancel-safe.
+    pub async fn write_backlog(&mut self) -> Result<(), WsError> {
+        while self.has_backlog() {
+            self.io.writable().await?;
+            self.flush_now()?;
+        }
+        Ok(())
+    }
+
+    /// Closes: the close frame (after whatever is queued) written and the
+    /// write side shut, then what the client still sends read and dropped
+    /// until it closes too, all within `within`. (Closing a socket with
+    /// unread bytes would reset it, and the client could lose the close
+    /// frame that says why.)
+    pub async fn close(&mut self, code: u16, reason: &str, within: std::time::Duration) {
+        if !self.close_sent {
+            let mut payload = Vec::with_capacity(2 + reason.len().min(123));
+            payload.extend_from_slice(&code.to_be_bytes());
+            // A close reason has at most 123 bytes; cut at a char boundary.
+            let mut cut = reason.len().min(123);
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            payload.extend_from_slice(&reason.as_bytes()[..cut]);
+            // Past any backlog limit: the close goes out regardless.
+            let (bytes, end) = frame::header(OpCode::Close, payload.len());
+            self.outbound.push_back(Chunk::Header {
+                bytes,
+                at: 0,
+                end: end as u8,
+            });
+            self.outbound_bytes += end + payload.len();
+            self.outbound.push_back(Chunk::Payload(payload.into()));
+            self.close_sent = true;
+        }
+        let until = tokio::time::Instant::now() + within;
+        let _ = tokio::time::timeout_at(until, self.write_backlog()).await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.io).await;
+        self.inbound = None;
+        self.fragments = None;
+        let mut sink = [0u8; 1024];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match tokio::time::timeout_at(until, self.io.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+                _ => break,
+            }
+        }
+    }
+}
+
+/// A whole data message, checked.
+fn whole(opcode: OpCode, payload: BytesMut) -> Result<Message, WsError> {
+    if opcode == OpCode::Binary {
+        return Ok(Message::Binary(payload.freeze()));
+    }
+    ByteString::try_from(payload.freeze())
+        .map(Message::Text)
+        .map_err(|_| WsError::InvalidUtf8)
+}
+
+/// The code and reason of a client's close frame (RFC 6455 section 5.5.1).
+fn close_reason(payload: BytesMut) -> Result<Message, WsError> {
+    match payload.len() {
+        0 => Ok(Message::Close(None)),
+        1 => Err(FrameError::Protocol("a close frame with a one-byte body").into()),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            let valid = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
+            if !valid {
+                return Err(FrameError::Protocol("a close code that may not be sent").into());
+            }
+            let reason = std::str::from_utf8(&payload[2..]).map_err(|_| WsError::InvalidUtf8)?;
+            Ok(Message::Close(Some((code, reason.to_owned()))))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_message: 1024,
+        max_backlog: 256 * 1024,
+    };
+
+    /// A server-side WebSocket and the client's end of its TCP connection.
+    async fn pair(leftover: &[u8]) -> (WebSocket, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (
+            WebSocket::new(server, BytesMut::from(leftover), LIMITS),
+            client,
+        )
+    }
+
+    /// A client frame as a browser sends it (masked).
+    fn masked(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0xA1, 0xB2, 0xC3, 0xD4];
+        let mut out = vec![u8::from(fin) << 7 | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    /// One server frame: its first byte and its payload.
+    async fn read_frame(client: &mut TcpStream) -> (u8, Vec<u8>) {
+        let mut head = [0u8; 2];
+        client.read_exact(&mut head).await.unwrap();
+        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+        let len = match head[1] & 0x7F {
+            126 => usize::from(client.read_u16().await.unwrap()),
+            127 => usize::try_from(client.read_u64().await.unwrap()).unwrap(),
+            n => usize::from(n),
+        };
+        let mut payload = vec![0u8; len];
+        client.read_exact(&mut payload).await.unwrap();
+        (head[0], payload)
+    }
+
+    #[tokio::test]
+    async fn messages_arriving_in_pieces_come_back_whole_and_nothing_is_kept() {
+        let (mut ws, mut client) = pair(&[]).await;
+        // A text message in three fragments, a byte at a time, then a ping.
+        let mut bytes = masked(false, 0x1, br#"{"type":"#);
+        bytes.extend(masked(false, 0x0, br#""pi"#));
+        bytes.extend(masked(true, 0x0, br#"ng"}"#));
+        bytes.extend(masked(true, 0x9, b"hb"));
+        let writer = tokio::spawn(async move {
+            for byte in bytes {
+                client.write_all(&[byte]).await.unwrap();
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            client
+        });
+        assert_eq!(
+            ws.recv().await.unwrap(),
+            Message::Text(r#"{"type":"ping"}"#.into())
+        );
+        assert_eq!(
+            ws.recv().await.unwrap(),
+            Message::Ping(Bytes::from_static(b"hb"))
+        );
+        let mut client = writer.await.unwrap();
+        ws.pong(Bytes::from_static(b"hb")).unwrap();
+        ws.send_text(Bytes::from_static(b"hello")).unwrap();
+        assert_eq!(read_frame(&mut client).await, (0x8A, b"hb".to_vec()));
+        assert_eq!(read_frame(&mut client).await, (0x81, b"hello".to_vec()));
+        // Idle: no read buffer, no fragments, only the small kept queue.
+        assert!(
+            ws.held_bytes() <= KEPT_QUEUE * std::mem::size_of::<Chunk>(),
+            "{} bytes held while idle",
+            ws.held_bytes()
+        );
+        assert!(ws.inbound.is_none() && ws.fragments.is_none());
+    }
+
+    #[tokio::test]
+    async fn bytes_sent_right_after_the_handshake_are_read_first() {
+        let (mut ws, mut client) = pair(&masked(true, 0x1, b"early")).await;
+        client.write_all(&masked(true, 0x1, b"late")).await.unwrap();
+        assert_eq!(ws.recv().await.unwrap(), Message::Text("early".into()));
+        assert_eq!(ws.recv().await.unwrap(), Message::Text("late".into()));
+    }
+
+    #[tokio::test]
+    async fn each_broken_rule_has_its_close_code() {
+        let mut too_big = masked(false, 0x1, &[b'a'; 600]);
+        too_big.extend(masked(true, 0x0, &[b'a'; 600]));
+        let cases: [(&str, Vec<u8>, u16); 5] = [
+            ("unmasked", vec![0x81, 0x02, b'h', b'i'], 1002),
+            ("declared too long", masked(true, 0x1, &[b'a'; 2000]), 1009),
+            ("fragments too long together", too_big, 1009),
+            ("not UTF-8", masked(true, 0x1, &[0xFF, 0xFE]), 1007),
+            ("continuation first", masked(true, 0x0, b"x"), 1002),
+        ];
+        for (name, bytes, code) in cases {
+            let (mut ws, mut client) = pair(&[]).await;
+            client.write_all(&bytes).await.unwrap();
+            let error = ws.recv().await.expect_err(name);
+            assert_eq!(error.close_code(), Some(code), "{name}: {error}");
+            ws.close(code, &error.to_string(), Duration::from_secs(1))
+                .await;
+            let (first, payload) = read_frame(&mut client).await;
+            assert_eq!(first, 0x88, "{name}");
+            assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), code, "{name}");
+            let mut rest = Vec::new();
+            client.read_to_end(&mut rest).await.unwrap();
+            assert!(
+                rest.is_empty(),
+                "{name}: the write side is shut after the close"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_read_is_held_back_then_dropped() {
+        let (mut ws, client) = pair(&[]).await;
+        let payload = Bytes::from(vec![b'x'; 16 * 1024]);
+        let mut sent = 0usize;
+        // The kernel takes some; then the backlog grows to the high-water
+        // mark (events stop) and past the limit (dropped).
+        let error = loop {
+            match ws.send_text(payload.clone()) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+            assert!(sent < 100_000, "never refused");
+            if ws.backlogged() {
+                assert!(ws.outbound_bytes <= LIMITS.max_backlog + payload.len() + MAX_HEADER);
+            }
+        };
+        assert!(matches!(error, WsError::SlowReader { .. }), "{error}");
+        assert_eq!(error.close_code(), Some(1008));
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn a_backlog_the_client_reads_ends_in_drained() {
+        let (mut ws, mut client) = pair(&[]).await;
+        let payload = Bytes::from(vec![b'y'; 16 * 1024]);
+        while !ws.backlogged() {
+            ws.send_text(payload.clone()).unwrap();
+        }
+        let reader = tokio::spawn(async move {
+            let mut sink = vec![0u8; 64 * 1024];
+            while client.read(&mut sink).await.unwrap_or(0) > 0 {}
+        });
+        let drained = tokio::time::timeout(Duration::from_secs(10), ws.recv())
+            .await
+            .expect("drained in time")
+            .unwrap();
+        assert_eq!(drained, Message::Drained);
+        assert!(!ws.backlogged());
+        reader.abort();
+    }
+}
