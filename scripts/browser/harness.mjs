@@ -37,3 +37,34 @@ export function finish() {
   console.log(`${passed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
 }
+
+/** `call(method, path, body, token)` on `${base}/api/v1`: JSON in and out;
+ * throws on an error status. */
+export function apiClient(base) {
+  return async function call(method, path, body, token) {
+    const resp = await fetch(`${base}/api/v1${path}`, {
+      method,
+      headers: {
+        ...(body ? { "content-type": "application/json" } : {}),
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const text = await resp.text();
+    if (!resp.ok) throw new Error(`${method} ${path}: ${resp.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  };
+}
+
+/** A new host with a one-step recipe and a live session:
+ * {user, token, session} (`user` is the sign-up answer). */
+export async function liveSession(call, { title, recipe = "Omelette", prefix = "br" }) {
+  const user = await call("POST", "/auth/register", {
+    username: prefix + Math.random().toString(36).slice(2, 12), password: "browser-password",
+  });
+  const token = user.access_token;
+  const made = await call("POST", "/recipes", { title: recipe, steps: [{ text: "Whisk", duration_s: 60 }] }, token);
+  const session = await call("POST", "/sessions", { recipe_id: made.id, title }, token);
+  await call("POST", `/sessions/${session.id}/start`, {}, token);
+  return { user, token, session };
+}

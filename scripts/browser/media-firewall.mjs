@@ -8,32 +8,12 @@
 // Usage: node media-firewall.mjs BASE_URL (inside scripts/browser.sh)
 import { readFileSync } from "node:fs";
 import { launchChromium } from "./chromium.mjs";
-import { check, finish, sleep, waitFor } from "./harness.mjs";
+import { apiClient, check, finish, liveSession, sleep, waitFor } from "./harness.mjs";
 
 const BASE = process.argv[2].replace(/\/$/, "");
-const API = `${BASE}/api/v1`;
 
-async function call(method, path, body, token) {
-  const resp = await fetch(API + path, {
-    method,
-    headers: {
-      ...(body ? { "content-type": "application/json" } : {}),
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await resp.text();
-  if (!resp.ok) throw new Error(`${method} ${path}: ${resp.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
-const user = await call("POST", "/auth/register", {
-  username: "fw" + Math.random().toString(36).slice(2, 12), password: "browser-password",
-});
-const token = user.access_token;
-const recipe = await call("POST", "/recipes", { title: "Ramen", steps: [{ text: "Boil", duration_s: 60 }] }, token);
-const session = await call("POST", "/sessions", { recipe_id: recipe.id, title: "Behind a firewall" }, token);
-await call("POST", `/sessions/${session.id}/start`, {}, token);
+const call = apiClient(BASE);
+const { user, token, session } = await liveSession(call, { title: "Behind a firewall", recipe: "Ramen", prefix: "fw" });
 const guest = await call("POST", `/sessions/${session.id}/guest-tokens`, { display_name: "Hotel guest" });
 
 // What a client that asks gets: TURN over TCP with its own credential.

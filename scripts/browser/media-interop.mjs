@@ -4,37 +4,11 @@
 // Runs inside a private network namespace (scripts/browser.sh).
 // Usage: node media-interop.mjs BASE_URL
 import { launchChromium } from "./chromium.mjs";
+import { apiClient, check, finish, liveSession } from "./harness.mjs";
 
 const BASE = process.argv[2].replace(/\/$/, "");
-const API = `${BASE}/api/v1`;
-let passed = 0;
-let failed = 0;
-function check(name, ok, detail = "") {
-  if (ok) { passed++; console.log(`ok   ${name}`); }
-  else { failed++; console.log(`FAIL ${name} ${detail}`); }
-}
-
-async function call(method, path, body, token) {
-  const resp = await fetch(API + path, {
-    method,
-    headers: {
-      ...(body ? { "content-type": "application/json" } : {}),
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await resp.text();
-  if (!resp.ok) throw new Error(`${method} ${path}: ${resp.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
-const user = await call("POST", "/auth/register", {
-  username: "br" + Math.random().toString(36).slice(2, 12), password: "browser-password",
-});
-const token = user.access_token;
-const recipe = await call("POST", "/recipes", { title: "Omelette", steps: [{ text: "Whisk", duration_s: 60 }] }, token);
-const session = await call("POST", "/sessions", { recipe_id: recipe.id, title: "Browser live" }, token);
-await call("POST", `/sessions/${session.id}/start`, {}, token);
+const call = apiClient(BASE);
+const { token, session } = await liveSession(call, { title: "Browser live" });
 
 const browser = await launchChromium();
 
@@ -155,5 +129,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish();

@@ -498,6 +498,36 @@ async fn a_host_that_vanishes_is_detected_and_viewers_are_told() {
     again.wait_connected().await;
 }
 
+/// A server that announces `ice_servers` and mints each client's TURN
+/// credential from the secret it shares with coturn, `shared-with-coturn`.
+async fn minting_app(ice_servers: &[&str]) -> TestApp {
+    let ice_servers: Vec<String> = ice_servers.iter().map(|s| (*s).to_owned()).collect();
+    helpers::spawn_app_with(move |s| {
+        s.media.ice_servers = ice_servers;
+        s.media.turn = simmer::media::turn::TurnAuth::Minted {
+            secret: "shared-with-coturn".parse().unwrap(),
+            ttl: Duration::from_secs(3600),
+        };
+    })
+    .await
+}
+
+/// A guest of `session`: (token, guest id).
+async fn guest_of(app: &TestApp, session: uuid::Uuid) -> (String, String) {
+    let guest = app
+        .post(
+            &format!("/api/v1/sessions/{session}/guest-tokens"),
+            None,
+            &serde_json::json!({"display_name": "Guest"}),
+        )
+        .await;
+    assert_eq!(guest.status, 201, "{}", guest.body);
+    (
+        guest.body["access_token"].as_str().unwrap().to_owned(),
+        guest.body["guest_id"].as_str().unwrap().to_owned(),
+    )
+}
+
 /// The `turn:` link of a WHEP answer for `token`: (username, credential).
 async fn turn_credential(app: &TestApp, token: &str, session: uuid::Uuid) -> (String, String) {
     let resp = app
@@ -530,24 +560,10 @@ async fn turn_credential(app: &TestApp, token: &str, session: uuid::Uuid) -> (St
 async fn every_viewer_gets_its_own_turn_credential_that_expires() {
     use base64::Engine;
     use hmac::Mac;
-    let app = helpers::spawn_app_with(|s| {
-        s.media.ice_servers = vec!["turn:turn.example.org:3478?transport=udp".into()];
-        s.media.turn = simmer::media::turn::TurnAuth::Minted {
-            secret: "shared-with-coturn".parse().unwrap(),
-            ttl: Duration::from_secs(3600),
-        };
-    })
-    .await;
+    let app = minting_app(&["turn:turn.example.org:3478?transport=udp"]).await;
     let (host, session) = live(&app).await;
-    let guest = app
-        .post(
-            &format!("/api/v1/sessions/{session}/guest-tokens"),
-            None,
-            &serde_json::json!({"display_name": "Guest"}),
-        )
-        .await;
-    assert_eq!(guest.status, 201, "{}", guest.body);
-    let guest_token = guest.body["access_token"].as_str().unwrap();
+    let (guest_token, _) = guest_of(&app, session).await;
+    let guest_token = guest_token.as_str();
     let mut seen = Vec::new();
     for token in [host.token.as_str(), guest_token] {
         let (username, credential) = turn_credential(&app, token, session).await;
@@ -600,16 +616,10 @@ async fn ask_ice_servers(
 
 #[actix_rt::test]
 async fn ice_servers_can_be_asked_before_the_offer() {
-    let app = helpers::spawn_app_with(|s| {
-        s.media.ice_servers = vec![
-            "stun:stun.example.org:3478".into(),
-            "turn:turn.example.org:3478?transport=tcp".into(),
-        ];
-        s.media.turn = simmer::media::turn::TurnAuth::Minted {
-            secret: "shared-with-coturn".parse().unwrap(),
-            ttl: Duration::from_secs(3600),
-        };
-    })
+    let app = minting_app(&[
+        "stun:stun.example.org:3478",
+        "turn:turn.example.org:3478?transport=tcp",
+    ])
     .await;
     let (host, session) = live(&app).await;
     let stun = r#"<stun:stun.example.org:3478>; rel="ice-server""#;
@@ -623,16 +633,8 @@ async fn ice_servers_can_be_asked_before_the_offer() {
 
     // The host before publishing, a guest before playing: each its own
     // credential, the same one the answer would carry.
-    let guest = app
-        .post(
-            &format!("/api/v1/sessions/{session}/guest-tokens"),
-            None,
-            &serde_json::json!({"display_name": "Guest"}),
-        )
-        .await;
-    assert_eq!(guest.status, 201, "{}", guest.body);
-    let guest_token = guest.body["access_token"].as_str().unwrap();
-    let guest_id = guest.body["guest_id"].as_str().unwrap().to_owned();
+    let (guest_token, guest_id) = guest_of(&app, session).await;
+    let guest_token = guest_token.as_str();
     for (path, token, who) in [
         (
             format!("/whip/{session}"),
