@@ -8,27 +8,81 @@
 #   ./scripts/bench-realtime.sh fanout --viewers 10000 --rate 0 --duration 20
 #   ./scripts/bench-realtime.sh idle --viewers 100000 --source-ips 4 --hold 10
 #   ./scripts/bench-realtime.sh watch --sessions 1000 --watches 18000 --duration 30
+#
+# Environment:
+#   FLOOR=1  run `simmer-bench floor` instead of simmer: a minimal tokio
+#            WebSocket broadcast server (not the product: no auth, no
+#            storage, one session), the floor that Simmer's numbers are
+#            given as a ratio to. fanout and idle only (they get --floor).
+#            Measure both in the same sitting, with the same arguments:
+#              ./scripts/bench-realtime.sh fanout --raw-members --viewers 10000 --duration 20
+#              FLOOR=1 ./scripts/bench-realtime.sh fanout --raw-members --viewers 10000 --duration 20
+#   PIN=1    the server on CPU 0 and the load tool on CPU 1 (taskset), so
+#            neither takes the other's core. Each then sees one CPU (tokio
+#            and actix size their worker pools from the affinity mask).
+# fanout and idle report the CPU the server and the tool itself used (user +
+# system, as a share of one core); with --raw-members the viewers are raw
+# sockets, cheap enough that the tool uses less CPU than the server.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/simmer/target}"
-cargo build --release -p backend -p simmer-bench --locked --quiet
+FLOOR="${FLOOR:-0}"
+PIN="${PIN:-0}"
+scenario="${1:?usage: [FLOOR=1] [PIN=1] $0 SCENARIO [simmer-bench arguments]}"
+shift
+
+SCENARIO_ARGS=()
+if [ "$FLOOR" = 1 ]; then
+    case "$scenario" in
+        fanout | idle) SCENARIO_ARGS=(--floor) ;;
+        *) echo "FLOOR=1: the floor server speaks enough for fanout and idle only" >&2; exit 2 ;;
+    esac
+    cargo build --release -p simmer-bench --locked --quiet
+else
+    cargo build --release -p backend -p simmer-bench --locked --quiet
+fi
+SERVER_ON=()
+TOOL_ON=()
+if [ "$PIN" = 1 ]; then
+    if [ "$(nproc --all)" -lt 2 ]; then echo "PIN=1 needs two CPUs" >&2; exit 2; fi
+    SERVER_ON=(taskset -c 0)
+    TOOL_ON=(taskset -c 1)
+fi
+
 WORK="$(mktemp -d)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
-    SIMMER_CHAT_RATE_PER_S=1000000 SIMMER_CHAT_BURST=1000000 \
-    SIMMER_WS_MAX_FRAMES_PER_S=1000000 SIMMER_WS_MAX_CONNECTIONS_PER_USER=1000000 \
-    SIMMER_GUEST_TOKENS_PER_ADDRESS=100000000 \
-    SIMMER_WATCH_PAIRINGS_PER_WINDOW=100000000 \
-    "$CARGO_TARGET_DIR/release/simmer" serve >"$WORK/server.log" 2>&1 &
+if [ "$FLOOR" = 1 ]; then
+    SERVER="floor (simmer-bench floor: the reference, not Simmer)"
+    "${SERVER_ON[@]}" "$CARGO_TARGET_DIR/release/simmer-bench" floor --bind "127.0.0.1:$PORT" \
+        >"$WORK/server.log" 2>&1 &
+else
+    SERVER="release simmer (SQLite)"
+    SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
+        SIMMER_CHAT_RATE_PER_S=1000000 SIMMER_CHAT_BURST=1000000 \
+        SIMMER_WS_MAX_FRAMES_PER_S=1000000 SIMMER_WS_MAX_CONNECTIONS_PER_USER=1000000 \
+        SIMMER_GUEST_TOKENS_PER_ADDRESS=100000000 \
+        SIMMER_WATCH_PAIRINGS_PER_WINDOW=100000000 \
+        "${SERVER_ON[@]}" "$CARGO_TARGET_DIR/release/simmer" serve >"$WORK/server.log" 2>&1 &
+fi
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+ready() {
+    if [ "$FLOOR" = 1 ]; then
+        grep -q "floor listening" "$WORK/server.log"
+    else
+        curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1
+    fi
+}
+for _ in $(seq 1 100); do ready && break; sleep 0.2; done
+if ! ready; then echo "server not ready after 20 s:" >&2; cat "$WORK/server.log" >&2; exit 1; fi
 
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; server: release simmer (SQLite) pid $PID"
-scenario="$1"; shift
-"$CARGO_TARGET_DIR/release/simmer-bench" "$scenario" --url "http://127.0.0.1:$PORT" --server-pid "$PID" "$@"
+PINNED=""
+if [ "$PIN" = 1 ]; then PINNED="; pinned: server on CPU 0, load tool on CPU 1"; fi
+echo "machine: $(nproc --all) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; server: $SERVER pid $PID$PINNED"
+"${TOOL_ON[@]}" "$CARGO_TARGET_DIR/release/simmer-bench" "$scenario" --url "http://127.0.0.1:$PORT" \
+    --server-pid "$PID" "${SCENARIO_ARGS[@]}" "$@"
 if grep -q "panicked" "$WORK/server.log"; then echo "server panicked" >&2; exit 1; fi

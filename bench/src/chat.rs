@@ -74,6 +74,11 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
                 Some(Event::Reconnected) => eprintln!("(reconnected)"),
                 Some(Event::Timer { .. }) => {}
                 Some(Event::Media { state, .. }) => eprintln!("(video: {state:?})"),
+                // This tool has no refresh token to get a fresh one with.
+                Some(Event::TokenRefused { status, message, .. }) => {
+                    eprintln!("the server refused the token on reconnect ({status}: {message}); sign in again");
+                    break;
+                }
                 None => break,
             }
         }

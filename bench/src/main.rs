@@ -1,6 +1,8 @@
 //! `simmer-bench`: load scenarios for Simmer's realtime gateway, and a
-//! command-line chat, all through the client SDK. Every scenario is bounded
-//! in time and stops by itself. Use it against a server on loopback only.
+//! command-line chat, through the client SDK (or, for many viewers, raw
+//! sockets). Every scenario is bounded in time and stops by itself. Use it
+//! against a server on loopback only. `floor` is a minimal reference
+//! server (not Simmer) that `fanout` and `idle` measure Simmer against.
 
 // A command-line tool: its output is the point.
 #![allow(clippy::print_stdout)]
@@ -8,8 +10,11 @@
 mod chat;
 mod drain;
 mod fanout;
+mod floor;
 mod idle;
 mod media;
+mod members;
+mod raw;
 mod setup;
 mod stats;
 mod takeover;
@@ -49,6 +54,10 @@ enum Command {
     /// balancer: hand-over time per session, the reconnect storm, SIGTERM to
     /// exit, and no message lost (scripts/bench-cluster.sh drain).
     Drain(drain::DrainArgs),
+    /// The floor: a minimal WebSocket broadcast server (NOT Simmer: no
+    /// auth, no storage, one session) that `fanout --floor` and `idle
+    /// --floor` measure, so Simmer's numbers can be given as a ratio to it.
+    Floor(floor::FloorArgs),
 }
 
 fn raise_file_limit() {
@@ -87,6 +96,10 @@ fn main() -> anyhow::Result<()> {
             Command::Media(args) => {
                 raise_file_limit();
                 media::run(args).await
+            }
+            Command::Floor(args) => {
+                raise_file_limit();
+                floor::run(args).await
             }
         }
     })

@@ -126,3 +126,43 @@ pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     // Linux reports clock ticks of 1/100 s (USER_HZ).
     Some((utime + stime) / 100.0)
 }
+
+/// CPU used by the load tool and the server over a stretch of wall time:
+/// the tool must use less than the server for the numbers to be the
+/// server's.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuWindow {
+    wall: std::time::Instant,
+    tool: Option<f64>,
+    server: Option<f64>,
+    server_pid: Option<u32>,
+}
+
+impl CpuWindow {
+    pub fn start(server_pid: Option<u32>) -> Self {
+        Self {
+            wall: std::time::Instant::now(),
+            tool: cpu_seconds(Some(std::process::id())),
+            server: cpu_seconds(server_pid),
+            server_pid,
+        }
+    }
+
+    /// "load tool 1.2 s CPU in 10.0 s = 12% of a core; server 5.0 s = 50%
+    /// of a core" (user + system time).
+    pub fn report(&self) -> String {
+        let wall = self.wall.elapsed().as_secs_f64().max(1e-9);
+        let used = |before: Option<f64>, pid: Option<u32>| Some(cpu_seconds(pid)? - before?);
+        let mut out = match used(self.tool, Some(std::process::id())) {
+            Some(s) => format!(
+                "load tool {s:.2} s CPU in {wall:.1} s = {:.0}% of a core",
+                100.0 * s / wall
+            ),
+            None => format!("load tool CPU unknown in {wall:.1} s"),
+        };
+        if let Some(s) = used(self.server, self.server_pid) {
+            out += &format!("; server {s:.2} s = {:.0}% of a core", 100.0 * s / wall);
+        }
+        out
+    }
+}

@@ -47,9 +47,33 @@ pub fn http_client(extra_roots_pem: &[String]) -> Result<reqwest::Client, String
     for pem in extra_roots_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
             .map_err(|e| format!("a trusted root is not PEM: {e}"))?;
+        // The same rule as the WebSocket connector's: text without a
+        // certificate is a mistake, not an empty list of roots.
+        if certs.is_empty() {
+            return Err("a trusted root holds no PEM certificate".into());
+        }
         for cert in certs {
             builder = builder.add_root_certificate(cert);
         }
     }
     builder.build().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_without_a_certificate_is_refused_by_both_clients() {
+        for pem in [
+            "",
+            "hello",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        ] {
+            let roots = [pem.to_owned()];
+            assert!(http_client(&roots).is_err(), "http_client took {pem:?}");
+            assert!(ws_connector(&roots).is_err(), "ws_connector took {pem:?}");
+        }
+        assert!(http_client(&[]).is_ok());
+    }
 }
