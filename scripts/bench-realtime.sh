@@ -17,6 +17,8 @@
 #            Measure both in the same sitting, with the same arguments:
 #              ./scripts/bench-realtime.sh fanout --raw-members --viewers 10000 --duration 20
 #              FLOOR=1 ./scripts/bench-realtime.sh fanout --raw-members --viewers 10000 --duration 20
+#   SIMMER_BIN=PATH  run this simmer binary instead of the one built here
+#            (an older release, to measure a change before and after).
 #   PIN=1    the server on CPU 0 and the load tool on CPU 1 (taskset), so
 #            neither takes the other's core. Each then sees one CPU (tokio
 #            and actix size their worker pools from the affinity mask).
@@ -66,7 +68,7 @@ else
         SIMMER_WS_MAX_FRAMES_PER_S=1000000 SIMMER_WS_MAX_CONNECTIONS_PER_USER=1000000 \
         SIMMER_GUEST_TOKENS_PER_ADDRESS=100000000 \
         SIMMER_WATCH_PAIRINGS_PER_WINDOW=100000000 \
-        "${SERVER_ON[@]}" "$CARGO_TARGET_DIR/release/simmer" serve >"$WORK/server.log" 2>&1 &
+        "${SERVER_ON[@]}" "${SIMMER_BIN:-$CARGO_TARGET_DIR/release/simmer}" serve >"$WORK/server.log" 2>&1 &
 fi
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT

@@ -33,6 +33,7 @@ use crate::live::SessionError;
 use crate::state::AppState;
 use crate::store::sessions::{self, SessionState};
 use crate::websocket::{Message, WebSocket, WsError};
+use actix_web::web;
 
 /// Replies of sends in flight, per connection.
 const REPLY_QUEUE: usize = 256;
@@ -78,7 +79,8 @@ struct Connection {
     principal: Principal,
     /// When the connection's access token expires.
     expires_at: tokio::time::Instant,
-    state: AppState,
+    /// Shared, not copied: every idle connection holds its future.
+    state: web::Data<AppState>,
     ws: WebSocket,
     joined: HashMap<Uuid, Joined>,
     events: StreamMap<Uuid, BroadcastStream<BusEvent>>,
@@ -127,12 +129,11 @@ pub async fn run(
     id: u64,
     _slot: super::ConnectionSlot,
     credentials: Credentials,
-    state: AppState,
+    state: web::Data<AppState>,
     ws: WebSocket,
     mut shutdown: crate::shutdown::Listener,
 ) {
-    let metrics = state.metrics.clone();
-    metrics.ws_connections.inc();
+    state.metrics.ws_connections.inc();
     let idle_timeout = state.settings.ws_idle_timeout;
     let max_frame = state.settings.ws_max_frame_bytes;
     let mut conn = Connection {
@@ -211,7 +212,9 @@ pub async fn run(
             () = resync_due(&conn.resync) => {
                 let pending = conn.resync.take().map(|(ids, _)| ids).unwrap_or_default();
                 for id in pending {
-                    end = conn.resync(id).await;
+                    // Boxed, as every rare path here: what the loop's future
+                    // holds is what each idle connection costs.
+                    end = Box::pin(conn.resync(id)).await;
                     if end.is_some() {
                         break;
                     }
@@ -257,9 +260,9 @@ pub async fn run(
         conn.state.sessions.left(*session_id, conn.id);
     }
     if let Some(End::Close(code, reason)) = end {
-        conn.ws.close(code, &reason, CLOSE_WRITE_TIMEOUT).await;
+        Box::pin(conn.ws.close(code, &reason, CLOSE_WRITE_TIMEOUT)).await;
     }
-    metrics.ws_connections.dec();
+    conn.state.metrics.ws_connections.dec();
 }
 
 /// When a pending resync is due; never, without one.
@@ -659,10 +662,8 @@ impl Connection {
                 // Fell behind the session's ring: replay the chat we missed
                 // from history, then carry on from the subscription.
                 tracing::debug!(connection = self.id, session_id = %id, missed, "lagging; resyncing");
-                let from = self.joined.get(&id).map(|j| j.delivered_seq)?;
-                let until = self.state.sessions.durable_seq(id).await.ok()?;
                 // Boxed: rare, and deep; kept out of the connection's future.
-                return Box::pin(self.replay(id, from, until)).await;
+                return Box::pin(self.catch_up(id)).await;
             }
         };
         // Not following it any more (a late event after `leave`): drop it.
@@ -711,6 +712,13 @@ impl Connection {
             .queue_text(event.frame.into_bytes())
             .err()
             .map(End::from)
+    }
+
+    /// Replays the chat a lagging connection missed, up to what is durable.
+    async fn catch_up(&mut self, id: Uuid) -> Option<End> {
+        let from = self.joined.get(&id).map(|j| j.delivered_seq)?;
+        let until = self.state.sessions.durable_seq(id).await.ok()?;
+        self.replay(id, from, until).await
     }
 
     /// Events may have been lost between nodes: replays the chat missed, if

@@ -192,7 +192,6 @@ pub async fn ws(
         max_message: state.settings.ws_max_frame_bytes,
         max_backlog: state.settings.ws_max_backlog_bytes,
     };
-    let state = state.get_ref().clone();
     let shutdown = state.shutdown.listen();
     crate::websocket::accept(&req, subprotocol, limits, move |ws| {
         connection::run(id, slot, credentials, state, ws, shutdown)

@@ -418,7 +418,9 @@ impl WebSocket {
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.io).await;
         self.inbound = None;
         self.fragments = None;
-        let mut sink = [0u8; 1024];
+        // On the heap: a future holding it would hold it for every idle
+        // connection.
+        let mut sink = vec![0u8; 1024];
         let mut left = LINGER_BYTES;
         while left > 0 {
             match tokio::time::timeout_at(until, self.io.read(&mut sink)).await {

@@ -105,7 +105,12 @@ where
             .send(h1::Message::Item((head, BodySize::None)))
             .await?;
         let parts = framed.into_parts();
-        let ws = WebSocket::new(parts.io, parts.read_buf, takeover.limits);
+        let (io, read) = (parts.io, parts.read_buf);
+        // The dispatcher's 8 KiB write buffer and its codec go now, not when
+        // the connection ends.
+        drop((parts.write_buf, parts.codec));
+        drop(body);
+        let ws = WebSocket::new(io, read, takeover.limits);
         (takeover.run)(ws).await;
         return Ok(());
     }
