@@ -27,9 +27,6 @@ use tokio::net::TcpStream;
 use super::conn::{Limits, WebSocket};
 use crate::error::ApiError;
 
-/// Largest answer body written on an upgrade request that was refused.
-const MAX_REFUSAL_BODY: usize = 64 * 1024;
-
 /// The rest of an accepted connection, carried by its 101 answer.
 struct Takeover {
     limits: Limits,
@@ -115,19 +112,17 @@ where
         return Ok(());
     }
     // Refused (401, 429, ...) or not a WebSocket route: the whole answer,
-    // then the connection closes.
-    let body = actix_http::body::to_bytes_limited(body, MAX_REFUSAL_BODY)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    // streamed as the app gives it (the OpenAPI document is 110 KiB), then
+    // the connection closes. Written in one go when it fits the codec's
+    // buffer: a WebSocket client reads a refusal's problem body with its
+    // head.
     head.head_mut().set_connection_type(ConnectionType::Close);
-    let size = BodySize::Sized(body.len() as u64);
-    // One write: a client that reads the answer in one go (a WebSocket
-    // library) gets the problem body with the head.
+    let size = body.size();
     framed.feed(h1::Message::Item((head, size))).await?;
-    if !body.is_empty() {
-        framed.feed(h1::Message::Chunk(Some(body))).await?;
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {
+        let chunk = chunk.map_err(actix_web::error::ErrorInternalServerError)?;
+        framed.feed(h1::Message::Chunk(Some(chunk))).await?;
     }
     framed.feed(h1::Message::Chunk(None)).await?;
     // (actix-codec's `close` shuts the socket without writing its buffer.)

@@ -205,6 +205,34 @@ async fn an_upgrade_header_on_a_plain_route_gets_the_plain_answer() {
 }
 
 #[actix_rt::test]
+async fn a_large_answer_to_an_upgrade_request_comes_whole() {
+    // `curl --http2` on plain HTTP asks `Upgrade: h2c` on every request; the
+    // Swagger UI bundle is far larger than any buffer on the way.
+    let app = spawn_app().await;
+    let path = "/docs/swagger-ui-bundle.js";
+    let plain = app.client.get(app.url(path)).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    let expected = plain.bytes().await.unwrap();
+    assert!(expected.len() > 256 * 1024, "{} bytes", expected.len());
+
+    let mut conn = connect(&app.address).await;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: simmer.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+    );
+    conn.get_mut().write_all(request.as_bytes()).await.unwrap();
+    let (status, headers, body) = read_response(&mut conn).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-length"),
+        Some(expected.len().to_string().as_str()),
+        "{headers:?}"
+    );
+    assert!(body == expected[..], "the body differs from a plain GET's");
+    assert!(closed(&mut conn).await);
+}
+
+#[actix_rt::test]
 async fn frames_rfc_6455_forbids_close_the_socket_with_their_code() {
     let app = spawn_app().await;
     let user = app.register().await;
