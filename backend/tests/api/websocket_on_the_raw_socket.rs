@@ -80,6 +80,17 @@ async fn read_frame(reader: &mut BufReader<TcpStream>) -> (u8, Vec<u8>) {
     (head[0], payload)
 }
 
+/// The next frame that is not the server's heartbeat ping (it may come at
+/// any moment, the first one at once).
+async fn read_reply(reader: &mut BufReader<TcpStream>) -> (u8, Vec<u8>) {
+    loop {
+        let frame = read_frame(reader).await;
+        if frame.0 != 0x89 {
+            return frame;
+        }
+    }
+}
+
 /// The close code of the next close frame, skipping other frames.
 async fn close_code(reader: &mut BufReader<TcpStream>) -> u16 {
     loop {
@@ -134,7 +145,7 @@ async fn a_kept_alive_connection_upgrades_after_a_request() {
         header(&headers, "sec-websocket-accept"),
         Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     );
-    let (first, hello) = read_frame(&mut conn).await;
+    let (first, hello) = read_reply(&mut conn).await;
     assert_eq!(first, 0x81);
     let hello: Value = serde_json::from_slice(&hello).unwrap();
     assert_eq!(hello["type"], "hello");
@@ -144,12 +155,12 @@ async fn a_kept_alive_connection_upgrades_after_a_request() {
     bytes.extend(masked(true, 0x0, br#""ping"}"#));
     bytes.extend(masked(true, 0x9, b"are you there"));
     conn.get_mut().write_all(&bytes).await.unwrap();
-    let (first, pong) = read_frame(&mut conn).await;
+    let (first, pong) = read_reply(&mut conn).await;
     assert_eq!(first, 0x81);
     let pong: Value = serde_json::from_slice(&pong).unwrap();
     assert_eq!(pong["type"], "pong", "{pong}");
     assert_eq!(
-        read_frame(&mut conn).await,
+        read_reply(&mut conn).await,
         (0x8A, b"are you there".to_vec())
     );
 
