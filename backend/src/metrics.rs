@@ -1,6 +1,7 @@
 //! Prometheus metrics, one registry per app (so tests can run several apps in
 //! one process), served as text at `/metrics`.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -21,6 +22,11 @@ pub struct Metrics {
     pub live_sessions: IntGauge,
     pub session_actor_restarts: IntCounterVec,
     pub chat_messages: IntCounter,
+    /// From a chat message's acceptance to its batch committed.
+    pub chat_durable: prometheus::Histogram,
+    /// From a sampled chat message's publication to its first and to its
+    /// last member's socket on this node (`edge`: `first`, `last`).
+    pub chat_fanout: HistogramVec,
     pub ws_connections: IntGauge,
     pub watch_connections: IntGauge,
     pub watch_ticks: IntCounter,
@@ -152,6 +158,26 @@ impl Metrics {
             &["cause"],
         )?;
         let chat_messages = IntCounter::new("chat_messages_total", "Chat messages made durable")?;
+        let latency_buckets = vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03,
+            0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let chat_durable = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "chat_durable_seconds",
+                "From a chat message's acceptance to its batch committed to the database",
+            )
+            .buckets(latency_buckets.clone()),
+        )?;
+        let chat_fanout = HistogramVec::new(
+            HistogramOpts::new(
+                "chat_fanout_seconds",
+                "From a sampled chat message's publication to its first (edge=first) and last \
+                 (edge=last) member's socket on this node",
+            )
+            .buckets(latency_buckets),
+            &["edge"],
+        )?;
         let ws_connections =
             IntGauge::new("ws_connections", "Open realtime WebSocket connections")?;
         let watch_connections =
@@ -206,6 +232,8 @@ impl Metrics {
         registry.register(Box::new(watch_connections.clone()))?;
         registry.register(Box::new(watch_ticks.clone()))?;
         registry.register(Box::new(chat_messages.clone()))?;
+        registry.register(Box::new(chat_durable.clone()))?;
+        registry.register(Box::new(chat_fanout.clone()))?;
         registry.register(Box::new(ws_connections.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
@@ -220,6 +248,8 @@ impl Metrics {
             live_sessions,
             session_actor_restarts,
             chat_messages,
+            chat_durable,
+            chat_fanout,
             ws_connections,
             watch_connections,
             watch_ticks,
@@ -249,6 +279,84 @@ impl Metrics {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+/// One in this many chat messages carries a [`FanoutClock`]: enough for the
+/// fan-out histogram, and the shared counters it touches on every member's
+/// write stay off the other messages' path.
+pub const FANOUT_SAMPLE_EVERY: u64 = 8;
+
+/// When one chat message reached its first and its last member's socket on
+/// this node, counted from its publication; observed into
+/// `chat_fanout_seconds` once every subscriber that was there at publication
+/// has written it, or else when the last copy of the event is dropped (a
+/// member that left or lagged never writes it).
+#[derive(Debug)]
+pub struct FanoutClock {
+    published: Instant,
+    first_ns: AtomicU64,
+    last_ns: AtomicU64,
+    /// Subscribers still to write it: each write takes one, publication
+    /// adds how many there were (in either order; zero means all wrote).
+    remaining: AtomicI64,
+    observed: AtomicBool,
+    histogram: HistogramVec,
+}
+
+impl FanoutClock {
+    pub fn start(metrics: &Metrics) -> Self {
+        Self {
+            published: Instant::now(),
+            first_ns: AtomicU64::new(0),
+            last_ns: AtomicU64::new(0),
+            remaining: AtomicI64::new(0),
+            observed: AtomicBool::new(false),
+            histogram: metrics.chat_fanout.clone(),
+        }
+    }
+
+    /// The event went to this many subscribers.
+    pub fn published_to(&self, subscribers: usize) {
+        let n = i64::try_from(subscribers).unwrap_or(i64::MAX);
+        if n > 0 && self.remaining.fetch_add(n, Ordering::AcqRel) + n == 0 {
+            self.observe();
+        }
+    }
+
+    /// A member's socket got the message (written, or queued behind what
+    /// the socket has not taken yet).
+    pub fn written(&self) {
+        let ns = u64::try_from(self.published.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let _ = self
+            .first_ns
+            .compare_exchange(0, ns, Ordering::Relaxed, Ordering::Relaxed);
+        self.last_ns.fetch_max(ns, Ordering::Relaxed);
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.observe();
+        }
+    }
+
+    fn observe(&self) {
+        let first = self.first_ns.load(Ordering::Relaxed);
+        if first == 0 || self.observed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let last = self.last_ns.load(Ordering::Relaxed);
+        #[allow(clippy::cast_precision_loss)]
+        for (edge, ns) in [("first", first), ("last", last)] {
+            self.histogram
+                .with_label_values(&[edge])
+                .observe(ns as f64 / 1e9);
+        }
+    }
+}
+
+impl Drop for FanoutClock {
+    fn drop(&mut self) {
+        self.observe();
     }
 }
 

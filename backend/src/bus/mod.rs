@@ -17,6 +17,8 @@ use bytestring::ByteString;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use crate::metrics::FanoutClock;
+
 pub mod redis;
 
 /// Who follows a session's events: its `/ws` members, or its paired watches
@@ -64,6 +66,9 @@ pub struct BusEvent {
     /// The session is over: subscribers stop following it after this frame.
     pub last: bool,
     pub kind: EventKind,
+    /// For a sampled chat message: when it reached its members' sockets on
+    /// this node (the fan-out part of the latency breakdown).
+    pub clock: Option<Arc<FanoutClock>>,
 }
 
 impl BusEvent {
@@ -74,7 +79,15 @@ impl BusEvent {
             frame: ByteString::from(frame),
             last: false,
             kind: EventKind::Frame,
+            clock: None,
         }
+    }
+
+    /// The event with a clock of its fan-out.
+    #[must_use]
+    pub fn timed(mut self, clock: FanoutClock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
     }
 
     /// A watch-feed event of this kind.
@@ -155,8 +168,11 @@ impl LocalBus {
 
 impl Bus for LocalBus {
     fn publish_to(&self, topic: Topic, event: BusEvent) {
+        let clock = event.clock.clone();
         // No subscriber is not an error: nobody is watching.
-        let _ = self.sender(topic).send(event);
+        if let (Ok(subscribers), Some(clock)) = (self.sender(topic).send(event), clock) {
+            clock.published_to(subscribers);
+        }
     }
 
     fn subscribe_to(&self, topic: Topic) -> broadcast::Receiver<BusEvent> {
@@ -183,6 +199,7 @@ mod tests {
             frame: ByteString::from(format!("{n}")),
             last: false,
             kind: EventKind::Frame,
+            clock: None,
         }
     }
 

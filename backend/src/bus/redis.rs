@@ -106,6 +106,7 @@ fn decode(payload: &[u8]) -> Option<(&str, i64, BusEvent)> {
         frame: ByteString::from(frame.to_owned()),
         last,
         kind,
+        clock: None,
     };
     Some((origin, published_ms, event))
 }
@@ -308,6 +309,7 @@ mod tests {
                 frame: ByteString::from("{\"type\":\"x\",\n\"tab\":\"\\t\"}"),
                 last,
                 kind,
+                clock: None,
             };
             let payload = encode("node-a", &event);
             let (origin, at, back) = decode(&payload).unwrap();

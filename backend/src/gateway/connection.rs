@@ -5,7 +5,6 @@
 //! close 1001). Nothing a client sends can panic it; a bad frame gets an
 //! `error` frame (or an error reply when it carried a `ref`).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -74,6 +73,50 @@ struct Joined {
     delivered_seq: u64,
 }
 
+/// The sessions a connection joined: a handful at most, in a vector sized
+/// exactly (every idle member holds one; a one-entry hash map would take
+/// four entries' room).
+#[derive(Debug, Default)]
+struct Joins(Vec<(Uuid, Joined)>);
+
+impl Joins {
+    fn get(&self, id: &Uuid) -> Option<&Joined> {
+        self.0.iter().find(|(k, _)| k == id).map(|(_, j)| j)
+    }
+
+    fn get_mut(&mut self, id: &Uuid) -> Option<&mut Joined> {
+        self.0.iter_mut().find(|(k, _)| k == id).map(|(_, j)| j)
+    }
+
+    fn contains_key(&self, id: &Uuid) -> bool {
+        self.get(id).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn insert(&mut self, id: Uuid, joined: Joined) {
+        if let Some(slot) = self.get_mut(&id) {
+            *slot = joined;
+            return;
+        }
+        self.0.reserve_exact(1);
+        self.0.push((id, joined));
+    }
+
+    fn remove(&mut self, id: &Uuid) -> Option<Joined> {
+        let at = self.0.iter().position(|(k, _)| k == id)?;
+        let (_, joined) = self.0.swap_remove(at);
+        self.0.shrink_to_fit();
+        Some(joined)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &Uuid> {
+        self.0.iter().map(|(k, _)| k)
+    }
+}
+
 struct Connection {
     id: u64,
     principal: Principal,
@@ -82,7 +125,7 @@ struct Connection {
     /// Shared, not copied: every idle connection holds its future.
     state: web::Data<AppState>,
     ws: WebSocket,
-    joined: HashMap<Uuid, Joined>,
+    joined: Joins,
     events: StreamMap<Uuid, BroadcastStream<BusEvent>>,
     /// Replies of sends in flight; made on the first send, so connections
     /// that only watch do not pay for the queue.
@@ -142,13 +185,20 @@ pub async fn run(
         expires_at: deadline(credentials.expires_at_s),
         state,
         ws,
-        joined: HashMap::new(),
-        events: StreamMap::new(),
+        joined: Joins::default(),
+        // Room for the one session most connections join, and no more.
+        events: StreamMap::with_capacity(1),
         replies: None,
         resync: None,
     };
-    let mut heartbeat = tokio::time::interval(idle_timeout / 3);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer for both the heartbeat and the token's expiry, and the
+    // shutdown signal's future, made once: futures made afresh in every
+    // round of the loop below would register with (and leave) the timer
+    // wheel and the signal's waiter list at every event of every connection.
+    let beat = idle_timeout / 3;
+    let mut next_beat = tokio::time::Instant::now() + beat;
+    let mut timer = Box::pin(tokio::time::sleep_until(next_beat.min(conn.expires_at)));
+    let mut stopping = std::pin::pin!(shutdown.recv());
     let mut last_heard = Instant::now();
     let frames_per_s = conn.state.settings.ws_max_frames_per_s;
     let mut flood = TokenBucket::new(
@@ -185,7 +235,15 @@ pub async fn run(
                     // Boxed: handling a frame can go as deep as a database
                     // read, and that state should not live in every idle
                     // connection's future.
-                    Ok(Message::Text(text)) => Box::pin(conn.on_text(&text)).await,
+                    Ok(Message::Text(text)) => {
+                        let expires_at = conn.expires_at;
+                        let end = Box::pin(conn.on_text(&text)).await;
+                        if conn.expires_at != expires_at {
+                            // A fresh token (`auth`).
+                            timer.as_mut().reset(next_beat.min(conn.expires_at));
+                        }
+                        end
+                    }
                     Ok(Message::Binary(_)) => {
                         conn.error(ErrorCode::InvalidFrame, "frames are JSON text, not binary").await
                     }
@@ -223,23 +281,27 @@ pub async fn run(
             Some(reply) = next_reply(&mut conn.replies) => {
                 end = conn.ws.send_text(reply.into_bytes()).err().map(End::from);
             }
-            _ = heartbeat.tick() => {
-                if last_heard.elapsed() > idle_timeout {
+            () = &mut timer => {
+                let now = tokio::time::Instant::now();
+                if now >= conn.expires_at {
                     end = Some(End::Close(
-                        CLOSE_AWAY,
-                        "idle timeout: no frame or pong received".into(),
+                        CLOSE_TOKEN_EXPIRED,
+                        "access token expired: reconnect with a fresh one".into(),
                     ));
-                } else {
-                    end = conn.ws.ping(Bytes::new()).err().map(End::from);
+                } else if now >= next_beat {
+                    next_beat = now + beat;
+                    if last_heard.elapsed() > idle_timeout {
+                        end = Some(End::Close(
+                            CLOSE_AWAY,
+                            "idle timeout: no frame or pong received".into(),
+                        ));
+                    } else {
+                        end = conn.ws.ping(Bytes::new()).err().map(End::from);
+                    }
                 }
+                timer.as_mut().reset(next_beat.min(conn.expires_at));
             }
-            () = tokio::time::sleep_until(conn.expires_at) => {
-                end = Some(End::Close(
-                    CLOSE_TOKEN_EXPIRED,
-                    "access token expired: reconnect with a fresh one".into(),
-                ));
-            }
-            () = shutdown.recv() => {
+            () = &mut stopping => {
                 // What is already queued goes first (a `media reconnect`
                 // published just before the drain told this connection).
                 end = conn.flush_queued().await;
@@ -708,10 +770,11 @@ impl Connection {
             self.events.remove(&id);
         }
         // Written with whatever else is queued (`flush_now` in the loop).
-        self.ws
-            .queue_text(event.frame.into_bytes())
-            .err()
-            .map(End::from)
+        let queued = self.ws.queue_text(event.frame.into_bytes());
+        if let Some(clock) = &event.clock {
+            clock.written();
+        }
+        queued.err().map(End::from)
     }
 
     /// Replays the chat a lagging connection missed, up to what is durable.

@@ -244,7 +244,7 @@ impl ChatLog {
     }
 
     /// Records that a batch (in sequence order) is durable.
-    pub fn committed(&mut self, batch: &[ChatMessage]) {
+    pub fn committed<'a>(&mut self, batch: impl IntoIterator<Item = &'a ChatMessage>) {
         for m in batch {
             self.durable_seq = self.durable_seq.max(m.seq);
             self.remember(m.clone());

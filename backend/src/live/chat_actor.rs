@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::Utc;
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::chat::{Accepted, ChatLimits, ChatLog, ChatReject};
 use super::ownership::Ownership;
 use crate::bus::{Bus, BusEvent};
-use crate::metrics::Metrics;
+use crate::metrics::{FanoutClock, Metrics, FANOUT_SAMPLE_EVERY};
 use crate::store::chat as store;
 
 /// Most messages written in one batch.
@@ -50,8 +51,8 @@ pub struct ChatChannel {
     /// fencing token.
     ownership: Ownership,
     log: Option<ChatLog>,
-    /// Accepted, not yet being written.
-    pending: Vec<ChatMessage>,
+    /// Accepted (and when), not yet being written.
+    pending: Vec<(ChatMessage, Instant)>,
     /// Senders waiting for their message (by seq) to be durable.
     waiters: HashMap<u64, Vec<Waiter>>,
     writing: bool,
@@ -125,7 +126,7 @@ impl ChatChannel {
         }
         self.writing = true;
         let take = self.pending.len().min(MAX_BATCH);
-        let batch: Vec<ChatMessage> = self.pending.drain(..take).collect();
+        let batch: Vec<(ChatMessage, Instant)> = self.pending.drain(..take).collect();
         let db = self.db.clone();
         let (id, fence) = (self.session_id, self.ownership.fence());
         let now = Utc::now();
@@ -134,7 +135,7 @@ impl ChatChannel {
             // and resends after a restart show the same time.
             let rows: Vec<_> = batch
                 .iter()
-                .map(|m| {
+                .map(|(m, _)| {
                     let sent_at = chrono::DateTime::parse_from_rfc3339(&m.sent_at)
                         .map_or(now, |t| t.with_timezone(&Utc));
                     (m.clone(), sent_at)
@@ -162,8 +163,11 @@ impl ChatChannel {
                             messages = batch.len(),
                             "chat write refused: the session was taken over; stopping"
                         );
-                        let unwritten: Vec<u64> =
-                            batch.iter().chain(&act.pending).map(|m| m.seq).collect();
+                        let unwritten: Vec<u64> = batch
+                            .iter()
+                            .chain(&act.pending)
+                            .map(|(m, _)| m.seq)
+                            .collect();
                         act.pending.clear();
                         for seq in unwritten {
                             act.answer(seq, Err(ChatError::Unavailable));
@@ -184,7 +188,7 @@ impl ChatChannel {
                             messages = batch.len(),
                             "writing chat failed; restarting the channel"
                         );
-                        for m in &batch {
+                        for (m, _) in &batch {
                             act.answer(m.seq, Err(ChatError::Unavailable));
                         }
                         // Unrecoverable here: stop, and let the supervisor
@@ -197,19 +201,28 @@ impl ChatChannel {
         );
     }
 
-    fn durable(&mut self, batch: &[ChatMessage]) {
+    fn durable(&mut self, batch: &[(ChatMessage, Instant)]) {
         let Some(log) = self.log.as_mut() else {
             return;
         };
-        log.committed(batch);
+        log.committed(batch.iter().map(|(m, _)| m));
         self.metrics
             .chat_messages
             .inc_by(u64::try_from(batch.len()).unwrap_or_default());
-        for message in batch {
-            let frame = ServerMsg::ChatMessage(message.clone()).encode();
-            self.bus
-                .publish(self.session_id, BusEvent::new(frame, Some(message.seq)));
+        for (message, accepted) in batch {
+            self.metrics
+                .chat_durable
+                .observe(accepted.elapsed().as_secs_f64());
+            // The sender first: its connection's task is then woken before
+            // the members' (the same worker runs many of them), so its ack
+            // does not wait for the whole fan-out.
             self.answer(message.seq, Ok(Arc::new(message.clone())));
+            let frame = ServerMsg::ChatMessage(message.clone()).encode();
+            let mut event = BusEvent::new(frame, Some(message.seq));
+            if message.seq.is_multiple_of(FANOUT_SAMPLE_EVERY) {
+                event = event.timed(FanoutClock::start(&self.metrics));
+            }
+            self.bus.publish(self.session_id, event);
         }
     }
 
@@ -310,7 +323,7 @@ impl Handler<PostChat> for ChatChannel {
             Ok(Accepted::InFlight(seq)) => seq,
             Ok(Accepted::New(message)) => {
                 let seq = message.seq;
-                self.pending.push(message);
+                self.pending.push((message, Instant::now()));
                 seq
             }
         };

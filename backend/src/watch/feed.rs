@@ -16,6 +16,7 @@ use bytestring::ByteString;
 use serde::Deserialize;
 use simmer_entity::watch_device;
 use tokio::sync::{broadcast, mpsc};
+use uuid::Uuid;
 use watch_sync::{WatchClientFrame, WatchFrame, WatchTimer};
 
 use super::hub::{Attachment, DeviceControl};
@@ -62,16 +63,16 @@ pub enum Step {
     Bye(&'static str),
 }
 
-/// One open feed of one watch.
+/// One open feed of one watch. Kept small: a server holds one per watch.
 #[derive(Debug)]
 pub struct Feed {
-    state: AppState,
-    device: watch_device::Model,
+    state: web::Data<AppState>,
+    device_id: Uuid,
+    session_id: Uuid,
     tick_interval_s: i64,
     last_alert_seq: u64,
     events: broadcast::Receiver<BusEvent>,
-    control: mpsc::UnboundedReceiver<DeviceControl>,
-    _attachment: Attachment,
+    attachment: Attachment,
     shutdown: crate::shutdown::Listener,
 }
 
@@ -126,8 +127,12 @@ fn tick_interval(query: &FeedQuery, device: &watch_device::Model) -> Result<i64,
 }
 
 impl Feed {
-    fn open(state: AppState, device: watch_device::Model, tick_interval_s: i64) -> Self {
-        let (attachment, control) = state
+    fn open(
+        state: web::Data<AppState>,
+        device: &watch_device::Model,
+        tick_interval_s: i64,
+    ) -> Self {
+        let attachment = state
             .sessions
             .watch_hub()
             .attach(device.id, state.settings.watch_max_feeds_per_device);
@@ -137,12 +142,12 @@ impl Feed {
         let last_alert_seq = u64::try_from(device.last_alert_seq).unwrap_or(0);
         Self {
             state,
-            device,
+            device_id: device.id,
+            session_id: device.session_id,
             tick_interval_s,
             last_alert_seq,
             events,
-            control,
-            _attachment: attachment,
+            attachment,
             shutdown,
         }
     }
@@ -152,7 +157,7 @@ impl Feed {
     /// feed should end after these frames.
     pub async fn snapshot(&mut self) -> (Vec<ByteString>, Option<&'static str>) {
         let now = now_ms();
-        let session_id = self.device.session_id;
+        let session_id = self.session_id;
         let model = match sessions::find(&self.state.db, session_id).await {
             Ok(Some(model)) => model,
             Ok(None) => return (Vec::new(), Some("session_gone")),
@@ -219,8 +224,8 @@ impl Feed {
     /// When the write fails the alert is sent anyway: twice is better than
     /// never.
     pub async fn record_alert(&self, alert_seq: u64) {
-        if let Err(e) = store::alerted(&self.state.db, self.device.id, alert_seq).await {
-            tracing::warn!(device_id = %self.device.id, error.message = %e, "recording a watch alert failed");
+        if let Err(e) = store::alerted(&self.state.db, self.device_id, alert_seq).await {
+            tracing::warn!(device_id = %self.device_id, error.message = %e, "recording a watch alert failed");
         }
     }
 
@@ -237,11 +242,11 @@ impl Feed {
                     Err(broadcast::error::RecvError::Lagged(_)) => return Step::Snapshot,
                     Err(broadcast::error::RecvError::Closed) => return Step::Bye("session_ended"),
                 },
-                control = self.control.recv() => match control {
-                    Some(DeviceControl::Revoked) | None => return Step::Bye("revoked"),
-                    Some(DeviceControl::Replaced) => return Step::Bye("replaced"),
-                    Some(DeviceControl::Retarget(session_id)) => {
-                        self.device.session_id = session_id;
+                control = self.attachment.control() => match control {
+                    DeviceControl::Revoked => return Step::Bye("revoked"),
+                    DeviceControl::Replaced => return Step::Bye("replaced"),
+                    DeviceControl::Retarget(session_id) => {
+                        self.session_id = session_id;
                         self.last_alert_seq = 0;
                         self.events = self
                             .state
@@ -295,13 +300,13 @@ pub async fn watch_ws(
         max_message: WATCH_MAX_FRAME,
         max_backlog: state.settings.ws_max_backlog_bytes,
     };
-    let state = state.get_ref().clone();
-    let response = crate::websocket::accept(&req, None, limits, {
-        let state = state.clone();
-        move |ws| async move {
-            let _ = store::seen(&state.db, device.id, chrono::Utc::now()).await;
-            run_ws(Feed::open(state, device, tick), ws).await;
-        }
+    let response = crate::websocket::accept(&req, None, limits, move |ws| async move {
+        // Rare steps are boxed while they run: this future lives as long as
+        // the watch is connected, sized for its largest step.
+        let _ = Box::pin(store::seen(&state.db, device.id, chrono::Utc::now())).await;
+        let feed = Feed::open(state, &device, tick);
+        drop(device);
+        run_ws(feed, ws).await;
     })?;
     Ok(response)
 }
@@ -331,19 +336,18 @@ fn failed(e: WsError) -> Close {
 }
 
 async fn run_ws(mut feed: Feed, mut ws: WebSocket) {
-    let settings = feed.state.settings.clone();
-    let idle_timeout = settings.ws_idle_timeout;
+    let idle_timeout = feed.state.settings.ws_idle_timeout;
     let mut heartbeat = tokio::time::interval(idle_timeout / 3);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
-    let per_s = settings.ws_max_frames_per_s;
+    let per_s = feed.state.settings.ws_max_frames_per_s;
     let mut flood = TokenBucket::new(f64::from(per_s), per_s.saturating_mul(2), now_ms());
 
     // The whole state first, and again whenever something may have been
     // missed; then each change as it comes.
     let close: Close = 'feed: loop {
         {
-            let (frames, end) = feed.snapshot().await;
+            let (frames, end) = Box::pin(feed.snapshot()).await;
             for frame in frames {
                 if let Err(e) = ws.queue_text(frame.into_bytes()) {
                     break 'feed failed(e);
@@ -365,7 +369,7 @@ async fn run_ws(mut feed: Feed, mut ws: WebSocket) {
                             break 'feed Some((1000, String::new()));
                         }
                         Step::Alert { frame, alert_seq } => {
-                            feed.record_alert(alert_seq).await;
+                            Box::pin(feed.record_alert(alert_seq)).await;
                             ws.send_text(frame.into_bytes())
                         }
                         Step::Snapshot => continue 'feed,
@@ -410,7 +414,7 @@ async fn run_ws(mut feed: Feed, mut ws: WebSocket) {
         }
     };
     if let Some((code, reason)) = close {
-        ws.close(code, &reason, CLOSE_WRITE_TIMEOUT).await;
+        Box::pin(ws.close(code, &reason, CLOSE_WRITE_TIMEOUT)).await;
     }
 }
 
@@ -426,7 +430,7 @@ pub async fn watch_events(
     let device = authenticate(&req, &state, &query).await?;
     let tick = tick_interval(&query, &device)?;
     let _ = store::seen(&state.db, device.id, chrono::Utc::now()).await;
-    let feed = Feed::open(state.get_ref().clone(), device, tick);
+    let feed = Feed::open(state, &device, tick);
     let (tx, rx) = mpsc::channel::<Bytes>(SSE_QUEUE);
     actix_rt::spawn(run_sse(feed, tx));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {

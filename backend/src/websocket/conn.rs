@@ -10,10 +10,11 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
 use bytestring::ByteString;
-use tokio::io::{AsyncReadExt, Interest};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::frame::{self, FrameError, OpCode, MAX_HEADER};
@@ -186,25 +187,32 @@ impl WebSocket {
             if let Some(message) = self.parse_buffered()? {
                 return Ok(message);
             }
-            if self.outbound.is_empty() {
-                self.io.readable().await?;
-            } else {
-                let ready = self
-                    .io
-                    .ready(Interest::READABLE | Interest::WRITABLE)
-                    .await?;
-                if ready.is_writable() {
-                    let was_backlogged = self.backlogged();
-                    self.flush_now()?;
-                    if was_backlogged && !self.backlogged() {
-                        return Ok(Message::Drained);
-                    }
+            // Polled, not awaited: `readable()` and `ready()` futures join
+            // (and, dropped when another branch of the caller's `select!`
+            // wins, leave) a waiter list under a lock; the poll methods keep
+            // one waker per direction in place.
+            let io = &self.io;
+            let wants_write = !self.outbound.is_empty();
+            let (readable, writable) = std::future::poll_fn(|cx| {
+                let writable = wants_write && io.poll_write_ready(cx)?.is_ready();
+                let readable = io.poll_read_ready(cx)?.is_ready();
+                if readable || writable {
+                    Poll::Ready(Ok::<_, io::Error>((readable, writable)))
+                } else {
+                    Poll::Pending
                 }
-                if !ready.is_readable() {
-                    continue;
+            })
+            .await?;
+            if writable {
+                let was_backlogged = self.backlogged();
+                self.flush_now()?;
+                if was_backlogged && !self.backlogged() {
+                    return Ok(Message::Drained);
                 }
             }
-            self.read_some()?;
+            if readable {
+                self.read_some()?;
+            }
         }
     }
 

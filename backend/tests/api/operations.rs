@@ -48,3 +48,57 @@ async fn metrics_count_requests_by_route_and_live_sessions() {
     assert!(text.contains("simmer_http_request_duration_seconds_bucket"));
     assert!(text.contains("simmer_live_sessions 1"), "{text}");
 }
+
+/// The chat latency breakdown: every message's time to durable, and for one
+/// message in eight (the eighth here) the time to its first and its last
+/// member's socket, observed as soon as every member has it.
+#[actix_rt::test]
+async fn metrics_break_chat_latency_down() {
+    let app = spawn_app().await;
+    let host = app.register().await;
+    let viewer = app.register().await;
+    let session = app.live_session(&host).await.to_string();
+    let mut h = crate::ws_client::WsClient::connect(&app.address, &host.token).await;
+    let mut v = crate::ws_client::WsClient::connect(&app.address, &viewer.token).await;
+    h.join(&session, None).await;
+    v.join(&session, None).await;
+    for n in 1..=8 {
+        let ack = h
+            .chat(&session, &format!("step {n}"), &format!("m-{n}"))
+            .await;
+        assert_eq!(ack["status"], "ok", "{ack}");
+    }
+    // Both members have the eighth message once the viewer reads it.
+    loop {
+        let (frame, _) = v.recv_type("chat.message").await;
+        if frame["seq"] == 8 {
+            break;
+        }
+    }
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = app
+            .get("/metrics", None)
+            .await
+            .body
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if text.contains(r#"simmer_chat_fanout_seconds_count{edge="last"} 1"#) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        text.contains("simmer_chat_durable_seconds_count 8"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"simmer_chat_fanout_seconds_count{edge="first"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"simmer_chat_fanout_seconds_count{edge="last"} 1"#),
+        "{text}"
+    );
+}
