@@ -19,9 +19,17 @@
 #              FLOOR=1 ./scripts/bench-realtime.sh fanout --raw-members --viewers 10000 --duration 20
 #   SIMMER_BIN=PATH  run this simmer binary instead of the one built here
 #            (an older release, to measure a change before and after).
+#   BENCH_BIN=PATH   run this simmer-bench binary, and build nothing.
 #   PIN=1    the server on CPU 0 and the load tool on CPU 1 (taskset), so
 #            neither takes the other's core. Each then sees one CPU (tokio
 #            and actix size their worker pools from the affinity mask).
+#   NET=veth server and tool in two network namespaces joined by a veth
+#            pair (10.200.0.1 and .2), each side's receive work steered to
+#            its own CPU (RPS: the server's to CPU 0, the tool's to CPU 1).
+#            On loopback the kernel runs the receiver's TCP work in the
+#            sender's context, so the server's core pays for both ends of
+#            every write; this is the two-machine shape. Root only; use
+#            with PIN=1. The namespaces are removed at the end.
 # fanout and idle report the CPU the server and the tool itself used (user +
 # system, as a share of one core); with --raw-members the viewers are raw
 # sockets, cheap enough that the tool uses less CPU than the server.
@@ -32,6 +40,7 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/simmer/target}"
 FLOOR="${FLOOR:-0}"
 PIN="${PIN:-0}"
+NET="${NET:-lo}"
 scenario="${1:?usage: [FLOOR=1] [PIN=1] $0 SCENARIO [simmer-bench arguments]}"
 shift
 
@@ -41,8 +50,9 @@ if [ "$FLOOR" = 1 ]; then
         fanout | idle) SCENARIO_ARGS=(--floor) ;;
         *) echo "FLOOR=1: the floor server speaks enough for fanout and idle only" >&2; exit 2 ;;
     esac
-    cargo build --release -p simmer-bench --locked --quiet
-else
+fi
+BENCH="${BENCH_BIN:-$CARGO_TARGET_DIR/release/simmer-bench}"
+if [ -z "${BENCH_BIN:-}" ]; then
     cargo build --release -p backend -p simmer-bench --locked --quiet
 fi
 SERVER_ON=()
@@ -55,28 +65,58 @@ fi
 
 WORK="$(mktemp -d)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+PID=""
+HOST=127.0.0.1
+IN_SERVER_NET=()
+IN_TOOL_NET=()
+NS_S="simmer-bench-s-$$"
+NS_C="simmer-bench-c-$$"
+cleanup() {
+    if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+    if [ "$NET" = veth ]; then ip netns del "$NS_S" 2>/dev/null || true; ip netns del "$NS_C" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+if [ "$NET" = veth ]; then
+    if [ "$(id -u)" != 0 ]; then echo "NET=veth needs root (it makes two network namespaces)" >&2; exit 2; fi
+    ip netns add "$NS_S"
+    ip netns add "$NS_C"
+    ip link add "sb$$s" type veth peer name "sb$$c"
+    ip link set "sb$$s" netns "$NS_S"
+    ip link set "sb$$c" netns "$NS_C"
+    ip -n "$NS_S" addr add 10.200.0.1/30 dev "sb$$s"
+    ip -n "$NS_C" addr add 10.200.0.2/30 dev "sb$$c"
+    for ns in "$NS_S" "$NS_C"; do ip -n "$ns" link set lo up; done
+    ip -n "$NS_S" link set "sb$$s" up
+    ip -n "$NS_C" link set "sb$$c" up
+    ip netns exec "$NS_S" sh -c "echo 1 > /sys/class/net/sb$$s/queues/rx-0/rps_cpus"
+    ip netns exec "$NS_C" sh -c "echo 2 > /sys/class/net/sb$$c/queues/rx-0/rps_cpus"
+    HOST=10.200.0.1
+    IN_SERVER_NET=(ip netns exec "$NS_S")
+    IN_TOOL_NET=(ip netns exec "$NS_C")
+    SCENARIO_ARGS+=(--source-ips 0)
+fi
 
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$FLOOR" = 1 ]; then
     SERVER="floor (simmer-bench floor: the reference, not Simmer)"
-    "${SERVER_ON[@]}" "$CARGO_TARGET_DIR/release/simmer-bench" floor --bind "127.0.0.1:$PORT" \
+    "${IN_SERVER_NET[@]}" "${SERVER_ON[@]}" "$BENCH" floor --bind "$HOST:$PORT" \
         >"$WORK/server.log" 2>&1 &
 else
     SERVER="release simmer (SQLite)"
-    SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
+    SIMMER_BIND="$HOST:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
         SIMMER_CHAT_RATE_PER_S=1000000 SIMMER_CHAT_BURST=1000000 \
         SIMMER_WS_MAX_FRAMES_PER_S=1000000 SIMMER_WS_MAX_CONNECTIONS_PER_USER=1000000 \
         SIMMER_GUEST_TOKENS_PER_ADDRESS=100000000 \
         SIMMER_WATCH_PAIRINGS_PER_WINDOW=100000000 \
-        "${SERVER_ON[@]}" "${SIMMER_BIN:-$CARGO_TARGET_DIR/release/simmer}" serve >"$WORK/server.log" 2>&1 &
+        "${IN_SERVER_NET[@]}" "${SERVER_ON[@]}" "${SIMMER_BIN:-$CARGO_TARGET_DIR/release/simmer}" serve >"$WORK/server.log" 2>&1 &
 fi
 PID=$!
-trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 ready() {
     if [ "$FLOOR" = 1 ]; then
         grep -q "floor listening" "$WORK/server.log"
     else
-        curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1
+        "${IN_TOOL_NET[@]}" curl -fsS "http://$HOST:$PORT/readyz" >/dev/null 2>&1
     fi
 }
 for _ in $(seq 1 100); do ready && break; sleep 0.2; done
@@ -84,7 +124,8 @@ if ! ready; then echo "server not ready after 20 s:" >&2; cat "$WORK/server.log"
 
 PINNED=""
 if [ "$PIN" = 1 ]; then PINNED="; pinned: server on CPU 0, load tool on CPU 1"; fi
+if [ "$NET" = veth ]; then PINNED="$PINNED; over a veth pair between two network namespaces, receive work on each side's CPU"; fi
 echo "machine: $(nproc --all) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; server: $SERVER pid $PID$PINNED"
-"${TOOL_ON[@]}" "$CARGO_TARGET_DIR/release/simmer-bench" "$scenario" --url "http://127.0.0.1:$PORT" \
+"${IN_TOOL_NET[@]}" "${TOOL_ON[@]}" "$BENCH" "$scenario" --url "http://$HOST:$PORT" \
     --server-pid "$PID" "${SCENARIO_ARGS[@]}" "$@"
 if grep -q "panicked" "$WORK/server.log"; then echo "server panicked" >&2; exit 1; fi

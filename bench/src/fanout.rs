@@ -15,7 +15,11 @@ use tokio::sync::oneshot;
 use crate::members::{connect_viewers, scene, Joined, LoadArgs, Viewer};
 use crate::raw;
 use crate::setup::{self, now_us, CpuWindow};
-use crate::stats::{ms, Histogram};
+use crate::stats::{ms, Buckets, Histogram};
+
+/// The server samples one chat message in this many for its fan-out
+/// histogram (`FANOUT_SAMPLE_EVERY` in the backend's metrics).
+const FANOUT_SAMPLE_EVERY: u64 = 8;
 
 /// Options of the `fanout` scenario.
 #[derive(Debug, Clone, clap::Args)]
@@ -149,12 +153,50 @@ async fn read_chat(
     (viewer, tally.expected)
 }
 
-/// One timestamped message.
+/// One timestamped message; the time to its acknowledgement goes into
+/// `acked`.
 async fn send_one(
     sender: Client,
     session: SessionId,
+    acked: Arc<Histogram>,
 ) -> Result<mobile_bridge::protocol::ChatAck, mobile_bridge::client::ClientError> {
-    sender.send_chat(session, format!("t={}", now_us())).await
+    let sent = now_us();
+    let ack = sender.send_chat(session, format!("t={sent}")).await;
+    acked.record(now_us().saturating_sub(sent));
+    ack
+}
+
+/// The server's own histograms of the latency breakdown (`/metrics`).
+struct Breakdown {
+    durable: Buckets,
+    first: Buckets,
+    last: Buckets,
+}
+
+impl Breakdown {
+    async fn scrape(http: &reqwest::Client, url: &str) -> Option<Self> {
+        let text = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        Some(Self {
+            durable: Buckets::parse(&text, "simmer_chat_durable_seconds", ""),
+            first: Buckets::parse(&text, "simmer_chat_fanout_seconds", "edge=\"first\""),
+            last: Buckets::parse(&text, "simmer_chat_fanout_seconds", "edge=\"last\""),
+        })
+    }
+
+    fn since(&self, earlier: &Self) -> Self {
+        Self {
+            durable: self.durable.since(&earlier.durable),
+            first: self.first.since(&earlier.first),
+            last: self.last.since(&earlier.last),
+        }
+    }
 }
 
 /// The acknowledged sends: how many, and the range of their sequence
@@ -230,6 +272,12 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     sender_config.request_timeout = Duration::from_secs(30);
     let (sender, _events) = Client::connect(sender_config).await?;
     sender.join(session).await?;
+    let breakdown_before = if args.load.floor {
+        None
+    } else {
+        Breakdown::scrape(&http, &args.load.url).await
+    };
+    let acked = Arc::new(Histogram::default());
     let sending = CpuWindow::start(args.load.server_pid);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
@@ -255,12 +303,12 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         if args.rate > 0.0 {
             tokio::select! {
                 _ = tick.tick() => {
-                    in_flight.push(send_one(sender.clone(), session));
+                    in_flight.push(send_one(sender.clone(), session, acked.clone()));
                 }
                 Some(r) = in_flight.next() => acks.record(r),
             }
         } else {
-            in_flight.push(send_one(sender.clone(), session));
+            in_flight.push(send_one(sender.clone(), session, acked.clone()));
         }
     }
     while let Some(r) = in_flight.next().await {
@@ -277,6 +325,12 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     }
     let total_time = started.elapsed();
     let sending_cpu = sending.report();
+    let breakdown = match breakdown_before {
+        Some(before) => Breakdown::scrape(&http, &args.load.url)
+            .await
+            .map(|after| after.since(&before)),
+        None => None,
+    };
     for stop in stops {
         let _ = stop.send(());
     }
@@ -323,6 +377,27 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         missing_tail,
         counters.duplicated.load(Ordering::Relaxed)
     );
+    println!(
+        "time to the sender's ack: p50 {}, p99 {}",
+        ms(acked.pct(50.0)),
+        ms(acked.pct(99.0))
+    );
+    if let Some(b) = breakdown {
+        println!(
+            "server, accepted -> durable (histogram buckets, interpolated): {}",
+            b.durable.summary()
+        );
+        println!(
+            "server, published -> first member's socket (1 in {} messages): {}",
+            FANOUT_SAMPLE_EVERY,
+            b.first.summary()
+        );
+        println!(
+            "server, published -> last member's socket (1 in {} messages): {}",
+            FANOUT_SAMPLE_EVERY,
+            b.last.summary()
+        );
+    }
     println!("CPU while sending and draining: {sending_cpu}");
     println!("CPU over the whole run: {}", whole_run.report());
     if let (Some(before), Some(joined), Some(after)) = (rss_before, rss_joined, rss_after) {

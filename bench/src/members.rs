@@ -26,7 +26,8 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 1000)]
     pub viewers: usize,
     /// Spread client sockets over this many source addresses 127.0.0.1..N
-    /// (about 60k connections fit on one).
+    /// (about 60k connections fit on one); 0: let the system pick (a server
+    /// across a veth pair, not on loopback).
     #[arg(long, default_value_t = 4)]
     pub source_ips: u8,
     /// Connections opened at once while ramping up.
@@ -120,12 +121,9 @@ pub async fn connect_viewers(
             let http = http.clone();
             let base = bases[n % bases.len()].clone();
             let target = targets.get(n % bases.len().max(1)).cloned();
-            let bind = std::net::IpAddr::from([
-                127,
-                0,
-                0,
-                1 + (n % usize::from(args.source_ips.max(1))) as u8,
-            ]);
+            let bind = (args.source_ips > 0).then(|| {
+                std::net::IpAddr::from([127, 0, 0, 1 + (n % usize::from(args.source_ips)) as u8])
+            });
             let (floor, no_join) = (args.floor, args.no_join);
             pending.push(async move {
                 let token = if floor {
@@ -136,7 +134,7 @@ pub async fn connect_viewers(
                 let t0 = Instant::now();
                 let joined = match target {
                     Some(target) => {
-                        let mut member = RawMember::connect(&target, Some(bind), &token).await?;
+                        let mut member = RawMember::connect(&target, bind, &token).await?;
                         let last_seq = if no_join {
                             None
                         } else {
@@ -150,7 +148,7 @@ pub async fn connect_viewers(
                     None => {
                         let ws_url = format!("{}/ws", base.replacen("http", "ws", 1));
                         let mut config = ClientConfig::new(ws_url, token);
-                        config.bind = Some(bind);
+                        config.bind = bind;
                         config.ping_interval = Duration::from_secs(20);
                         let (client, events) = Client::connect(config).await?;
                         let last_seq = if no_join {

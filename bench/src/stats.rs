@@ -90,3 +90,113 @@ impl Histogram {
         0
     }
 }
+
+/// A Prometheus histogram's cumulative bucket counts (upper bound in
+/// seconds, count), read from `/metrics` text: the series named `name`
+/// whose labels contain `labels` (e.g. `edge="last"`; "" for any).
+#[derive(Debug, Clone, Default)]
+pub struct Buckets(Vec<(f64, f64)>);
+
+impl Buckets {
+    pub fn parse(text: &str, name: &str, labels: &str) -> Self {
+        let prefix = format!("{name}_bucket{{");
+        let mut buckets: Vec<(f64, f64)> = text
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(&prefix)?;
+                let (labelset, value) = rest.split_once("} ")?;
+                if !labelset.contains(labels) {
+                    return None;
+                }
+                let le = labelset.split("le=\"").nth(1)?.split('"').next()?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, value.trim().parse().ok()?))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Self(buckets)
+    }
+
+    /// What was observed between `earlier` and `self`.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self(
+            self.0
+                .iter()
+                .map(|&(le, n)| {
+                    let before = earlier
+                        .0
+                        .iter()
+                        .find(|(l, _)| *l == le)
+                        .map_or(0.0, |(_, b)| *b);
+                    (le, n - before)
+                })
+                .collect(),
+        )
+    }
+
+    pub fn count(&self) -> f64 {
+        self.0.last().map_or(0.0, |(_, n)| *n)
+    }
+
+    /// The `p`-th percentile in microseconds, interpolated inside its
+    /// bucket (a bucket-wide estimate: say so where it is reported).
+    pub fn pct(&self, p: f64) -> Option<u64> {
+        let total = self.count();
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = total * p / 100.0;
+        let (mut lower, mut below) = (0.0, 0.0);
+        for &(le, n) in &self.0 {
+            if n >= rank {
+                if le.is_infinite() {
+                    return Some((lower * 1e6) as u64);
+                }
+                let share = if n > below {
+                    (rank - below) / (n - below)
+                } else {
+                    1.0
+                };
+                return Some(((lower + (le - lower) * share) * 1e6) as u64);
+            }
+            (lower, below) = (le, n);
+        }
+        None
+    }
+
+    /// "p50 …, p99 … (n …)" in milliseconds.
+    pub fn summary(&self) -> String {
+        match (self.pct(50.0), self.pct(99.0)) {
+            (Some(p50), Some(p99)) => format!(
+                "p50 {}, p99 {} ({} observed)",
+                ms(p50),
+                ms(p99),
+                self.count()
+            ),
+            _ => "nothing observed".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_come_from_the_difference_of_two_scrapes() {
+        let before =
+            "x_bucket{le=\"0.001\"} 10\nx_bucket{le=\"0.01\"} 10\nx_bucket{le=\"+Inf\"} 10\n";
+        let after = "# HELP x\nx_bucket{le=\"0.001\"} 60\nx_bucket{le=\"0.01\"} 110\nx_bucket{le=\"+Inf\"} 110\nx_sum 1\n";
+        let window = Buckets::parse(after, "x", "").since(&Buckets::parse(before, "x", ""));
+        assert_eq!(window.count(), 100.0);
+        // Half below 1 ms; the 99th in the 1–10 ms bucket, 98 % of its way.
+        assert_eq!(window.pct(50.0), Some(1000));
+        assert_eq!(window.pct(99.0), Some(9820));
+        let labelled = "y_bucket{edge=\"first\",le=\"1\"} 3\ny_bucket{edge=\"last\",le=\"1\"} 7\n";
+        assert_eq!(Buckets::parse(labelled, "y", "edge=\"last\"").count(), 7.0);
+    }
+}

@@ -251,19 +251,53 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64()
     );
 
-    // Pair and connect every watch.
+    // Pair every watch first, then connect them all: the server's RSS
+    // between the two, divided by the feeds, is what one open feed costs.
+    let t0 = Instant::now();
+    let mut tokens = Vec::with_capacity(args.watches);
+    {
+        let mut pending = FuturesUnordered::new();
+        let mut next = 0;
+        while tokens.len() < args.watches {
+            while next < args.watches && pending.len() < args.concurrency {
+                let n = next;
+                next += 1;
+                let session = sessions[n % sessions.len()];
+                let (http, base, user_token) = (http.clone(), args.url.clone(), user_token.clone());
+                pending.push(async move {
+                    let token =
+                        pair(&http, &base, &user_token, session, format!("watch {n}")).await?;
+                    Ok::<_, anyhow::Error>((n, token))
+                });
+            }
+            match pending.next().await {
+                Some(result) => tokens.push(result?),
+                None => break,
+            }
+        }
+    }
+    tokens.sort_unstable_by_key(|(n, _)| *n);
+    println!(
+        "paired {} watches in {:.1} s",
+        tokens.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    // Let the pairing's requests and connections settle before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_paired = setup::rss_kib(args.server_pid);
+
     let results = Arc::new(Mutex::new(Results::default()));
     let (window_tx, window) = tokio::sync::watch::channel::<Option<(i64, i64)>>(None);
     let t0 = Instant::now();
     let mut pending = FuturesUnordered::new();
     let mut watches = Vec::with_capacity(args.watches);
-    let mut next = 0;
+    let mut tokens = tokens.into_iter();
     while watches.len() < args.watches {
-        while next < args.watches && pending.len() < args.concurrency {
-            let n = next;
-            next += 1;
-            let session = sessions[n % sessions.len()];
-            let (http, base, user_token) = (http.clone(), args.url.clone(), user_token.clone());
+        while pending.len() < args.concurrency {
+            let Some((n, token)) = tokens.next() else {
+                break;
+            };
+            let base = args.url.clone();
             let accuracy = n < args.accuracy_watches;
             let ips = args.source_ips.max(1);
             let skew_ms = if accuracy && args.accuracy_watches > 1 {
@@ -283,7 +317,6 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
             let window = window.clone();
             let results = results.clone();
             pending.push(async move {
-                let token = pair(&http, &base, &user_token, session, format!("watch {n}")).await?;
                 let mut config = WatchConfig::new(&base, &token);
                 config.skew_ms = skew_ms;
                 config.link_delay = link_delay;
@@ -310,7 +343,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "paired and connected {} watches ({} with skewed clocks up to ±{} ms and a {}–{} ms link) in {:.1} s",
+        "connected {} watches ({} with skewed clocks up to ±{} ms and a {}–{} ms link) in {:.1} s",
         watches.len(),
         args.accuracy_watches.min(watches.len()),
         args.skew_ms,
@@ -318,6 +351,14 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         args.link_delay_ms + args.link_jitter_ms,
         t0.elapsed().as_secs_f64()
     );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if let (Some(before), Some(after)) = (rss_paired, setup::rss_kib(args.server_pid)) {
+        println!(
+            "server RSS: {before} KiB paired, {after} KiB with {} feeds open: {:.2} KiB per feed",
+            watches.len(),
+            after.saturating_sub(before) as f64 / watches.len().max(1) as f64
+        );
+    }
 
     let measure_from = system_ms() + 1000;
     let measure_until = measure_from + i64::try_from(args.duration * 1000).unwrap_or(i64::MAX);
