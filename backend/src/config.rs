@@ -314,6 +314,18 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_MEDIA_ICE_TIMEOUT_S")]
     pub media_ice_timeout_s: Option<u64>,
 
+    /// Lanes per room: viewers are spread over this many groups, each
+    /// written by its own task, so one room's fan-out uses every core
+    /// [default: the number of cores; at most 64].
+    #[arg(long, env = "SIMMER_MEDIA_LANES")]
+    pub media_lanes: Option<usize>,
+
+    /// Milliseconds a host's packet may wait for a lane that fell behind;
+    /// older ones are dropped (and a keyframe asked for) instead of reaching
+    /// viewers late [default: 300].
+    #[arg(long, env = "SIMMER_MEDIA_MAX_QUEUE_MS")]
+    pub media_max_queue_ms: Option<u64>,
+
     /// Reverse proxies whose `X-Forwarded-For` names the client, for the
     /// per-address limits: comma-separated addresses or CIDR blocks
     /// (`10.0.0.0/8, ::1`) [default: none, the header is ignored].
@@ -476,6 +488,8 @@ impl ConfigArgs {
             media_connect_timeout_s,
             media_max_sdp_bytes,
             media_ice_timeout_s,
+            media_lanes,
+            media_max_queue_ms,
             trusted_proxies,
             cors_origins,
             workers,
@@ -676,6 +690,14 @@ impl Settings {
                         args.media_connect_timeout_s,
                         10,
                     )?,
+                },
+                crate::media::RelayLimits {
+                    lanes: args.media_lanes.filter(|n| *n > 0).unwrap_or_else(|| {
+                        std::thread::available_parallelism().map_or(1, usize::from)
+                    }),
+                    max_queue: Duration::from_millis(
+                        args.media_max_queue_ms.unwrap_or(300).max(20),
+                    ),
                 },
             )?,
             trusted_proxies: crate::client_addr::TrustedProxies::parse(

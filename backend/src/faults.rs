@@ -13,6 +13,10 @@ pub enum Fault {
     /// Fail with an unrecoverable error: the actor stops and its supervisor
     /// restarts it.
     Stop,
+    /// Fall behind for this long without failing: the actor handles no
+    /// message meanwhile; the media room's lanes instead hold their packets
+    /// (a relay that cannot keep up), and the room goes on answering.
+    Stall(std::time::Duration),
 }
 
 /// Breaks the actor (tests only).
@@ -33,6 +37,10 @@ impl Fault {
             Fault::Stop => {
                 tracing::error!(%id, what, "injected unrecoverable error; stopping");
                 ctx.stop();
+            }
+            Fault::Stall(d) => {
+                tracing::warn!(%id, what, ?d, "injected stall");
+                ctx.wait(actix::fut::wrap_future(tokio::time::sleep(d)));
             }
         }
     }

@@ -212,7 +212,8 @@ impl Metrics {
         let media_packets_lost = IntCounterVec::new(
             Opts::new(
                 "media_packets_lost_total",
-                "RTP packets lost: `in` from hosts (sequence gaps), `out` as viewers report",
+                "RTP packets lost: `in` from hosts (sequence gaps), `out` as viewers report, \
+                 `dropped` by the relay (waited too long for a lane)",
             ),
             &["direction"],
         )?;

@@ -30,6 +30,7 @@ pub struct MediaSettings {
     pub turn: turn::TurnAuth,
     pub max_subscribers: usize,
     pub viewer_limits: ViewerLimits,
+    pub relay: RelayLimits,
     pub max_sdp_bytes: usize,
     /// No ICE traffic for this long: the peer is gone.
     pub ice_timeout: Duration,
@@ -46,6 +47,15 @@ pub struct ViewerLimits {
     /// An answered WHEP session not ICE-connected this long after its
     /// answer is closed and its slot freed.
     pub connect_timeout: Duration,
+}
+
+/// How a room spreads and bounds its writes to viewers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// Lanes per room: groups of viewers, each written by its own task.
+    pub lanes: usize,
+    /// A packet that waited this long for its lane is dropped, not sent.
+    pub max_queue: Duration,
 }
 
 fn ip_list(name: &str, list: Option<&str>) -> anyhow::Result<Vec<IpAddr>> {
@@ -73,6 +83,7 @@ impl MediaSettings {
         max_sdp_bytes: usize,
         ice_timeout: Duration,
         viewer_limits: ViewerLimits,
+        relay: RelayLimits,
     ) -> anyhow::Result<Self> {
         let mut bind = ip_list("media_bind_ips", bind_ips)?;
         if bind.is_empty() {
@@ -110,6 +121,10 @@ impl MediaSettings {
             turn,
             max_subscribers,
             viewer_limits,
+            relay: RelayLimits {
+                lanes: relay.lanes.clamp(1, 64),
+                max_queue: relay.max_queue,
+            },
             max_sdp_bytes,
             ice_timeout,
         })

@@ -200,6 +200,68 @@ async fn lost_video_is_sent_again_and_loss_is_reported() {
 }
 
 #[actix_rt::test]
+async fn a_relay_that_falls_behind_drops_what_is_late_and_goes_on_live() {
+    let app = helpers::spawn_app_with(|s| {
+        s.media.relay.lanes = 2;
+        s.media.relay.max_queue = Duration::from_millis(100);
+    })
+    .await;
+    let (host, session) = live(&app).await;
+    let publisher = Publisher::publish(&app, &host.token, session).await;
+    publisher.wait_connected().await;
+    // Two viewers: one per lane.
+    let viewers = [
+        Viewer::play(&app, &host.token, session).await,
+        Viewer::play(&app, &host.token, session).await,
+    ];
+    for viewer in &viewers {
+        viewer.wait_connected().await;
+    }
+    let sending = publisher.send_for(Duration::from_secs(4));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = publisher.keyframe_requests();
+    // The lanes hold their packets for 1.5 s, as a relay short of CPU would.
+    assert!(
+        app.state
+            .sessions
+            .inject_fault(session, "media", Fault::Stall(Duration::from_millis(1_500)))
+            .await
+    );
+    sending.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    for viewer in &viewers {
+        let (video, audio) = viewer.received();
+        assert!(
+            video > 40 && audio > 40,
+            "received {video} video, {audio} audio"
+        );
+        // Sent late, every packet held would arrive ~1.5 s behind.
+        let late = viewer.most_late();
+        assert!(
+            late < Duration::from_millis(900),
+            "a packet came {late:?} late"
+        );
+        // What was dropped left no gap for the viewer to ask for again.
+        assert!(viewer.sequence_is_continuous(), "gaps: {:?}", viewer.gaps());
+    }
+    assert!(
+        publisher.keyframe_requests() > asked,
+        "once caught up, the relay asks the host for a keyframe"
+    );
+    let stats = media_stats(&app, &host, session).await;
+    // ~1.4 s of 66 video and 50 audio packets a second, for two viewers.
+    let dropped = stats["packets_dropped"].as_u64().unwrap();
+    assert!(dropped >= 200, "{stats}");
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains(r#"simmer_media_packets_lost_total{direction="dropped"}"#),
+        "{text}"
+    );
+}
+
+#[actix_rt::test]
 async fn the_relay_carries_vp9_and_av1() {
     let app = spawn_app().await;
     let (host, session) = live(&app).await;

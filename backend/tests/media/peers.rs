@@ -485,6 +485,10 @@ struct Received {
     /// When the first and the latest video packet arrived.
     first_video: Option<Instant>,
     last_video: Option<Instant>,
+    /// The first video packet's arrival and RTP timestamp, and how much
+    /// later than that pace (90 kHz) any video packet arrived at most.
+    video_clock: Option<(Instant, u32)>,
+    most_late: Duration,
 }
 
 /// A viewer playing over WHEP.
@@ -557,6 +561,14 @@ impl Viewer {
                             let now = Instant::now();
                             r.first_video.get_or_insert(now);
                             r.last_video = Some(now);
+                            let ts = packet.header.timestamp;
+                            let (t0, ts0) = *r.video_clock.get_or_insert((now, ts));
+                            let media = ts.wrapping_sub(ts0) as i32;
+                            if media >= 0 {
+                                let due = t0 + Duration::from_micros(media as u64 * 100 / 9);
+                                let late = now.saturating_duration_since(due);
+                                r.most_late = r.most_late.max(late);
+                            }
                         } else {
                             r.audio += 1;
                         }
@@ -625,6 +637,12 @@ impl Viewer {
     #[cfg_attr(not(feature = "cluster-tests"), allow(dead_code))]
     pub fn last_video_at(&self) -> Option<Instant> {
         self.received.lock().unwrap().last_video
+    }
+
+    /// How much later than the first video packet's pace (its RTP clock)
+    /// any video packet arrived, at most.
+    pub fn most_late(&self) -> Duration {
+        self.received.lock().unwrap().most_late
     }
 
     /// The codec of the last video packet received.

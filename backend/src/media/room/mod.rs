@@ -41,12 +41,14 @@ use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 use webrtc::track::track_remote::TrackRemote;
 
 mod feedback;
+mod lanes;
 mod peers;
 mod rate;
 mod relay;
 mod slots;
 mod state;
 
+use lanes::{Kind, Lane, Seat};
 pub use slots::Holder;
 use slots::{PublishClaim, Reservation, Slots};
 
@@ -136,6 +138,12 @@ pub struct MediaStats {
     /// Packets viewers asked the relay to send again (NACK); the relay
     /// answers from its per-viewer buffer.
     pub nack_requests: u64,
+    /// Packets not sent to viewers because they waited longer than
+    /// `SIMMER_MEDIA_MAX_QUEUE_MS` (one per viewer per packet): the relay
+    /// fell behind and skipped ahead to live. (Absent from a node of an
+    /// older release during a rolling upgrade: 0.)
+    #[serde(default)]
+    pub packets_dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -149,6 +157,7 @@ struct Counters {
     lost_in: AtomicU64,
     lost_out: AtomicU64,
     nacks: AtomicU64,
+    dropped: AtomicU64,
     rates: rate::RateMeter,
 }
 
@@ -164,6 +173,7 @@ struct Subscriber {
     guest: bool,
     pc: Arc<RTCPeerConnection>,
     video: Arc<RTCRtpSender>,
+    seat: Seat,
     /// Dropped with the subscriber: that ends its RTCP readers. The crate's
     /// own stop signal wakes only a read that is waiting at that instant, so a
     /// reader between two reads would wait for good.
@@ -176,8 +186,10 @@ struct RoomCore {
     sfu: Sfu,
     bus: Arc<dyn Bus>,
     metrics: Metrics,
-    video: Mutex<Arc<TrackLocalStaticRTP>>,
-    audio: Arc<TrackLocalStaticRTP>,
+    /// Viewers are spread over these (see `lanes`).
+    lanes: Vec<Arc<Lane>>,
+    /// The codec of the lanes' video tracks.
+    video_codec: Mutex<RTCRtpCodecCapability>,
     rewrite: [Mutex<Rewriter>; 2],
     publisher: Mutex<Option<Publisher>>,
     /// The host's video SSRC, for keyframe requests.
@@ -193,6 +205,9 @@ struct RoomCore {
     codecs: Mutex<Vec<String>>,
     /// Counted in the `media_publishers` gauge.
     publishing: std::sync::atomic::AtomicBool,
+    /// Lanes write nothing until then (`Fault::Stall`).
+    #[cfg(feature = "test-hooks")]
+    stalled_until: Mutex<Option<Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -397,6 +412,11 @@ impl Handler<crate::faults::InjectFault> for MediaRoom {
     type Result = ();
 
     fn handle(&mut self, msg: crate::faults::InjectFault, ctx: &mut Context<Self>) {
-        msg.0.apply("media room", self.session_id, ctx);
+        match msg.0 {
+            crate::faults::Fault::Stall(d) => {
+                *lock(&self.core.stalled_until) = Some(Instant::now() + d);
+            }
+            fault => fault.apply("media room", self.session_id, ctx),
+        }
     }
 }

@@ -138,9 +138,10 @@ impl RoomCore {
             settings.max_subscribers,
             &settings.viewer_limits,
         )?;
+        let seat = Seat::take(&self.lanes).ok_or_else(|| unavailable("the room has no lanes"))?;
         let pc = self.sfu.peer().await.map_err(unavailable)?;
-        let video_track: Arc<dyn TrackLocal + Send + Sync> = lock(&self.video).clone();
-        let audio_track: Arc<dyn TrackLocal + Send + Sync> = self.audio.clone();
+        let video_track: Arc<dyn TrackLocal + Send + Sync> = seat.lane.video();
+        let audio_track: Arc<dyn TrackLocal + Send + Sync> = seat.lane.audio();
         let added = async {
             let video = pc.add_track(video_track).await?;
             let audio = pc.add_track(audio_track).await?;
@@ -219,6 +220,7 @@ impl RoomCore {
                 guest,
                 pc,
                 video,
+                seat,
                 _readers: readers,
             },
         );

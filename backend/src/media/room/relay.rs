@@ -1,6 +1,6 @@
 //! Relaying the host's tracks: each RTP packet read once, rewritten
-//! ([`Rewriter`]) and written to every viewer through the room's local
-//! track; a codec switch moves viewers to a new track first.
+//! ([`Rewriter`]) and queued to the lanes, which write it to their viewers
+//! (`lanes`); a codec switch moves viewers to new tracks first.
 
 use super::*;
 
@@ -9,65 +9,63 @@ use super::*;
 const RATE_SAMPLE_PACKETS: u64 = 128;
 
 impl RoomCore {
-    /// The local track for the host's `kind`, switched to its codec if the
-    /// host sends another one than the room had. Viewers are moved to the
-    /// new track before it returns, so they miss none of its packets.
-    pub(super) async fn track_for(
+    /// The lanes' local tracks for the host's `kind`, switched to its codec
+    /// if the host sends another one than the room had. Viewers are moved to
+    /// the new tracks before it returns, so they miss none of its packets.
+    pub(super) async fn tracks_for(
         self: &Arc<Self>,
         remote: &TrackRemote,
-    ) -> Arc<TrackLocalStaticRTP> {
+    ) -> Vec<Arc<TrackLocalStaticRTP>> {
         let codec = remote.codec().capability;
         lock(&self.codecs).push(rate::canonical_codec(&codec.mime_type));
         if remote.kind() == RTPCodecType::Audio {
-            return self.audio.clone();
+            return self.lanes.iter().map(|l| l.audio()).collect();
         }
-        let (track, senders) = {
-            let mut video = lock(&self.video);
-            if video
-                .codec()
-                .mime_type
-                .eq_ignore_ascii_case(&codec.mime_type)
-            {
-                return video.clone();
+        let moves = {
+            let mut current = lock(&self.video_codec);
+            if current.mime_type.eq_ignore_ascii_case(&codec.mime_type) {
+                return self.lanes.iter().map(|l| l.video()).collect();
             }
-            // Another codec: viewers move to a new track (where their answer
+            // Another codec: viewers move to new tracks (where their answer
             // allows it; the others are told to reconnect).
             tracing::info!(session_id = %self.session_id, codec = %codec.mime_type, "video codec changes");
-            let track = local_track(codec, "video");
-            *video = track.clone();
-            let senders: Vec<_> = lock(&self.subscribers)
+            *current = codec.clone();
+            for lane in &self.lanes {
+                lane.replace_video(local_track(codec.clone(), "video"));
+            }
+            lock(&self.subscribers)
                 .values()
-                .map(|s| s.video.clone())
-                .collect();
-            (track, senders)
+                .map(|s| (s.video.clone(), s.seat.lane.video()))
+                .collect::<Vec<_>>()
         };
         let mut failed = false;
-        for sender in senders {
-            let new: Arc<dyn TrackLocal + Send + Sync> = track.clone();
+        for (sender, track) in moves {
+            let new: Arc<dyn TrackLocal + Send + Sync> = track;
             failed |= sender.replace_track(Some(new)).await.is_err();
         }
         if failed {
             self.announce(MediaState::Reconnect);
         }
-        track
+        self.lanes.iter().map(|l| l.video()).collect()
     }
 
-    /// Relays one of the host's tracks until it ends.
+    /// Relays one of the host's tracks until it ends: reads, rewrites and
+    /// counts each packet, and queues it to the lanes.
     pub(super) async fn forward(self: Arc<Self>, remote: Arc<TrackRemote>, publisher: Uuid) {
-        let kind = remote.kind();
-        let local = self.track_for(&remote).await;
-        let slot = usize::from(kind == RTPCodecType::Audio);
-        if kind == RTPCodecType::Video {
+        let kind = Kind::of(remote.kind());
+        let tracks = self.tracks_for(&remote).await;
+        if kind == Kind::Video {
             self.video_ssrc.store(remote.ssrc(), Ordering::Relaxed);
             // Start viewers who are already waiting.
             *lock(&self.last_keyframe_request) = None;
             self.request_keyframe();
         }
+        let mut fanout = self.start_lanes(kind, tracks);
         let (mut loss, mut lost) = (LossCounter::default(), 0);
         while let Ok((mut packet, _)) = remote.read_rtp().await {
             let size = packet.payload.len() as u64 + 12;
             lost = self.count_loss_in(lost, loss.packet(packet.header.sequence_number));
-            let (seq, ts) = lock(&self.rewrite[slot]).rewrite(
+            let (seq, ts) = lock(&self.rewrite[kind as usize]).rewrite(
                 packet.header.ssrc,
                 packet.header.sequence_number,
                 packet.header.timestamp,
@@ -84,19 +82,9 @@ impl RoomCore {
                     c.bytes_out.load(Ordering::Relaxed),
                 );
             }
-            let viewers = lock(&self.subscribers).len() as u64;
-            if local.write_rtp(&packet).await.is_ok() {
-                self.counters
-                    .packets_out
-                    .fetch_add(viewers, Ordering::Relaxed);
-                self.counters
-                    .bytes_out
-                    .fetch_add(viewers * size, Ordering::Relaxed);
-                self.metrics.media_packets_in.inc();
-                self.metrics.media_packets_out.inc_by(viewers);
-                self.metrics.media_bytes_in.inc_by(size);
-                self.metrics.media_bytes_out.inc_by(viewers * size);
-            }
+            self.metrics.media_packets_in.inc();
+            self.metrics.media_bytes_in.inc_by(size);
+            fanout.send(&self, &packet);
         }
         tracing::debug!(session_id = %self.session_id, %publisher, ?kind, "host track ended");
     }

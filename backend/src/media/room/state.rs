@@ -10,31 +10,33 @@ impl RoomCore {
         bus: Arc<dyn Bus>,
         metrics: Metrics,
     ) -> Arc<Self> {
-        let video = local_track(
-            RTCRtpCodecCapability {
-                mime_type: MIME_TYPE_VP8.to_owned(),
-                clock_rate: 90_000,
-                ..Default::default()
-            },
-            "video",
-        );
-        let audio = local_track(
-            RTCRtpCodecCapability {
-                mime_type: MIME_TYPE_OPUS.to_owned(),
-                clock_rate: 48_000,
-                channels: 2,
-                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-                ..Default::default()
-            },
-            "audio",
-        );
+        let video = RTCRtpCodecCapability {
+            mime_type: MIME_TYPE_VP8.to_owned(),
+            clock_rate: 90_000,
+            ..Default::default()
+        };
+        let audio = RTCRtpCodecCapability {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            ..Default::default()
+        };
+        let lanes = (0..sfu.settings().relay.lanes)
+            .map(|_| {
+                Arc::new(Lane::new(
+                    local_track(video.clone(), "video"),
+                    local_track(audio.clone(), "audio"),
+                ))
+            })
+            .collect();
         Arc::new(Self {
             session_id,
             sfu,
             bus,
             metrics,
-            video: Mutex::new(video),
-            audio,
+            lanes,
+            video_codec: Mutex::new(video),
             rewrite: [Mutex::default(), Mutex::default()],
             publisher: Mutex::new(None),
             video_ssrc: AtomicU32::new(0),
@@ -45,6 +47,8 @@ impl RoomCore {
             last_keyframe_request: Mutex::new(None),
             codecs: Mutex::new(Vec::new()),
             publishing: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(feature = "test-hooks")]
+            stalled_until: Mutex::new(None),
         })
     }
 
@@ -123,6 +127,7 @@ impl RoomCore {
             packets_lost_in: c.lost_in.load(Ordering::Relaxed),
             packets_lost_out: c.lost_out.load(Ordering::Relaxed),
             nack_requests: c.nacks.load(Ordering::Relaxed),
+            packets_dropped: c.dropped.load(Ordering::Relaxed),
         }
     }
 }

@@ -1,0 +1,252 @@
+//! The room's fan-out over lanes. Writing one packet to a viewer costs the
+//! `webrtc` crate ~20 µs (interceptors, SRTP, `sendto`), so one task writing
+//! to every viewer holds one core at ~200 viewers of 1.5 Mbit/s and falls
+//! behind; the backlog then builds in the crate's receive buffers, seconds
+//! deep. Here viewers are spread over lanes, each a pair of local tracks
+//! written by its own task, so a room writes on every core of the media
+//! runtime; the host's packets are read by a task that never waits on
+//! viewers, stamped and queued to every lane. A lane that finds a packet
+//! older than `max_queue` drops it instead of delaying it (a packet seconds
+//! late is worthless live), renumbers so its viewers see no gap to ask
+//! again for, and asks the host for a keyframe once caught up.
+
+use std::sync::atomic::AtomicUsize;
+
+use tokio::sync::mpsc;
+use webrtc::rtp::packet::Packet;
+
+use super::*;
+
+/// Packets queued per lane and kind: ~5 s of 1.5 Mbit/s video, far more
+/// than `max_queue` lets a lane keep; a full queue drops like a late packet.
+const QUEUE_PACKETS: usize = 1024;
+
+/// Video or audio, as an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Video = 0,
+    Audio = 1,
+}
+
+impl Kind {
+    pub(super) fn of(kind: RTPCodecType) -> Self {
+        if kind == RTPCodecType::Audio {
+            Self::Audio
+        } else {
+            Self::Video
+        }
+    }
+}
+
+/// One lane: the tracks its viewers are bound to.
+pub(super) struct Lane {
+    video: Mutex<Arc<TrackLocalStaticRTP>>,
+    audio: Arc<TrackLocalStaticRTP>,
+    viewers: AtomicUsize,
+    /// Per kind, sequence numbers not used for dropped packets: the next
+    /// packets are moved back by as many, so the lane's stream has no gap.
+    /// Kept across publishes (the room's [`Rewriter`] continues from what
+    /// it forwarded, which counts the dropped ones).
+    skipped: [std::sync::atomic::AtomicU16; 2],
+}
+
+impl Lane {
+    pub(super) fn new(video: Arc<TrackLocalStaticRTP>, audio: Arc<TrackLocalStaticRTP>) -> Self {
+        Self {
+            video: Mutex::new(video),
+            audio,
+            viewers: AtomicUsize::new(0),
+            skipped: Default::default(),
+        }
+    }
+
+    pub(super) fn video(&self) -> Arc<TrackLocalStaticRTP> {
+        lock(&self.video).clone()
+    }
+
+    pub(super) fn audio(&self) -> Arc<TrackLocalStaticRTP> {
+        self.audio.clone()
+    }
+
+    /// Puts `track` in place of the video track.
+    pub(super) fn replace_video(&self, track: Arc<TrackLocalStaticRTP>) {
+        *lock(&self.video) = track;
+    }
+}
+
+/// A viewer's place in a lane, given back when dropped (with the viewer).
+pub(super) struct Seat {
+    pub(super) lane: Arc<Lane>,
+}
+
+impl Seat {
+    /// A seat in the lane with the fewest viewers (`None`: no lanes).
+    pub(super) fn take(lanes: &[Arc<Lane>]) -> Option<Self> {
+        let lane = lanes
+            .iter()
+            .min_by_key(|l| l.viewers.load(Ordering::Relaxed))?
+            .clone();
+        lane.viewers.fetch_add(1, Ordering::Relaxed);
+        Some(Self { lane })
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.lane.viewers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A packet from the host, when the relay read it, and how many before it
+/// the lane missed (its queue was full).
+struct Stamped {
+    packet: Packet,
+    read_at: Instant,
+    missed: u16,
+}
+
+/// Where the reader hands one host track's packets to the lanes.
+pub(super) struct Fanout {
+    queues: Vec<mpsc::Sender<Stamped>>,
+    /// Per lane, packets not queued since the last one that was.
+    missed: Vec<u16>,
+}
+
+impl RoomCore {
+    /// Starts one writer per lane for a host track of `kind` (written to
+    /// `tracks`, one per lane); they end when the returned fan-out is
+    /// dropped and they have written what was queued.
+    pub(super) fn start_lanes(
+        self: &Arc<Self>,
+        kind: Kind,
+        tracks: Vec<Arc<TrackLocalStaticRTP>>,
+    ) -> Fanout {
+        let queues = self
+            .lanes
+            .iter()
+            .zip(tracks)
+            .map(|(lane, track)| {
+                let (tx, rx) = mpsc::channel(QUEUE_PACKETS);
+                let writer = LaneWriter {
+                    core: Arc::downgrade(self),
+                    lane: lane.clone(),
+                    kind,
+                    track,
+                    max_queue: self.sfu.settings().relay.max_queue,
+                    late: false,
+                };
+                self.sfu.runtime().spawn(writer.run(rx));
+                tx
+            })
+            .collect::<Vec<_>>();
+        Fanout {
+            missed: vec![0; queues.len()],
+            queues,
+        }
+    }
+}
+
+impl Fanout {
+    /// Queues `packet` to every lane. A lane whose queue is full misses it
+    /// (counted, and renumbered over like a late one).
+    pub(super) fn send(&mut self, core: &RoomCore, packet: &Packet) {
+        let read_at = Instant::now();
+        for ((queue, missed), lane) in self.queues.iter().zip(&mut self.missed).zip(&core.lanes) {
+            let stamped = Stamped {
+                packet: packet.clone(),
+                read_at,
+                missed: *missed,
+            };
+            match queue.try_send(stamped) {
+                Ok(()) => *missed = 0,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    *missed = missed.wrapping_add(1);
+                    core.count_dropped(lane);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+}
+
+/// Writes one host track's packets to one lane's viewers.
+struct LaneWriter {
+    core: std::sync::Weak<RoomCore>,
+    lane: Arc<Lane>,
+    kind: Kind,
+    track: Arc<TrackLocalStaticRTP>,
+    max_queue: Duration,
+    /// Dropping late packets until one is within half of `max_queue`.
+    late: bool,
+}
+
+impl LaneWriter {
+    async fn run(mut self, mut queue: mpsc::Receiver<Stamped>) {
+        let lane = self.lane.clone();
+        let skipped = &lane.skipped[self.kind as usize];
+        while let Some(Stamped {
+            mut packet,
+            read_at,
+            missed,
+        }) = queue.recv().await
+        {
+            let Some(core) = self.core.upgrade() else {
+                return;
+            };
+            #[cfg(feature = "test-hooks")]
+            {
+                let stalled = *lock(&core.stalled_until);
+                if let Some(until) = stalled {
+                    tokio::time::sleep_until(until.into()).await;
+                }
+            }
+            if missed > 0 {
+                skipped.fetch_add(missed, Ordering::Relaxed);
+                self.late = true;
+            }
+            let limit = if self.late {
+                self.max_queue / 2
+            } else {
+                self.max_queue
+            };
+            if read_at.elapsed() > limit {
+                self.late = true;
+                skipped.fetch_add(1, Ordering::Relaxed);
+                core.count_dropped(&self.lane);
+                continue;
+            }
+            if std::mem::take(&mut self.late) && self.kind == Kind::Video {
+                // What the viewers got since the drop cannot be decoded.
+                core.request_keyframe();
+            }
+            packet.header.sequence_number = packet
+                .header
+                .sequence_number
+                .wrapping_sub(skipped.load(Ordering::Relaxed));
+            let viewers = self.lane.viewers.load(Ordering::Relaxed) as u64;
+            let size = packet.payload.len() as u64 + 12;
+            if self.track.write_rtp(&packet).await.is_ok() && viewers > 0 {
+                core.counters
+                    .packets_out
+                    .fetch_add(viewers, Ordering::Relaxed);
+                core.counters
+                    .bytes_out
+                    .fetch_add(viewers * size, Ordering::Relaxed);
+                core.metrics.media_packets_out.inc_by(viewers);
+                core.metrics.media_bytes_out.inc_by(viewers * size);
+            }
+        }
+    }
+}
+
+impl RoomCore {
+    /// A lane did not send a packet to its viewers.
+    fn count_dropped(&self, lane: &Lane) {
+        let viewers = lane.viewers.load(Ordering::Relaxed) as u64;
+        self.counters.dropped.fetch_add(viewers, Ordering::Relaxed);
+        self.metrics
+            .media_packets_lost
+            .with_label_values(&["dropped"])
+            .inc_by(viewers);
+    }
+}
