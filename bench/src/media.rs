@@ -3,9 +3,12 @@
 //! Each video frame carries its send time; subscribers measure one-way frame
 //! delay (first packet of a frame), count packets and sequence gaps (loss),
 //! and late joiners measure the time from their offer to the first keyframe.
-//! Reports those and the server's CPU and memory. Run it inside a network
+//! Reports those and the server's CPU and memory. With `--churn N`, instead:
+//! N viewers that come and go one after another, and the server's memory
+//! and open files along the way (`churn`). Run it inside a network
 //! namespace with only loopback (`scripts/bench-media.sh`).
 
+mod churn;
 mod peers;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,12 +37,24 @@ pub struct MediaArgs {
     /// Seconds of publishing once everyone is connected.
     #[arg(long, default_value_t = 20)]
     pub duration: u64,
-    /// Connections set up at once.
+    /// Connections set up at once (with `--churn`: viewers coming and going
+    /// at once).
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
     /// How viewers behave.
     #[arg(long, value_enum, default_value_t = ViewerMode::Full)]
     pub viewer_mode: ViewerMode,
+    /// Instead of the scenario above: N viewers, `--concurrency` at a time,
+    /// each connecting, receiving a packet, then ending its WHEP resource and
+    /// closing; the server's memory and open files every N/10 viewers and
+    /// after the session ends.
+    #[arg(long, value_name = "N")]
+    pub churn: Option<usize>,
+    /// With `--churn`: live sessions one after another, each with its
+    /// publisher and N viewers (what stays after the first is code paged in
+    /// once, or a leak).
+    #[arg(long, default_value_t = 1)]
+    pub sessions: usize,
     /// The server's process id, to report its CPU and memory.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -62,6 +77,9 @@ pub enum ViewerMode {
 const PLAIN_JOIN_GAP: Duration = Duration::from_millis(20);
 
 pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
+    if let Some(viewers) = args.churn {
+        return churn::run(&args, viewers).await;
+    }
     let http = reqwest::Client::new();
     let scene = setup::live_session(&http, &args.url).await?;
     let (session, token) = (scene.session_id, scene.host_token);

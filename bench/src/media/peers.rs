@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
@@ -108,6 +109,18 @@ async fn negotiate(
     })
 }
 
+/// Ends a WHIP or WHEP resource (`DELETE`, 200 expected).
+pub async fn end_resource(http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<()> {
+    let resp = http.delete(url).bearer_auth(token).send().await?;
+    let status = resp.status();
+    anyhow::ensure!(
+        status.as_u16() == 200,
+        "DELETE {url}: {status} {}",
+        resp.text().await.unwrap_or_default()
+    );
+    Ok(())
+}
+
 /// When the publisher got keyframe requests and sent keyframes: a slow late
 /// joiner is explained against it.
 #[derive(Default)]
@@ -119,6 +132,8 @@ pub struct PublisherLog {
 /// The host: publishes over WHIP until [`Publisher::stop`].
 pub struct Publisher {
     pc: Arc<RTCPeerConnection>,
+    /// The WHIP resource's URL.
+    resource: String,
     stop: Arc<AtomicBool>,
     sending: Option<JoinHandle<()>>,
     /// Video packets sent so far (their sequence numbers count from 0).
@@ -196,7 +211,7 @@ impl Publisher {
             }
             Box::pin(async {})
         }));
-        negotiate(http, &pc, base, format!("/whip/{session}"), token).await?;
+        let resource = negotiate(http, &pc, base, format!("/whip/{session}"), token).await?;
         for _ in 0..200 {
             if connected.load(Ordering::SeqCst) {
                 break;
@@ -221,6 +236,7 @@ impl Publisher {
         ));
         Ok(Self {
             pc,
+            resource,
             stop,
             sending: Some(sending),
             sent_packets,
@@ -235,6 +251,15 @@ impl Publisher {
         if let Some(sending) = self.sending.take() {
             let _ = sending.await;
         }
+    }
+
+    /// Stops sending, ends the WHIP resource and closes the connection, as a
+    /// host's app does.
+    pub async fn unpublish(&mut self, http: &reqwest::Client, token: &str) -> anyhow::Result<()> {
+        self.stop().await;
+        let ended = end_resource(http, &self.resource, token).await;
+        self.close().await;
+        ended
     }
 
     pub async fn close(&self) {
@@ -321,7 +346,11 @@ pub struct Seen {
 
 pub struct Subscriber {
     pub pc: Arc<RTCPeerConnection>,
+    /// The WHEP resource's URL.
+    pub resource: String,
     pub seen: Arc<Mutex<Seen>>,
+    /// Notified once, at the first video packet.
+    pub first_packet: Arc<Notify>,
     pub asked: Instant,
     /// How long the offer took to answer (and apply).
     pub connected_after: Duration,
@@ -350,10 +379,12 @@ pub async fn subscribe(
         .await?;
     }
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let sink = seen.clone();
+    let first_packet = Arc::new(Notify::new());
+    let (sink, arrived) = (seen.clone(), first_packet.clone());
     let weak = Arc::downgrade(&pc);
     pc.on_track(Box::new(move |track, _, _| {
         let sink = sink.clone();
+        let arrived = arrived.clone();
         let measuring = measuring.clone();
         let weak = weak.clone();
         Box::pin(async move {
@@ -372,6 +403,7 @@ pub async fn subscribe(
                         let mut s = lock(&sink);
                         if s.first_packet.is_none() {
                             s.first_packet = Some(Instant::now());
+                            arrived.notify_one();
                         }
                         if keyframe && s.first_keyframe.is_none() {
                             s.first_keyframe = Some(Instant::now());
@@ -425,13 +457,18 @@ pub async fn subscribe(
         })
     }));
     let asked = Instant::now();
-    if let Err(e) = negotiate(http, &pc, base, format!("/whep/{session}"), token).await {
-        let _ = pc.close().await;
-        return Err(e);
-    }
+    let resource = match negotiate(http, &pc, base, format!("/whep/{session}"), token).await {
+        Ok(resource) => resource,
+        Err(e) => {
+            let _ = pc.close().await;
+            return Err(e);
+        }
+    };
     Ok(Subscriber {
         pc,
+        resource,
         seen,
+        first_packet,
         asked,
         connected_after: asked.elapsed(),
     })
