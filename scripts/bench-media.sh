@@ -5,28 +5,39 @@
 # scenario stops by itself; the server is stopped by PID.
 #
 #   ./scripts/bench-media.sh --subscribers 200 --duration 20
+#   ./scripts/bench-media.sh --viewer-mode plain --subscribers 200
+#   ./scripts/bench-media.sh --churn 5000 --concurrency 4   # viewers who come and go
+#
+# Environment:
+#   SIMMER_BIN=PATH, BENCH_BIN=PATH  run these binaries (both given: build
+#            nothing), e.g. copies that a build in a shared target directory
+#            cannot replace halfway through a long run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/simmer/target}"
-cargo build --release -p backend -p simmer-bench --locked --quiet
+SIMMER="${SIMMER_BIN:-$CARGO_TARGET_DIR/release/simmer}"
+BENCH="${BENCH_BIN:-$CARGO_TARGET_DIR/release/simmer-bench}"
+if [ -z "${SIMMER_BIN:-}" ] || [ -z "${BENCH_BIN:-}" ]; then
+    cargo build --release -p backend -p simmer-bench --locked --quiet
+fi
 if [ "$(id -u)" = 0 ]; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --net); fi
-"${NETNS[@]}" bash -s "$CARGO_TARGET_DIR/release" "$@" <<'INNER'
+"${NETNS[@]}" bash -s "$SIMMER" "$BENCH" "$@" <<'INNER'
 set -euo pipefail
 ip link set lo up
-BIN="$1"; shift
+SIMMER="$1"; BENCH="$2"; shift 2
 WORK="$(mktemp -d)"
 PORT=18081
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
     SIMMER_MEDIA_MAX_SUBSCRIBERS=100000 SIMMER_MEDIA_MAX_SUBSCRIPTIONS_PER_VIEWER=100000 \
     SIMMER_MEDIA_MAX_SUBSCRIPTIONS_PER_ADDRESS=100000 SIMMER_MEDIA_CONNECT_TIMEOUT_S=120 \
-    "$BIN/simmer" serve >"$WORK/server.log" 2>&1 &
+    "$SIMMER" serve >"$WORK/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; server: release simmer (SQLite) pid $PID, in a network namespace"
-"$BIN/simmer-bench" media --url "http://127.0.0.1:$PORT" --server-pid "$PID" "$@"
+"$BENCH" media --url "http://127.0.0.1:$PORT" --server-pid "$PID" "$@"
 if grep -q "panicked" "$WORK/server.log"; then echo "server panicked" >&2; exit 1; fi
 INNER

@@ -44,8 +44,9 @@ enum Command {
     /// The reference watch: pair it with a code, then see what it shows.
     WatchFollow(watch::FollowArgs),
     /// One WHIP publisher to N WHEP subscribers: loss, one-way frame delay,
-    /// time to first keyframe, server CPU and memory (run it in a network
-    /// namespace: scripts/bench-media.sh).
+    /// time to first keyframe, server CPU and memory; or, with `--churn N`,
+    /// N viewers who come and go and the server's memory and open files
+    /// along the way (run it in a network namespace: scripts/bench-media.sh).
     Media(media::MediaArgs),
     /// kill -9 of a session's owner node: time until the session answers
     /// through another node (one trial; scripts/bench-cluster.sh repeats it).

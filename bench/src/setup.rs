@@ -96,15 +96,32 @@ pub async fn guest_token(
 
 /// Resident memory of a process, in KiB (Linux `/proc`).
 pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// A line of `/proc/PID/status` given in KiB: `VmRSS`, `RssAnon`, ...
+pub fn status_kib(pid: Option<u32>, field: &str) -> Option<u64> {
     let pid = pid?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| {
+            l.strip_prefix(field)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })?
         .split_whitespace()
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// How many files (sockets included) a process has open.
+pub fn open_fds(pid: Option<u32>) -> Option<usize> {
+    Some(
+        std::fs::read_dir(format!("/proc/{}/fd", pid?))
+            .ok()?
+            .count(),
+    )
 }
 
 /// Wall-clock time in microseconds since the Unix epoch (load tool and

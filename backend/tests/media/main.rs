@@ -29,6 +29,7 @@ mod rolling_restart;
 #[cfg(feature = "cluster-tests")]
 mod signalling_at_any_node;
 mod viewer_slots_cannot_be_hoarded;
+mod viewers_who_come_and_go_leave_nothing_behind;
 
 use std::time::{Duration, Instant};
 
