@@ -12,6 +12,10 @@
 #   SIMMER_BIN=PATH, BENCH_BIN=PATH  run these binaries (both given: build
 #            nothing), e.g. copies that a build in a shared target directory
 #            cannot replace halfway through a long run.
+#   PIN=1    the server on CPU 0 and the load tool on CPU 1 (taskset): the
+#            relay gets one core whatever the tool needs (its lanes then
+#            share that core).
+#   SIMMER_MEDIA_LANES, SIMMER_MEDIA_MAX_QUEUE_MS  passed to the server.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,21 +27,26 @@ if [ -z "${SIMMER_BIN:-}" ] || [ -z "${BENCH_BIN:-}" ]; then
     cargo build --release -p backend -p simmer-bench --locked --quiet
 fi
 if [ "$(id -u)" = 0 ]; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --net); fi
-"${NETNS[@]}" bash -s "$SIMMER" "$BENCH" "$@" <<'INNER'
+"${NETNS[@]}" bash -s "${PIN:-0}" "$SIMMER" "$BENCH" "$@" <<'INNER'
 set -euo pipefail
 ip link set lo up
-SIMMER="$1"; BENCH="$2"; shift 2
+PIN="$1"; SIMMER="$2"; BENCH="$3"; shift 3
+SERVER_ON=(); TOOL_ON=(); PINNED=""
+if [ "$PIN" = 1 ]; then
+    SERVER_ON=(taskset -c 0); TOOL_ON=(taskset -c 1)
+    PINNED="; pinned: server on CPU 0, load tool on CPU 1"
+fi
 WORK="$(mktemp -d)"
 PORT=18081
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
     SIMMER_MEDIA_MAX_SUBSCRIBERS=100000 SIMMER_MEDIA_MAX_SUBSCRIPTIONS_PER_VIEWER=100000 \
     SIMMER_MEDIA_MAX_SUBSCRIPTIONS_PER_ADDRESS=100000 SIMMER_MEDIA_CONNECT_TIMEOUT_S=120 \
-    "$SIMMER" serve >"$WORK/server.log" 2>&1 &
+    "${SERVER_ON[@]}" "$SIMMER" serve >"$WORK/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; server: release simmer (SQLite) pid $PID, in a network namespace"
-"$BENCH" media --url "http://127.0.0.1:$PORT" --server-pid "$PID" "$@"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; server: release simmer (SQLite) pid $PID, in a network namespace$PINNED; lanes ${SIMMER_MEDIA_LANES:-default}, max queue ${SIMMER_MEDIA_MAX_QUEUE_MS:-default} ms"
+"${TOOL_ON[@]}" "$BENCH" media --url "http://127.0.0.1:$PORT" --server-pid "$PID" "$@"
 if grep -q "panicked" "$WORK/server.log"; then echo "server panicked" >&2; exit 1; fi
 INNER
