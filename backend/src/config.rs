@@ -326,6 +326,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_MEDIA_MAX_QUEUE_MS")]
     pub media_max_queue_ms: Option<u64>,
 
+    /// Viewers play from the relay's own edge (one UDP port per address,
+    /// ICE lite, DTLS and SRTP done by the relay, batched sends) instead of
+    /// one `webrtc` crate peer connection each [default: false].
+    #[arg(long, env = "SIMMER_MEDIA_EDGE")]
+    pub media_edge: Option<bool>,
+
     /// Reverse proxies whose `X-Forwarded-For` names the client, for the
     /// per-address limits: comma-separated addresses or CIDR blocks
     /// (`10.0.0.0/8, ::1`) [default: none, the header is ignored].
@@ -490,6 +496,7 @@ impl ConfigArgs {
             media_ice_timeout_s,
             media_lanes,
             media_max_queue_ms,
+            media_edge,
             trusted_proxies,
             cors_origins,
             workers,
@@ -698,6 +705,7 @@ impl Settings {
                     max_queue: Duration::from_millis(
                         args.media_max_queue_ms.unwrap_or(300).max(20),
                     ),
+                    edge: args.media_edge.unwrap_or(false),
                 },
             )?,
             trusted_proxies: crate::client_addr::TrustedProxies::parse(

@@ -514,6 +514,12 @@ impl Sessions {
         self.inner.local.media_tasks()
     }
 
+    /// The node's media edge, if viewers play from it (tests and
+    /// diagnostics: its port and tasks are the node's, not a room's).
+    pub fn media_edge(&self) -> Option<crate::media::edge::Edge> {
+        self.inner.local.media_edge()
+    }
+
     /// Breaks one of a session's actors (tests only): `what` is `session`,
     /// `chat`, `timer` or `media`.
     #[cfg(feature = "test-hooks")]

@@ -362,6 +362,11 @@ impl LocalSessions {
     pub(super) fn media_tasks(&self) -> usize {
         self.inner.deps.sfu.runtime().metrics().num_alive_tasks()
     }
+
+    /// The node's media edge, if viewers play from it.
+    pub(super) fn media_edge(&self) -> Option<crate::media::edge::Edge> {
+        self.inner.deps.sfu.edge().cloned()
+    }
 }
 
 /// Starts an actor under `actix::Supervisor` on a session thread.

@@ -22,6 +22,7 @@ use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::RTCPFeedback;
 
+use super::edge::Edge;
 use super::MediaSettings;
 
 /// Builds peer connections that follow the media settings. Cheap to clone.
@@ -32,6 +33,8 @@ pub struct Sfu {
     /// Peer connections and their tasks run here, on every core, away from
     /// the HTTP workers and the session actors.
     runtime: tokio::runtime::Handle,
+    /// Where viewers play, if from the relay's own edge.
+    edge: Option<Edge>,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -125,11 +128,28 @@ impl Sfu {
             .with_interceptor_registry(interceptors)
             .with_setting_engine(engine)
             .build();
+        let edge = if settings.relay.edge {
+            Some(Edge::bind(
+                &settings.bind_ips,
+                &settings.public_ips,
+                settings.udp_ports.0,
+                settings.ice_timeout,
+                runtime.clone(),
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
             api: Arc::new(api),
             settings: Arc::new(settings),
             runtime,
+            edge,
         })
+    }
+
+    /// The relay's own viewer side, when viewers play from it.
+    pub fn edge(&self) -> Option<&Edge> {
+        self.edge.as_ref()
     }
 
     pub fn settings(&self) -> &MediaSettings {

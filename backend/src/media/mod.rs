@@ -4,6 +4,7 @@
 //! packet, never transcoding. Nothing outside this module touches the crate's
 //! callbacks: the rest of Simmer speaks the room's messages.
 
+pub mod edge;
 pub mod engine;
 pub mod rewrite;
 pub mod room;
@@ -56,6 +57,9 @@ pub struct RelayLimits {
     pub lanes: usize,
     /// A packet that waited this long for its lane is dropped, not sent.
     pub max_queue: Duration,
+    /// Viewers play from the relay's own edge (`edge`), not from a crate
+    /// peer connection each.
+    pub edge: bool,
 }
 
 fn ip_list(name: &str, list: Option<&str>) -> anyhow::Result<Vec<IpAddr>> {
@@ -124,6 +128,7 @@ impl MediaSettings {
             relay: RelayLimits {
                 lanes: relay.lanes.clamp(1, 64),
                 max_queue: relay.max_queue,
+                edge: relay.edge,
             },
             max_sdp_bytes,
             ice_timeout,

@@ -427,11 +427,17 @@ async fn ending_the_session_closes_every_peer_connection() {
         .send_for(Duration::from_millis(500))
         .await
         .unwrap();
+    // The node's edge (if viewers play from it) keeps its port and tasks:
+    // it is the node's, not the session's.
+    let edge = app.state.sessions.media_edge();
+    let edge_ports = edge.as_ref().map(|e| e.ports()).unwrap_or_default();
+    let node_tasks = edge.as_ref().map_or(0, |e| e.tasks());
     let server_ports: Vec<u16> = publisher
         .server_ports
         .iter()
         .chain(viewers.iter().flat_map(|v| v.server_ports.iter()))
         .copied()
+        .filter(|p| !edge_ports.contains(p))
         .collect();
     assert!(
         !open_ports(&server_ports).is_empty(),
@@ -453,12 +459,14 @@ async fn ending_the_session_closes_every_peer_connection() {
         let closed = publisher.closed_by_server() && viewers.iter().all(Viewer::closed_by_server);
         let sockets = open_ports(&server_ports);
         let tasks = app.state.sessions.media_tasks();
-        if closed && sockets.is_empty() && tasks == 0 {
+        let on_edge = edge.as_ref().map_or((0, 0), |e| e.viewers());
+        if closed && sockets.is_empty() && tasks == node_tasks && on_edge == (0, 0) {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "after the end: peers closed {closed}, server sockets {sockets:?}, media tasks {tasks} (of {tasks_live})"
+            "after the end: peers closed {closed}, server sockets {sockets:?}, media tasks {tasks} \
+             (of {tasks_live}, the node's own {node_tasks}), viewers and addresses on the edge {on_edge:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -21,6 +21,37 @@ use super::*;
 /// than `max_queue` lets a lane keep; a full queue drops like a late packet.
 const QUEUE_PACKETS: usize = 1024;
 
+/// Packets kept per lane and kind to answer edge viewers' NACKs: about
+/// three seconds of 1.5 Mbit/s video, once per lane rather than per viewer.
+const HISTORY: usize = 512;
+
+/// The last [`HISTORY`] packets a lane wrote, by sequence number.
+pub(super) struct History {
+    slots: Vec<Option<Packet>>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self {
+            slots: vec![None; HISTORY],
+        }
+    }
+}
+
+impl History {
+    fn put(&mut self, packet: Packet) {
+        let slot = usize::from(packet.header.sequence_number) % HISTORY;
+        self.slots[slot] = Some(packet);
+    }
+
+    /// Packet `seq`, if still kept.
+    pub(super) fn get(&self, seq: u16) -> Option<&Packet> {
+        self.slots[usize::from(seq) % HISTORY]
+            .as_ref()
+            .filter(|p| p.header.sequence_number == seq)
+    }
+}
+
 /// Video or audio, as an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -48,6 +79,11 @@ pub(super) struct Lane {
     /// Kept across publishes (the room's [`Rewriter`] continues from what
     /// it forwarded, which counts the dropped ones).
     skipped: [std::sync::atomic::AtomicU16; 2],
+    /// The lane's viewers on the edge (copied when one comes or goes, read
+    /// once per packet).
+    edge: Mutex<Arc<Vec<Arc<edge::Peer>>>>,
+    /// What the lane wrote lately, per kind, for edge viewers' NACKs.
+    pub(super) history: [Mutex<History>; 2],
 }
 
 impl Lane {
@@ -57,7 +93,31 @@ impl Lane {
             audio,
             viewers: AtomicUsize::new(0),
             skipped: Default::default(),
+            edge: Mutex::default(),
+            history: Default::default(),
         }
+    }
+
+    /// The lane's edge viewers now.
+    pub(super) fn edge_peers(&self) -> Arc<Vec<Arc<edge::Peer>>> {
+        lock(&self.edge).clone()
+    }
+
+    pub(super) fn add_edge_peer(&self, peer: Arc<edge::Peer>) {
+        let mut peers = lock(&self.edge);
+        let mut next = peers.as_ref().clone();
+        next.push(peer);
+        *peers = Arc::new(next);
+    }
+
+    pub(super) fn remove_edge_peer(&self, peer: &Arc<edge::Peer>) {
+        let mut peers = lock(&self.edge);
+        let next: Vec<_> = peers
+            .iter()
+            .filter(|p| !Arc::ptr_eq(p, peer))
+            .cloned()
+            .collect();
+        *peers = Arc::new(next);
     }
 
     pub(super) fn video(&self) -> Arc<TrackLocalStaticRTP> {
@@ -127,6 +187,7 @@ impl RoomCore {
             .zip(tracks)
             .map(|(lane, track)| {
                 let (tx, rx) = mpsc::channel(QUEUE_PACKETS);
+                let codec = track.codec();
                 let writer = LaneWriter {
                     core: Arc::downgrade(self),
                     lane: lane.clone(),
@@ -134,6 +195,9 @@ impl RoomCore {
                     track,
                     max_queue: self.sfu.settings().relay.max_queue,
                     late: false,
+                    edge: self.sfu.edge().cloned(),
+                    codec: (codec.mime_type, codec.sdp_fmtp_line),
+                    batch: edge::Batch::default(),
                 };
                 self.sfu.runtime().spawn(writer.run(rx));
                 tx
@@ -178,6 +242,12 @@ struct LaneWriter {
     max_queue: Duration,
     /// Dropping late packets until one is within half of `max_queue`.
     late: bool,
+    /// Where the lane's edge viewers are written.
+    edge: Option<edge::Edge>,
+    /// The track's codec: mime type and fmtp (for each edge viewer's
+    /// payload type).
+    codec: (String, String),
+    batch: edge::Batch,
 }
 
 impl LaneWriter {
@@ -225,7 +295,14 @@ impl LaneWriter {
                 .wrapping_sub(skipped.load(Ordering::Relaxed));
             let viewers = self.lane.viewers.load(Ordering::Relaxed) as u64;
             let size = packet.payload.len() as u64 + 12;
-            if self.track.write_rtp(&packet).await.is_ok() && viewers > 0 {
+            let written = match &self.edge {
+                Some(edge) => {
+                    self.write_edge(edge.clone(), &packet).await;
+                    true
+                }
+                None => self.track.write_rtp(&packet).await.is_ok(),
+            };
+            if written && viewers > 0 {
                 core.counters
                     .packets_out
                     .fetch_add(viewers, Ordering::Relaxed);
@@ -235,6 +312,25 @@ impl LaneWriter {
                 core.metrics.media_packets_out.inc_by(viewers);
                 core.metrics.media_bytes_out.inc_by(viewers * size);
             }
+        }
+    }
+}
+
+impl LaneWriter {
+    /// Writes `packet` to the lane's edge viewers (and keeps it for their
+    /// NACKs).
+    async fn write_edge(&mut self, edge: edge::Edge, packet: &Packet) {
+        let kind = self.kind as usize;
+        let bare = edge::bare(packet);
+        let peers = self.lane.edge_peers();
+        for peer in peers.iter() {
+            if let Some(pt) = peer.payload_type(kind, &self.codec.0, &self.codec.1) {
+                peer.seal(kind, pt, &bare, &mut self.batch);
+            }
+        }
+        lock(&self.lane.history[kind]).put(bare);
+        if !self.batch.is_empty() {
+            edge.send(&mut self.batch).await;
         }
     }
 }

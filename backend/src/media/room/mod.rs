@@ -40,6 +40,7 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 use webrtc::track::track_remote::TrackRemote;
 
+mod edge_viewers;
 mod feedback;
 mod lanes;
 mod peers;
@@ -52,6 +53,7 @@ use lanes::{Kind, Lane, Seat};
 pub use slots::Holder;
 use slots::{PublishClaim, Reservation, Slots};
 
+use super::edge;
 use super::engine::Sfu;
 use super::rewrite::{LossCounter, Rewriter};
 use super::sdp;
@@ -168,11 +170,43 @@ struct Publisher {
     since: Instant,
 }
 
+/// How a viewer is connected.
+enum Viewer {
+    /// A peer connection of the `webrtc` crate, bound to its lane's tracks.
+    Crate {
+        pc: Arc<RTCPeerConnection>,
+        video: Arc<RTCRtpSender>,
+    },
+    /// A viewer of the relay's own edge.
+    Edge(Arc<edge::Peer>),
+}
+
+impl Viewer {
+    /// ICE is up (or was, and may come back).
+    fn connected(&self) -> bool {
+        match self {
+            Self::Crate { pc, .. } => matches!(
+                pc.connection_state(),
+                RTCPeerConnectionState::Connected | RTCPeerConnectionState::Disconnected
+            ),
+            Self::Edge(peer) => peer.is_connected(),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Self::Crate { pc, .. } => {
+                let _ = pc.close().await;
+            }
+            Self::Edge(peer) => peer.close(),
+        }
+    }
+}
+
 struct Subscriber {
     user: Uuid,
     guest: bool,
-    pc: Arc<RTCPeerConnection>,
-    video: Arc<RTCRtpSender>,
+    viewer: Viewer,
     seat: Seat,
     /// Dropped with the subscriber: that ends its RTCP readers. The crate's
     /// own stop signal wakes only a read that is waiting at that instant, so a

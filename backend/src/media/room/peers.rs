@@ -127,6 +127,9 @@ impl RoomCore {
         offer: String,
     ) -> Result<Answer, MediaError> {
         sdp::check_offer(&offer).map_err(|e| MediaError::BadOffer(e.to_string()))?;
+        if let Some(edge) = self.sfu.edge().cloned() {
+            return self.subscribe_edge(edge, viewer, guest, offer).await;
+        }
         let settings = self.sfu.settings();
         let id = Uuid::now_v7();
         // The slot is taken before anything awaits, and given back if the
@@ -218,17 +221,26 @@ impl RoomCore {
             Subscriber {
                 user,
                 guest,
-                pc,
-                video,
+                viewer: Viewer::Crate { pc, video },
                 seat,
                 _readers: readers,
             },
         );
         slot.keep();
         self.metrics.media_subscribers.inc();
-        let weak = Arc::downgrade(&self);
-        let timeout = settings.viewer_limits.connect_timeout;
-        let mut gone = subscriber_gone;
+        self.reclaim_if_unconnected(id, subscriber_gone);
+        Ok(Answer { resource: id, sdp })
+    }
+
+    /// Ends viewer `id` after the connect timeout unless it connected (or
+    /// ended: `gone` then says so).
+    pub(super) fn reclaim_if_unconnected(
+        self: &Arc<Self>,
+        id: Uuid,
+        mut gone: tokio::sync::watch::Receiver<()>,
+    ) {
+        let weak = Arc::downgrade(self);
+        let timeout = self.sfu.settings().viewer_limits.connect_timeout;
         self.sfu.runtime().spawn(async move {
             tokio::select! {
                 () = tokio::time::sleep(timeout) => {}
@@ -239,7 +251,6 @@ impl RoomCore {
                 core.reclaim_unconnected(id).await;
             }
         });
-        Ok(Answer { resource: id, sdp })
     }
 
     /// Ends viewer `id` if it has not reached ICE connected (an offer that
@@ -248,12 +259,7 @@ impl RoomCore {
     async fn reclaim_unconnected(&self, id: Uuid) {
         let gone = {
             let mut subscribers = lock(&self.subscribers);
-            let connected = subscribers.get(&id).map(|s| {
-                matches!(
-                    s.pc.connection_state(),
-                    RTCPeerConnectionState::Connected | RTCPeerConnectionState::Disconnected
-                )
-            });
+            let connected = subscribers.get(&id).map(|s| s.viewer.connected());
             match connected {
                 Some(false) => subscribers.remove(&id),
                 _ => None,
@@ -285,11 +291,14 @@ impl RoomCore {
 
     /// A viewer taken out of `subscribers` leaves: its slot is freed, its
     /// connection closed, the gauge counts it out (once, whoever removed it).
-    async fn end_subscriber(&self, id: Uuid, gone: Option<Subscriber>) {
+    pub(super) async fn end_subscriber(&self, id: Uuid, gone: Option<Subscriber>) {
         let Some(gone) = gone else { return };
         lock(&self.slots).release(id);
         self.metrics.media_subscribers.dec();
-        let _ = gone.pc.close().await;
+        if let Viewer::Edge(peer) = &gone.viewer {
+            gone.seat.lane.remove_edge_peer(peer);
+        }
+        gone.viewer.close().await;
     }
 
     pub(super) async fn unpublish(

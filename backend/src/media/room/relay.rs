@@ -21,7 +21,7 @@ impl RoomCore {
         if remote.kind() == RTPCodecType::Audio {
             return self.lanes.iter().map(|l| l.audio()).collect();
         }
-        let moves = {
+        let (moves, edge_cannot) = {
             let mut current = lock(&self.video_codec);
             if current.mime_type.eq_ignore_ascii_case(&codec.mime_type) {
                 return self.lanes.iter().map(|l| l.video()).collect();
@@ -33,12 +33,27 @@ impl RoomCore {
             for lane in &self.lanes {
                 lane.replace_video(local_track(codec.clone(), "video"));
             }
-            lock(&self.subscribers)
+            let subscribers = lock(&self.subscribers);
+            // An edge viewer gets the new codec on the payload type its
+            // answer gave it, if it has one.
+            let edge_cannot = subscribers.values().any(|s| match &s.viewer {
+                Viewer::Edge(peer) => {
+                    peer.payload_type(0, &codec.mime_type, &codec.sdp_fmtp_line)
+                        .is_none()
+                        && peer.video.is_some()
+                }
+                Viewer::Crate { .. } => false,
+            });
+            let moves = subscribers
                 .values()
-                .map(|s| (s.video.clone(), s.seat.lane.video()))
-                .collect::<Vec<_>>()
+                .filter_map(|s| match &s.viewer {
+                    Viewer::Crate { video, .. } => Some((video.clone(), s.seat.lane.video())),
+                    Viewer::Edge(_) => None,
+                })
+                .collect::<Vec<_>>();
+            (moves, edge_cannot)
         };
-        let mut failed = false;
+        let mut failed = edge_cannot;
         for (sender, track) in moves {
             let new: Arc<dyn TrackLocal + Send + Sync> = track;
             failed |= sender.replace_track(Some(new)).await.is_err();

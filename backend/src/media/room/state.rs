@@ -100,7 +100,10 @@ impl RoomCore {
             let _ = p.pc.close().await;
         }
         for s in subscribers {
-            let _ = s.pc.close().await;
+            if let Viewer::Edge(peer) = &s.viewer {
+                s.seat.lane.remove_edge_peer(peer);
+            }
+            s.viewer.close().await;
         }
     }
 
