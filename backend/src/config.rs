@@ -327,8 +327,9 @@ pub struct ConfigArgs {
     pub media_max_queue_ms: Option<u64>,
 
     /// Viewers play from the relay's own edge (one UDP port per address,
-    /// ICE lite, DTLS and SRTP done by the relay, batched sends) instead of
-    /// one `webrtc` crate peer connection each [default: false].
+    /// ICE lite, DTLS and SRTP done by the relay, batched sends); `false`
+    /// gives each viewer a `webrtc` crate peer connection instead, as
+    /// before [default: true].
     #[arg(long, env = "SIMMER_MEDIA_EDGE")]
     pub media_edge: Option<bool>,
 
@@ -705,7 +706,7 @@ impl Settings {
                     max_queue: Duration::from_millis(
                         args.media_max_queue_ms.unwrap_or(300).max(20),
                     ),
-                    edge: args.media_edge.unwrap_or(false),
+                    edge: args.media_edge.unwrap_or(true),
                 },
             )?,
             trusted_proxies: crate::client_addr::TrustedProxies::parse(

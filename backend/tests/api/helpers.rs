@@ -83,8 +83,8 @@ pub fn test_settings(data_dir: &std::path::Path, database_url: &str) -> Settings
         workers: Some(2),
         db_max_connections: Some(5),
         shutdown_timeout_s: Some(1),
-        // Viewers on the relay's own edge when the suite runs with
-        // SIMMER_MEDIA_EDGE=true (the server's own setting).
+        // The suite runs with the crate's viewer path when
+        // SIMMER_MEDIA_EDGE=false (the server's own setting).
         media_edge: std::env::var("SIMMER_MEDIA_EDGE")
             .ok()
             .map(|v| v == "true" || v == "1"),

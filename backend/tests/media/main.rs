@@ -145,6 +145,27 @@ async fn viewers_who_come_before_and_after_the_host_receive_its_video() {
     assert!(early.sequence_is_continuous(), "gaps: {:?}", early.gaps());
 }
 
+/// The fallback (`SIMMER_MEDIA_EDGE=false`): each viewer a peer connection
+/// of the `webrtc` crate, bound to its lane's tracks.
+#[actix_rt::test]
+async fn viewers_on_crate_peer_connections_receive_the_hosts_video() {
+    let app = helpers::spawn_app_with(|s| s.media.relay.edge = false).await;
+    assert!(app.state.sessions.media_edge().is_none());
+    let (host, session) = live(&app).await;
+    let viewer = Viewer::play(&app, &host.token, session).await;
+    let publisher = Publisher::publish(&app, &host.token, session).await;
+    publisher.wait_connected().await;
+    publisher.send_for(Duration::from_secs(2)).await.unwrap();
+    let (video, audio) = viewer.received();
+    assert!(video > 20, "video packets received: {video}");
+    assert!(audio > 20, "audio packets received: {audio}");
+    assert!(viewer.sequence_is_continuous(), "gaps: {:?}", viewer.gaps());
+    assert!(
+        !viewer.server_ports.is_empty() && open_ports(&viewer.server_ports) == viewer.server_ports,
+        "the viewer has a port of its own"
+    );
+}
+
 async fn media_stats(app: &TestApp, host: &User, session: uuid::Uuid) -> serde_json::Value {
     let stats = app
         .get(

@@ -24,6 +24,11 @@ use super::{ice, lock, Inner};
 /// DTLS records queued for a viewer's handshake (a flight is a few).
 const DTLS_INBOX: usize = 64;
 
+/// Packets sent again on a viewer's NACKs, at most, per second: a lane's
+/// whole history (about three seconds of video), so one viewer's NACKs
+/// cannot make the relay send more than three times its stream.
+const RESEND_PER_SECOND: u32 = 512;
+
 /// What happens to a viewer, told to the room.
 pub(crate) trait PeerEvents: Send + Sync {
     /// DTLS is up: media flows from now on.
@@ -81,6 +86,8 @@ pub(crate) struct Peer {
     dtls: Mutex<Option<Arc<DTLSConn>>>,
     events: Arc<dyn PeerEvents>,
     closed: AtomicBool,
+    /// Since when, and how many packets were sent again on NACKs.
+    resent: Mutex<(Instant, u32)>,
     edge: Weak<Inner>,
 }
 
@@ -142,6 +149,7 @@ impl Peer {
             dtls: Mutex::new(None),
             events,
             closed: AtomicBool::new(false),
+            resent: Mutex::new((Instant::now(), 0)),
             edge,
         }
     }
@@ -190,6 +198,18 @@ impl Peer {
             });
         }
         Some((check.response, ours))
+    }
+
+    /// How many of `asked` packets may be sent again now (see
+    /// [`RESEND_PER_SECOND`]); they are counted as sent.
+    pub(crate) fn resend_budget(&self, asked: usize) -> usize {
+        let mut resent = lock(&self.resent);
+        if resent.0.elapsed() >= Duration::from_secs(1) {
+            *resent = (Instant::now(), 0);
+        }
+        let allowed = (RESEND_PER_SECOND - resent.1).min(u32::try_from(asked).unwrap_or(u32::MAX));
+        resent.1 += allowed;
+        allowed as usize
     }
 
     /// Not checked for `timeout` (or never, `timeout` after its answer).

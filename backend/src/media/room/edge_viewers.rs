@@ -126,9 +126,11 @@ impl EdgeViewer {
             if nack.media_ssrc != ssrc {
                 continue;
             }
+            let asked: Vec<u16> = nack.nacks.iter().flat_map(|p| p.packet_list()).collect();
+            let allowed = peer.resend_budget(asked.len());
             let history = lock(&self.lane.history[kind as usize]);
-            for seq in nack.nacks.iter().flat_map(|pair| pair.packet_list()) {
-                if let Some(kept) = history.get(seq) {
+            for seq in &asked[..allowed] {
+                if let Some(kept) = history.get(*seq) {
                     peer.seal(kind as usize, pt, kept, &mut batch);
                 }
             }
