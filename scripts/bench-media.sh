@@ -46,7 +46,7 @@ SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; server: release simmer (SQLite) pid $PID, in a network namespace$PINNED; lanes ${SIMMER_MEDIA_LANES:-default}, max queue ${SIMMER_MEDIA_MAX_QUEUE_MS:-default} ms, edge ${SIMMER_MEDIA_EDGE:-false}"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; server: release simmer (SQLite) pid $PID, in a network namespace$PINNED; lanes ${SIMMER_MEDIA_LANES:-default}, max queue ${SIMMER_MEDIA_MAX_QUEUE_MS:-default} ms, edge ${SIMMER_MEDIA_EDGE:-default (true)}"
 "${TOOL_ON[@]}" "$BENCH" media --url "http://127.0.0.1:$PORT" --server-pid "$PID" "$@"
 if grep -q "panicked" "$WORK/server.log"; then echo "server panicked" >&2; exit 1; fi
 INNER
