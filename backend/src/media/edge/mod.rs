@@ -296,3 +296,131 @@ async fn sweep(edge: std::sync::Weak<Inner>, mut stop: tokio::sync::watch::Recei
         send::flush(&edge, &mut batch).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use webrtc::stun::agent::TransactionId;
+    use webrtc::stun::attributes::ATTR_USERNAME;
+    use webrtc::stun::fingerprint::FINGERPRINT;
+    use webrtc::stun::integrity::MessageIntegrity;
+    use webrtc::stun::message::{Message, Setter, BINDING_REQUEST, BINDING_SUCCESS};
+    use webrtc::stun::textattrs::TextAttribute;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Counted(AtomicUsize);
+
+    impl PeerEvents for Counted {
+        fn connected(&self) {}
+        fn rtcp(&self, _: &Arc<Peer>, _: &[Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>]) {}
+        fn closed(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+a=group:BUNDLE 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:view\r\na=ice-pwd:viewerpasswordviewerpassword\r\n\
+a=fingerprint:sha-256 AA:BB\r\na=setup:actpass\r\na=mid:0\r\na=recvonly\r\n\
+a=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n";
+
+    fn check(username: &str, pwd: &str) -> Vec<u8> {
+        let mut m = Message::new();
+        let setters: [Box<dyn Setter>; 5] = [
+            Box::new(BINDING_REQUEST),
+            Box::new(TransactionId::new()),
+            Box::new(TextAttribute::new(ATTR_USERNAME, username.to_owned())),
+            Box::new(MessageIntegrity::new_short_term_integrity(pwd.to_owned())),
+            Box::new(FINGERPRINT),
+        ];
+        m.build(&setters).unwrap();
+        m.raw
+    }
+
+    fn answer_attr<'a>(answer: &'a str, key: &str) -> &'a str {
+        answer
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("a={key}:")))
+            .unwrap()
+    }
+
+    /// What strangers send is dropped without a trace; a viewer is known
+    /// by at most `MAX_PATHS_PER_PEER` addresses; closing forgets it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_edge_holds_nothing_for_strangers_and_a_bounded_table_per_viewer() {
+        let edge = Edge::bind(
+            &["127.0.0.1".parse().unwrap()],
+            &[],
+            0,
+            Duration::from_secs(10),
+            tokio::runtime::Handle::current(),
+        )
+        .unwrap();
+        let to = edge.candidates()[0];
+        let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for junk in [
+            &[22u8, 254, 253, 0, 0][..],
+            &[0x80, 200, 0, 1],
+            b"hello",
+            &check("nobody:view", "x"),
+        ] {
+            stranger.send_to(junk, to).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(edge.viewers(), (0, 0));
+
+        let runtime = tokio::runtime::Handle::current();
+        let tasks_before = runtime.metrics().num_alive_tasks();
+        let events = Arc::new(Counted::default());
+        let offer = Offer::parse(OFFER).unwrap();
+        let (answer, peer) = edge.accept(&offer, events.clone(), Duration::from_secs(10));
+        let ufrag = answer_attr(&answer, "ice-ufrag");
+        let pwd = answer_attr(&answer, "ice-pwd");
+        assert!(answer.contains(&format!("{} {} typ host", to.ip(), to.port())));
+        assert_eq!(edge.viewers(), (1, 0));
+
+        // A check with the wrong password: no answer, no entry.
+        stranger
+            .send_to(&check(&format!("{ufrag}:view"), "guess"), to)
+            .await
+            .unwrap();
+        // Signed checks from many addresses: each answered, a few kept.
+        let mut buf = [0u8; 1500];
+        for _ in 0..(MAX_PATHS_PER_PEER + 4) {
+            let from = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            from.send_to(&check(&format!("{ufrag}:view"), pwd), to)
+                .await
+                .unwrap();
+            let (n, _) = tokio::time::timeout(Duration::from_secs(2), from.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            let mut response = Message::new();
+            response.unmarshal_binary(&buf[..n]).unwrap();
+            assert_eq!(response.typ, BINDING_SUCCESS);
+        }
+        assert_eq!(edge.viewers(), (1, MAX_PATHS_PER_PEER));
+        assert!(peer.path().is_some());
+
+        // Its DTLS handshake is waiting for a ClientHello that never comes.
+        assert!(runtime.metrics().num_alive_tasks() > tasks_before);
+        peer.close();
+        assert_eq!(edge.viewers(), (0, 0));
+        assert_eq!(events.0.load(Ordering::SeqCst), 1, "closed is told once");
+        peer.close();
+        assert_eq!(events.0.load(Ordering::SeqCst), 1);
+        // Closing ends the handshake and its tasks at once, not at its
+        // timeout.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while runtime.metrics().num_alive_tasks() > tasks_before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the handshake outlived its viewer"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

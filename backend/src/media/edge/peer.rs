@@ -86,6 +86,8 @@ pub(crate) struct Peer {
     dtls: Mutex<Option<Arc<DTLSConn>>>,
     events: Arc<dyn PeerEvents>,
     closed: AtomicBool,
+    /// Set when the viewer closes: a handshake still running stops.
+    closing: tokio::sync::watch::Sender<bool>,
     /// Since when, and how many packets were sent again on NACKs.
     resent: Mutex<(Instant, u32)>,
     edge: Weak<Inner>,
@@ -149,6 +151,7 @@ impl Peer {
             dtls: Mutex::new(None),
             events,
             closed: AtomicBool::new(false),
+            closing: tokio::sync::watch::Sender::new(false),
             resent: Mutex::new((Instant::now(), 0)),
             edge,
         }
@@ -266,7 +269,16 @@ impl Peer {
             extended_master_secret: ExtendedMasterSecretType::Request,
             ..Default::default()
         };
-        let done = tokio::time::timeout(timeout, DTLSConn::new(conn, config, false, None)).await;
+        let mut closing = self.closing.subscribe();
+        if self.is_closed() {
+            return;
+        }
+        let done = tokio::select! {
+            done = tokio::time::timeout(timeout, DTLSConn::new(conn, config, false, None)) => done,
+            // Closed meanwhile: the half-done association (and the tasks
+            // it started) go with this future.
+            _ = closing.wait_for(|closing| *closing) => return,
+        };
         let dtls = match done {
             Ok(Ok(dtls)) => Arc::new(dtls),
             Ok(Err(e)) => {
@@ -345,6 +357,7 @@ impl Peer {
         if self.closed.swap(true, Ordering::Relaxed) {
             return;
         }
+        self.closing.send_replace(true);
         *lock(&self.keyed) = None;
         if let Some(edge) = self.edge.upgrade() {
             edge.forget(self);

@@ -29,7 +29,7 @@ impl RoomCore {
         let events = Arc::new(EdgeViewer {
             core: Arc::downgrade(&self),
             id,
-            lane: seat.lane.clone(),
+            lane: Arc::downgrade(&seat.lane),
             reported: Mutex::new([0; 2]),
         });
         let (sdp, peer) = edge.accept(&offer, events, settings.viewer_limits.connect_timeout);
@@ -56,7 +56,8 @@ impl RoomCore {
 struct EdgeViewer {
     core: std::sync::Weak<RoomCore>,
     id: Uuid,
-    lane: Arc<Lane>,
+    /// Weak: the lane holds the viewer's peer, which holds this.
+    lane: std::sync::Weak<Lane>,
     /// Per leg, the highest cumulative loss the viewer reported.
     reported: Mutex<[u32; 2]>,
 }
@@ -107,12 +108,12 @@ impl EdgeViewer {
         ssrc: u32,
         packets: &[Box<dyn RtcpPacket + Send + Sync>],
     ) {
-        let Some(edge) = core.sfu.edge().cloned() else {
+        let (Some(edge), Some(lane)) = (core.sfu.edge().cloned(), self.lane.upgrade()) else {
             return;
         };
         let codec = match kind {
-            Kind::Video => self.lane.video().codec(),
-            Kind::Audio => self.lane.audio().codec(),
+            Kind::Video => lane.video().codec(),
+            Kind::Audio => lane.audio().codec(),
         };
         let Some(pt) = peer.payload_type(kind as usize, &codec.mime_type, &codec.sdp_fmtp_line)
         else {
@@ -128,7 +129,7 @@ impl EdgeViewer {
             }
             let asked: Vec<u16> = nack.nacks.iter().flat_map(|p| p.packet_list()).collect();
             let allowed = peer.resend_budget(asked.len());
-            let history = lock(&self.lane.history[kind as usize]);
+            let history = lock(&lane.history[kind as usize]);
             for seq in &asked[..allowed] {
                 if let Some(kept) = history.get(*seq) {
                     peer.seal(kind as usize, pt, kept, &mut batch);
