@@ -196,9 +196,9 @@ impl Inner {
     fn forget(&self, peer: &Peer) {
         let mut peers = lock(&self.peers);
         peers.by_ufrag.remove(&peer.ufrag);
-        peers
-            .by_addr
-            .retain(|_, p| !std::ptr::eq(Arc::as_ptr(p), peer));
+        for addr in lock(&peer.addrs).drain(..) {
+            peers.by_addr.remove(&addr);
+        }
     }
 
     /// One datagram from `from` on socket `n`.
@@ -206,25 +206,27 @@ impl Inner {
         let known = lock(&self.peers).by_addr.get(&(n, from)).cloned();
         match Datagram::of(packet) {
             Datagram::Stun => {
-                let peer = known.or_else(|| {
-                    let ufrag = ice::local_ufrag(packet)?;
-                    lock(&self.peers).by_ufrag.get(&ufrag).cloned()
-                });
-                let Some(peer) = peer else { return };
+                // Every check names its viewer (so an address a departed
+                // viewer used can be taken over by a new one at once).
+                let Some(peer) = ice::local_ufrag(packet)
+                    .and_then(|ufrag| lock(&self.peers).by_ufrag.get(&ufrag).cloned())
+                else {
+                    return;
+                };
                 let Some((response, ours)) = peer.check(packet, n, from) else {
                     return;
                 };
-                {
+                if known.as_ref().is_none_or(|k| !Arc::ptr_eq(k, &peer)) {
+                    // A new address for this viewer: known from now on,
+                    // up to MAX_PATHS_PER_PEER of them.
                     let mut peers = lock(&self.peers);
-                    let paths = peers
-                        .by_addr
-                        .values()
-                        .filter(|p| Arc::ptr_eq(p, &peer))
-                        .count();
-                    if !peers.by_addr.contains_key(&(n, from))
-                        && paths < MAX_PATHS_PER_PEER
-                        && !peer.is_closed()
-                    {
+                    if let Some(old) = known {
+                        lock(&old.addrs).retain(|a| *a != (n, from));
+                        peers.by_addr.remove(&(n, from));
+                    }
+                    let mut addrs = lock(&peer.addrs);
+                    if addrs.len() < MAX_PATHS_PER_PEER && !peer.is_closed() {
+                        addrs.push((n, from));
                         peers.by_addr.insert((n, from), peer.clone());
                     }
                 }
@@ -347,6 +349,22 @@ a=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n";
             .unwrap()
     }
 
+    async fn response(socket: &UdpSocket) -> Message {
+        let mut buf = [0u8; 1500];
+        loop {
+            let (n, _) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            let mut m = Message::new();
+            m.unmarshal_binary(&buf[..n]).unwrap();
+            // The edge's own check (before nomination) is not the answer.
+            if m.typ != BINDING_REQUEST {
+                return m;
+            }
+        }
+    }
+
     /// What strangers send is dropped without a trace; a viewer is known
     /// by at most `MAX_PATHS_PER_PEER` addresses; closing forgets it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,30 +406,46 @@ a=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n";
             .await
             .unwrap();
         // Signed checks from many addresses: each answered, a few kept.
-        let mut buf = [0u8; 1500];
+        let mut sockets = Vec::new();
         for _ in 0..(MAX_PATHS_PER_PEER + 4) {
             let from = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             from.send_to(&check(&format!("{ufrag}:view"), pwd), to)
                 .await
                 .unwrap();
-            let (n, _) = tokio::time::timeout(Duration::from_secs(2), from.recv_from(&mut buf))
-                .await
-                .unwrap()
-                .unwrap();
-            let mut response = Message::new();
-            response.unmarshal_binary(&buf[..n]).unwrap();
-            assert_eq!(response.typ, BINDING_SUCCESS);
+            assert_eq!(response(&from).await.typ, BINDING_SUCCESS);
+            sockets.push(from);
         }
         assert_eq!(edge.viewers(), (1, MAX_PATHS_PER_PEER));
         assert!(peer.path().is_some());
+
+        // Another viewer checks from an address the first one used (a
+        // port reused): the address is the new viewer's from then on.
+        let (answer2, peer2) = edge.accept(&offer, events.clone(), Duration::from_secs(10));
+        let (ufrag2, pwd2) = (
+            answer_attr(&answer2, "ice-ufrag"),
+            answer_attr(&answer2, "ice-pwd"),
+        );
+        sockets[0]
+            .send_to(&check(&format!("{ufrag2}:view"), pwd2), to)
+            .await
+            .unwrap();
+        assert_eq!(response(&sockets[0]).await.typ, BINDING_SUCCESS);
+        assert_eq!(peer2.path().unwrap().addr, sockets[0].local_addr().unwrap());
+        assert_eq!(edge.viewers(), (2, MAX_PATHS_PER_PEER));
+        peer2.close();
+        assert_eq!(edge.viewers(), (1, MAX_PATHS_PER_PEER - 1));
 
         // Its DTLS handshake is waiting for a ClientHello that never comes.
         assert!(runtime.metrics().num_alive_tasks() > tasks_before);
         peer.close();
         assert_eq!(edge.viewers(), (0, 0));
-        assert_eq!(events.0.load(Ordering::SeqCst), 1, "closed is told once");
+        assert_eq!(
+            events.0.load(Ordering::SeqCst),
+            2,
+            "closed is told once each"
+        );
         peer.close();
-        assert_eq!(events.0.load(Ordering::SeqCst), 1);
+        assert_eq!(events.0.load(Ordering::SeqCst), 2);
         // Closing ends the handshake and its tasks at once, not at its
         // timeout.
         let deadline = std::time::Instant::now() + Duration::from_secs(2);

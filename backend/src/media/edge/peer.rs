@@ -77,6 +77,8 @@ pub(crate) struct Peer {
     pub(crate) video: Option<Leg>,
     pub(crate) audio: Option<Leg>,
     path: Mutex<Option<Path>>,
+    /// The addresses (socket, address) the edge knows this viewer by.
+    pub(super) addrs: Mutex<Vec<(usize, SocketAddr)>>,
     last_check: Mutex<Instant>,
     created: Instant,
     dtls_in: mpsc::Sender<Bytes>,
@@ -142,6 +144,7 @@ impl Peer {
             video: offer.video.clone(),
             audio: offer.audio.clone(),
             path: Mutex::new(None),
+            addrs: Mutex::new(Vec::new()),
             last_check: Mutex::new(Instant::now()),
             created: Instant::now(),
             dtls_in,
