@@ -21,6 +21,9 @@ use super::*;
 /// than `max_queue` lets a lane keep; a full queue drops like a late packet.
 const QUEUE_PACKETS: usize = 1024;
 
+/// A lane's edge viewers, as one snapshot (replaced when one comes or goes).
+type EdgePeers = Arc<Vec<Arc<edge::Peer>>>;
+
 /// Packets kept per lane and kind to answer edge viewers' NACKs: about
 /// three seconds of 1.5 Mbit/s video, once per lane rather than per viewer.
 const HISTORY: usize = 512;
@@ -81,7 +84,7 @@ pub(super) struct Lane {
     skipped: [std::sync::atomic::AtomicU16; 2],
     /// The lane's viewers on the edge (copied when one comes or goes, read
     /// once per packet).
-    edge: Mutex<Arc<Vec<Arc<edge::Peer>>>>,
+    edge: Mutex<EdgePeers>,
     /// What the lane wrote lately, per kind, for edge viewers' NACKs.
     pub(super) history: [Mutex<History>; 2],
 }
@@ -99,7 +102,7 @@ impl Lane {
     }
 
     /// The lane's edge viewers now.
-    pub(super) fn edge_peers(&self) -> Arc<Vec<Arc<edge::Peer>>> {
+    pub(super) fn edge_peers(&self) -> EdgePeers {
         lock(&self.edge).clone()
     }
 
@@ -197,6 +200,7 @@ impl RoomCore {
                     late: false,
                     edge: self.sfu.edge().cloned(),
                     codec: (codec.mime_type, codec.sdp_fmtp_line),
+                    payload_types: None,
                     batch: edge::Batch::default(),
                 };
                 self.sfu.runtime().spawn(writer.run(rx));
@@ -247,6 +251,9 @@ struct LaneWriter {
     /// The track's codec: mime type and fmtp (for each edge viewer's
     /// payload type).
     codec: (String, String),
+    /// The lane's edge viewers as last seen, and the payload type each gets
+    /// this track's codec as (looked up again when the viewers change).
+    payload_types: Option<(EdgePeers, Vec<Option<u8>>)>,
     batch: edge::Batch,
 }
 
@@ -323,9 +330,19 @@ impl LaneWriter {
         let kind = self.kind as usize;
         let bare = edge::bare(packet);
         let peers = self.lane.edge_peers();
-        for peer in peers.iter() {
-            if let Some(pt) = peer.payload_type(kind, &self.codec.0, &self.codec.1) {
-                peer.seal(kind, pt, &bare, &mut self.batch);
+        if !matches!(&self.payload_types, Some((seen, _)) if Arc::ptr_eq(seen, &peers)) {
+            let (mime, fmtp) = &self.codec;
+            let types = peers
+                .iter()
+                .map(|p| p.payload_type(kind, mime, fmtp))
+                .collect();
+            self.payload_types = Some((peers, types));
+        }
+        if let Some((peers, types)) = &self.payload_types {
+            for (peer, pt) in peers.iter().zip(types) {
+                if let Some(pt) = pt {
+                    peer.seal(kind, *pt, &bare, &mut self.batch);
+                }
             }
         }
         lock(&self.lane.history[kind]).put(bare);
