@@ -16,6 +16,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+/// A mutex's guard, poisoned or not (what it guards stays consistent: no
+/// critical section here panics halfway).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// How the relay uses the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaSettings {

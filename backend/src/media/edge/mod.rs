@@ -19,7 +19,7 @@ mod send;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,9 +35,7 @@ use ice::Datagram;
 /// the edge's address table per viewer.
 const MAX_PATHS_PER_PEER: usize = 8;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use super::lock;
 
 /// The edge of one node. Cheap to clone.
 #[derive(Clone)]
@@ -146,11 +144,6 @@ impl Edge {
             .filter_map(|s| s.local_addr().ok())
             .map(|a| a.port())
             .collect()
-    }
-
-    /// The tasks the edge itself runs (a reader per socket, the sweep).
-    pub fn tasks(&self) -> usize {
-        self.inner.sockets.len() + 1
     }
 
     /// Viewers the edge holds (answered and not yet closed), and addresses

@@ -19,7 +19,8 @@ use webrtc::srtp::protection_profile::ProtectionProfile;
 use webrtc::util::Conn;
 
 use super::answer::{Fingerprint, Leg, Offer};
-use super::{ice, lock, Inner};
+use super::{ice, Inner};
+use crate::media::lock;
 
 /// DTLS records queued for a viewer's handshake (a flight is a few).
 const DTLS_INBOX: usize = 64;
@@ -383,6 +384,16 @@ struct DtlsPath {
     rx: tokio::sync::Mutex<mpsc::Receiver<Bytes>>,
 }
 
+impl DtlsPath {
+    /// The viewer and its edge, while both exist.
+    fn ends(&self) -> webrtc::util::Result<(Arc<Peer>, Arc<Inner>)> {
+        let closed = || webrtc::util::Error::ErrClosedListener;
+        let peer = self.peer.upgrade().ok_or_else(closed)?;
+        let edge = peer.edge.upgrade().ok_or_else(closed)?;
+        Ok((peer, edge))
+    }
+}
+
 #[async_trait::async_trait]
 impl Conn for DtlsPath {
     async fn connect(&self, _: SocketAddr) -> webrtc::util::Result<()> {
@@ -411,14 +422,7 @@ impl Conn for DtlsPath {
     }
 
     async fn send(&self, buf: &[u8]) -> webrtc::util::Result<usize> {
-        let peer = self
-            .peer
-            .upgrade()
-            .ok_or(webrtc::util::Error::ErrClosedListener)?;
-        let edge = peer
-            .edge
-            .upgrade()
-            .ok_or(webrtc::util::Error::ErrClosedListener)?;
+        let (peer, edge) = self.ends()?;
         let Some(path) = peer.path() else {
             return Ok(buf.len());
         };
@@ -430,14 +434,7 @@ impl Conn for DtlsPath {
     }
 
     fn local_addr(&self) -> webrtc::util::Result<SocketAddr> {
-        let peer = self
-            .peer
-            .upgrade()
-            .ok_or(webrtc::util::Error::ErrClosedListener)?;
-        let edge = peer
-            .edge
-            .upgrade()
-            .ok_or(webrtc::util::Error::ErrClosedListener)?;
+        let (peer, edge) = self.ends()?;
         let socket = peer.path().map_or(0, |p| p.socket);
         Ok(edge.sockets[socket].local_addr()?)
     }

@@ -18,7 +18,8 @@ use webrtc::rtp::packet::Packet;
 use webrtc::util::{Marshal, MarshalSize};
 
 use super::peer::Peer;
-use super::{lock, Inner};
+use super::Inner;
+use crate::media::lock;
 
 /// Datagrams per `sendmmsg` call.
 const BATCH: usize = 64;

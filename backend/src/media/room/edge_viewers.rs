@@ -18,14 +18,7 @@ impl RoomCore {
         let offer = sdp::filter_candidates(&offer, |ip| self.sfu.allowed_remote(ip));
         let offer = edge::Offer::parse(&offer).map_err(MediaError::BadOffer)?;
         let id = Uuid::now_v7();
-        let slot = Reservation::take(
-            &self.slots,
-            id,
-            viewer,
-            settings.max_subscribers,
-            &settings.viewer_limits,
-        )?;
-        let seat = Seat::take(&self.lanes).ok_or_else(|| unavailable("the room has no lanes"))?;
+        let (slot, seat) = self.place_viewer(id, viewer)?;
         let events = Arc::new(EdgeViewer {
             core: Arc::downgrade(&self),
             id,

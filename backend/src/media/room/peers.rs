@@ -130,18 +130,8 @@ impl RoomCore {
         if let Some(edge) = self.sfu.edge().cloned() {
             return self.subscribe_edge(edge, viewer, guest, offer).await;
         }
-        let settings = self.sfu.settings();
         let id = Uuid::now_v7();
-        // The slot is taken before anything awaits, and given back if the
-        // offer fails (the reservation's drop).
-        let slot = Reservation::take(
-            &self.slots,
-            id,
-            viewer,
-            settings.max_subscribers,
-            &settings.viewer_limits,
-        )?;
-        let seat = Seat::take(&self.lanes).ok_or_else(|| unavailable("the room has no lanes"))?;
+        let (slot, seat) = self.place_viewer(id, viewer)?;
         let pc = self.sfu.peer().await.map_err(unavailable)?;
         let video_track: Arc<dyn TrackLocal + Send + Sync> = seat.lane.video();
         let audio_track: Arc<dyn TrackLocal + Send + Sync> = seat.lane.audio();
@@ -230,6 +220,26 @@ impl RoomCore {
         self.metrics.media_subscribers.inc();
         self.reclaim_if_unconnected(id, subscriber_gone);
         Ok(Answer { resource: id, sdp })
+    }
+
+    /// A viewer slot (under the room's and the per-viewer limits) and a
+    /// seat in a lane for viewer `id`. The slot is taken before anything
+    /// awaits, and given back if the offer fails (the reservation's drop).
+    pub(super) fn place_viewer(
+        &self,
+        id: Uuid,
+        viewer: Holder,
+    ) -> Result<(Reservation<'_>, Seat), MediaError> {
+        let settings = self.sfu.settings();
+        let slot = Reservation::take(
+            &self.slots,
+            id,
+            viewer,
+            settings.max_subscribers,
+            &settings.viewer_limits,
+        )?;
+        let seat = Seat::take(&self.lanes).ok_or_else(|| unavailable("the room has no lanes"))?;
+        Ok((slot, seat))
     }
 
     /// Ends viewer `id` after the connect timeout unless it connected (or
