@@ -317,7 +317,12 @@ impl Peer {
         // Keeps the association read (alerts, a close_notify) until it ends.
         let mut buf = vec![0u8; 1500];
         while dtls.read(&mut buf, None).await.is_ok() {}
-        self.close();
+        // The association ended (the viewer's close_notify, or ours):
+        // nothing more is sent. The viewer itself stays a WHEP resource
+        // until its DELETE or until its checks stop (the sweep), as with
+        // the crate's peer connections: a page that closes its connection
+        // and then DELETEs must not get 404.
+        *lock(&self.keyed) = None;
     }
 
     /// Checks the viewer's certificate and derives the SRTP contexts.
