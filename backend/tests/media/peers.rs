@@ -26,6 +26,7 @@ use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
@@ -489,6 +490,8 @@ struct Received {
     /// later than that pace (90 kHz) any video packet arrived at most.
     video_clock: Option<(Instant, u32)>,
     most_late: Duration,
+    /// The SSRC the video comes with.
+    video_ssrc: Option<u32>,
 }
 
 /// A viewer playing over WHEP.
@@ -558,6 +561,7 @@ impl Viewer {
                         if slot == 0 {
                             r.video += 1;
                             r.video_codec = Some(track.codec().capability.mime_type);
+                            r.video_ssrc = Some(packet.header.ssrc);
                             let now = Instant::now();
                             r.first_video.get_or_insert(now);
                             r.last_video = Some(now);
@@ -648,6 +652,31 @@ impl Viewer {
     /// The codec of the last video packet received.
     pub fn video_codec(&self) -> Option<String> {
         self.received.lock().unwrap().video_codec.clone()
+    }
+
+    /// Asks the relay (one NACK) to send again the 272 video packets up to
+    /// the last one received; false before any video came.
+    pub async fn ask_again(&self) -> bool {
+        let (ssrc, last) = {
+            let r = self.received.lock().unwrap();
+            match (r.video_ssrc, r.last[0]) {
+                (Some(ssrc), Some(last)) => (ssrc, last),
+                _ => return false,
+            }
+        };
+        // 16 pairs of 17 (a packet id and the 16 after it).
+        let nacks = (0..16u16)
+            .map(|pair| NackPair {
+                packet_id: last.wrapping_sub(271).wrapping_add(pair * 17),
+                lost_packets: 0xFFFF,
+            })
+            .collect();
+        let nack = TransportLayerNack {
+            sender_ssrc: 0,
+            media_ssrc: ssrc,
+            nacks,
+        };
+        self.pc.write_rtcp(&[Box::new(nack)]).await.is_ok()
     }
 
     pub fn sequence_is_continuous(&self) -> bool {

@@ -113,6 +113,7 @@ impl EdgeViewer {
             return;
         };
         let mut batch = edge::Batch::default();
+        let mut resent = 0;
         for packet in packets {
             let Some(nack) = packet.as_any().downcast_ref::<TransportLayerNack>() else {
                 continue;
@@ -126,9 +127,11 @@ impl EdgeViewer {
             for seq in &asked[..allowed] {
                 if let Some(kept) = history.get(*seq) {
                     peer.seal(kind as usize, pt, kept, &mut batch);
+                    resent += 1;
                 }
             }
         }
+        core.counters.resent.fetch_add(resent, Ordering::Relaxed);
         if !batch.is_empty() {
             core.sfu
                 .runtime()

@@ -146,6 +146,13 @@ pub struct MediaStats {
     /// older release during a rolling upgrade: 0.)
     #[serde(default)]
     pub packets_dropped: u64,
+    /// Packets sent again to viewers on their NACKs, from the relay's own
+    /// history: at most 512 a second per viewer, so what was asked beyond
+    /// that is not sent. (Viewers on the edge; the `SIMMER_MEDIA_EDGE=false`
+    /// path resends inside the `webrtc` crate, uncounted. Absent from a node
+    /// of an older release: 0.)
+    #[serde(default)]
+    pub packets_resent: u64,
 }
 
 #[derive(Debug, Default)]
@@ -160,6 +167,7 @@ struct Counters {
     lost_out: AtomicU64,
     nacks: AtomicU64,
     dropped: AtomicU64,
+    resent: AtomicU64,
     rates: rate::RateMeter,
 }
 

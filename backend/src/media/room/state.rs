@@ -131,6 +131,7 @@ impl RoomCore {
             packets_lost_out: c.lost_out.load(Ordering::Relaxed),
             nack_requests: c.nacks.load(Ordering::Relaxed),
             packets_dropped: c.dropped.load(Ordering::Relaxed),
+            packets_resent: c.resent.load(Ordering::Relaxed),
         }
     }
 }
