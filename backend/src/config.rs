@@ -193,6 +193,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_WS_MAX_CONNECTIONS_PER_USER")]
     pub ws_max_connections_per_user: Option<u32>,
 
+    /// Upgraded sockets this node holds at once, `/ws` connections and
+    /// watch feeds together (503 with `Retry-After` beyond) [default:
+    /// 100000].
+    #[arg(long, env = "SIMMER_WS_MAX_CONNECTIONS")]
+    pub ws_max_connections: Option<usize>,
+
     /// Frames per second a connection may send, on average, before it is
     /// closed for flooding (burst: twice as many) [default: 50].
     #[arg(long, env = "SIMMER_WS_MAX_FRAMES_PER_S")]
@@ -469,6 +475,7 @@ impl ConfigArgs {
             chat_rate_per_s,
             chat_burst,
             ws_max_connections_per_user,
+            ws_max_connections,
             ws_max_frames_per_s,
             fanout_buffer,
             ws_max_frame_bytes,
@@ -544,6 +551,7 @@ pub struct Settings {
     pub chat_rate_per_s: f64,
     pub chat_burst: u32,
     pub ws_max_connections_per_user: u32,
+    pub ws_max_connections: usize,
     pub ws_max_frames_per_s: u32,
     pub fanout_buffer: usize,
     pub ws_max_frame_bytes: usize,
@@ -661,6 +669,7 @@ impl Settings {
             chat_rate_per_s: args.chat_rate_per_s.unwrap_or(5.0).max(0.01),
             chat_burst: args.chat_burst.unwrap_or(10).max(1),
             ws_max_connections_per_user: args.ws_max_connections_per_user.unwrap_or(10).max(1),
+            ws_max_connections: args.ws_max_connections.unwrap_or(100_000).max(1),
             ws_max_frames_per_s: args.ws_max_frames_per_s.unwrap_or(50).max(1),
             fanout_buffer: args.fanout_buffer.unwrap_or(1024).max(16),
             ws_max_frame_bytes: args.ws_max_frame_bytes.unwrap_or(16 * 1024).max(1024),

@@ -142,6 +142,7 @@ impl Application {
             keys: Arc::new(TokenKeys::new(&secret)),
             passwords,
             ws_users: crate::gateway::UserConnections::new(sessions.cluster().cloned()),
+            websockets: crate::websocket::Sockets::new(settings.ws_max_connections),
             sessions,
             metrics,
             shutdown: Shutdown::new(settings.drain_spread),

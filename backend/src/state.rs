@@ -24,6 +24,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Open WebSocket connections per user.
     pub ws_users: crate::gateway::UserConnections,
+    /// Upgraded sockets on this node (`/ws` and watch feeds), bounded.
+    pub websockets: crate::websocket::Sockets,
     /// Tells connection tasks that the node is stopping.
     pub shutdown: crate::shutdown::Shutdown,
 }

@@ -193,7 +193,8 @@ pub async fn ws(
         max_backlog: state.settings.ws_max_backlog_bytes,
     };
     let shutdown = state.shutdown.listen();
-    crate::websocket::accept(&req, subprotocol, limits, move |ws| {
+    let sockets = state.websockets.clone();
+    crate::websocket::accept(&req, &sockets, subprotocol, limits, move |ws| {
         connection::run(id, slot, credentials, state, ws, shutdown)
     })
 }

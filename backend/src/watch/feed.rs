@@ -300,7 +300,8 @@ pub async fn watch_ws(
         max_message: WATCH_MAX_FRAME,
         max_backlog: state.settings.ws_max_backlog_bytes,
     };
-    let response = crate::websocket::accept(&req, None, limits, move |ws| async move {
+    let sockets = state.websockets.clone();
+    let response = crate::websocket::accept(&req, &sockets, None, limits, move |ws| async move {
         // Rare steps are boxed while they run: this future lives as long as
         // the watch is connected, sized for its largest step.
         let _ = Box::pin(store::seen(&state.db, device.id, chrono::Utc::now())).await;

@@ -7,7 +7,9 @@
 pub mod conn;
 pub mod frame;
 pub mod server;
+mod sockets;
 mod upgrade;
 
 pub use conn::{Limits, Message, WebSocket, WsError};
+pub use sockets::{SocketSlot, Sockets};
 pub use upgrade::accept;

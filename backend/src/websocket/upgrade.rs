@@ -6,8 +6,10 @@
 //! routing, middleware, extractors and errors stay where they are; when the
 //! handler answered with [`accept`]'s 101, the answer is written and the
 //! socket goes to the handler's connection future, without the h1
-//! dispatcher's 16 KiB of buffers. Any other answer is written whole and the
-//! connection closes.
+//! dispatcher's 16 KiB of buffers: that future runs as a task of its own,
+//! and the dispatcher (and the HTTP server's count of the connection) ends.
+//! [`Sockets`] bounds how many such tasks the node holds. Any other answer
+//! is written whole and the connection closes.
 
 use std::future::Future;
 use std::rc::Rc;
@@ -25,11 +27,14 @@ use mobile_bridge::ErrorCode;
 use tokio::net::TcpStream;
 
 use super::conn::{Limits, WebSocket};
+use super::sockets::{SocketSlot, Sockets};
 use crate::error::ApiError;
 
 /// The rest of an accepted connection, carried by its 101 answer.
 struct Takeover {
     limits: Limits,
+    /// The socket's place among the node's [`Sockets`].
+    slot: SocketSlot,
     run: Box<dyn FnOnce(WebSocket) -> LocalBoxFuture<'static, ()>>,
 }
 
@@ -39,10 +44,13 @@ struct Takeover {
 struct Upgradable;
 
 /// Answers a WebSocket handshake with 101 (and `subprotocol`, if any); once
-/// it is written, `run` gets the socket. 400 for anything that is not a
-/// valid handshake.
+/// it is written, `run` gets the socket, as a task of its own that holds one
+/// of `sockets`' places while it runs. 400 for anything that is not a valid
+/// handshake; 503 (with `Retry-After`) when the node holds as many sockets
+/// as it may.
 pub fn accept<F, Fut>(
     req: &HttpRequest,
+    sockets: &Sockets,
     subprotocol: Option<&'static str>,
     limits: Limits,
     run: F,
@@ -71,9 +79,19 @@ where
             HeaderValue::from_static(protocol),
         ));
     }
+    let slot = sockets.take().ok_or_else(|| {
+        ApiError::client(
+            ErrorCode::Unavailable,
+            format!(
+                "this node holds its maximum of {} realtime connections; try again, or another node",
+                sockets.max()
+            ),
+        )
+    })?;
     let mut response = builder.finish().map_into_boxed_body();
     response.extensions_mut().insert(Takeover {
         limits,
+        slot,
         run: Box::new(move |ws| Box::pin(run(ws))),
     });
     Ok(HttpResponse::from(response))
@@ -108,7 +126,13 @@ where
         drop((parts.write_buf, parts.codec));
         drop(body);
         let ws = WebSocket::new(io, read, takeover.limits);
-        (takeover.run)(ws).await;
+        let (run, slot) = ((takeover.run)(ws), takeover.slot);
+        // A task of its own: this future, and the dispatcher that holds it,
+        // end now instead of living as long as the socket (1–2 KiB each).
+        actix_rt::spawn(async move {
+            run.await;
+            drop(slot);
+        });
         return Ok(());
     }
     // Refused (401, 429, ...) or not a WebSocket route: the whole answer,

@@ -63,6 +63,68 @@ async fn connections_per_user_are_limited() {
     }
 }
 
+/// A node holds a bounded number of upgraded sockets, `/ws` and watch feeds
+/// together, whoever opens them: past it, 503 with `Retry-After` (a load
+/// balancer tries another node), and a closed socket frees its place.
+#[actix_rt::test]
+async fn a_node_holds_at_most_its_maximum_of_sockets() {
+    let app = spawn_app_with(|s| s.ws_max_connections = 3).await;
+    let host = app.register().await;
+    let session = app.live_session(&host).await;
+    let watch = app.pair_watch(&host, session, None).await;
+    let viewer = app.register().await;
+    let a = WsClient::connect(&app.address, &host.token).await;
+    let _b = WsClient::connect(&app.address, &viewer.token).await;
+    let _feed = WsClient::connect_watch(&app.address, &watch.token, "").await;
+
+    let other = app.register().await;
+    let refused = app
+        .client
+        .get(app.url(&format!("/ws?token={}", other.token)))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    let refused = read(refused).await;
+    refused.assert_problem(503, "unavailable");
+    assert!(refused.headers.contains_key("retry-after"));
+    assert!(
+        refused.body["detail"].as_str().unwrap().contains("3"),
+        "{}",
+        refused.body
+    );
+    let watch_refused = app
+        .client
+        .get(app.url("/watch/ws"))
+        .bearer_auth(&watch.token)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    read(watch_refused).await.assert_problem(503, "unavailable");
+    assert_eq!(app.state.websockets.open(), 3);
+
+    // Closing one frees its place.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state.websockets.open() > 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the closed socket kept its place"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut again = WsClient::connect(&app.address, &other.token).await;
+    again.send(json!({"type": "ping"})).await;
+    assert_eq!(again.recv_type("pong").await.0["type"], "pong");
+}
+
 #[actix_rt::test]
 async fn a_flood_closes_the_connection_with_a_policy_code() {
     let app = spawn_app_with(|s| s.ws_max_frames_per_s = 5).await;
