@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{read, spawn_app_with};
+use crate::helpers::{read, spawn_app_with, Reply};
 use crate::ws_client::WsClient;
 
 #[actix_rt::test]
@@ -63,6 +63,19 @@ async fn connections_per_user_are_limited() {
     }
 }
 
+/// A WebSocket handshake sent as a plain HTTP request: the answer as it is.
+async fn handshake(request: reqwest::RequestBuilder) -> Reply {
+    let sent = request
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    read(sent).await
+}
+
 /// A node holds a bounded number of upgraded sockets, `/ws` and watch feeds
 /// together, whoever opens them: past it, 503 with `Retry-After` (a load
 /// balancer tries another node), and a closed socket frees its place.
@@ -78,17 +91,11 @@ async fn a_node_holds_at_most_its_maximum_of_sockets() {
     let _feed = WsClient::connect_watch(&app.address, &watch.token, "").await;
 
     let other = app.register().await;
-    let refused = app
-        .client
-        .get(app.url(&format!("/ws?token={}", other.token)))
-        .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .send()
-        .await
-        .unwrap();
-    let refused = read(refused).await;
+    let refused = handshake(
+        app.client
+            .get(app.url(&format!("/ws?token={}", other.token))),
+    )
+    .await;
     refused.assert_problem(503, "unavailable");
     assert!(refused.headers.contains_key("retry-after"));
     assert!(
@@ -96,18 +103,12 @@ async fn a_node_holds_at_most_its_maximum_of_sockets() {
         "{}",
         refused.body
     );
-    let watch_refused = app
-        .client
-        .get(app.url("/watch/ws"))
-        .bearer_auth(&watch.token)
-        .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .send()
-        .await
-        .unwrap();
-    read(watch_refused).await.assert_problem(503, "unavailable");
+    let watch_refused = handshake(
+        app.client
+            .get(app.url("/watch/ws"))
+            .bearer_auth(&watch.token),
+    );
+    watch_refused.await.assert_problem(503, "unavailable");
     assert_eq!(app.state.websockets.open(), 3);
 
     // Closing one frees its place.
