@@ -91,7 +91,7 @@ impl SessionPresence {
     /// The frame to publish, if anything changed since the last one.
     pub(super) fn take_update(&mut self) -> Option<PresenceUpdate> {
         let count = self.viewer_count();
-        if self.published == Some(count) && self.joined.is_empty() && self.left.is_empty() {
+        if unchanged(self.published, count, &self.joined, &self.left) {
             return None;
         }
         self.published = Some(count);
@@ -101,6 +101,13 @@ impl SessionPresence {
             std::mem::take(&mut self.left),
         ))
     }
+}
+
+/// Whether a `presence` frame would say nothing new. Before the first one,
+/// the count members were told (in their join's reply, or by not being
+/// there yet) is 0: an empty session is no news.
+fn unchanged(published: Option<u32>, count: u32, joined: &[Author], left: &[Author]) -> bool {
+    published.unwrap_or(0) == count && joined.is_empty() && left.is_empty()
 }
 
 /// Who is connected to each session through this node. Kept outside the
@@ -202,11 +209,9 @@ impl Presence {
         let count = u32::try_from(now.values().filter(|a| a.role != Role::Host).count())
             .unwrap_or(u32::MAX);
         entry.members = now;
-        if entry.published == Some(count) && joined.is_empty() && left.is_empty() {
-            return None;
-        }
+        let unchanged = unchanged(entry.published, count, &joined, &left);
         entry.published = Some(count);
-        Some((count, joined, left))
+        (!unchanged).then_some((count, joined, left))
     }
 
     /// The merged viewer count of a session this node runs.
@@ -266,6 +271,25 @@ mod tests {
         let (_, joined, left) = p.take_update().unwrap();
         assert!(joined.is_empty());
         assert_eq!(left.len(), 2);
+    }
+
+    #[test]
+    fn a_session_nobody_is_in_yet_is_no_news() {
+        let presence = Presence::default();
+        let id = Uuid::now_v7();
+        assert!(presence.merge(id, Vec::new()).is_none(), "no empty frame");
+        assert_eq!(presence.merged_count(id), Some(0));
+        let (count, joined, left) = presence
+            .merge(id, vec![who(1, Role::Host)])
+            .expect("the host came");
+        assert_eq!((count, joined.len(), left.len()), (0, 1, 0));
+        let (count, joined, _) = presence
+            .merge(id, vec![who(1, Role::Host), who(2, Role::Viewer)])
+            .expect("a viewer came");
+        assert_eq!((count, joined.len()), (1, 1));
+        assert!(presence
+            .merge(id, vec![who(2, Role::Viewer), who(1, Role::Host)])
+            .is_none());
     }
 
     #[test]
