@@ -204,6 +204,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_WS_MAX_FRAMES_PER_S")]
     pub ws_max_frames_per_s: Option<u32>,
 
+    /// Requests (`chat.send`, `timer.control`) a connection may have waiting
+    /// for their answer at once; beyond, an error reply `rate_limited`
+    /// [default: 1024].
+    #[arg(long, env = "SIMMER_WS_MAX_IN_FLIGHT")]
+    pub ws_max_in_flight: Option<usize>,
+
     /// Events per session a slow connection may fall behind before it must
     /// resync [default: 1024].
     #[arg(long, env = "SIMMER_FANOUT_BUFFER")]
@@ -477,6 +483,7 @@ impl ConfigArgs {
             ws_max_connections_per_user,
             ws_max_connections,
             ws_max_frames_per_s,
+            ws_max_in_flight,
             fanout_buffer,
             ws_max_frame_bytes,
             ws_max_backlog_bytes,
@@ -553,6 +560,7 @@ pub struct Settings {
     pub ws_max_connections_per_user: u32,
     pub ws_max_connections: usize,
     pub ws_max_frames_per_s: u32,
+    pub ws_max_in_flight: usize,
     pub fanout_buffer: usize,
     pub ws_max_frame_bytes: usize,
     pub ws_max_backlog_bytes: usize,
@@ -671,6 +679,7 @@ impl Settings {
             ws_max_connections_per_user: args.ws_max_connections_per_user.unwrap_or(10).max(1),
             ws_max_connections: args.ws_max_connections.unwrap_or(100_000).max(1),
             ws_max_frames_per_s: args.ws_max_frames_per_s.unwrap_or(50).max(1),
+            ws_max_in_flight: args.ws_max_in_flight.unwrap_or(1024).max(1),
             fanout_buffer: args.fanout_buffer.unwrap_or(1024).max(16),
             ws_max_frame_bytes: args.ws_max_frame_bytes.unwrap_or(16 * 1024).max(1024),
             ws_max_backlog_bytes: args

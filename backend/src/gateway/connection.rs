@@ -1,5 +1,6 @@
 //! One WebSocket connection: a single `select!` loop over inbound frames,
-//! the events of the sessions it joined, replies of its pending sends, a
+//! the events of the sessions it joined, the answers of its requests in
+//! flight (futures polled by the loop itself), a
 //! heartbeat, the expiry of its access token (close 4001 unless an `auth`
 //! frame brought a fresh one) and the node's shutdown (`reconnect`, then
 //! close 1001). Nothing a client sends can panic it; a bad frame gets an
@@ -8,14 +9,14 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use bytestring::ByteString;
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use mobile_bridge::protocol::{
     Author, ClientMsg, JoinSnapshot, Ref, Role, ServerMsg, PROTOCOL_VERSION,
 };
 use mobile_bridge::{ErrorCode, SessionId};
 use rand::Rng;
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamMap;
@@ -34,8 +35,6 @@ use crate::store::sessions::{self, SessionState};
 use crate::websocket::{Message, WebSocket, WsError};
 use actix_web::web;
 
-/// Replies of sends in flight, per connection.
-const REPLY_QUEUE: usize = 256;
 /// Messages per page when replaying history after a `join` or a lag.
 const REPLAY_PAGE: usize = 500;
 /// Close codes of RFC 6455 this loop uses.
@@ -127,9 +126,11 @@ struct Connection {
     ws: WebSocket,
     joined: Joins,
     events: StreamMap<Uuid, BroadcastStream<BusEvent>>,
-    /// Replies of sends in flight; made on the first send, so connections
-    /// that only watch do not pay for the queue.
-    replies: Option<(mpsc::Sender<ByteString>, mpsc::Receiver<ByteString>)>,
+    /// The answers of requests in flight (`chat.send`, `timer.control`),
+    /// which wait for a session's actor while the loop goes on reading and
+    /// delivering; made on the first request, so connections that only
+    /// watch do not pay for it.
+    in_flight: Option<FuturesUnordered<LocalBoxFuture<'static, ServerMsg>>>,
     /// Sessions whose missed chat could not be checked yet (the session
     /// was changing hands), and when to try again.
     resync: Option<(std::collections::HashSet<Uuid>, tokio::time::Instant)>,
@@ -188,7 +189,7 @@ pub async fn run(
         joined: Joins::default(),
         // Room for the one session most connections join, and no more.
         events: StreamMap::with_capacity(1),
-        replies: None,
+        in_flight: None,
         resync: None,
     };
     // One timer for both the heartbeat and the token's expiry, and the
@@ -278,8 +279,8 @@ pub async fn run(
                     }
                 }
             }
-            Some(reply) = next_reply(&mut conn.replies) => {
-                end = conn.ws.send_text(reply.into_bytes()).err().map(End::from);
+            answer = next_answer(&mut conn.in_flight) => {
+                end = conn.reply(answer).await;
             }
             () = &mut timer => {
                 let now = tokio::time::Instant::now();
@@ -335,13 +336,16 @@ async fn resync_due(resync: &Option<(std::collections::HashSet<Uuid>, tokio::tim
     }
 }
 
-/// The next reply of a send in flight; never, before the first send.
-async fn next_reply(
-    replies: &mut Option<(mpsc::Sender<ByteString>, mpsc::Receiver<ByteString>)>,
-) -> Option<ByteString> {
-    match replies {
-        Some((_, rx)) => rx.recv().await,
-        None => std::future::pending().await,
+/// The next answer of a request in flight; never, while none is.
+async fn next_answer(
+    in_flight: &mut Option<FuturesUnordered<LocalBoxFuture<'static, ServerMsg>>>,
+) -> ServerMsg {
+    match in_flight {
+        Some(answers) if !answers.is_empty() => match answers.next().await {
+            Some(answer) => answer,
+            None => std::future::pending().await,
+        },
+        _ => std::future::pending().await,
     }
 }
 
@@ -517,9 +521,8 @@ impl Connection {
             (None, Ok(action)) => action,
         };
         let sessions = self.state.sessions.clone();
-        let replies = self.replies();
-        actix_rt::spawn(async move {
-            let reply = match sessions.control_timer(session_id.0, action).await {
+        self.in_flight(reference.clone(), async move {
+            match sessions.control_timer(session_id.0, action).await {
                 Ok(timer) => {
                     ServerMsg::ok(reference, serde_json::to_value(timer).unwrap_or_default())
                 }
@@ -534,18 +537,38 @@ impl Connection {
                     ErrorCode::Unavailable,
                     "the timer did not answer; retry",
                 ),
-            };
-            let _ = replies.send(ByteString::from(reply.encode())).await;
-        });
-        None
+            }
+        })
+        .await
     }
 
-    /// The queue that replies of work done off the loop come back on.
-    fn replies(&mut self) -> mpsc::Sender<ByteString> {
-        self.replies
-            .get_or_insert_with(|| mpsc::channel(REPLY_QUEUE))
-            .0
-            .clone()
+    /// Waits for `answer` while the loop goes on, and replies with it; or,
+    /// with as many requests in flight as the connection may have, refuses
+    /// at once. Polled once here, so that the request reaches its actor now,
+    /// even if the connection closes before the loop turns again.
+    async fn in_flight(
+        &mut self,
+        reference: Option<Ref>,
+        answer: impl std::future::Future<Output = ServerMsg> + 'static,
+    ) -> Option<End> {
+        let max = self.state.settings.ws_max_in_flight;
+        if self.in_flight.as_ref().is_some_and(|a| a.len() >= max) {
+            return self
+                .reply(ServerMsg::err(
+                    reference,
+                    ErrorCode::RateLimited,
+                    format!("{max} requests wait for their answer already; wait for one first"),
+                ))
+                .await;
+        }
+        let mut answer = answer.boxed_local();
+        if let std::task::Poll::Ready(answer) = futures_util::poll!(&mut answer) {
+            return self.reply(answer).await;
+        }
+        self.in_flight
+            .get_or_insert_with(FuturesUnordered::new)
+            .push(answer);
+        None
     }
 
     async fn join(
@@ -823,16 +846,15 @@ impl Connection {
         };
         let author = joined.author.clone();
         let sessions = self.state.sessions.clone();
-        let replies = self.replies();
-        // Wait for durability off the loop, so this connection keeps reading
-        // and delivering while its message is written.
-        actix_rt::spawn(async move {
+        // Durability is waited for beside the loop, so this connection keeps
+        // reading and delivering while its message is written.
+        self.in_flight(reference.clone(), async move {
             let post = PostChat {
                 author,
                 text,
                 client_msg_id,
             };
-            let reply = match sessions.ask(session_id.0, post).await {
+            match sessions.ask(session_id.0, post).await {
                 // The stored message (a superset of the documented ack):
                 // for a resend, the one first stored under its id.
                 Ok(Ok(stored)) => ServerMsg::ok(
@@ -848,9 +870,8 @@ impl Connection {
                     ErrorCode::Unavailable,
                     "not sent; retry with the same client_msg_id",
                 ),
-            };
-            let _ = replies.send(ByteString::from(reply.encode())).await;
-        });
-        None
+            }
+        })
+        .await
     }
 }

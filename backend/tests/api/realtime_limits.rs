@@ -146,6 +146,7 @@ async fn a_slow_reader_delays_nobody_and_still_gets_every_message() {
         s.chat_rate_per_s = 1e6;
         s.chat_burst = 1_000_000;
         s.ws_max_frames_per_s = 100_000;
+        s.ws_max_in_flight = 100_000;
     })
     .await;
     let host = app.register().await;
@@ -194,4 +195,46 @@ async fn a_slow_reader_delays_nobody_and_still_gets_every_message() {
             next += 1;
         }
     }
+}
+
+#[actix_rt::test]
+async fn requests_waiting_for_their_answer_are_bounded_per_connection() {
+    let app = spawn_app_with(|s| s.ws_max_in_flight = 2).await;
+    let host = app.register().await;
+    let session = app.live_session(&host).await;
+    let sid = session.to_string();
+    let mut ws = WsClient::connect(&app.address, &host.token).await;
+    assert_eq!(ws.join(&sid, None).await["status"], "ok");
+
+    // The chat actor falls behind: sends wait for their answer meanwhile.
+    assert!(
+        app.state
+            .sessions
+            .inject_fault(
+                session,
+                "chat",
+                simmer::live::Fault::Stall(Duration::from_secs(2))
+            )
+            .await
+    );
+    for r in ["a", "b", "c"] {
+        ws.send(json!({"type": "chat.send", "ref": r, "session_id": sid, "text": r, "client_msg_id": r}))
+            .await;
+    }
+    let mut replies = Vec::new();
+    while replies.len() < 3 {
+        let frame = ws.recv().await;
+        if frame["type"] == "reply" {
+            replies.push(frame);
+        }
+    }
+    // The third is refused at once, before the stalled actor answers the
+    // two that were waiting; the connection stays.
+    assert_eq!(replies[0]["ref"], "c", "{replies:?}");
+    assert_eq!(replies[0]["error"]["code"], "rate_limited", "{replies:?}");
+    for reply in &replies[1..] {
+        assert_eq!(reply["status"], "ok", "{replies:?}");
+    }
+    // Answered requests free their places.
+    assert_eq!(ws.chat(&sid, "again", "d").await["status"], "ok");
 }
