@@ -279,7 +279,7 @@ pub async fn run(
                     }
                 }
             }
-            answer = next_answer(&mut conn.in_flight) => {
+            Some(answer) = next_answer(&mut conn.in_flight) => {
                 end = conn.reply(answer).await;
             }
             () = &mut timer => {
@@ -336,16 +336,14 @@ async fn resync_due(resync: &Option<(std::collections::HashSet<Uuid>, tokio::tim
     }
 }
 
-/// The next answer of a request in flight; never, while none is.
+/// The next answer of a request in flight; `None` (the branch sits out this
+/// turn of the loop) while none is.
 async fn next_answer(
     in_flight: &mut Option<FuturesUnordered<LocalBoxFuture<'static, ServerMsg>>>,
-) -> ServerMsg {
+) -> Option<ServerMsg> {
     match in_flight {
-        Some(answers) if !answers.is_empty() => match answers.next().await {
-            Some(answer) => answer,
-            None => std::future::pending().await,
-        },
-        _ => std::future::pending().await,
+        Some(answers) if !answers.is_empty() => answers.next().await,
+        _ => None,
     }
 }
 
@@ -521,7 +519,7 @@ impl Connection {
             (None, Ok(action)) => action,
         };
         let sessions = self.state.sessions.clone();
-        self.in_flight(reference.clone(), async move {
+        self.answer_later(reference.clone(), async move {
             match sessions.control_timer(session_id.0, action).await {
                 Ok(timer) => {
                     ServerMsg::ok(reference, serde_json::to_value(timer).unwrap_or_default())
@@ -546,7 +544,7 @@ impl Connection {
     /// with as many requests in flight as the connection may have, refuses
     /// at once. Polled once here, so that the request reaches its actor now,
     /// even if the connection closes before the loop turns again.
-    async fn in_flight(
+    async fn answer_later(
         &mut self,
         reference: Option<Ref>,
         answer: impl std::future::Future<Output = ServerMsg> + 'static,
@@ -848,7 +846,7 @@ impl Connection {
         let sessions = self.state.sessions.clone();
         // Durability is waited for beside the loop, so this connection keeps
         // reading and delivering while its message is written.
-        self.in_flight(reference.clone(), async move {
+        self.answer_later(reference.clone(), async move {
             let post = PostChat {
                 author,
                 text,
