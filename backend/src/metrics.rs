@@ -291,8 +291,9 @@ pub const FANOUT_SAMPLE_EVERY: u64 = 8;
 /// When one chat message reached its first and its last member's socket on
 /// this node, counted from its publication; observed into
 /// `chat_fanout_seconds` once every subscriber that was there at publication
-/// has written it, or else when the last copy of the event is dropped (a
-/// member that left or lagged never writes it).
+/// (the gateway's fan-out of the session on each worker) is done with it,
+/// or else when the last copy of the event is dropped (a fan-out whose
+/// members left never finishes it).
 #[derive(Debug)]
 pub struct FanoutClock {
     published: Instant,
@@ -327,7 +328,7 @@ impl FanoutClock {
 
     /// A member's socket got the message (written, or queued behind what
     /// the socket has not taken yet).
-    pub fn written(&self) {
+    pub fn reached(&self) {
         let ns = u64::try_from(self.published.elapsed().as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -335,6 +336,12 @@ impl FanoutClock {
             .first_ns
             .compare_exchange(0, ns, Ordering::Relaxed, Ordering::Relaxed);
         self.last_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// A subscriber has passed the message to all its members (those it
+    /// handed to their own loops count when they write it, if that is
+    /// before the last subscriber is done).
+    pub fn done(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.observe();
         }

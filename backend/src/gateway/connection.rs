@@ -1,5 +1,7 @@
 //! One WebSocket connection: a single `select!` loop over inbound frames,
-//! the events of the sessions it joined, the answers of its requests in
+//! the events of the sessions it joined that the fan-out handed to it (it
+//! writes caught-up members' chat itself, see [`super::fanout`]), the
+//! answers of its requests in
 //! flight (futures polled by the loop itself), a
 //! heartbeat, the expiry of its access token (close 4001 unless an `auth`
 //! frame brought a fresh one) and the node's shutdown (`reconnect`, then
@@ -17,9 +19,8 @@ use mobile_bridge::protocol::{
 };
 use mobile_bridge::{ErrorCode, SessionId};
 use rand::Rng;
+use std::rc::Rc;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::StreamMap;
 use uuid::Uuid;
 use watch_sync::TimerControl;
 
@@ -35,6 +36,8 @@ use crate::store::sessions::{self, SessionState};
 use crate::websocket::{Message, WebSocket, WsError};
 use actix_web::web;
 
+use super::fanout::{self, Inbox, Membership};
+
 /// Messages per page when replaying history after a `join` or a lag.
 const REPLAY_PAGE: usize = 500;
 /// Close codes of RFC 6455 this loop uses.
@@ -46,7 +49,7 @@ const CLOSE_AGAIN: u16 = 1013;
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Close code for a guest whose session stopped letting guests in.
 const CLOSE_GUESTS_REVOKED: u16 = 4003;
-/// Queued events written in one go after a wake-up, at most.
+/// Handed events written in one go after a wake-up, at most.
 const COALESCE_FRAMES: usize = 64;
 /// Close code when the access token expired (an HTTP 401's counterpart).
 const CLOSE_TOKEN_EXPIRED: u16 = 4001;
@@ -68,8 +71,9 @@ pub struct Credentials {
 struct Joined {
     /// This connection's user as the session's members see it.
     author: Author,
-    /// The newest chat sequence number delivered on this connection.
-    delivered_seq: u64,
+    /// Its place in the session's fan-out (which keeps the newest chat
+    /// sequence number delivered on this connection).
+    member: Membership,
 }
 
 /// The sessions a connection joined: a handful at most, in a vector sized
@@ -125,7 +129,8 @@ struct Connection {
     state: web::Data<AppState>,
     ws: WebSocket,
     joined: Joins,
-    events: StreamMap<Uuid, BroadcastStream<BusEvent>>,
+    /// Events of the joined sessions that the fan-out did not write itself.
+    inbox: Rc<Inbox>,
     /// The answers of requests in flight (`chat.send`, `timer.control`),
     /// which wait for a session's actor while the loop goes on reading and
     /// delivering; made on the first request, so connections that only
@@ -180,6 +185,7 @@ pub async fn run(
     state.metrics.ws_connections.inc();
     let idle_timeout = state.settings.ws_idle_timeout;
     let max_frame = state.settings.ws_max_frame_bytes;
+    let inbox = Inbox::new(state.settings.fanout_buffer);
     let mut conn = Connection {
         id,
         principal: credentials.principal,
@@ -187,8 +193,7 @@ pub async fn run(
         state,
         ws,
         joined: Joins::default(),
-        // Room for the one session most connections join, and no more.
-        events: StreamMap::with_capacity(1),
+        inbox,
         in_flight: None,
         resync: None,
     };
@@ -256,8 +261,8 @@ pub async fn run(
                 };
             }
             // A client that does not read gets no new events until it has
-            // read what waits; they wait in the session's ring meanwhile.
-            Some((session_id, event)) = conn.events.next(), if !conn.ws.backlogged() => {
+            // read what waits; they wait in its inbox meanwhile.
+            (session_id, event) = conn.inbox.next(), if !conn.ws.backlogged() => {
                 end = conn.on_event(session_id, event).await;
                 // Take whatever else is already queued before yielding, so
                 // the socket gets one write for the batch, not one per frame.
@@ -317,11 +322,14 @@ pub async fn run(
                 end = Some(End::Close(CLOSE_AWAY, "server shutting down: reconnect".into()));
             }
         }
+        conn.settle();
     }
 
     for session_id in conn.joined.keys() {
         conn.state.sessions.left(*session_id, conn.id);
     }
+    // Out of the fan-out before the close frame: nothing follows it.
+    conn.joined = Joins::default();
     if let Some(End::Close(code, reason)) = end {
         Box::pin(conn.ws.close(code, &reason, CLOSE_WRITE_TIMEOUT)).await;
     }
@@ -348,14 +356,24 @@ async fn next_answer(
 }
 
 impl Connection {
-    /// Handles the events already queued, at most [`COALESCE_FRAMES`],
+    /// With every handed event taken and the socket not backed up, the
+    /// fan-out writes this connection's chat itself again.
+    fn settle(&self) {
+        if self.inbox.is_empty() && !self.ws.backlogged() {
+            for (_, joined) in &self.joined.0 {
+                joined.member.settle();
+            }
+        }
+    }
+
+    /// Handles the events already handed over, at most [`COALESCE_FRAMES`],
     /// without waiting for more.
     async fn flush_queued(&mut self) -> Option<End> {
         for _ in 0..COALESCE_FRAMES {
             if self.ws.backlogged() {
                 break;
             }
-            let Some(Some((session_id, event))) = self.events.next().now_or_never() else {
+            let Some((session_id, event)) = self.inbox.pop() else {
                 break;
             };
             if let Some(end) = self.on_event(session_id, event).await {
@@ -425,7 +443,6 @@ impl Connection {
             } => self.join(reference, session_id.0, last_seq).await,
             ClientMsg::Leave { session_id } => {
                 let reply = if self.joined.remove(&session_id.0).is_some() {
-                    self.events.remove(&session_id.0);
                     self.state.sessions.left(session_id.0, self.id);
                     ServerMsg::ok(reference, serde_json::json!({"session_id": session_id}))
                 } else {
@@ -638,9 +655,16 @@ impl Connection {
         let author = self.principal.author_in(model.host_id);
         let role = author.role;
         let author_for_presence = author.clone();
-        // Subscribe before reading history: whatever is published from now
-        // on is in the subscription, whatever was before is in the history.
-        let events = self.state.sessions.subscribe(Topic::Members(id));
+        // Follow before reading history: whatever is published from now on
+        // reaches the inbox, whatever was before is in the history.
+        let sessions = &self.state.sessions;
+        let member = fanout::join(
+            id,
+            || sessions.subscribe(Topic::Members(id)),
+            Rc::clone(self.ws.outlet()),
+            Rc::clone(&self.inbox),
+            matches!(self.principal, Principal::Guest { .. }),
+        );
         let snapshot = self
             .state
             .sessions
@@ -653,15 +677,9 @@ impl Connection {
             .durable_seq(id)
             .await
             .map_err(|_| unavailable())?;
-        self.events.insert(id, BroadcastStream::new(events));
         let from = last_seq.filter(|s| *s < durable);
-        self.joined.insert(
-            id,
-            Joined {
-                author,
-                delivered_seq: from.unwrap_or(durable),
-            },
-        );
+        member.set_delivered_seq(from.unwrap_or(durable));
+        self.joined.insert(id, Joined { author, member });
         self.state.sessions.joined(id, self.id, author_for_presence);
         Ok((
             JoinSnapshot {
@@ -728,8 +746,9 @@ impl Connection {
                 }
             }
         }
-        if let Some(joined) = self.joined.get_mut(&id) {
-            joined.delivered_seq = joined.delivered_seq.max(after);
+        if let Some(joined) = self.joined.get(&id) {
+            let member = &joined.member;
+            member.set_delivered_seq(member.delivered_seq().max(after));
         }
         self.ws.flush_now().err().map(End::from)
     }
@@ -750,7 +769,7 @@ impl Connection {
             }
         };
         // Not following it any more (a late event after `leave`): drop it.
-        let joined = self.joined.get_mut(&id)?;
+        let joined = self.joined.get(&id)?;
         if event.kind == EventKind::Resync {
             return Box::pin(self.resync(id)).await;
         }
@@ -767,40 +786,40 @@ impl Connection {
             ));
         }
         if let Some(seq) = event.seq {
-            if seq <= joined.delivered_seq {
+            let delivered = joined.member.delivered_seq();
+            if seq <= delivered {
                 return None;
             }
-            if seq > joined.delivered_seq + 1 {
+            if seq > delivered + 1 {
                 // A gap: events between were lost on the way (between nodes
                 // of a cluster, dropped or published while a node was cut
                 // off). Fill it from history first, each message once.
-                let from = joined.delivered_seq;
+                let from = delivered;
                 tracing::debug!(connection = self.id, session_id = %id, from, seq, "gap in chat; filling from history");
                 if let Some(end) = Box::pin(self.replay(id, from, seq - 1)).await {
                     return Some(end);
                 }
             }
-            let joined = self.joined.get_mut(&id)?;
-            if seq <= joined.delivered_seq {
+            let member = &self.joined.get(&id)?.member;
+            if seq <= member.delivered_seq() {
                 return None;
             }
-            joined.delivered_seq = seq;
+            member.set_delivered_seq(seq);
         }
         if event.last {
             self.joined.remove(&id);
-            self.events.remove(&id);
         }
         // Written with whatever else is queued (`flush_now` in the loop).
         let queued = self.ws.queue_text(event.frame.into_bytes());
         if let Some(clock) = &event.clock {
-            clock.written();
+            clock.reached();
         }
         queued.err().map(End::from)
     }
 
     /// Replays the chat a lagging connection missed, up to what is durable.
     async fn catch_up(&mut self, id: Uuid) -> Option<End> {
-        let from = self.joined.get(&id).map(|j| j.delivered_seq)?;
+        let from = self.joined.get(&id).map(|j| j.member.delivered_seq())?;
         let until = self.state.sessions.durable_seq(id).await.ok()?;
         self.replay(id, from, until).await
     }
@@ -809,7 +828,7 @@ impl Connection {
     /// any, from history; tries again shortly when the session cannot say
     /// (it is changing hands).
     async fn resync(&mut self, id: Uuid) -> Option<End> {
-        let from = self.joined.get(&id)?.delivered_seq;
+        let from = self.joined.get(&id)?.member.delivered_seq();
         let Ok(until) = self.state.sessions.durable_seq(id).await else {
             let (ids, _) = self.resync.get_or_insert_with(|| {
                 (

@@ -3,6 +3,7 @@
 //! connection loop per socket (see [`connection`]).
 
 mod connection;
+mod fanout;
 
 pub use connection::RECONNECT_AFTER_MS;
 

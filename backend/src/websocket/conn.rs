@@ -2,19 +2,24 @@
 //!
 //! It holds no buffer while it is idle: inbound bytes are read into a small
 //! buffer that is freed as soon as it holds no partial frame, and outbound
-//! frames are written straight from their shared payload (one `writev` of
-//! header and payload); only what the socket did not take waits, and a
+//! frames are written straight from their shared payload (one `sendmsg` of
+//! headers and payloads); only what the socket did not take waits, and a
 //! client that lets more than `max_backlog` bytes pile up is dropped; `recv`
 //! writes that backlog while it waits. Every method is cancel-safe, so a
-//! connection loop can `select!` over `recv` and its other sources.
+//! connection loop can `select!` over `recv` and its other sources. The
+//! write side ([`Outlet`]) can be shared on the worker thread: the gateway's
+//! fan-out writes to members' sockets without waking their loops.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::rc::Rc;
 use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
 use bytestring::ByteString;
-use tokio::io::{AsyncReadExt, Interest};
+use futures_util::task::AtomicWaker;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::frame::{self, FrameError, OpCode, MAX_HEADER};
@@ -141,24 +146,52 @@ impl Chunk {
     }
 }
 
-/// A server-side WebSocket (after the 101).
+/// A server-side WebSocket (after the 101): the connection's loop owns it
+/// and reads from it; its write side, the [`Outlet`], may be shared.
 pub struct WebSocket {
-    io: TcpStream,
+    out: Rc<Outlet>,
     /// Bytes read and not yet parsed; `None` while there are none.
     inbound: Option<BytesMut>,
     /// A fragmented message being put together.
     fragments: Option<(OpCode, BytesMut)>,
-    outbound: VecDeque<Chunk>,
-    outbound_bytes: usize,
-    limits: Limits,
+    max_message: usize,
+}
+
+/// The write side of a WebSocket. Shared on its worker thread by the
+/// connection's loop and whatever else writes to the client (the gateway's
+/// fan-out writes chat straight to caught-up members); every method is
+/// synchronous, so no borrow of its queue outlives a call.
+pub struct Outlet {
+    io: TcpStream,
+    queue: RefCell<Outbound>,
+    max_backlog: usize,
+    /// The task of the loop that reads this socket, woken when another
+    /// writer leaves bytes the socket did not take: its [`WebSocket::recv`]
+    /// writes them as the socket takes them.
+    owner: AtomicWaker,
+}
+
+/// Frames waiting for the socket.
+#[derive(Default)]
+struct Outbound {
+    chunks: VecDeque<Chunk>,
+    bytes: usize,
     close_sent: bool,
 }
 
 impl std::fmt::Debug for WebSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebSocket")
+            .field("out", &self.out)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Outlet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outlet")
             .field("peer", &self.io.peer_addr().ok())
-            .field("outbound_bytes", &self.outbound_bytes)
+            .field("outbound_bytes", &self.queue.borrow().bytes)
             .finish_non_exhaustive()
     }
 }
@@ -169,14 +202,21 @@ impl WebSocket {
     pub fn new(io: TcpStream, read: BytesMut, limits: Limits) -> Self {
         let _ = io.set_nodelay(true);
         Self {
-            io,
+            out: Rc::new(Outlet {
+                io,
+                queue: RefCell::default(),
+                max_backlog: limits.max_backlog,
+                owner: AtomicWaker::new(),
+            }),
             inbound: (!read.is_empty()).then_some(read),
             fragments: None,
-            outbound: VecDeque::new(),
-            outbound_bytes: 0,
-            limits,
-            close_sent: false,
+            max_message: limits.max_message,
         }
+    }
+
+    /// The write side, for another writer on this worker thread.
+    pub fn outlet(&self) -> &Rc<Outlet> {
+        &self.out
     }
 
     /// The next message from the client; meanwhile, whatever the socket did
@@ -191,11 +231,14 @@ impl WebSocket {
             // (and, dropped when another branch of the caller's `select!`
             // wins, leave) a waiter list under a lock; the poll methods keep
             // one waker per direction in place.
-            let io = &self.io;
-            let wants_write = !self.outbound.is_empty();
+            let out = &*self.out;
             let (readable, writable) = std::future::poll_fn(|cx| {
-                let writable = wants_write && io.poll_write_ready(cx)?.is_ready();
-                let readable = io.poll_read_ready(cx)?.is_ready();
+                // Asked at every poll: another writer may have left bytes
+                // since (and woken this task to say so).
+                out.owner.register(cx.waker());
+                let wants_write = out.has_backlog();
+                let writable = wants_write && out.io.poll_write_ready(cx)?.is_ready();
+                let readable = out.io.poll_read_ready(cx)?.is_ready();
                 if readable || writable {
                     Poll::Ready(Ok::<_, io::Error>((readable, writable)))
                 } else {
@@ -224,7 +267,7 @@ impl WebSocket {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        match self.io.try_read_buf(buf) {
+        match self.out.io.try_read_buf(buf) {
             Ok(0) => Err(WsError::Gone(None)),
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
@@ -239,7 +282,7 @@ impl WebSocket {
                 return Ok(None);
             };
             let taken = self.fragments.as_ref().map_or(0, |(_, m)| m.len());
-            let parsed = frame::parse(buf, self.limits.max_message.saturating_sub(taken));
+            let parsed = frame::parse(buf, self.max_message.saturating_sub(taken));
             if buf.is_empty() {
                 // Idle again: hold no buffer.
                 self.inbound = None;
@@ -283,61 +326,37 @@ impl WebSocket {
     /// as far as the socket takes it; the rest waits and goes out while
     /// [`Self::recv`] waits.
     pub fn send_text(&mut self, payload: Bytes) -> Result<(), WsError> {
-        self.queue(OpCode::Text, payload)?;
-        self.flush_now()
+        self.out.send_text(payload)
     }
 
     /// Queues a text message without writing: several queued messages go out
-    /// in one `writev` at the next [`Self::flush_now`].
+    /// in one `sendmsg` at the next [`Self::flush_now`].
     pub fn queue_text(&mut self, payload: Bytes) -> Result<(), WsError> {
-        self.queue(OpCode::Text, payload)
+        self.out.queue_text(payload)
     }
 
     /// Sends a ping.
     pub fn ping(&mut self, payload: Bytes) -> Result<(), WsError> {
-        self.queue(OpCode::Ping, payload)?;
-        self.flush_now()
+        self.out.queue(OpCode::Ping, payload)?;
+        self.out.flush_now()
     }
 
     /// Answers a ping.
     pub fn pong(&mut self, payload: Bytes) -> Result<(), WsError> {
-        self.queue(OpCode::Pong, payload)?;
-        self.flush_now()
-    }
-
-    fn queue(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), WsError> {
-        if self.close_sent {
-            return Err(WsError::Gone(None));
-        }
-        let (bytes, end) = frame::header(opcode, payload.len());
-        self.outbound_bytes += end + payload.len();
-        self.outbound.push_back(Chunk::Header {
-            bytes,
-            at: 0,
-            // At most 10.
-            end: end as u8,
-        });
-        if !payload.is_empty() {
-            self.outbound.push_back(Chunk::Payload(payload));
-        }
-        if self.outbound_bytes > self.limits.max_backlog {
-            return Err(WsError::SlowReader {
-                limit: self.limits.max_backlog,
-            });
-        }
-        Ok(())
+        self.out.queue(OpCode::Pong, payload)?;
+        self.out.flush_now()
     }
 
     /// Whether bytes wait for the socket ([`Self::recv`] writes them as it
     /// can).
     pub fn has_backlog(&self) -> bool {
-        !self.outbound.is_empty()
+        self.out.has_backlog()
     }
 
     /// Whether more than [`HIGH_WATER`] bytes wait: send nothing new that
     /// can wait (events) until [`Message::Drained`].
     pub fn backlogged(&self) -> bool {
-        self.outbound_bytes > HIGH_WATER
+        self.out.backlogged()
     }
 
     /// Bytes of buffer this connection holds now (inbound, fragments and
@@ -345,15 +364,143 @@ impl WebSocket {
     pub fn held_bytes(&self) -> usize {
         self.inbound.as_ref().map_or(0, BytesMut::capacity)
             + self.fragments.as_ref().map_or(0, |(_, m)| m.capacity())
-            + self.outbound.capacity() * std::mem::size_of::<Chunk>()
+            + self.out.queue.borrow().chunks.capacity() * std::mem::size_of::<Chunk>()
     }
 
     /// Writes what is queued as far as the socket takes it now.
     pub fn flush_now(&mut self) -> Result<(), WsError> {
-        while !self.outbound.is_empty() {
+        self.out.flush_now()
+    }
+
+    /// Waits until the socket takes the whole backlog. Cancel-safe.
+    pub async fn write_backlog(&mut self) -> Result<(), WsError> {
+        while self.has_backlog() {
+            self.out.io.writable().await?;
+            self.flush_now()?;
+        }
+        Ok(())
+    }
+
+    /// Closes: the close frame (after whatever is queued) written and the
+    /// write side shut, then what the client still sends read and dropped
+    /// until it closes too, all within `within`. (Closing a socket with
+    /// unread bytes would reset it, and the client could lose the close
+    /// frame that says why.)
+    pub async fn close(&mut self, code: u16, reason: &str, within: std::time::Duration) {
+        self.out.queue_close(code, reason);
+        let until = tokio::time::Instant::now() + within;
+        let _ = tokio::time::timeout_at(until, self.write_backlog()).await;
+        let _ = socket2::SockRef::from(&self.out.io).shutdown(std::net::Shutdown::Write);
+        self.inbound = None;
+        self.fragments = None;
+        // On the heap: a future holding it would hold it for every idle
+        // connection.
+        let mut sink = vec![0u8; 1024];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            let read = async {
+                loop {
+                    self.out.io.readable().await?;
+                    match self.out.io.try_read(&mut sink) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        read => return read,
+                    }
+                }
+            };
+            match tokio::time::timeout_at(until, read).await {
+                Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+                _ => break,
+            }
+        }
+    }
+}
+
+impl Outlet {
+    /// Sends a text message: written now as far as the socket takes it; the
+    /// rest waits for the owner's [`WebSocket::recv`].
+    pub fn send_text(&self, payload: Bytes) -> Result<(), WsError> {
+        self.queue(OpCode::Text, payload)?;
+        self.flush_now()
+    }
+
+    /// Queues a text message without writing (see [`Self::flush_now`]).
+    pub fn queue_text(&self, payload: Bytes) -> Result<(), WsError> {
+        self.queue(OpCode::Text, payload)
+    }
+
+    fn queue(&self, opcode: OpCode, payload: Bytes) -> Result<(), WsError> {
+        let mut queue = self.queue.borrow_mut();
+        if queue.close_sent {
+            return Err(WsError::Gone(None));
+        }
+        let (bytes, end) = frame::header(opcode, payload.len());
+        queue.bytes += end + payload.len();
+        queue.chunks.push_back(Chunk::Header {
+            bytes,
+            at: 0,
+            // At most 10.
+            end: end as u8,
+        });
+        if !payload.is_empty() {
+            queue.chunks.push_back(Chunk::Payload(payload));
+        }
+        if queue.bytes > self.max_backlog {
+            return Err(WsError::SlowReader {
+                limit: self.max_backlog,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues the close frame (once), past any backlog limit: it goes out
+    /// regardless.
+    fn queue_close(&self, code: u16, reason: &str) {
+        let mut queue = self.queue.borrow_mut();
+        if queue.close_sent {
+            return;
+        }
+        let mut payload = Vec::with_capacity(2 + reason.len().min(123));
+        payload.extend_from_slice(&code.to_be_bytes());
+        // A close reason has at most 123 bytes; cut at a char boundary.
+        let mut cut = reason.len().min(123);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        payload.extend_from_slice(&reason.as_bytes()[..cut]);
+        let (bytes, end) = frame::header(OpCode::Close, payload.len());
+        queue.chunks.push_back(Chunk::Header {
+            bytes,
+            at: 0,
+            end: end as u8,
+        });
+        queue.bytes += end + payload.len();
+        queue.chunks.push_back(Chunk::Payload(payload.into()));
+        queue.close_sent = true;
+    }
+
+    /// Whether bytes wait for the socket.
+    pub fn has_backlog(&self) -> bool {
+        !self.queue.borrow().chunks.is_empty()
+    }
+
+    /// Whether more than [`HIGH_WATER`] bytes wait.
+    pub fn backlogged(&self) -> bool {
+        self.queue.borrow().bytes > HIGH_WATER
+    }
+
+    /// Wakes the task that reads this socket, so that it writes what waits
+    /// as the socket takes it (call after leaving a backlog behind).
+    pub fn wake_owner(&self) {
+        self.owner.wake();
+    }
+
+    /// Writes what is queued as far as the socket takes it now.
+    pub fn flush_now(&self) -> Result<(), WsError> {
+        let mut queue = self.queue.borrow_mut();
+        while !queue.chunks.is_empty() {
             let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
             let mut count = 0;
-            for (slot, chunk) in slices.iter_mut().zip(&self.outbound) {
+            for (slot, chunk) in slices.iter_mut().zip(&queue.chunks) {
                 *slot = IoSlice::new(chunk.as_slice());
                 count += 1;
             }
@@ -367,21 +514,23 @@ impl WebSocket {
                 socket.send_vectored(&slices[..count])
             }) {
                 Ok(0) => return Err(WsError::Gone(None)),
-                Ok(written) => self.consume(written),
+                Ok(written) => queue.consume(written),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
         }
-        if self.outbound.capacity() > KEPT_QUEUE {
-            self.outbound = VecDeque::new();
+        if queue.chunks.capacity() > KEPT_QUEUE {
+            queue.chunks = VecDeque::new();
         }
         Ok(())
     }
+}
 
+impl Outbound {
     fn consume(&mut self, mut written: usize) {
-        self.outbound_bytes -= written;
+        self.bytes -= written;
         while written > 0 {
-            let Some(front) = self.outbound.front_mut() else {
+            let Some(front) = self.chunks.front_mut() else {
                 return;
             };
             let len = front.as_slice().len();
@@ -390,59 +539,7 @@ impl WebSocket {
                 return;
             }
             written -= len;
-            self.outbound.pop_front();
-        }
-    }
-
-    /// Waits until the socket takes the whole backlog. Cancel-safe.
-    pub async fn write_backlog(&mut self) -> Result<(), WsError> {
-        while self.has_backlog() {
-            self.io.writable().await?;
-            self.flush_now()?;
-        }
-        Ok(())
-    }
-
-    /// Closes: the close frame (after whatever is queued) written and the
-    /// write side shut, then what the client still sends read and dropped
-    /// until it closes too, all within `within`. (Closing a socket with
-    /// unread bytes would reset it, and the client could lose the close
-    /// frame that says why.)
-    pub async fn close(&mut self, code: u16, reason: &str, within: std::time::Duration) {
-        if !self.close_sent {
-            let mut payload = Vec::with_capacity(2 + reason.len().min(123));
-            payload.extend_from_slice(&code.to_be_bytes());
-            // A close reason has at most 123 bytes; cut at a char boundary.
-            let mut cut = reason.len().min(123);
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            payload.extend_from_slice(&reason.as_bytes()[..cut]);
-            // Past any backlog limit: the close goes out regardless.
-            let (bytes, end) = frame::header(OpCode::Close, payload.len());
-            self.outbound.push_back(Chunk::Header {
-                bytes,
-                at: 0,
-                end: end as u8,
-            });
-            self.outbound_bytes += end + payload.len();
-            self.outbound.push_back(Chunk::Payload(payload.into()));
-            self.close_sent = true;
-        }
-        let until = tokio::time::Instant::now() + within;
-        let _ = tokio::time::timeout_at(until, self.write_backlog()).await;
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.io).await;
-        self.inbound = None;
-        self.fragments = None;
-        // On the heap: a future holding it would hold it for every idle
-        // connection.
-        let mut sink = vec![0u8; 1024];
-        let mut left = LINGER_BYTES;
-        while left > 0 {
-            match tokio::time::timeout_at(until, self.io.read(&mut sink)).await {
-                Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
-                _ => break,
-            }
+            self.chunks.pop_front();
         }
     }
 }
@@ -621,7 +718,9 @@ mod tests {
             }
             assert!(sent < 100_000, "never refused");
             if ws.backlogged() {
-                assert!(ws.outbound_bytes <= LIMITS.max_backlog + payload.len() + MAX_HEADER);
+                assert!(
+                    ws.out.queue.borrow().bytes <= LIMITS.max_backlog + payload.len() + MAX_HEADER
+                );
             }
         };
         assert!(matches!(error, WsError::SlowReader { .. }), "{error}");

@@ -1,0 +1,578 @@
+//! How a session's events reach its members on one worker thread.
+//!
+//! One task per session and worker (a [`Hub`]) reads the session's bus ring
+//! once per event and writes a chat frame straight into each member's
+//! socket ([`Outlet`]) when that member is caught up: its loop is not woken,
+//! its sequence number moves in place. Everything else is handed to the
+//! member's own loop through its [`Inbox`] (and wakes it): events that are
+//! not plain frames (the last one, `Resync`, `GuestsRevoked`), a gap in the
+//! chat sequence (the loop fills it from history), a lag of the hub's ring,
+//! and every event for a member whose socket is backed up or whose loop has
+//! handed events still to take. From the first handed event until its loop
+//! has taken them all, a member gets nothing directly, so the order holds;
+//! its loop then [`Seat::settle`]s it back.
+//!
+//! An inbox holds at most the bus ring's capacity: past it, the member's
+//! events are dropped for one `Lagged`, and its loop replays the chat it
+//! missed from history, as a member whose own ring lagged did before.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+use std::task::Poll;
+
+use bytes::Bytes;
+use futures_util::task::AtomicWaker;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use uuid::Uuid;
+
+use crate::bus::{BusEvent, EventKind};
+use crate::websocket::Outlet;
+
+/// Events a hub takes from its ring before it writes to the sockets: a
+/// burst goes out in one `sendmsg` per member.
+const COALESCE_EVENTS: usize = 64;
+
+/// An event for a member's own loop.
+pub type Handed = (Uuid, Result<BusEvent, BroadcastStreamRecvError>);
+
+thread_local! {
+    /// This worker's hubs, by session.
+    static HUBS: RefCell<HashMap<Uuid, Hub>> = RefCell::new(HashMap::new());
+}
+
+type Seats = Rc<RefCell<Vec<Rc<Seat>>>>;
+
+/// The fan-out of one session on one worker; its task ends when the last
+/// member leaves.
+struct Hub {
+    seats: Seats,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Events handed to one connection's loop, for all the sessions it follows.
+#[derive(Debug)]
+pub struct Inbox {
+    queue: RefCell<VecDeque<Handed>>,
+    /// Handed events held at most (the bus ring's capacity).
+    capacity: usize,
+    waker: AtomicWaker,
+}
+
+impl Inbox {
+    pub fn new(capacity: usize) -> Rc<Self> {
+        Rc::new(Self {
+            queue: RefCell::default(),
+            capacity: capacity.max(1),
+            waker: AtomicWaker::new(),
+        })
+    }
+
+    /// The next handed event; waits for one. Cancel-safe.
+    pub async fn next(&self) -> Handed {
+        std::future::poll_fn(|cx| {
+            if let Some(handed) = self.pop() {
+                return Poll::Ready(handed);
+            }
+            self.waker.register(cx.waker());
+            // Handed between the first look and the registration.
+            self.pop().map_or(Poll::Pending, Poll::Ready)
+        })
+        .await
+    }
+
+    /// The next handed event, if one waits.
+    pub fn pop(&self) -> Option<Handed> {
+        let mut queue = self.queue.borrow_mut();
+        let handed = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > COALESCE_EVENTS {
+            // A burst's room is not kept by an idle member.
+            *queue = VecDeque::new();
+        }
+        handed
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.borrow().is_empty()
+    }
+
+    fn push(&self, session: Uuid, event: Result<BusEvent, BroadcastStreamRecvError>) {
+        {
+            let mut queue = self.queue.borrow_mut();
+            if queue.len() >= self.capacity {
+                // Full: what waits for this session goes, and the loop
+                // replays the chat it missed from history instead.
+                let before = queue.len();
+                queue.retain(|(id, _)| *id != session);
+                let missed = (before - queue.len() + 1) as u64;
+                queue.push_back((session, Err(BroadcastStreamRecvError::Lagged(missed))));
+            } else {
+                queue.push_back((session, event));
+            }
+        }
+        self.waker.wake();
+    }
+
+    /// Drops what waits for `session` (its member left).
+    fn forget(&self, session: Uuid) {
+        self.queue.borrow_mut().retain(|(id, _)| *id != session);
+    }
+}
+
+/// One member of a session on this worker, as its hub sees it.
+#[derive(Debug)]
+pub struct Seat {
+    session: Uuid,
+    outlet: Rc<Outlet>,
+    inbox: Rc<Inbox>,
+    /// Gets `GuestsRevoked` (a guest has nothing left to follow then).
+    guest: bool,
+    /// The newest chat sequence number delivered to this member.
+    delivered_seq: Cell<u64>,
+    /// Whether the hub writes to the member's socket itself; `false` from
+    /// the first event it hands over until the member's loop settles.
+    direct: Cell<bool>,
+    /// Its place in the hub's seats.
+    index: Cell<usize>,
+    /// Written to in the hub's current round, not yet flushed.
+    written: Cell<bool>,
+    hub: Weak<RefCell<Vec<Rc<Seat>>>>,
+}
+
+impl Seat {
+    pub fn delivered_seq(&self) -> u64 {
+        self.delivered_seq.get()
+    }
+
+    pub fn set_delivered_seq(&self, seq: u64) {
+        self.delivered_seq.set(seq);
+    }
+
+    /// The member's loop has taken every handed event and its socket is not
+    /// backed up: the hub may write to it directly again.
+    pub fn settle(&self) {
+        self.direct.set(true);
+    }
+
+    fn hand(&self, event: Result<BusEvent, BroadcastStreamRecvError>) {
+        self.direct.set(false);
+        self.inbox.push(self.session, event);
+    }
+}
+
+/// A member's place in its session's fan-out on this worker; given up when
+/// dropped (the hub ends with its last member).
+#[derive(Debug)]
+pub struct Membership(Rc<Seat>);
+
+impl std::ops::Deref for Membership {
+    type Target = Seat;
+
+    fn deref(&self) -> &Seat {
+        &self.0
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let seat = &self.0;
+        seat.inbox.forget(seat.session);
+        let Some(seats) = seat.hub.upgrade() else {
+            return;
+        };
+        let empty = {
+            let mut seats = seats.borrow_mut();
+            let at = seat.index.get();
+            if seats.get(at).is_some_and(|s| Rc::ptr_eq(s, seat)) {
+                seats.swap_remove(at);
+                if let Some(moved) = seats.get(at) {
+                    moved.index.set(at);
+                }
+            }
+            seats.is_empty()
+        };
+        if empty {
+            // (Not while the thread's storage is being torn down.)
+            let _ = HUBS.try_with(|hubs| {
+                let mut hubs = hubs.borrow_mut();
+                if hubs
+                    .get(&seat.session)
+                    .is_some_and(|hub| Rc::ptr_eq(&hub.seats, &seats))
+                {
+                    hubs.remove(&seat.session);
+                }
+            });
+        }
+    }
+}
+
+/// Makes a member of `session` on this worker: its events go straight to
+/// `outlet` once its loop settles it, or through `inbox` until then (so
+/// everything published from now on reaches it one way or the other).
+/// `subscribe` is asked for the session's ring when this worker has no
+/// member of it yet.
+pub fn join(
+    session: Uuid,
+    subscribe: impl FnOnce() -> broadcast::Receiver<BusEvent>,
+    outlet: Rc<Outlet>,
+    inbox: Rc<Inbox>,
+    guest: bool,
+) -> Membership {
+    HUBS.with(|hubs| {
+        let mut hubs = hubs.borrow_mut();
+        let hub = hubs.entry(session).or_insert_with(|| {
+            let seats = Seats::default();
+            let task = actix_rt::spawn(run(session, subscribe(), Rc::downgrade(&seats)));
+            Hub { seats, task }
+        });
+        let mut seats = hub.seats.borrow_mut();
+        let seat = Rc::new(Seat {
+            session,
+            outlet,
+            inbox,
+            guest,
+            delivered_seq: Cell::new(0),
+            direct: Cell::new(false),
+            index: Cell::new(seats.len()),
+            written: Cell::new(false),
+            hub: Rc::downgrade(&hub.seats),
+        });
+        seats.push(Rc::clone(&seat));
+        Membership(seat)
+    })
+}
+
+/// A hub's task: takes each event once and passes it to every member.
+async fn run(
+    session: Uuid,
+    mut ring: broadcast::Receiver<BusEvent>,
+    seats: Weak<RefCell<Vec<Rc<Seat>>>>,
+) {
+    let mut written: Vec<usize> = Vec::new();
+    let mut closed = false;
+    while !closed {
+        let mut next = Some(ring.recv().await);
+        let Some(hub) = seats.upgrade() else {
+            return;
+        };
+        let seats = hub.borrow();
+        let mut taken = 0;
+        while let Some(received) = next.take() {
+            match received {
+                Ok(event) => deliver(&seats, event, &mut written),
+                Err(RecvError::Lagged(missed)) => {
+                    for seat in seats.iter() {
+                        seat.hand(Err(BroadcastStreamRecvError::Lagged(missed)));
+                    }
+                }
+                Err(RecvError::Closed) => closed = true,
+            }
+            taken += 1;
+            if taken < COALESCE_EVENTS && !closed {
+                next = match ring.try_recv() {
+                    Ok(event) => Some(Ok(event)),
+                    Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
+                    Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                    Err(TryRecvError::Empty) => None,
+                };
+            }
+        }
+        for at in written.drain(..) {
+            let seat = &seats[at];
+            seat.written.set(false);
+            // What the socket does not take now, or a socket that failed,
+            // is its loop's to handle.
+            if seat.outlet.flush_now().is_err() || seat.outlet.has_backlog() {
+                seat.outlet.wake_owner();
+            }
+        }
+    }
+    // The session's topic is gone (it ended): nothing more comes through
+    // this ring, and a later member of the session starts a fresh hub.
+    let _ = HUBS.try_with(|hubs| {
+        let mut hubs = hubs.borrow_mut();
+        if hubs
+            .get(&session)
+            .is_some_and(|hub| Rc::as_ptr(&hub.seats) == seats.as_ptr())
+        {
+            hubs.remove(&session);
+        }
+    });
+}
+
+/// Passes one event to every member: written to the caught-up ones (and
+/// noted in `written`, to be flushed), handed to the others.
+fn deliver(seats: &[Rc<Seat>], event: BusEvent, written: &mut Vec<usize>) {
+    if event.kind != EventKind::Frame || event.last {
+        for seat in seats {
+            if event.kind == EventKind::GuestsRevoked && !seat.guest {
+                continue;
+            }
+            seat.hand(Ok(event.clone()));
+        }
+        return;
+    }
+    let payload: Bytes = event.frame.clone().into_bytes();
+    for (at, seat) in seats.iter().enumerate() {
+        if !seat.direct.get() || seat.outlet.backlogged() {
+            seat.hand(Ok(event.clone()));
+            continue;
+        }
+        let delivered = seat.delivered_seq.get();
+        match event.seq {
+            Some(seq) if seq <= delivered => continue,
+            // A gap: the loop fills it from history first.
+            Some(seq) if seq > delivered + 1 => {
+                seat.hand(Ok(event.clone()));
+                continue;
+            }
+            _ => {}
+        }
+        if seat.outlet.queue_text(payload.clone()).is_err() {
+            // Closing, or over its limit: the loop meets the same error.
+            seat.hand(Ok(event.clone()));
+            continue;
+        }
+        if let Some(seq) = event.seq {
+            seat.delivered_seq.set(seq);
+        }
+        if !seat.written.replace(true) {
+            written.push(at);
+        }
+        if let Some(clock) = &event.clock {
+            clock.reached();
+        }
+    }
+    if let Some(clock) = &event.clock {
+        clock.done();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::bus::{Bus, LocalBus, Topic};
+    use crate::websocket::{Limits, WebSocket};
+
+    /// A member's socket: the server's side, and the client's.
+    struct Client {
+        ws: WebSocket,
+        inbox: Rc<Inbox>,
+        peer: TcpStream,
+    }
+
+    async fn client(inbox_capacity: usize) -> Client {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let limits = Limits {
+            max_message: 1024,
+            max_backlog: 1024 * 1024,
+        };
+        Client {
+            ws: WebSocket::new(server, BytesMut::new(), limits),
+            inbox: Inbox::new(inbox_capacity),
+            peer,
+        }
+    }
+
+    impl Client {
+        fn join(&self, bus: &Arc<LocalBus>, session: Uuid) -> Membership {
+            join(
+                session,
+                || bus.subscribe(session),
+                Rc::clone(self.ws.outlet()),
+                Rc::clone(&self.inbox),
+                false,
+            )
+        }
+
+        /// The payload of the next text frame the client reads.
+        async fn frame(&mut self) -> String {
+            let mut head = [0u8; 2];
+            tokio::time::timeout(Duration::from_secs(5), self.peer.read_exact(&mut head))
+                .await
+                .expect("a frame in time")
+                .unwrap();
+            assert_eq!(head[0], 0x81, "a whole text frame");
+            let mut payload = vec![0u8; usize::from(head[1] & 0x7F)];
+            self.peer.read_exact(&mut payload).await.unwrap();
+            String::from_utf8(payload).unwrap()
+        }
+
+        /// Whether the client has nothing more to read (after a moment).
+        async fn reads_nothing(&mut self) -> bool {
+            let mut byte = [0u8; 1];
+            tokio::time::timeout(Duration::from_millis(100), self.peer.read(&mut byte))
+                .await
+                .is_err()
+        }
+
+        fn handed(&self) -> Vec<Result<Option<u64>, u64>> {
+            std::iter::from_fn(|| self.inbox.pop())
+                .map(|(_, event)| match event {
+                    Ok(event) => Ok(event.seq),
+                    Err(BroadcastStreamRecvError::Lagged(missed)) => Err(missed),
+                })
+                .collect()
+        }
+    }
+
+    fn chat(seq: u64) -> BusEvent {
+        BusEvent::new(format!("m{seq}"), Some(seq))
+    }
+
+    /// Lets the hubs run.
+    async fn settle_down() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    /// On a worker-like thread: the hubs are tasks of a `LocalSet`.
+    fn on_worker(test: impl std::future::Future<Output = ()>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(tokio::task::LocalSet::new().run_until(test));
+    }
+
+    #[test]
+    fn caught_up_members_get_each_chat_message_once_in_order_without_their_loop() {
+        on_worker(async {
+            let bus = LocalBus::new(64);
+            let session = Uuid::now_v7();
+            let mut a = client(64).await;
+            let mut b = client(64).await;
+            let (ma, mb) = (a.join(&bus, session), b.join(&bus, session));
+            // One hub for both: the ring is read once per event.
+            assert_eq!(bus.followers(Topic::Members(session)), 1);
+            ma.settle();
+            mb.settle();
+            for seq in 1..=3 {
+                bus.publish(session, chat(seq));
+            }
+            // An old one, as a replay may already have delivered.
+            bus.publish(session, chat(2));
+            bus.publish(session, BusEvent::new("presence".into(), None));
+            for member in [&mut a, &mut b] {
+                for expected in ["m1", "m2", "m3", "presence"] {
+                    assert_eq!(member.frame().await, expected);
+                }
+                assert!(member.reads_nothing().await);
+                assert!(member.handed().is_empty(), "nothing went through the loop");
+            }
+            assert_eq!((ma.delivered_seq(), mb.delivered_seq()), (3, 3));
+        });
+    }
+
+    #[test]
+    fn a_member_not_settled_or_behind_a_gap_gets_its_events_through_its_loop_in_order() {
+        on_worker(async {
+            let bus = LocalBus::new(64);
+            let session = Uuid::now_v7();
+            let mut a = client(64).await;
+            let mut b = client(64).await;
+            let (ma, _mb) = (a.join(&bus, session), b.join(&bus, session));
+            // `b` joined and was never settled (its loop has not caught up).
+            ma.settle();
+            bus.publish(session, chat(1));
+            settle_down().await;
+            assert_eq!(a.frame().await, "m1");
+            assert_eq!(b.handed(), vec![Ok(Some(1))]);
+            assert!(b.reads_nothing().await);
+            // A gap for `a`: its loop fills it, and until it settles `a`
+            // again, the next events wait behind it.
+            bus.publish(session, chat(3));
+            bus.publish(session, chat(4));
+            settle_down().await;
+            assert_eq!(a.handed(), vec![Ok(Some(3)), Ok(Some(4))]);
+            assert!(a.reads_nothing().await);
+            assert_eq!(ma.delivered_seq(), 1);
+            // The end of the session is always the loop's.
+            ma.settle();
+            ma.set_delivered_seq(4);
+            bus.publish(session, chat(5).last());
+            settle_down().await;
+            assert_eq!(a.handed(), vec![Ok(Some(5))]);
+        });
+    }
+
+    #[test]
+    fn a_full_inbox_becomes_one_lag_and_a_backed_up_socket_hands_over() {
+        on_worker(async {
+            let bus = LocalBus::new(64);
+            let session = Uuid::now_v7();
+            let a = client(4).await;
+            let _member = a.join(&bus, session);
+            for seq in 1..=10 {
+                bus.publish(session, chat(seq));
+            }
+            settle_down().await;
+            // Whatever is handed after the lag is newer; the loop's replay
+            // covers what was dropped.
+            let handed = a.handed();
+            assert!(handed.len() <= 4, "{handed:?}");
+            assert!(handed.iter().any(Result::is_err), "{handed:?}");
+            assert_eq!(handed.last(), Some(&Ok(Some(10))));
+
+            // A socket whose client does not read: past the high-water
+            // mark, the hub stops writing and hands over.
+            let b = client(1024).await;
+            let member = b.join(&bus, session);
+            member.settle();
+            let big = "x".repeat(60_000);
+            let mut seq = 10;
+            while !b.ws.backlogged() {
+                seq += 1;
+                member.set_delivered_seq(seq - 1);
+                bus.publish(session, BusEvent::new(big.clone(), Some(seq)));
+                settle_down().await;
+                assert!(seq < 1_000, "never backed up");
+            }
+            assert!(b.handed().is_empty());
+            bus.publish(session, chat(seq + 1));
+            settle_down().await;
+            assert_eq!(b.handed(), vec![Ok(Some(seq + 1))]);
+        });
+    }
+
+    #[test]
+    fn the_last_member_leaving_ends_the_hub_and_its_subscription() {
+        on_worker(async {
+            let bus = LocalBus::new(64);
+            let session = Uuid::now_v7();
+            let a = client(64).await;
+            let b = client(64).await;
+            let (ma, mb) = (a.join(&bus, session), b.join(&bus, session));
+            drop(ma);
+            bus.publish(session, chat(1));
+            settle_down().await;
+            assert!(a.handed().is_empty(), "a member that left gets nothing");
+            assert_eq!(b.handed(), vec![Ok(Some(1))]);
+            drop(mb);
+            settle_down().await;
+            assert_eq!(bus.followers(Topic::Members(session)), 0);
+            assert!(HUBS.with(|hubs| hubs.borrow().is_empty()));
+            // A new member starts afresh.
+            let _mc = a.join(&bus, session);
+            assert_eq!(bus.followers(Topic::Members(session)), 1);
+        });
+    }
+}
