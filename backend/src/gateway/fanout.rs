@@ -19,6 +19,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -28,6 +29,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use uuid::Uuid;
 
 use crate::bus::{BusEvent, EventKind};
+use crate::metrics::FanoutClock;
 use crate::websocket::Outlet;
 
 /// Events a hub takes from its ring before it writes to the sockets: a
@@ -256,6 +258,7 @@ async fn run(
     seats: Weak<RefCell<Vec<Rc<Seat>>>>,
 ) {
     let mut written: Vec<usize> = Vec::new();
+    let mut clocks: Vec<Arc<FanoutClock>> = Vec::new();
     let mut closed = false;
     while !closed {
         let mut next = Some(ring.recv().await);
@@ -266,7 +269,12 @@ async fn run(
         let mut taken = 0;
         while let Some(received) = next.take() {
             match received {
-                Ok(event) => deliver(&seats, event, &mut written),
+                Ok(event) => {
+                    if let Some(clock) = &event.clock {
+                        clocks.push(Arc::clone(clock));
+                    }
+                    deliver(&seats, event, &mut written);
+                }
                 Err(RecvError::Lagged(missed)) => {
                     for seat in seats.iter() {
                         seat.hand(Err(BroadcastStreamRecvError::Lagged(missed)));
@@ -284,7 +292,8 @@ async fn run(
                 };
             }
         }
-        for at in written.drain(..) {
+        let wrote = !written.is_empty();
+        for (n, at) in written.drain(..).enumerate() {
             let seat = &seats[at];
             seat.written.set(false);
             // What the socket does not take now, or a socket that failed,
@@ -292,6 +301,17 @@ async fn run(
             if seat.outlet.flush_now().is_err() || seat.outlet.has_backlog() {
                 seat.outlet.wake_owner();
             }
+            if n == 0 {
+                clocks.iter().for_each(|clock| clock.reached());
+            }
+        }
+        // Written to every member it went to directly (those handed to
+        // their loops count when they write it, if that is sooner).
+        for clock in clocks.drain(..) {
+            if wrote {
+                clock.reached();
+            }
+            clock.done();
         }
     }
     // The session's topic is gone (it ended): nothing more comes through
@@ -346,12 +366,6 @@ fn deliver(seats: &[Rc<Seat>], event: BusEvent, written: &mut Vec<usize>) {
         if !seat.written.replace(true) {
             written.push(at);
         }
-        if let Some(clock) = &event.clock {
-            clock.reached();
-        }
-    }
-    if let Some(clock) = &event.clock {
-        clock.done();
     }
 }
 
@@ -362,8 +376,6 @@ mod tests {
     use bytes::BytesMut;
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
-
-    use std::sync::Arc;
 
     use super::*;
     use crate::bus::{Bus, LocalBus, Topic};
