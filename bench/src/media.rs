@@ -9,15 +9,16 @@
 //! namespace with only loopback (`scripts/bench-media.sh`).
 
 mod churn;
-mod peers;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use simmer_testkit::peers::{Publisher, PublisherLog, Rtcp, Sending, Viewer, ViewerOptions};
+use uuid::Uuid;
+
 use crate::setup::{self, cpu_seconds};
 use crate::stats::Samples;
-use peers::{lock, PublisherLog, Subscriber};
 
 /// Options of the `media` scenario.
 #[derive(Debug, Clone, clap::Args)]
@@ -73,8 +74,40 @@ pub enum ViewerMode {
     Plain,
 }
 
+impl ViewerMode {
+    /// The test kit's viewer for this mode; delays are recorded while
+    /// `measuring` is set.
+    fn options(self, measuring: Arc<AtomicBool>) -> ViewerOptions {
+        let full = self == ViewerMode::Full;
+        ViewerOptions {
+            rtcp: if full { Rtcp::Full } else { Rtcp::None },
+            asks_for_keyframes: full,
+            link: None,
+            measuring: Some(measuring),
+        }
+    }
+}
+
 /// Time between two plain viewers' offers.
 const PLAIN_JOIN_GAP: Duration = Duration::from_millis(20);
+
+/// The host: publishes to `session` over WHIP and, once connected, sends a
+/// stamped stream of about `bitrate` kbit/s until it is stopped.
+async fn start_publishing(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    session: Uuid,
+    bitrate: u64,
+) -> anyhow::Result<(Publisher, Sending)> {
+    let publisher = Publisher::publish(http, base, token, session).await?;
+    if let Err(e) = publisher.wait_connected().await {
+        publisher.close().await;
+        return Err(e);
+    }
+    let sending = publisher.send_stamped(bitrate);
+    Ok((publisher, sending))
+}
 
 pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     if let Some(viewers) = args.churn {
@@ -84,14 +117,14 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     let scene = setup::live_session(&http, &args.url).await?;
     let (session, token) = (scene.session_id, scene.host_token);
     let rss_before = setup::rss_kib(args.server_pid);
-    let mut publisher =
-        peers::Publisher::start(&http, &args.url, &token, session, args.bitrate).await?;
+    let (publisher, mut sending) =
+        start_publishing(&http, &args.url, &token, session, args.bitrate).await?;
 
     // Subscribers.
     let measuring = Arc::new(AtomicBool::new(false));
     let mode = args.viewer_mode;
     let join = |measuring: Arc<AtomicBool>| {
-        peers::subscribe(&http, &args.url, &token, session, measuring, mode)
+        Viewer::play(&http, &args.url, &token, session, mode.options(measuring))
     };
     let t0 = Instant::now();
     let mut subscribers = Vec::with_capacity(args.subscribers);
@@ -132,7 +165,7 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     let cpu_before = cpu_seconds(args.server_pid);
     let own_cpu_before = cpu_seconds(Some(std::process::id()));
     let wall = Instant::now();
-    let sent_before = publisher.sent_packets.load(Ordering::Relaxed);
+    let sent_before = sending.sent_packets();
     measuring.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(args.duration / 2)).await;
     // Late joiners, mid-stream.
@@ -143,7 +176,7 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(args.duration - args.duration / 2)).await;
     measuring.store(false, Ordering::SeqCst);
-    let sent_after = publisher.sent_packets.load(Ordering::Relaxed);
+    let sent_after = sending.sent_packets();
     let sent = sent_after - sent_before;
     let cores = |before: Option<f64>, after: Option<f64>| match (before, after) {
         (Some(a), Some(b)) => Some((b - a) / wall.elapsed().as_secs_f64()),
@@ -151,40 +184,37 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     };
     let cpu = cores(cpu_before, cpu_seconds(args.server_pid));
     let own_cpu = cores(own_cpu_before, cpu_seconds(Some(std::process::id())));
-    publisher.stop().await;
+    sending.stop().await;
     // Packets sent while measuring may still be on their way.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let (mut received, mut lost, mut delays, mut worst_loss) = (0u64, 0u64, Vec::new(), 0f64);
     for s in &subscribers {
-        let seen = lock(&s.seen);
         // Of the packets sent while measuring, those that never arrived.
-        let got = seen.seqs.range(sent_before..sent_after).count() as u64;
+        let got = s.video_packets_between(sent_before, sent_after);
         received += got;
         let missing = sent - got;
         lost += missing;
         worst_loss = worst_loss.max(missing as f64 / sent.max(1) as f64);
-        delays.extend_from_slice(&seen.delays);
+        delays.extend(s.delays());
     }
     let first_keyframe: Vec<u64> = late
         .iter()
         .filter_map(|s| {
-            let seen = lock(&s.seen);
-            seen.first_keyframe
-                .map(|t| t.duration_since(s.asked).as_micros() as u64)
+            s.first_keyframe_at()
+                .map(|t| t.duration_since(s.asked_at()).as_micros() as u64)
         })
         .collect();
     let joined_late = first_keyframe.len();
     let connect_ms: Vec<u64> = late
         .iter()
-        .map(|s| s.connected_after.as_millis() as u64)
+        .map(|s| s.answered_after().as_millis() as u64)
         .collect();
     let first_packet_ms: Vec<u64> = late
         .iter()
         .map(|s| {
-            let seen = lock(&s.seen);
-            seen.first_packet
-                .map_or(0, |t| t.duration_since(s.asked).as_millis() as u64)
+            s.first_video_at()
+                .map_or(0, |t| t.duration_since(s.asked_at()).as_millis() as u64)
         })
         .collect();
     println!(
@@ -194,7 +224,7 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
             .map(|us| us / 1000)
             .collect::<Vec<_>>()
     );
-    explain_slow_joiners(&late, &lock(&publisher.log));
+    explain_slow_joiners(&late, &publisher.log());
     let delays = Samples::new(delays);
     let first_keyframe = Samples::new(first_keyframe);
     let expected = sent * subscribers.len() as u64;
@@ -212,7 +242,7 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
     );
     println!(
         "keyframe requests the publisher got: {}",
-        publisher.plis.load(Ordering::Relaxed)
+        publisher.keyframe_requests()
     );
     if let Some(cores) = cpu {
         println!(
@@ -242,7 +272,7 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
         println!("relay's numbers: {}", resp.text().await.unwrap_or_default());
     }
     for s in subscribers.iter().chain(late.iter()) {
-        let _ = s.pc.close().await;
+        s.close().await;
     }
     publisher.close().await;
     Ok(())
@@ -252,7 +282,7 @@ pub async fn run(args: MediaArgs) -> anyhow::Result<()> {
 /// keyframe requests, and the publisher's requests and keyframes meanwhile
 /// (ms after its offer), to tell a request that never arrived from a
 /// keyframe that was sent but not delivered.
-fn explain_slow_joiners(late: &[Subscriber], log: &PublisherLog) {
+fn explain_slow_joiners(late: &[Viewer], log: &PublisherLog) {
     let after = |asked: Instant, times: &mut dyn Iterator<Item = &Instant>, until: Instant| {
         times
             .filter(|t| **t >= asked && **t <= until)
@@ -260,20 +290,18 @@ fn explain_slow_joiners(late: &[Subscriber], log: &PublisherLog) {
             .collect::<Vec<_>>()
     };
     for s in late {
-        let seen = lock(&s.seen);
-        let until = seen
-            .first_keyframe
-            .unwrap_or_else(|| s.asked + Duration::from_secs(5));
-        if until.duration_since(s.asked) <= Duration::from_millis(300) {
+        let (asked, first_keyframe) = (s.asked_at(), s.first_keyframe_at());
+        let until = first_keyframe.unwrap_or_else(|| asked + Duration::from_secs(5));
+        if until.duration_since(asked) <= Duration::from_millis(300) {
             continue;
         }
         println!(
             "slow joiner (ms after its offer): first packet {:?}, its PLIs {:?}, publisher got PLIs {:?}, sent keyframes {:?}, first keyframe {:?}",
-            seen.first_packet.map(|t| t.duration_since(s.asked).as_millis()),
-            after(s.asked, &mut seen.plis_sent.iter(), until),
-            after(s.asked, &mut log.plis.iter(), until),
-            after(s.asked, &mut log.keyframes.iter(), until),
-            seen.first_keyframe.map(|t| t.duration_since(s.asked).as_millis()),
+            s.first_video_at().map(|t| t.duration_since(asked).as_millis()),
+            after(asked, &mut s.keyframe_requests_sent().iter(), until),
+            after(asked, &mut log.plis.iter(), until),
+            after(asked, &mut log.keyframes.iter(), until),
+            first_keyframe.map(|t| t.duration_since(asked).as_millis()),
         );
     }
 }

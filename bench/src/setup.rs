@@ -1,98 +1,8 @@
-//! Creating the scene over REST: a host, a recipe, a live session, and guest
-//! tokens for viewers (cheap: no password hashing per viewer).
+//! Creating the scene over REST (the test kit's, shared with the
+//! integration tests: a host, a recipe, a live session, and guest tokens for
+//! viewers) and reading the server's footprint from `/proc`.
 
-use anyhow::{bail, Context};
-use serde_json::{json, Value};
-use uuid::Uuid;
-
-/// A live session ready for load.
-pub struct Scene {
-    pub session_id: Uuid,
-    pub host_token: String,
-}
-
-/// POSTs JSON; the answer's JSON, or an error naming the status.
-pub async fn post(
-    client: &reqwest::Client,
-    url: String,
-    token: Option<&str>,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let mut req = client.post(&url).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.with_context(|| format!("POST {url}"))?;
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("POST {url}: {status} {body}");
-    }
-    Ok(body)
-}
-
-/// Registers a host and starts a session.
-pub async fn live_session(http: &reqwest::Client, base: &str) -> anyhow::Result<Scene> {
-    let name = format!("bench{}", &Uuid::new_v4().simple().to_string()[..10]);
-    let user = post(
-        http,
-        format!("{base}/api/v1/auth/register"),
-        None,
-        json!({"username": name, "password": "bench-password"}),
-    )
-    .await?;
-    let token = user["access_token"]
-        .as_str()
-        .context("access_token")?
-        .to_owned();
-    let recipe = post(
-        http,
-        format!("{base}/api/v1/recipes"),
-        Some(&token),
-        json!({"title": "Bench soup", "steps": [{"text": "Stir", "duration_s": 60}]}),
-    )
-    .await?;
-    let recipe_id = recipe["id"].as_str().context("recipe id")?;
-    let session = post(
-        http,
-        format!("{base}/api/v1/sessions"),
-        Some(&token),
-        json!({"recipe_id": recipe_id, "title": "Bench"}),
-    )
-    .await?;
-    let session_id: Uuid = session["id"].as_str().context("session id")?.parse()?;
-    post(
-        http,
-        format!("{base}/api/v1/sessions/{session_id}/start"),
-        Some(&token),
-        json!({}),
-    )
-    .await?;
-    Ok(Scene {
-        session_id,
-        host_token: token,
-    })
-}
-
-/// A guest token for one viewer, shown as `name`.
-pub async fn guest_token(
-    http: &reqwest::Client,
-    base: &str,
-    session: Uuid,
-    name: &str,
-) -> anyhow::Result<String> {
-    let body = post(
-        http,
-        format!("{base}/api/v1/sessions/{session}/guest-tokens"),
-        None,
-        json!({"display_name": name}),
-    )
-    .await?;
-    Ok(body["access_token"]
-        .as_str()
-        .context("guest token")?
-        .to_owned())
-}
+pub use simmer_testkit::rest::{guest_token, live_session, post, Scene};
 
 /// Resident memory of a process, in KiB (Linux `/proc`).
 pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
@@ -124,14 +34,9 @@ pub fn open_fds(pid: Option<u32>) -> Option<usize> {
     )
 }
 
-/// Wall-clock time in microseconds since the Unix epoch (load tool and
-/// server share the machine's clock, so send and receive stamps compare).
-pub fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
+/// Wall-clock time in microseconds since the Unix epoch: the test kit's,
+/// so the media peers' stamps and the load tool's compare.
+pub use simmer_testkit::now_us;
 
 /// CPU seconds a process has used (user + system), from `/proc`.
 pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {

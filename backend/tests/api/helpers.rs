@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use simmer::config::{ConfigArgs, Secret};
 use simmer::state::AppState;
 use simmer::{Application, Settings};
+use simmer_testkit::rest;
 use uuid::Uuid;
 
 /// A signing secret the tests know, so they can forge and expire tokens.
@@ -154,14 +155,8 @@ pub fn recipe_body(title: &str, n: usize) -> Value {
     json!({"title": title, "description": "A test recipe", "servings": 2, "steps": steps})
 }
 
-/// A signed-in user.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: Uuid,
-    pub username: String,
-    pub token: String,
-    pub refresh_token: String,
-}
+/// A signed-in user (the test kit's account, as `simmer-bench` has it too).
+pub use simmer_testkit::rest::Account as User;
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
@@ -196,61 +191,48 @@ impl TestApp {
 
     /// Registers a new user and returns its tokens.
     pub async fn register(&self) -> User {
-        let name = username();
-        let reply = self
-            .post(
-                "/api/v1/auth/register",
-                None,
-                &json!({"username": name, "password": "correct horse battery"}),
-            )
-            .await;
-        assert_eq!(reply.status, 201, "{}", reply.body);
-        User {
-            id: reply.body["user"]["id"].as_str().unwrap().parse().unwrap(),
-            username: name,
-            token: reply.body["access_token"].as_str().unwrap().to_owned(),
-            refresh_token: reply.body["refresh_token"].as_str().unwrap().to_owned(),
-        }
+        rest::register(
+            &self.client,
+            &self.address,
+            &username(),
+            "correct horse battery",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Creates a recipe with `steps` steps; returns its id.
     pub async fn create_recipe(&self, user: &User, steps: usize) -> Uuid {
-        let reply = self
-            .post(
-                "/api/v1/recipes",
-                Some(&user.token),
-                &recipe_body("Soup", steps),
-            )
-            .await;
-        assert_eq!(reply.status, 201, "{}", reply.body);
-        reply.body["id"].as_str().unwrap().parse().unwrap()
+        rest::create_recipe(
+            &self.client,
+            &self.address,
+            &user.token,
+            recipe_body("Soup", steps),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Creates a scheduled session hosted by `host`; returns its id.
     pub async fn create_session(&self, host: &User) -> Uuid {
         let recipe = self.create_recipe(host, 3).await;
-        let reply = self
-            .post(
-                "/api/v1/sessions",
-                Some(&host.token),
-                &json!({"recipe_id": recipe, "title": "Cooking live"}),
-            )
-            .await;
-        assert_eq!(reply.status, 201, "{}", reply.body);
-        reply.body["id"].as_str().unwrap().parse().unwrap()
+        rest::create_session(
+            &self.client,
+            &self.address,
+            &host.token,
+            recipe,
+            "Cooking live",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Creates and starts a session; returns its id.
     pub async fn live_session(&self, host: &User) -> Uuid {
         let id = self.create_session(host).await;
-        let reply = self
-            .post(
-                &format!("/api/v1/sessions/{id}/start"),
-                Some(&host.token),
-                &json!({}),
-            )
-            .await;
-        assert_eq!(reply.status, 200, "{}", reply.body);
+        rest::start_session(&self.client, &self.address, &host.token, id)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
         id
     }
 }

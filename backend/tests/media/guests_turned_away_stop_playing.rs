@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::spawn_app;
-use crate::peers::{sample_offer, Publisher, Viewer};
+use crate::peers::{self, sample_offer};
 use crate::{live, media_stats};
 
 #[actix_rt::test]
@@ -25,13 +25,13 @@ async fn guests_turned_away_stop_playing_and_members_carry_on() {
     assert_eq!(guest.status, 201, "{}", guest.body);
     let guest_token = guest.body["access_token"].as_str().unwrap().to_owned();
 
-    let publisher = Publisher::publish(&app, &host.token, session).await;
-    publisher.wait_connected().await;
+    let publisher = peers::publish(&app, &host.token, session).await;
+    publisher.wait_connected().await.unwrap();
     let sending = publisher.send_for(Duration::from_secs(6));
-    let guest_viewer = Viewer::play(&app, &guest_token, session).await;
-    let member_viewer = Viewer::play(&app, &member.token, session).await;
-    guest_viewer.wait_connected().await;
-    member_viewer.wait_connected().await;
+    let guest_viewer = peers::play(&app, &guest_token, session).await;
+    let member_viewer = peers::play(&app, &member.token, session).await;
+    guest_viewer.wait_connected().await.unwrap();
+    member_viewer.wait_connected().await.unwrap();
     assert_eq!(media_stats(&app, &host, session).await["subscribers"], 2);
 
     let changed = app

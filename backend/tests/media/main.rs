@@ -38,7 +38,7 @@ use serde_json::json;
 use simmer::live::Fault;
 
 use helpers::{spawn_app, TestApp, User};
-use peers::{LossyLink, Publisher, Viewer};
+use peers::{LossyLink, Viewer};
 use ws_client::WsClient;
 
 /// Which of these UDP ports have an open socket in this network namespace.
@@ -73,16 +73,16 @@ async fn viewers_who_come_before_and_after_the_host_receive_its_video() {
     let mut members = member(&app, &host, session).await;
 
     // A viewer who is there before the host publishes.
-    let early = Viewer::play(&app, &host.token, session).await;
-    let publisher = Publisher::publish(&app, &host.token, session).await;
-    publisher.wait_connected().await;
+    let early = peers::play(&app, &host.token, session).await;
+    let publisher = peers::publish(&app, &host.token, session).await;
+    publisher.wait_connected().await.unwrap();
     let (event, _) = members.recv_type("media").await;
     assert_eq!(event["state"], "publishing");
 
     let sending = publisher.send_for(Duration::from_secs(4));
     // A viewer who comes in mid-stream.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let late = Viewer::play(&app, &host.token, session).await;
+    let late = peers::play(&app, &host.token, session).await;
     sending.await.unwrap();
 
     for viewer in [&early, &late] {
@@ -113,7 +113,7 @@ async fn viewers_who_come_before_and_after_the_host_receive_its_video() {
     assert!(text.contains("simmer_media_packets_out_total"));
 
     // The host stops: viewers are told, and stay connected for the next time.
-    publisher.unpublish(&app, &host.token).await;
+    peers::unpublish(&app, &publisher, &host.token).await;
     let (event, _) = members.recv_type("media").await;
     assert_eq!(event["state"], "not_publishing");
     // The rates are of the last few seconds: nothing flows, so they fall to
@@ -135,8 +135,8 @@ async fn viewers_who_come_before_and_after_the_host_receive_its_video() {
 
     // The host comes back: the same viewers receive again, with no new offer.
     let before = early.received().0;
-    let again = Publisher::publish(&app, &host.token, session).await;
-    again.wait_connected().await;
+    let again = peers::publish(&app, &host.token, session).await;
+    again.wait_connected().await.unwrap();
     again.send_for(Duration::from_secs(2)).await.unwrap();
     let after = early.received().0;
     assert!(
@@ -153,9 +153,9 @@ async fn viewers_on_crate_peer_connections_receive_the_hosts_video() {
     let app = helpers::spawn_app_with(|s| s.media.relay.edge = false).await;
     assert!(app.state.sessions.media_edge().is_none());
     let (host, session) = live(&app).await;
-    let viewer = Viewer::play(&app, &host.token, session).await;
-    let publisher = Publisher::publish(&app, &host.token, session).await;
-    publisher.wait_connected().await;
+    let viewer = peers::play(&app, &host.token, session).await;
+    let publisher = peers::publish(&app, &host.token, session).await;
+    publisher.wait_connected().await.unwrap();
     publisher.send_for(Duration::from_secs(2)).await.unwrap();
     let (video, audio) = viewer.received();
     assert!(video > 20, "video packets received: {video}");
@@ -182,15 +182,15 @@ async fn media_stats(app: &TestApp, host: &User, session: uuid::Uuid) -> serde_j
 async fn lost_video_is_sent_again_and_loss_is_reported() {
     let app = spawn_app().await;
     let (host, session) = live(&app).await;
-    let publisher = Publisher::publish(&app, &host.token, session).await;
-    publisher.wait_connected().await;
+    let publisher = peers::publish(&app, &host.token, session).await;
+    publisher.wait_connected().await.unwrap();
     // Two viewers on links that lose every 20th video packet: one gets the
     // retransmissions, the other loses those too.
     let recovering_link = LossyLink::new(20, false);
     let recovering =
-        Viewer::play_behind(&app, &host.token, session, Some(recovering_link.clone())).await;
+        peers::play_behind(&app, &host.token, session, Some(recovering_link.clone())).await;
     let unlucky_link = LossyLink::new(20, true);
-    let unlucky = Viewer::play_behind(&app, &host.token, session, Some(unlucky_link.clone())).await;
+    let unlucky = peers::play_behind(&app, &host.token, session, Some(unlucky_link.clone())).await;
     publisher.send_for(Duration::from_secs(4)).await.unwrap();
     // Retransmissions and the next receiver reports (one a second).
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -230,15 +230,15 @@ async fn a_relay_that_falls_behind_drops_what_is_late_and_goes_on_live() {
     })
     .await;
     let (host, session) = live(&app).await;
-    let publisher = Publisher::publish(&app, &host.token, session).await;
-    publisher.wait_connected().await;
+    let publisher = peers::publish(&app, &host.token, session).await;
+    publisher.wait_connected().await.unwrap();
     // Two viewers: one per lane.
     let viewers = [
-        Viewer::play(&app, &host.token, session).await,
-        Viewer::play(&app, &host.token, session).await,
+        peers::play(&app, &host.token, session).await,
+        peers::play(&app, &host.token, session).await,
     ];
     for viewer in &viewers {
-        viewer.wait_connected().await;
+        viewer.wait_connected().await.unwrap();
     }
     let sending = publisher.send_for(Duration::from_secs(4));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -288,16 +288,16 @@ async fn a_relay_that_falls_behind_drops_what_is_late_and_goes_on_live() {
 async fn the_relay_carries_vp9_and_av1() {
     let app = spawn_app().await;
     let (host, session) = live(&app).await;
-    let early = Viewer::play(&app, &host.token, session).await;
+    let early = peers::play(&app, &host.token, session).await;
     let mut late = None;
     let mut seen = 0;
     for codec in ["video/VP9", "video/AV1"] {
-        let publisher = Publisher::publish_codec(&app.address, &host.token, session, codec).await;
-        publisher.wait_connected().await;
+        let publisher = peers::publish_codec(&app.address, &host.token, session, codec).await;
+        publisher.wait_connected().await.unwrap();
         let sending = publisher.send_for(Duration::from_secs(2));
         if late.is_none() {
             tokio::time::sleep(Duration::from_millis(700)).await;
-            late = Some(Viewer::play(&app, &host.token, session).await);
+            late = Some(peers::play(&app, &host.token, session).await);
         }
         sending.await.unwrap();
         for viewer in [&early, late.as_ref().unwrap()] {
@@ -306,7 +306,7 @@ async fn the_relay_carries_vp9_and_av1() {
         let now = early.received().0;
         assert!(now > seen + 20, "{codec}: video packets {seen} -> {now}");
         seen = now;
-        publisher.unpublish(&app, &host.token).await;
+        peers::unpublish(&app, &publisher, &host.token).await;
     }
     assert!(early.sequence_is_continuous(), "gaps: {:?}", early.gaps());
     let codecs = media_stats(&app, &host, session).await["codecs"].to_string();
@@ -391,8 +391,8 @@ async fn bad_signalling_gets_problem_json() {
     .assert_problem(404, "not_found");
 
     // One publisher at a time.
-    let first = Publisher::publish(&app, &host.token, session).await;
-    first.wait_connected().await;
+    let first = peers::publish(&app, &host.token, session).await;
+    first.wait_connected().await.unwrap();
     let second = post(
         whip.clone(),
         Some(host.token.clone()),
@@ -443,12 +443,12 @@ async fn ending_the_session_closes_every_peer_connection() {
     let tasks_idle = app.state.sessions.media_tasks();
     eprintln!("media tasks before the session: {tasks_idle}");
     let (host, session) = live(&app).await;
-    let publisher = Publisher::publish(&app, &host.token, session).await;
+    let publisher = peers::publish(&app, &host.token, session).await;
     let viewers = [
-        Viewer::play(&app, &host.token, session).await,
-        Viewer::play(&app, &host.token, session).await,
+        peers::play(&app, &host.token, session).await,
+        peers::play(&app, &host.token, session).await,
     ];
-    publisher.wait_connected().await;
+    publisher.wait_connected().await.unwrap();
     publisher
         .send_for(Duration::from_millis(500))
         .await
@@ -506,8 +506,8 @@ async fn a_media_room_crash_leaves_chat_and_timer_alone() {
     let app = spawn_app().await;
     let (host, session) = live(&app).await;
     let mut members = member(&app, &host, session).await;
-    let publisher = Publisher::publish(&app, &host.token, session).await;
-    publisher.wait_connected().await;
+    let publisher = peers::publish(&app, &host.token, session).await;
+    publisher.wait_connected().await.unwrap();
     app.post(
         &format!("/api/v1/sessions/{session}/timer"),
         Some(&host.token),
@@ -539,8 +539,8 @@ async fn a_media_room_crash_leaves_chat_and_timer_alone() {
             .await;
         assert_eq!(timer.body["state"], "running");
         // And video can be set up again.
-        let again = Publisher::publish(&app, &host.token, session).await;
-        again.wait_connected().await;
+        let again = peers::publish(&app, &host.token, session).await;
+        again.wait_connected().await.unwrap();
         again.close().await;
     }
 }
@@ -550,7 +550,7 @@ async fn a_host_that_vanishes_is_detected_and_viewers_are_told() {
     let app = helpers::spawn_app_with(|s| s.media.ice_timeout = Duration::from_secs(2)).await;
     let (host, session) = live(&app).await;
     let mut members = member(&app, &host, session).await;
-    let viewer = Viewer::play(&app, &host.token, session).await;
+    let viewer = peers::play(&app, &host.token, session).await;
 
     // The host's peer runs on a runtime of its own, which then disappears at
     // once: no DTLS close, no ICE, nothing (a phone that lost its network).
@@ -561,7 +561,7 @@ async fn a_host_that_vanishes_is_detected_and_viewers_are_told() {
         .unwrap();
     let (address, token) = (app.address.clone(), host.token.clone());
     let publisher = runtime
-        .spawn(async move { Publisher::publish_at(&address, &token, session).await })
+        .spawn(async move { peers::publish_at(&address, &token, session).await })
         .await
         .unwrap();
     let (event, _) = members.recv_type("media").await;
@@ -590,8 +590,8 @@ async fn a_host_that_vanishes_is_detected_and_viewers_are_told() {
     let stats = media_stats(&app, &host, session).await;
     assert_eq!(stats["publisher"], "not_publishing");
     // The host may publish again (its old connection is dead).
-    let again = Publisher::publish(&app, &host.token, session).await;
-    again.wait_connected().await;
+    let again = peers::publish(&app, &host.token, session).await;
+    again.wait_connected().await.unwrap();
 }
 
 /// A server that announces `ice_servers` and mints each client's TURN

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::spawn_app;
-use crate::peers::{Publisher, Viewer};
+use crate::peers;
 use crate::{live, media_stats};
 
 /// The relay's cap on packets sent again per viewer and second.
@@ -17,12 +17,12 @@ async fn a_viewer_asking_for_everything_again_gets_at_most_the_cap() {
     let app = spawn_app().await;
     assert!(app.state.sessions.media_edge().is_some(), "edge viewers");
     let (host, session) = live(&app).await;
-    let publisher = Publisher::publish(&app, &host.token, session).await;
-    publisher.wait_connected().await;
-    let greedy = Viewer::play(&app, &host.token, session).await;
-    let bystander = Viewer::play(&app, &host.token, session).await;
+    let publisher = peers::publish(&app, &host.token, session).await;
+    publisher.wait_connected().await.unwrap();
+    let greedy = peers::play(&app, &host.token, session).await;
+    let bystander = peers::play(&app, &host.token, session).await;
     let sending = publisher.send_for(Duration::from_secs(5));
-    greedy.wait_connected().await;
+    greedy.wait_connected().await.unwrap();
     while greedy.received().0 < 50 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -29,7 +29,7 @@ use uuid::Uuid;
 use watch_sync::{ClockSync, WatchDisplay};
 
 use crate::harness::{fresh_postgres, RedisServer};
-use crate::peers::{Publisher, Viewer};
+use crate::peers::{Publisher, Viewer, ViewerOptions};
 use crate::simmer_process::{Rest, Simmer};
 
 const NODES: usize = 3;
@@ -494,16 +494,22 @@ async fn keep_media_up(
         (hinted, resumed) = (frames, resumes);
         closed_since = None;
         let peer = if publish {
-            Publisher::try_publish_at(&base, &token, session)
+            Publisher::publish(&reqwest::Client::new(), &base, &token, session)
                 .await
                 .map(|p| {
                     let sending = p.send_for(Duration::from_secs(STEP_S));
                     Peer::Publishing(p, sending)
                 })
         } else {
-            Viewer::try_play_at(&base, &token, session)
-                .await
-                .map(|v| Peer::Playing(Arc::new(v)))
+            Viewer::play(
+                &reqwest::Client::new(),
+                &base,
+                &token,
+                session,
+                ViewerOptions::default(),
+            )
+            .await
+            .map(|v| Peer::Playing(Arc::new(v)))
         };
         match peer {
             Ok(peer) => {
@@ -515,7 +521,7 @@ async fn keep_media_up(
                 current = Some(peer);
             }
             Err(e) => {
-                log.lock().unwrap().refused.push(e);
+                log.lock().unwrap().refused.push(format!("{e:#}"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

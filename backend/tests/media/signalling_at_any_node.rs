@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use simmer::config::Secret;
 
 use crate::helpers::{boot, spawn_app_with, test_settings, TestApp};
-use crate::peers::{Publisher, Viewer};
+use crate::peers;
 
 /// A `redis-server` of this test's own on a free port, ended on drop.
 struct Redis(std::process::Child, u16);
@@ -88,11 +88,11 @@ async fn publisher_and_viewer_at_a_node_that_does_not_own_the_session() {
     settled(&other, &host.token, session).await;
 
     // The host publishes through the other node, a viewer plays there too.
-    let publisher = Publisher::publish(&other, &host.token, session).await;
-    publisher.wait_connected().await;
+    let publisher = peers::publish(&other, &host.token, session).await;
+    publisher.wait_connected().await.unwrap();
     let viewer_user = other.register().await;
-    let viewer = Viewer::play(&other, &viewer_user.token, session).await;
-    viewer.wait_connected().await;
+    let viewer = peers::play(&other, &viewer_user.token, session).await;
+    viewer.wait_connected().await.unwrap();
     publisher.send_for(Duration::from_secs(3)).await.unwrap();
     let (video, audio) = viewer.received();
     assert!(video > 20, "video packets received: {video}");
@@ -110,7 +110,7 @@ async fn publisher_and_viewer_at_a_node_that_does_not_own_the_session() {
     assert_eq!(stats.body["subscribers"], 1);
 
     // The resource's DELETE works at the node that answered the offer.
-    publisher.unpublish(&other, &host.token).await;
+    peers::unpublish(&other, &publisher, &host.token).await;
     let stats = owner
         .get(
             &format!("/api/v1/sessions/{session}/media"),

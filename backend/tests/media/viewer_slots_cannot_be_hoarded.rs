@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{self, spawn_app_with, Reply, TestApp, User};
-use crate::peers::{self, Viewer};
+use crate::peers;
 use crate::{live, media_stats};
 
 /// Posts a WHEP offer; the reply, whatever it is.
@@ -83,8 +83,8 @@ async fn offers_that_never_connect_give_their_slots_back() {
 
     // A real viewer gets in now, and keeps its slot past the connect
     // timeout because it connected.
-    let viewer = Viewer::play(&app, &host.token, session).await;
-    viewer.wait_connected().await;
+    let viewer = peers::play(&app, &host.token, session).await;
+    viewer.wait_connected().await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!viewer.closed_by_server());
     assert_eq!(media_stats(&app, &host, session).await["subscribers"], 1);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::helpers::{spawn_app, TestApp};
-use crate::peers::{Publisher, Viewer};
+use crate::peers;
 use crate::{live, media_stats, open_ports};
 
 /// Cycles before the baseline: the allocator, the crate's lazily built
@@ -40,7 +40,7 @@ fn rss_kib() -> u64 {
 /// One viewer's visit: plays until its first video packet, ends its WHEP
 /// resource, closes. The server's UDP ports it used.
 async fn come_and_go(app: &TestApp, token: &str, session: Uuid) -> Vec<u16> {
-    let viewer = Viewer::play(app, token, session).await;
+    let viewer = peers::play(app, token, session).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while viewer.received().0 == 0 {
         assert!(Instant::now() < deadline, "a viewer got no video");
@@ -58,8 +58,8 @@ async fn come_and_go(app: &TestApp, token: &str, session: Uuid) -> Vec<u16> {
 async fn viewers_who_come_and_go_leave_nothing_behind() {
     let app = spawn_app().await;
     let (host, session) = live(&app).await;
-    let publisher = Publisher::publish(&app, &host.token, session).await;
-    publisher.wait_connected().await;
+    let publisher = peers::publish(&app, &host.token, session).await;
+    publisher.wait_connected().await.unwrap();
     // Aborted below, long before it would end by itself.
     let sending = publisher.send_for(Duration::from_secs(300));
     // The relay reads the host's tracks once packets come in.

@@ -16,7 +16,9 @@ use futures_util::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{peers, MediaArgs};
+use simmer_testkit::peers::Viewer;
+
+use super::{start_publishing, MediaArgs};
 use crate::setup;
 use crate::stats::Samples;
 
@@ -154,8 +156,8 @@ async fn session(
     let before = Footprint::now(pid);
     let scene = setup::live_session(http, &args.url).await?;
     let (session, token) = (scene.session_id, scene.host_token);
-    let mut publisher =
-        peers::Publisher::start(http, &args.url, &token, session, args.bitrate).await?;
+    let (publisher, mut sending) =
+        start_publishing(http, &args.url, &token, session, args.bitrate).await?;
     let (warm_up, checkpoints) = checkpoints(viewers);
 
     println!(
@@ -213,7 +215,11 @@ async fn session(
     let churned = wall.elapsed();
     let last = Footprint::now(pid);
 
-    publisher.unpublish(http, &token).await?;
+    // As a host's app stops: the stream, the WHIP resource, the connection.
+    sending.stop().await;
+    let unpublished = publisher.end(http, &token).await;
+    publisher.close().await;
+    unpublished?;
     setup::post(
         http,
         format!("{}/api/v1/sessions/{session}/end", args.url),
@@ -279,19 +285,18 @@ async fn come_and_go(
     token: &str,
 ) -> anyhow::Result<Duration> {
     let visit = async {
-        let viewer = peers::subscribe(
+        let viewer = Viewer::play(
             http,
             &args.url,
             token,
             session,
-            Arc::new(AtomicBool::new(false)),
-            args.viewer_mode,
+            args.viewer_mode.options(Arc::new(AtomicBool::new(false))),
         )
         .await?;
-        let got = tokio::time::timeout(FIRST_PACKET_TIMEOUT, viewer.first_packet.notified()).await;
-        let took = viewer.asked.elapsed();
-        let ended = peers::end_resource(http, &viewer.resource, token).await;
-        let _ = viewer.pc.close().await;
+        let got = tokio::time::timeout(FIRST_PACKET_TIMEOUT, viewer.first_video()).await;
+        let took = viewer.asked_at().elapsed();
+        let ended = viewer.end(http, token).await;
+        viewer.close().await;
         got.ok()
             .with_context(|| format!("no video within {FIRST_PACKET_TIMEOUT:?}"))?;
         ended?;
