@@ -80,6 +80,18 @@ async fn peer(rtcp: Rtcp, link: Option<LossyLink>) -> anyhow::Result<Arc<RTCPeer
     ))
 }
 
+/// `signalled`; when it is an error, after closing `pc` (a peer the server
+/// refused must not linger).
+async fn closed_on_error<T>(
+    pc: &RTCPeerConnection,
+    signalled: anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    if signalled.is_err() {
+        let _ = pc.close().await;
+    }
+    signalled
+}
+
 /// The local description once every candidate is in (no trickle).
 async fn complete_offer(pc: &RTCPeerConnection) -> anyhow::Result<String> {
     let offer = pc.create_offer(None).await?;

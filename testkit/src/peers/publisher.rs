@@ -19,8 +19,8 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 
 use super::{
-    candidate_ports, complete_offer, end_resource, peer, resource_url, signal, ConnectionState,
-    Rtcp,
+    candidate_ports, closed_on_error, complete_offer, end_resource, peer, resource_url, signal,
+    ConnectionState, Rtcp,
 };
 use crate::{lock, now_us};
 
@@ -94,13 +94,8 @@ impl Publisher {
         mime_type: &str,
     ) -> anyhow::Result<Self> {
         let pc = peer(Rtcp::Full, None).await?;
-        match Self::signal_on(pc.clone(), http, address, token, session, mime_type).await {
-            Ok(publisher) => Ok(publisher),
-            Err(e) => {
-                let _ = pc.close().await;
-                Err(e)
-            }
-        }
+        let signalled = Self::signal_on(pc.clone(), http, address, token, session, mime_type).await;
+        closed_on_error(&pc, signalled).await
     }
 
     async fn signal_on(

@@ -15,8 +15,8 @@ use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 
 use super::reception::{read_track, Received, ORIGIN};
 use super::{
-    candidate_ports, complete_offer, end_resource, peer, resource_url, signal, ConnectionState,
-    LossyLink, Rtcp,
+    candidate_ports, closed_on_error, complete_offer, end_resource, peer, resource_url, signal,
+    ConnectionState, LossyLink, Rtcp,
 };
 use crate::lock;
 
@@ -75,13 +75,8 @@ impl Viewer {
         options: ViewerOptions,
     ) -> anyhow::Result<Self> {
         let pc = peer(options.rtcp, options.link.clone()).await?;
-        match Self::signal_on(pc.clone(), http, address, token, session, options).await {
-            Ok(viewer) => Ok(viewer),
-            Err(e) => {
-                let _ = pc.close().await;
-                Err(e)
-            }
-        }
+        let signalled = Self::signal_on(pc.clone(), http, address, token, session, options).await;
+        closed_on_error(&pc, signalled).await
     }
 
     async fn signal_on(
