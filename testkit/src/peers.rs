@@ -26,6 +26,7 @@ use webrtc::ice::network_type::NetworkType;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 
@@ -90,6 +91,90 @@ async fn closed_on_error<T>(
         let _ = pc.close().await;
     }
     signalled
+}
+
+/// What a publisher and a viewer have alike: a peer connection signalled at
+/// a server (WHIP or WHEP), and the resource the server made for it. Each
+/// derefs to its `Leg`.
+pub struct Leg {
+    pc: Arc<RTCPeerConnection>,
+    state: ConnectionState,
+    /// "publisher" or "viewer", for errors.
+    who: &'static str,
+    /// The server it signalled at (`http://host:port`).
+    address: String,
+    /// The resource, as `Location` gave it (`/whip/{session}/{resource}`,
+    /// `/whep/...`).
+    pub resource: String,
+    /// The server's UDP ports for this connection.
+    pub server_ports: Vec<u16>,
+}
+
+impl std::fmt::Debug for Leg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leg")
+            .field("who", &self.who)
+            .field("address", &self.address)
+            .field("resource", &self.resource)
+            .field("server_ports", &self.server_ports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Leg {
+    /// Offers `pc` (tracks and handlers already set) at `{address}{path}`
+    /// and applies the answer (see [`closed_on_error`] for a refusal).
+    async fn signal(
+        pc: Arc<RTCPeerConnection>,
+        who: &'static str,
+        http: &reqwest::Client,
+        address: &str,
+        path: &str,
+        token: &str,
+    ) -> anyhow::Result<Self> {
+        let state = ConnectionState::follow(&pc);
+        let offer = complete_offer(&pc).await?;
+        let signalled = signal(http, address, path, token, offer).await?;
+        let server_ports = candidate_ports(&signalled.answer);
+        pc.set_remote_description(RTCSessionDescription::answer(signalled.answer)?)
+            .await?;
+        Ok(Self {
+            pc,
+            state,
+            who,
+            address: address.to_owned(),
+            resource: signalled.resource,
+            server_ports,
+        })
+    }
+
+    /// Waits up to 10 s for the connection.
+    pub async fn wait_connected(&self) -> anyhow::Result<()> {
+        self.state.wait_connected(self.who).await
+    }
+
+    /// Whether the connection ended (disconnected, failed or closed) after
+    /// it was set up.
+    pub fn closed_by_server(&self) -> bool {
+        self.state.ended()
+    }
+
+    /// The resource's URL.
+    pub fn resource_url(&self) -> String {
+        resource_url(&self.address, &self.resource)
+    }
+
+    /// Ends the publication or the playback (`DELETE` on its resource, 200
+    /// expected), as an app does; the connection stays open until
+    /// [`Leg::close`].
+    pub async fn end(&self, http: &reqwest::Client, token: &str) -> anyhow::Result<()> {
+        end_resource(http, &self.resource_url(), token).await
+    }
+
+    /// Closes the peer connection.
+    pub async fn close(&self) {
+        let _ = self.pc.close().await;
+    }
 }
 
 /// The local description once every candidate is in (no trickle).

@@ -38,7 +38,7 @@ use serde_json::json;
 use simmer::live::Fault;
 
 use helpers::{spawn_app, TestApp, User};
-use peers::{LossyLink, Viewer};
+use peers::LossyLink;
 use ws_client::WsClient;
 
 /// Which of these UDP ports have an open socket in this network namespace.
@@ -481,7 +481,7 @@ async fn ending_the_session_closes_every_peer_connection() {
     // tasks are gone.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let closed = publisher.closed_by_server() && viewers.iter().all(Viewer::closed_by_server);
+        let closed = publisher.closed_by_server() && viewers.iter().all(|v| v.closed_by_server());
         let sockets = open_ports(&server_ports);
         let tasks = app.state.sessions.media_tasks();
         let on_edge = edge.as_ref().map_or((0, 0), |e| e.viewers());

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtp::header::Header;
@@ -18,10 +17,7 @@ use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 
-use super::{
-    candidate_ports, closed_on_error, complete_offer, end_resource, peer, resource_url, signal,
-    ConnectionState, Rtcp,
-};
+use super::{closed_on_error, peer, Leg, Rtcp};
 use crate::{lock, now_us};
 
 /// Frames a second of [`Publisher::send_stamped`].
@@ -46,30 +42,30 @@ pub struct PublisherLog {
 /// ([`Publisher::wait_connected`]); nothing is sent until it is told to
 /// ([`Publisher::send_for`], [`Publisher::send_stamped`]).
 pub struct Publisher {
-    pc: Arc<RTCPeerConnection>,
+    /// Its connection and WHIP resource.
+    leg: Leg,
     video: Arc<TrackLocalStaticRTP>,
     audio: Arc<TrackLocalStaticRTP>,
-    state: ConnectionState,
     /// Keyframe requests (PLI) received.
     plis: Arc<AtomicU64>,
     /// Set by a keyframe request, taken by the next stamped frame.
     keyframe_wanted: Arc<AtomicBool>,
     log: Arc<Mutex<PublisherLog>>,
-    /// The server it signalled at (`http://host:port`).
-    address: String,
-    /// The WHIP resource, as `Location` gave it (`/whip/{session}/{resource}`).
-    pub resource: String,
-    /// The server's UDP ports for this connection.
-    pub server_ports: Vec<u16>,
 }
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher")
-            .field("address", &self.address)
-            .field("resource", &self.resource)
-            .field("server_ports", &self.server_ports)
-            .finish_non_exhaustive()
+        f.debug_tuple("Publisher").field(&self.leg).finish()
+    }
+}
+
+/// The connection, the resource and what a publisher and a viewer do alike
+/// (`wait_connected`, `end`, `close`, ...).
+impl std::ops::Deref for Publisher {
+    type Target = Leg;
+
+    fn deref(&self) -> &Leg {
+        &self.leg
     }
 }
 
@@ -155,29 +151,16 @@ impl Publisher {
                 }
             });
         }
-        let state = ConnectionState::follow(&pc);
-        let offer = complete_offer(&pc).await?;
-        let signalled = signal(http, address, &format!("/whip/{session}"), token, offer).await?;
-        let server_ports = candidate_ports(&signalled.answer);
-        pc.set_remote_description(RTCSessionDescription::answer(signalled.answer)?)
-            .await?;
+        let path = format!("/whip/{session}");
+        let leg = Leg::signal(pc, "publisher", http, address, &path, token).await?;
         Ok(Self {
-            pc,
+            leg,
             video,
             audio,
-            state,
             plis,
             keyframe_wanted,
             log,
-            address: address.to_owned(),
-            resource: signalled.resource,
-            server_ports,
         })
-    }
-
-    /// Waits up to 10 s for the connection.
-    pub async fn wait_connected(&self) -> anyhow::Result<()> {
-        self.state.wait_connected("publisher").await
     }
 
     /// Sends 30 video frames (a small keyframe-looking VP8 payload in two
@@ -262,28 +245,6 @@ impl Publisher {
     /// When keyframe requests came and keyframes went out so far.
     pub fn log(&self) -> PublisherLog {
         lock(&self.log).clone()
-    }
-
-    /// Whether the connection ended (disconnected, failed or closed) after
-    /// it was set up.
-    pub fn closed_by_server(&self) -> bool {
-        self.state.ended()
-    }
-
-    /// The WHIP resource's URL.
-    pub fn resource_url(&self) -> String {
-        resource_url(&self.address, &self.resource)
-    }
-
-    /// Ends the publication (`DELETE` on its resource, 200 expected), as a
-    /// host's app does; the connection stays open until [`Publisher::close`].
-    pub async fn end(&self, http: &reqwest::Client, token: &str) -> anyhow::Result<()> {
-        end_resource(http, &self.resource_url(), token).await
-    }
-
-    /// Closes the peer connection.
-    pub async fn close(&self) {
-        let _ = self.pc.close().await;
     }
 }
 

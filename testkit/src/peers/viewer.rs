@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use uuid::Uuid;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
@@ -14,10 +13,7 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 
 use super::reception::{read_track, Received, ORIGIN};
-use super::{
-    candidate_ports, closed_on_error, complete_offer, end_resource, peer, resource_url, signal,
-    ConnectionState, LossyLink, Rtcp,
-};
+use super::{closed_on_error, peer, Leg, LossyLink, Rtcp};
 use crate::lock;
 
 /// How a [`Viewer`] behaves. The default is a browser that does not ask for
@@ -37,30 +33,30 @@ pub struct ViewerOptions {
 
 /// A viewer playing over WHEP.
 pub struct Viewer {
-    pc: Arc<RTCPeerConnection>,
+    /// Its connection and WHEP resource.
+    leg: Leg,
     received: Arc<Mutex<Received>>,
     /// Notified once, at the first video packet.
     first_video: Arc<Notify>,
-    state: ConnectionState,
-    /// The server it signalled at (`http://host:port`).
-    address: String,
     /// When it started its offer.
     asked: Instant,
     /// How long the offer took to answer (and apply).
     answered_after: Duration,
-    /// The WHEP resource, as `Location` gave it (`/whep/{session}/{resource}`).
-    pub resource: String,
-    /// The server's UDP ports for this connection.
-    pub server_ports: Vec<u16>,
 }
 
 impl std::fmt::Debug for Viewer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Viewer")
-            .field("address", &self.address)
-            .field("resource", &self.resource)
-            .field("server_ports", &self.server_ports)
-            .finish_non_exhaustive()
+        f.debug_tuple("Viewer").field(&self.leg).finish()
+    }
+}
+
+/// The connection, the resource and what a viewer and a publisher do alike
+/// (`wait_connected`, `end`, `close`, ...).
+impl std::ops::Deref for Viewer {
+    type Target = Leg;
+
+    fn deref(&self) -> &Leg {
+        &self.leg
     }
 }
 
@@ -113,29 +109,16 @@ impl Viewer {
                 tokio::spawn(reading);
             })
         }));
-        let state = ConnectionState::follow(&pc);
         let asked = Instant::now();
-        let offer = complete_offer(&pc).await?;
-        let signalled = signal(http, address, &format!("/whep/{session}"), token, offer).await?;
-        let server_ports = candidate_ports(&signalled.answer);
-        pc.set_remote_description(RTCSessionDescription::answer(signalled.answer)?)
-            .await?;
+        let path = format!("/whep/{session}");
+        let leg = Leg::signal(pc, "viewer", http, address, &path, token).await?;
         Ok(Self {
-            pc,
+            leg,
             received,
             first_video,
-            state,
-            address: address.to_owned(),
             asked,
             answered_after: asked.elapsed(),
-            resource: signalled.resource,
-            server_ports,
         })
-    }
-
-    /// Waits up to 10 s for the connection.
-    pub async fn wait_connected(&self) -> anyhow::Result<()> {
-        self.state.wait_connected("viewer").await
     }
 
     /// Returns once the first video packet has arrived.
@@ -244,29 +227,6 @@ impl Viewer {
             media_ssrc: ssrc,
             nacks,
         };
-        self.pc.write_rtcp(&[Box::new(nack)]).await.is_ok()
-    }
-
-    /// Whether the connection ended (disconnected, failed or closed) after
-    /// it was set up.
-    pub fn closed_by_server(&self) -> bool {
-        self.state.ended()
-    }
-
-    /// The WHEP resource's URL.
-    pub fn resource_url(&self) -> String {
-        resource_url(&self.address, &self.resource)
-    }
-
-    /// Ends the playback (`DELETE` on its resource, 200 expected), as a
-    /// viewer's app does; the connection stays open until
-    /// [`Viewer::close`].
-    pub async fn end(&self, http: &reqwest::Client, token: &str) -> anyhow::Result<()> {
-        end_resource(http, &self.resource_url(), token).await
-    }
-
-    /// Closes the peer connection.
-    pub async fn close(&self) {
-        let _ = self.pc.close().await;
+        self.leg.pc.write_rtcp(&[Box::new(nack)]).await.is_ok()
     }
 }
