@@ -368,8 +368,10 @@ pub struct ConfigArgs {
 
     /// On a drain, each open connection is told to reconnect at a random
     /// moment within this window (ms), so that thousands of clients do not
-    /// come back in the same instant; meanwhile they are served [default:
-    /// 3000; at most the shutdown timeout].
+    /// come back in the same instant; meanwhile they are served. A drain
+    /// shortens it to end 0.5 s before its grace period does, so the last
+    /// client told still gets its goodbye [default: 3000; at most the
+    /// shutdown timeout].
     #[arg(long, env = "SIMMER_DRAIN_SPREAD_MS")]
     pub drain_spread_ms: Option<u64>,
 

@@ -7,7 +7,10 @@
 //! endpoint, a successor process) makes the node not ready at once and wakes
 //! whoever runs the drain. [`Shutdown::begin`] then tells the connections:
 //! each one hears it at its own random moment within the spread window, so
-//! that thousands of clients do not reconnect in the same instant.
+//! that thousands of clients do not reconnect in the same instant. The
+//! window is the configured spread or what the grace period has left for
+//! it, whichever is shorter: a connection told at its very end still has
+//! time to say goodbye before the node stops.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,8 +28,9 @@ static PANICKED_WHILE_STOPPING: AtomicBool = AtomicBool::new(false);
 /// The node's shutdown signal. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
-    /// When the connections were told to go (`None`: not yet).
-    tx: Arc<watch::Sender<Option<Instant>>>,
+    /// When the connections were told to go, and over how long (`None`:
+    /// not yet).
+    tx: Arc<watch::Sender<Option<Window>>>,
     /// Why a drain was asked for (`None`: nobody asked).
     drain: Arc<watch::Sender<Option<&'static str>>>,
     /// Whether the drain is done: every connection gone.
@@ -34,13 +38,21 @@ pub struct Shutdown {
     spread: Duration,
 }
 
+/// The span over which the connections are told to go.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    began: Instant,
+    length: Duration,
+}
+
 /// One connection's view of the signal; while it lives, the connection
 /// counts as open.
 #[derive(Debug)]
 pub struct Listener {
-    rx: watch::Receiver<Option<Instant>>,
-    /// This connection's place in the spread window.
-    delay: Duration,
+    rx: watch::Receiver<Option<Window>>,
+    /// This connection's place in the window, as a share of its length
+    /// (`0.0..1.0`): the same place however long the window turns out.
+    share: f64,
 }
 
 impl Default for Shutdown {
@@ -63,14 +75,9 @@ impl Shutdown {
     /// A listener for a new connection task: it hears the signal, and the
     /// connection counts as open until the listener is dropped.
     pub fn listen(&self) -> Listener {
-        let delay = if self.spread.is_zero() {
-            Duration::ZERO
-        } else {
-            rand::thread_rng().gen_range(Duration::ZERO..self.spread)
-        };
         Listener {
             rx: self.tx.subscribe(),
-            delay,
+            share: rand::thread_rng().gen_range(0.0..1.0),
         }
     }
 
@@ -111,28 +118,35 @@ impl Shutdown {
         let _ = rx.wait_for(|done| *done).await;
     }
 
-    /// Tells every connection to say goodbye and close, each within the
-    /// spread window.
-    pub fn begin(&self) {
+    /// Tells every connection to say goodbye and close, each at its moment
+    /// in the spread window, which ends within `within` (the window
+    /// shrinks to fit; every connection keeps its place in it). Only the
+    /// first call counts. Returns the window's length.
+    pub fn begin(&self, within: Duration) -> Duration {
         STOPPING.store(true, Ordering::SeqCst);
-        self.tx.send_if_modified(|began| {
-            if began.is_some() {
+        let mut length = self.spread.min(within);
+        self.tx.send_if_modified(|window| {
+            if let Some(window) = window {
+                length = window.length;
                 return false;
             }
-            *began = Some(Instant::now());
+            *window = Some(Window {
+                began: Instant::now(),
+                length,
+            });
             true
         });
+        length
     }
 
     /// Tells the connections that are still open to go now, without waiting
-    /// for their turn in the spread window.
+    /// for their turn in the spread window (begins, if nothing had).
     pub fn hurry(&self) {
         STOPPING.store(true, Ordering::SeqCst);
-        let spread = self.spread;
-        self.tx.send_modify(|began| {
-            let now = Instant::now();
-            *began = Some(now.checked_sub(spread).unwrap_or(now));
-        });
+        self.tx.send_replace(Some(Window {
+            began: Instant::now(),
+            length: Duration::ZERO,
+        }));
     }
 
     /// Whether [`Shutdown::begin`] was called.
@@ -158,13 +172,15 @@ impl Listener {
     pub async fn recv(&mut self) {
         loop {
             // An error means the sender is gone: the app is gone, stop too.
-            let began = match self.rx.wait_for(Option::is_some).await {
-                Ok(began) => *began,
+            let window = match self.rx.wait_for(Option::is_some).await {
+                Ok(window) => *window,
                 Err(_) => return,
             };
-            let Some(began) = began else { return };
+            let Some(Window { began, length }) = window else {
+                return;
+            };
             tokio::select! {
-                () = tokio::time::sleep_until(began + self.delay) => return,
+                () = tokio::time::sleep_until(began + length.mul_f64(self.share)) => return,
                 // Hurried: the moment moved.
                 changed = self.rx.changed() => if changed.is_err() { return },
             }
@@ -250,7 +266,7 @@ mod tests {
         let shutdown = Shutdown::default();
         let mut early = shutdown.listen();
         assert_eq!(shutdown.open_connections(), 1);
-        shutdown.begin();
+        shutdown.begin(Duration::MAX);
         early.recv().await;
         let mut late = shutdown.listen();
         late.recv().await;
@@ -261,12 +277,12 @@ mod tests {
 
     #[tokio::test]
     async fn listeners_go_spread_over_the_window_unless_hurried() {
-        // Each listener's moment is drawn when it starts listening.
+        // Each listener's place is drawn when it starts listening.
         let spread = Duration::from_secs(10);
         let shutdown = Shutdown::new(spread);
         let listeners: Vec<Listener> = (0..200).map(|_| shutdown.listen()).collect();
-        assert!(listeners.iter().all(|l| l.delay < spread));
-        let early = listeners.iter().filter(|l| l.delay < spread / 2).count();
+        assert!(listeners.iter().all(|l| (0.0..1.0).contains(&l.share)));
+        let early = listeners.iter().filter(|l| l.share < 0.5).count();
         assert!(
             (50..150).contains(&early),
             "half the window, {early} of 200"
@@ -274,11 +290,11 @@ mod tests {
 
         // A listener hears the drain at its moment, not before.
         let mut timed = shutdown.listen();
-        timed.delay = Duration::from_millis(150);
+        timed.share = 0.015;
         let mut slow = shutdown.listen();
-        slow.delay = spread;
+        slow.share = 0.999;
         let began = Instant::now();
-        shutdown.begin();
+        shutdown.begin(Duration::MAX);
         timed.recv().await;
         let heard = began.elapsed();
         assert!(
@@ -291,6 +307,35 @@ mod tests {
             .await
             .expect("hurried: heard at once");
         drop(listeners);
+    }
+
+    #[tokio::test]
+    async fn the_window_shrinks_to_what_the_grace_period_left() {
+        // Spread over 10 s, but the node must be gone in 400 ms: the last
+        // listener hears within them, and each keeps its place.
+        let shutdown = Shutdown::new(Duration::from_secs(10));
+        let mut last = shutdown.listen();
+        last.share = 0.999;
+        let mut middle = shutdown.listen();
+        middle.share = 0.5;
+        let began = Instant::now();
+        assert_eq!(
+            shutdown.begin(Duration::from_millis(400)),
+            Duration::from_millis(400)
+        );
+        middle.recv().await;
+        assert!(began.elapsed() >= Duration::from_millis(200));
+        // Asked again with a longer bound: the window stays as it was.
+        assert_eq!(
+            shutdown.begin(Duration::from_secs(10)),
+            Duration::from_millis(400)
+        );
+        last.recv().await;
+        let heard = began.elapsed();
+        assert!(
+            heard < Duration::from_secs(2),
+            "{heard:?}: not the 10 s spread"
+        );
     }
 
     #[tokio::test]

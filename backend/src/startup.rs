@@ -36,6 +36,10 @@ const HAND_OVER_SIGNAL: &str = "SIGUSR2";
 /// How long after the listening socket closes the server keeps starting
 /// requests on connections it had just accepted (see [`drain`]).
 const ACCEPTED_SETTLE: Duration = Duration::from_millis(250);
+/// What a drain leaves of the grace period after its spread window: time
+/// for the last connection told to go to write its goodbye and read the
+/// client's close (a round trip) before the node stops.
+const GOODBYE: Duration = Duration::from_millis(500);
 
 /// Shortest accepted signing secret, in bytes.
 const MIN_SECRET_BYTES: usize = 32;
@@ -215,7 +219,6 @@ impl Application {
         drain.abort();
         deadline.start();
         // Whatever is still open (a stop through the handle) goes now.
-        state.shutdown.begin();
         state.shutdown.hurry();
         tracing::info!("http server stopped; stopping session actors");
         state.sessions.stop_actors(deadline.left()).await;
@@ -340,20 +343,22 @@ async fn drain(
     let closed = tokio::time::Instant::now();
     let started = std::time::Instant::now();
     let handed = state.sessions.hand_off(deadline.left()).await;
-    if why == HAND_OVER_SIGNAL {
+    let window = if why == HAND_OVER_SIGNAL {
         // A successor waits for this process to exit before it serves: no
         // point keeping clients here over the spread window, and their
         // video must be set up again there.
         state.sessions.media_going_away();
-        shutdown.begin();
         shutdown.hurry();
+        Duration::ZERO
     } else {
-        shutdown.begin();
-    }
+        // The hand-over took some of the grace period: the window ends in
+        // time for the last connection told to say goodbye.
+        shutdown.begin(deadline.left().saturating_sub(GOODBYE))
+    };
     tracing::info!(
         sessions_handed_over = handed,
         took_ms = started.elapsed().as_millis() as u64,
-        spread_ms = state.settings.drain_spread.as_millis() as u64,
+        spread_ms = window.as_millis() as u64,
         "telling connections to reconnect"
     );
     if tokio::time::timeout(deadline.left(), shutdown.connections_closed())

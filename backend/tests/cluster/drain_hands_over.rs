@@ -79,10 +79,13 @@ async fn a_draining_owner_hands_its_session_over_at_once() {
     // `reconnect`; it resumes elsewhere and misses nothing.
     let mut seen = Vec::new();
     let reconnect = loop {
-        let frame = on_drained
-            .try_recv(Duration::from_secs(10))
-            .await
-            .expect("a reconnect frame from the draining node");
+        let Some(frame) = on_drained.try_recv(Duration::from_secs(10)).await else {
+            let stderr = cluster.nodes[0].as_ref().map(|n| n.stderr());
+            panic!(
+                "no reconnect frame from the draining node after {seen:?}; its stderr:\n{}",
+                stderr.unwrap_or_default()
+            );
+        };
         match frame["type"].as_str() {
             Some("chat.message") => seen.push(frame["seq"].as_u64().unwrap()),
             Some("reconnect") => break frame,
