@@ -725,6 +725,17 @@ impl Connection {
             }
             for message in page {
                 after = message.seq;
+                // The fan-out may have written newer chat itself while this
+                // replay waited (a resync runs while the member is caught
+                // up): it writes only the message after the one delivered,
+                // so skipping what it wrote keeps each message once, in order.
+                let Some(Joined { member, .. }) = self.joined.get(&id) else {
+                    return None;
+                };
+                if message.seq <= member.delivered_seq() {
+                    continue;
+                }
+                member.set_delivered_seq(message.seq);
                 let frame = Bytes::from(ServerMsg::ChatMessage((*message).clone()).encode());
                 if let Err(e) = self.ws.queue_text(frame) {
                     return Some(End::from(e));
@@ -745,10 +756,6 @@ impl Connection {
                     }
                 }
             }
-        }
-        if let Some(joined) = self.joined.get(&id) {
-            let member = &joined.member;
-            member.set_delivered_seq(member.delivered_seq().max(after));
         }
         self.ws.flush_now().err().map(End::from)
     }
