@@ -729,9 +729,7 @@ impl Connection {
                 // replay waited (a resync runs while the member is caught
                 // up): it writes only the message after the one delivered,
                 // so skipping what it wrote keeps each message once, in order.
-                let Some(Joined { member, .. }) = self.joined.get(&id) else {
-                    return None;
-                };
+                let Joined { member, .. } = self.joined.get(&id)?;
                 if message.seq <= member.delivered_seq() {
                     continue;
                 }
