@@ -143,11 +143,27 @@ impl Simmer {
     }
 }
 
+/// Lines of a process's log shown when a test fails with it running.
+const LOG_TAIL: usize = 60;
+
 impl Drop for Simmer {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        // A failing test shows what the process said last: a flake in CI
+        // then explains itself from the CI log alone.
+        if std::thread::panicking() {
+            if let Ok(lines) = self.stderr.lock() {
+                let from = lines.len().saturating_sub(LOG_TAIL);
+                eprintln!(
+                    "--- the last {} lines of simmer at {}:\n{}",
+                    lines.len() - from,
+                    self.address,
+                    lines[from..].join("\n")
+                );
+            }
         }
     }
 }
