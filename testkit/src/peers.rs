@@ -159,6 +159,18 @@ impl Leg {
         self.state.ended()
     }
 
+    /// Where the connection stands, for an error: the resource and the
+    /// ICE and peer connection states.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}, ICE {}, connection {}",
+            self.who,
+            self.resource,
+            self.pc.ice_connection_state(),
+            self.pc.connection_state()
+        )
+    }
+
     /// The resource's URL.
     pub fn resource_url(&self) -> String {
         resource_url(&self.address, &self.resource)

@@ -295,10 +295,14 @@ async fn come_and_go(
         .await?;
         let got = tokio::time::timeout(FIRST_PACKET_TIMEOUT, viewer.first_video()).await;
         let took = viewer.asked_at().elapsed();
+        // Before it ends: a viewer that got nothing says how far it came.
+        let stood = got.is_err().then(|| viewer.describe());
         let ended = viewer.end(http, token).await;
         viewer.close().await;
-        got.ok()
-            .with_context(|| format!("no video within {FIRST_PACKET_TIMEOUT:?}"))?;
+        got.ok().with_context(|| {
+            let stood = stood.unwrap_or_default();
+            format!("no video within {FIRST_PACKET_TIMEOUT:?} ({stood})")
+        })?;
         ended?;
         Ok(took)
     };
