@@ -56,6 +56,12 @@ pub struct MediaArgs {
     /// once, or a leak).
     #[arg(long, default_value_t = 1)]
     pub sessions: usize,
+    /// With `--churn`: seconds to leave the idle server alone before the
+    /// first sample. glibc gives startup's memory back at once; an allocator
+    /// that purges on a timer (jemalloc: 10 s) holds it until then, and a
+    /// first sample taken earlier would credit that to the session.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub rest: u64,
     /// The server's process id, to report its CPU and memory.
     #[arg(long)]
     pub server_pid: Option<u32>,

@@ -121,14 +121,15 @@ pub async fn run(args: &MediaArgs, viewers: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The footprint once the server has started up: it answers, and its RSS
-/// holds still (it allocates tens of MiB in its first moments after it
-/// accepts connections).
+/// The footprint once the server has started up: it answers, `--rest` has
+/// passed, and its RSS holds still (it allocates tens of MiB in its first
+/// moments after it accepts connections).
 async fn settled(http: &reqwest::Client, args: &MediaArgs) -> Footprint {
     let _ = http
         .get(format!("{}/api/v1/sessions?limit=1", args.url))
         .send()
         .await;
+    tokio::time::sleep(Duration::from_secs(args.rest)).await;
     let mut last = Footprint::now(args.server_pid);
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(250)).await;
