@@ -13,6 +13,7 @@
 //! per viewer).
 
 pub(crate) mod answer;
+mod flight;
 mod ice;
 mod peer;
 mod send;
@@ -230,6 +231,9 @@ impl Inner {
             }
             Datagram::Dtls => {
                 if let Some(peer) = known {
+                    for datagram in peer.last_flight_again(packet) {
+                        let _ = self.sockets[n].send_to(&datagram, from).await;
+                    }
                     peer.dtls_record(Bytes::copy_from_slice(packet));
                 }
             }
@@ -306,13 +310,18 @@ mod tests {
     use super::*;
 
     #[derive(Default)]
-    struct Counted(AtomicUsize);
+    struct Counted {
+        connected: AtomicUsize,
+        closed: AtomicUsize,
+    }
 
     impl PeerEvents for Counted {
-        fn connected(&self) {}
+        fn connected(&self) {
+            self.connected.fetch_add(1, Ordering::SeqCst);
+        }
         fn rtcp(&self, _: &Arc<Peer>, _: &[Box<dyn webrtc::rtcp::packet::Packet + Send + Sync>]) {}
         fn closed(&self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
+            self.closed.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -433,12 +442,12 @@ a=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n";
         peer.close();
         assert_eq!(edge.viewers(), (0, 0));
         assert_eq!(
-            events.0.load(Ordering::SeqCst),
+            events.closed.load(Ordering::SeqCst),
             2,
             "closed is told once each"
         );
         peer.close();
-        assert_eq!(events.0.load(Ordering::SeqCst), 2);
+        assert_eq!(events.closed.load(Ordering::SeqCst), 2);
         // Closing ends the handshake and its tasks at once, not at its
         // timeout.
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
@@ -449,5 +458,137 @@ a=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n";
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// A test viewer's DTLS path to the edge: the edge's STUN is skipped,
+    /// and the first datagram of the edge's last flight is lost.
+    struct LosesTheLastFlight {
+        socket: UdpSocket,
+        to: SocketAddr,
+        seen: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl webrtc::util::Conn for LosesTheLastFlight {
+        async fn connect(&self, _: SocketAddr) -> webrtc::util::Result<()> {
+            Ok(())
+        }
+
+        async fn recv(&self, buf: &mut [u8]) -> webrtc::util::Result<usize> {
+            loop {
+                let (n, _) = self.socket.recv_from(buf).await?;
+                if Datagram::of(&buf[..n]) != Datagram::Dtls {
+                    continue;
+                }
+                if flight::ends_handshake(&buf[..n])
+                    && self.seen.fetch_add(1, Ordering::SeqCst) == 0
+                {
+                    continue;
+                }
+                return Ok(n);
+            }
+        }
+
+        async fn recv_from(&self, buf: &mut [u8]) -> webrtc::util::Result<(usize, SocketAddr)> {
+            Ok((self.recv(buf).await?, self.to))
+        }
+
+        async fn send(&self, buf: &[u8]) -> webrtc::util::Result<usize> {
+            Ok(self.socket.send_to(buf, self.to).await?)
+        }
+
+        async fn send_to(&self, buf: &[u8], _: SocketAddr) -> webrtc::util::Result<usize> {
+            self.send(buf).await
+        }
+
+        fn local_addr(&self) -> webrtc::util::Result<SocketAddr> {
+            Ok(self.socket.local_addr()?)
+        }
+
+        fn remote_addr(&self) -> Option<SocketAddr> {
+            Some(self.to)
+        }
+
+        async fn close(&self) -> webrtc::util::Result<()> {
+            Ok(())
+        }
+
+        fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
+            self
+        }
+    }
+
+    /// The edge's last handshake flight is lost on its way: the viewer
+    /// sends its own last flight again, and the edge answers with its own
+    /// again (the crate's server alone would not, and the viewer would
+    /// wait for good).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_viewer_that_misses_the_last_flight_gets_it_again() {
+        use sha2::Digest;
+        use webrtc::dtls::config::{Config, ExtendedMasterSecretType};
+        use webrtc::dtls::conn::DTLSConn;
+        use webrtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+
+        let edge = Edge::bind(
+            &["127.0.0.1".parse().unwrap()],
+            &[],
+            0,
+            Duration::from_secs(10),
+            tokio::runtime::Handle::current(),
+        )
+        .unwrap();
+        let to = edge.candidates()[0];
+        let certificate =
+            webrtc::dtls::crypto::Certificate::generate_self_signed(vec!["viewer".to_owned()])
+                .unwrap();
+        let fingerprint = sha2::Sha256::digest(certificate.certificate[0].as_ref())
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let offer = Offer::parse(&OFFER.replace("AA:BB", &fingerprint)).unwrap();
+        let events = Arc::new(Counted::default());
+        let (answer, peer) = edge.accept(&offer, events.clone(), Duration::from_secs(10));
+        let (ufrag, pwd) = (
+            answer_attr(&answer, "ice-ufrag"),
+            answer_attr(&answer, "ice-pwd"),
+        );
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket
+            .send_to(&check(&format!("{ufrag}:view"), pwd), to)
+            .await
+            .unwrap();
+        assert_eq!(response(&socket).await.typ, BINDING_SUCCESS);
+
+        let path = Arc::new(LosesTheLastFlight {
+            socket,
+            to,
+            seen: AtomicUsize::new(0),
+        });
+        let config = Config {
+            certificates: vec![certificate],
+            insecure_skip_verify: true,
+            srtp_protection_profiles: vec![SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm],
+            extended_master_secret: ExtendedMasterSecretType::Require,
+            // The viewer sends its last flight again after 100 ms.
+            flight_interval: Duration::from_millis(100),
+            ..Default::default()
+        };
+        let handshake = tokio::time::timeout(
+            Duration::from_secs(5),
+            DTLSConn::new(path.clone(), config, true, None),
+        )
+        .await;
+        assert!(
+            path.seen.load(Ordering::SeqCst) >= 2,
+            "the edge's last flight came once (lost) and then again"
+        );
+        let dtls = handshake
+            .expect("the viewer's handshake ends though the edge's last flight was lost")
+            .unwrap();
+        assert_eq!(events.connected.load(Ordering::SeqCst), 1);
+        assert!(peer.is_connected());
+        dtls.close().await.unwrap();
+        peer.close();
     }
 }

@@ -19,6 +19,7 @@ use webrtc::srtp::protection_profile::ProtectionProfile;
 use webrtc::util::Conn;
 
 use super::answer::{Fingerprint, Leg, Offer};
+use super::flight::LastFlight;
 use super::{ice, Inner};
 use crate::media::lock;
 
@@ -87,6 +88,8 @@ pub(crate) struct Peer {
     pub(crate) keyed: Mutex<Option<Keyed>>,
     rtcp_in: Mutex<Option<Context>>,
     dtls: Mutex<Option<Arc<DTLSConn>>>,
+    /// The handshake's last flight, for a viewer that did not get it.
+    last_flight: Mutex<LastFlight>,
     events: Arc<dyn PeerEvents>,
     closed: AtomicBool,
     /// Set when the viewer closes: a handshake still running stops.
@@ -153,6 +156,7 @@ impl Peer {
             keyed: Mutex::new(None),
             rtcp_in: Mutex::new(None),
             dtls: Mutex::new(None),
+            last_flight: Mutex::default(),
             events,
             closed: AtomicBool::new(false),
             closing: tokio::sync::watch::Sender::new(false),
@@ -230,6 +234,12 @@ impl Peer {
         let _ = self.dtls_in.try_send(packet);
     }
 
+    /// The edge's last handshake flight, to send back now, when `packet`
+    /// shows the viewer missed it (see [`super::flight`]).
+    pub(super) fn last_flight_again(&self, packet: &[u8]) -> Vec<Bytes> {
+        lock(&self.last_flight).again(packet, Instant::now())
+    }
+
     /// SRTCP from the viewer.
     pub(super) fn srtcp(self: &Arc<Self>, packet: &[u8]) {
         let plain = {
@@ -284,7 +294,10 @@ impl Peer {
             _ = closing.wait_for(|closing| *closing) => return,
         };
         let dtls = match done {
-            Ok(Ok(dtls)) => Arc::new(dtls),
+            Ok(Ok(dtls)) => {
+                lock(&self.last_flight).done();
+                Arc::new(dtls)
+            }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "edge: viewer DTLS failed");
                 return self.close();
@@ -428,6 +441,7 @@ impl Conn for DtlsPath {
 
     async fn send(&self, buf: &[u8]) -> webrtc::util::Result<usize> {
         let (peer, edge) = self.ends()?;
+        lock(&peer.last_flight).sent(buf);
         let Some(path) = peer.path() else {
             return Ok(buf.len());
         };
