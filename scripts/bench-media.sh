@@ -16,6 +16,9 @@
 #            relay gets one core whatever the tool needs (its lanes then
 #            share that core).
 #   SIMMER_MEDIA_LANES, SIMMER_MEDIA_MAX_QUEUE_MS, SIMMER_MEDIA_EDGE  passed to the server.
+#   UDP_LOSS=N  one UDP datagram in N is dropped inside the namespace (an
+#            nftables rule on loopback, so each direction loses 1/N):
+#            handshakes and streams over a lossy network. Needs `nft`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +34,13 @@ if [ "$(id -u)" = 0 ]; then NETNS=(unshare --net); else NETNS=(unshare --map-roo
 set -euo pipefail
 ip link set lo up
 PIN="$1"; SIMMER="$2"; BENCH="$3"; shift 3
+LOSS=""
+if [ -n "${UDP_LOSS:-}" ]; then
+    nft add table inet loss
+    nft add chain inet loss in '{ type filter hook input priority 0; }'
+    nft add rule inet loss in meta l4proto udp numgen random mod "$UDP_LOSS" == 0 drop
+    LOSS="; one UDP datagram in $UDP_LOSS dropped"
+fi
 SERVER_ON=(); TOOL_ON=(); PINNED=""
 if [ "$PIN" = 1 ]; then
     SERVER_ON=(taskset -c 0); TOOL_ON=(taskset -c 1)
@@ -46,7 +56,7 @@ SIMMER_BIND="127.0.0.1:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; server: release simmer (SQLite) pid $PID, in a network namespace$PINNED; lanes ${SIMMER_MEDIA_LANES:-default}, max queue ${SIMMER_MEDIA_MAX_QUEUE_MS:-default} ms, edge ${SIMMER_MEDIA_EDGE:-default (true)}"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; server: release simmer (SQLite) pid $PID, in a network namespace$PINNED; lanes ${SIMMER_MEDIA_LANES:-default}, max queue ${SIMMER_MEDIA_MAX_QUEUE_MS:-default} ms, edge ${SIMMER_MEDIA_EDGE:-default (true)}$LOSS"
 "${TOOL_ON[@]}" "$BENCH" media --url "http://127.0.0.1:$PORT" --server-pid "$PID" "$@"
 if grep -q "panicked" "$WORK/server.log"; then echo "server panicked" >&2; exit 1; fi
 INNER
