@@ -367,18 +367,23 @@ a=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n";
         }
     }
 
-    /// What strangers send is dropped without a trace; a viewer is known
-    /// by at most `MAX_PATHS_PER_PEER` addresses; closing forgets it.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_edge_holds_nothing_for_strangers_and_a_bounded_table_per_viewer() {
-        let edge = Edge::bind(
+    /// An edge on 127.0.0.1, any port.
+    fn loopback_edge() -> Edge {
+        Edge::bind(
             &["127.0.0.1".parse().unwrap()],
             &[],
             0,
             Duration::from_secs(10),
             tokio::runtime::Handle::current(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// What strangers send is dropped without a trace; a viewer is known
+    /// by at most `MAX_PATHS_PER_PEER` addresses; closing forgets it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_edge_holds_nothing_for_strangers_and_a_bounded_table_per_viewer() {
+        let edge = loopback_edge();
         let to = edge.candidates()[0];
         let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         for junk in [
@@ -529,14 +534,7 @@ a=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n";
         use webrtc::dtls::conn::DTLSConn;
         use webrtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 
-        let edge = Edge::bind(
-            &["127.0.0.1".parse().unwrap()],
-            &[],
-            0,
-            Duration::from_secs(10),
-            tokio::runtime::Handle::current(),
-        )
-        .unwrap();
+        let edge = loopback_edge();
         let to = edge.candidates()[0];
         let certificate =
             webrtc::dtls::crypto::Certificate::generate_self_signed(vec!["viewer".to_owned()])
