@@ -6,6 +6,8 @@
 #   ./scripts/browser.sh media-interop.mjs   # WHIP/WHEP interop
 #   ./scripts/browser.sh e2e.mjs             # the pages, end to end
 #   ./scripts/browser.sh e2e-upgrade.mjs     # the pages through an upgrade
+#   UDP_LOSS=10 ./scripts/browser.sh media-interop.mjs   # one UDP datagram
+#                                  # in 10 dropped (nftables; needs `nft`)
 #
 # Everything (server, browser) runs inside a private network namespace with
 # only loopback, so no packet can leave it. Failing steps leave screenshots
@@ -42,10 +44,16 @@ mkdir -p "$SHOTS"
 build_all
 
 if is_root; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --net); fi
-SIMMER_KEEP_WORK="${SIMMER_KEEP_WORK:-}" "${NETNS[@]}" bash -s "$CARGO_TARGET_DIR/debug/simmer" "$NODE_DIR" "$SCRIPT" "$SHOTS" "$ROOT" <<'INNER'
+SIMMER_KEEP_WORK="${SIMMER_KEEP_WORK:-}" UDP_LOSS="${UDP_LOSS:-}" "${NETNS[@]}" bash -s "$CARGO_TARGET_DIR/debug/simmer" "$NODE_DIR" "$SCRIPT" "$SHOTS" "$ROOT" <<'INNER'
 set -euo pipefail
 ip link set lo up
 SIMMER="$1"; NODE_DIR="$2"; SCRIPT="$3"; export SIMMER_SCREENSHOTS="$4"; ROOT="$5"
+if [ -n "${UDP_LOSS:-}" ]; then
+    nft add table inet loss
+    nft add chain inet loss in '{ type filter hook input priority 0; }'
+    nft add rule inet loss in meta l4proto udp numgen random mod "$UDP_LOSS" == 0 drop
+    echo "one UDP datagram in $UDP_LOSS is dropped"
+fi
 WORK="$(mktemp -d)"
 PORT=18080
 PID=""
