@@ -30,15 +30,15 @@ if [ -z "${SIMMER_BIN:-}" ] || [ -z "${BENCH_BIN:-}" ]; then
     cargo build --release -p backend -p simmer-bench --locked --quiet
 fi
 if [ "$(id -u)" = 0 ]; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --net); fi
-"${NETNS[@]}" bash -s "${PIN:-0}" "$SIMMER" "$BENCH" "$@" <<'INNER'
+"${NETNS[@]}" bash -s "$ROOT" "${PIN:-0}" "$SIMMER" "$BENCH" "$@" <<'INNER'
 set -euo pipefail
 ip link set lo up
-PIN="$1"; SIMMER="$2"; BENCH="$3"; shift 3
+ROOT="$1"; PIN="$2"; SIMMER="$3"; BENCH="$4"; shift 4
 LOSS=""
 if [ -n "${UDP_LOSS:-}" ]; then
-    nft add table inet loss
-    nft add chain inet loss in '{ type filter hook input priority 0; }'
-    nft add rule inet loss in meta l4proto udp numgen random mod "$UDP_LOSS" == 0 drop
+    # shellcheck source=lib/udp-loss.sh
+    . "$ROOT/scripts/lib/udp-loss.sh"
+    drop_one_udp_datagram_in "$UDP_LOSS"
     LOSS="; one UDP datagram in $UDP_LOSS dropped"
 fi
 SERVER_ON=(); TOOL_ON=(); PINNED=""

@@ -49,9 +49,9 @@ set -euo pipefail
 ip link set lo up
 SIMMER="$1"; NODE_DIR="$2"; SCRIPT="$3"; export SIMMER_SCREENSHOTS="$4"; ROOT="$5"
 if [ -n "${UDP_LOSS:-}" ]; then
-    nft add table inet loss
-    nft add chain inet loss in '{ type filter hook input priority 0; }'
-    nft add rule inet loss in meta l4proto udp numgen random mod "$UDP_LOSS" == 0 drop
+    # shellcheck source=lib/udp-loss.sh
+    . "$ROOT/scripts/lib/udp-loss.sh"
+    drop_one_udp_datagram_in "$UDP_LOSS"
     echo "one UDP datagram in $UDP_LOSS is dropped"
 fi
 WORK="$(mktemp -d)"
