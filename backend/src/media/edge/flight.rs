@@ -141,4 +141,16 @@ mod tests {
             vec![Bytes::from(flight)]
         );
     }
+
+    #[test]
+    fn no_more_than_max_datagrams_are_kept() {
+        let finished = record(HANDSHAKE, 1, &[7; 40]);
+        let mut last = LastFlight::default();
+        for _ in 0..MAX_DATAGRAMS + 3 {
+            last.sent(&finished);
+        }
+        last.done();
+        let theirs = record(HANDSHAKE, 1, &[8; 40]);
+        assert_eq!(last.again(&theirs, Instant::now()).len(), MAX_DATAGRAMS);
+    }
 }
