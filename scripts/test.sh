@@ -172,9 +172,12 @@ ensure_redis
 step "a real browser: headless Chromium publishes over WHIP and plays over WHEP (network namespace)"
 "$ROOT/scripts/browser.sh" media-interop.mjs 2>&1 | tee "$CACHE/browser-media.log"
 
+step "a lost last handshake flight: each UDP flow loses its first DTLS ChangeCipherSpec (nftables); Chromium still goes live over WHIP and plays over WHEP (network namespace)"
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || apt_install nftables
+"$ROOT/scripts/browser.sh" media-handshake-loss.mjs 2>&1 | tee "$CACHE/browser-handshake-loss.log"
+
 step "viewers behind firewalls: the browser's UDP dropped (nftables), host and guest through coturn over TCP with minted credentials (network namespace)"
 command -v turnserver >/dev/null || apt_install_server coturn
-command -v nft >/dev/null || [ -x /usr/sbin/nft ] || apt_install nftables
 "$ROOT/scripts/browser.sh" media-firewall.mjs 2>&1 | tee "$CACHE/browser-firewall.log"
 
 step "the pages end to end in headless Chromium: dashboard, viewer page, watch simulator, the README's tour as a newcomer takes it, and all three through an upgrade (network namespace)"
@@ -207,7 +210,7 @@ step "all checks passed"
 # One closing line for the whole run (every cargo test binary, both databases).
 cat "$CACHE/test-sqlite.log" "$CACHE/test-postgres.log" "$CACHE/test-cluster.log" "$CACHE/test-media.log" \
     "$CACHE/test-handoff.log" "$CACHE/test-media-cluster.log" \
-    "$CACHE/browser-media.log" "$CACHE/browser-firewall.log" "$CACHE/browser-e2e.log" "$CACHE/browser-e2e-viewer.log" \
+    "$CACHE/browser-media.log" "$CACHE/browser-handshake-loss.log" "$CACHE/browser-firewall.log" "$CACHE/browser-e2e.log" "$CACHE/browser-e2e-viewer.log" \
     "$CACHE/browser-e2e-dashboard.log" "$CACHE/browser-e2e-newcomer.log" "$CACHE/browser-e2e-upgrade.log" \
     "$CACHE/browser-cors.log" "$CACHE/interop.log" "$CACHE/proxy.log" "$CACHE/mobile-ffi.log" |
     awk '/^test result:/ || /^[0-9]+ passed, [0-9]+ failed$/ {
