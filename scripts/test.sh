@@ -200,7 +200,7 @@ step "OpenAPI clients: spec validated, Kotlin/Swift/TypeScript generated (openap
 step "the README walk-through (curl, chat, watch) run top to bottom as one script against a fresh server"
 "$ROOT/scripts/readme-walkthrough.sh"
 
-step "interop: Python chat and watch clients written from docs/protocol.md and docs/watch.md"
+step "interop: Python chat and watch clients written from docs/protocol.md and docs/watch.md, and aiortc (Python WebRTC) publishing over WHIP and playing over WHEP (network namespace)"
 "$ROOT/scripts/interop.sh" 2>&1 | tee "$CACHE/interop.log"
 
 step "mobile SDK through UniFFI: Kotlin/Swift bindings current, the library driven through its Python bindings against a server (plain and TLS)"
