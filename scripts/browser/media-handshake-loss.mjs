@@ -10,36 +10,13 @@
 import { execFileSync } from "node:child_process";
 import { launchChromium } from "./chromium.mjs";
 import { apiClient, check, finish, liveSession, waitFor } from "./harness.mjs";
+import { observe } from "./peer-stats.mjs";
 
 const BASE = process.argv[2].replace(/\/$/, "");
 const call = apiClient(BASE);
 const { token, session } = await liveSession(call, { title: "Handshake loss", prefix: "hl" });
 const guest = await call("POST", `/sessions/${session.id}/guest-tokens`, { display_name: "Guest" });
 const browser = await launchChromium();
-
-/** The page's pc: its states, the relay's port on the selected pair, and
- * the frames it sent or decoded. */
-async function observe(page) {
-  return page.evaluate(async () => {
-    const stats = await window.pc.getStats();
-    const byId = new Map();
-    stats.forEach((s) => byId.set(s.id, s));
-    let pair = null;
-    stats.forEach((s) => {
-      if (s.type === "transport" && s.selectedCandidatePairId) pair = byId.get(s.selectedCandidatePairId);
-    });
-    let frames = 0, sent = 0;
-    stats.forEach((s) => {
-      if (s.type === "inbound-rtp" && s.kind === "video") frames = s.framesDecoded || 0;
-      if (s.type === "outbound-rtp" && s.kind === "video") sent = s.framesEncoded || 0;
-    });
-    return {
-      ice: window.pc.iceConnectionState, state: window.pc.connectionState,
-      relayPort: pair ? byId.get(pair.remoteCandidateId)?.port : null,
-      frames, sent, connectedAfterMs: window.connectedAfterMs ?? null,
-    };
-  });
-}
 
 async function page() {
   const p = await browser.newPage();
@@ -64,7 +41,7 @@ try {
     const media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
     const started = performance.now();
     window.pc = (await api.whip(id, token, media)).pc;
-    const connected = () => { window.connectedAfterMs = Math.round(performance.now() - started); };
+    const connected = () => { window.observed = { connectedAfterMs: Math.round(performance.now() - started) }; };
     if (window.pc.connectionState === "connected") connected();
     window.pc.addEventListener("connectionstatechange", () => window.pc.connectionState === "connected" && connected());
   }, { id: session.id, token });

@@ -14,44 +14,33 @@ const call = apiClient(BASE);
 const { token, session } = await liveSession(call, { title: "Publish timing" });
 const browser = await launchChromium();
 const host = await browser.newPage();
-await host.goto(`${BASE}/healthz`);
+await host.goto(`${BASE}/`);
 
-// In the page: publish once; resolves with the answer's DTLS role and the
-// milliseconds from the offer to "connected" (null if not within 15 s),
-// with the last ICE and connection states.
-const publishOnce = `async (url, token) => {
+// In the page, with the pages' own /assets/js/api.js: publish once;
+// resolves with the answer's DTLS role and the milliseconds from the offer
+// to "connected" (null if not within 15 s), with the last ICE and
+// connection states.
+const publishOnce = `async (id, token) => {
+  const api = await import("/assets/js/api.js");
   if (window.pc) window.pc.close();
+  window.media ||= await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
   const started = performance.now();
-  const media = window.media ||= await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
-  const pc = window.pc = new RTCPeerConnection();
-  for (const track of media.getTracks()) pc.addTransceiver(track, { direction: "sendonly" });
-  const connected = new Promise((resolve) => {
-    pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState === "connected") resolve(performance.now() - started);
-    });
+  const { pc, resource } = await api.whip(id, token, window.media);
+  window.pc = pc;
+  const ms = await new Promise((resolve) => {
+    const connected = () => pc.connectionState === "connected" && resolve(performance.now() - started);
+    connected();
+    pc.addEventListener("connectionstatechange", connected);
     setTimeout(() => resolve(null), 15000);
   });
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((resolve) => {
-    if (pc.iceGatheringState === "complete") return resolve();
-    pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && resolve());
-    setTimeout(resolve, 3000);
-  });
-  const resp = await fetch(url, { method: "POST", body: pc.localDescription.sdp,
-    headers: { "Content-Type": "application/sdp", "Authorization": "Bearer " + token } });
-  const answer = await resp.text();
-  if (resp.status !== 201) throw new Error(resp.status + " " + answer);
-  await pc.setRemoteDescription({ type: "answer", sdp: answer });
-  const role = (answer.match(/a=setup:(\\w+)/) || [])[1];
-  const ms = await connected;
-  return { role, ms, ice: pc.iceConnectionState, state: pc.connectionState,
-           location: resp.headers.get("Location"), startedAt: started };
+  const role = (pc.remoteDescription.sdp.match(/a=setup:(\\w+)/) || [])[1];
+  return { role, ms, ice: pc.iceConnectionState, state: pc.connectionState, location: resource };
 }`;
 
 const rows = [];
 for (let n = 1; n <= PUBLISHES; n++) {
   const started = Date.now();
-  const r = await host.evaluate(`(${publishOnce})("/whip/${session.id}", "${token}")`);
+  const r = await host.evaluate(`(${publishOnce})("${session.id}", "${token}")`);
   // When the relay says "publishing": the first media reached it.
   let publishingMs = null;
   while (r.ms !== null && Date.now() - started < 20000) {
