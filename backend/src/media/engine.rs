@@ -96,11 +96,12 @@ impl Sfu {
         // the `dtls` crate's server never sends it again: when it is lost,
         // the client's own last flight, sent again, goes unanswered and the
         // host has ICE and no DTLS for good (4 to 6 publishes in 40 from
-        // Chromium at 10 % UDP loss). The crate's client sends its last flight again
-        // until the server's arrives, and browsers' servers answer it. Same
-        // time to connected as passive (Chromium and the crate's peers,
-        // docs/benchmarks.md). The edge stays the server; it answers a
-        // repeated last flight itself (`edge/flight.rs`).
+        // Chromium at 10 % UDP loss). The crate's client sends its last
+        // flight again until the server's arrives, and browsers' servers
+        // answer it. Same time to connected as passive without loss
+        // (Chromium and the crate's peers, docs/benchmarks.md). The edge
+        // stays the server; it answers a repeated last flight itself
+        // (`edge/flight.rs`).
         engine.set_answering_dtls_role(DTLSRole::Client)?;
         let mut networks = Vec::new();
         if settings.bind_ips.iter().any(IpAddr::is_ipv4) {
