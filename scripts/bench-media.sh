@@ -29,7 +29,8 @@ BENCH="${BENCH_BIN:-$CARGO_TARGET_DIR/release/simmer-bench}"
 if [ -z "${SIMMER_BIN:-}" ] || [ -z "${BENCH_BIN:-}" ]; then
     cargo build --release -p backend -p simmer-bench --locked --quiet
 fi
-if [ "$(id -u)" = 0 ]; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --net); fi
+# shellcheck source=lib/netns.sh
+. "$ROOT/scripts/lib/netns.sh"
 "${NETNS[@]}" bash -s "$ROOT" "${PIN:-0}" "$SIMMER" "$BENCH" "$@" <<'INNER'
 set -euo pipefail
 ip link set lo up

@@ -43,7 +43,8 @@ SHOTS="${SIMMER_SCREENSHOTS:-$HOME/.cache/simmer/screenshots}"
 mkdir -p "$SHOTS"
 build_all
 
-if is_root; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --net); fi
+# shellcheck source=lib/netns.sh
+. "$ROOT/scripts/lib/netns.sh"
 SIMMER_KEEP_WORK="${SIMMER_KEEP_WORK:-}" UDP_LOSS="${UDP_LOSS:-}" "${NETNS[@]}" bash -s "$CARGO_TARGET_DIR/debug/simmer" "$NODE_DIR" "$SCRIPT" "$SHOTS" "$ROOT" <<'INNER'
 set -euo pipefail
 ip link set lo up

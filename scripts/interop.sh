@@ -20,7 +20,8 @@ if ! "$VENV/bin/python" -c 'import websockets, jsonschema, aiortc' 2>/dev/null; 
     "$VENV/bin/pip" install -q --disable-pip-version-check "websockets==15.0.1" "jsonschema==4.26.0" "aiortc==1.16.0"
 fi
 build_all
-if [ "$(id -u)" = 0 ]; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --net); fi
+# shellcheck source=lib/netns.sh
+. "$ROOT/scripts/lib/netns.sh"
 "${NETNS[@]}" bash -s "$CARGO_TARGET_DIR/debug/simmer" "$VENV" <<'INNER'
 set -euo pipefail
 ip link set lo up

@@ -144,9 +144,8 @@ step "media relay tests (WebRTC) in a private network namespace with only loopba
 command -v ip >/dev/null || apt_install iproute2
 command -v unshare >/dev/null || apt_install util-linux
 cargo test "${CARGO_ALL[@]}" --test media --no-run
-# Root makes a network namespace directly; anyone else through a user
-# namespace. Inside, nothing but `lo` exists: no packet can leave loopback.
-if is_root; then NETNS=(unshare --net); else NETNS=(unshare --map-root-user --net); fi
+# shellcheck source=lib/netns.sh
+. "$ROOT/scripts/lib/netns.sh"
 "${NETNS[@]}" sh -c 'ip link set lo up && exec "$@"' sh \
     cargo test "${CARGO_ALL[@]}" --test media --offline -- --test-threads=1 \
     --skip signalling_at_any_node --skip rolling_restart 2>&1 | tee "$CACHE/test-media.log"
