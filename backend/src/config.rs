@@ -313,7 +313,9 @@ pub struct ConfigArgs {
     pub media_max_subscriptions_per_address: Option<usize>,
 
     /// Seconds a viewer's answered WHEP session has to reach ICE connected;
-    /// one that has not is closed and its slot freed [default: 10].
+    /// one that has not is closed and its slot freed. A host's WHIP session
+    /// has as long to connect (ICE and DTLS), or is closed and the publish
+    /// freed [default: 10].
     #[arg(long, env = "SIMMER_MEDIA_CONNECT_TIMEOUT_S")]
     pub media_connect_timeout_s: Option<u64>,
 

@@ -6,6 +6,7 @@
 //! UDP, no mDNS): the tests and the media benchmarks run inside a network
 //! namespace with nothing but `lo`, and must not reach anything else.
 
+mod ice_only;
 mod lossy;
 mod publisher;
 mod reception;
@@ -30,6 +31,7 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 
+pub use ice_only::IceOnlyPublisher;
 pub use lossy::LossyLink;
 pub use publisher::{Publisher, PublisherLog, Sending};
 pub use viewer::{Viewer, ViewerOptions};

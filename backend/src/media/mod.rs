@@ -52,7 +52,9 @@ pub struct ViewerLimits {
     /// WHEP sessions one client address may hold.
     pub per_address: usize,
     /// An answered WHEP session not ICE-connected this long after its
-    /// answer is closed and its slot freed.
+    /// answer is closed and its slot freed. A host's WHIP session gets the
+    /// same time to connect (ICE and DTLS), or is closed and the session's
+    /// publish freed.
     pub connect_timeout: Duration,
 }
 

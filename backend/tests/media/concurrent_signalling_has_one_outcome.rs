@@ -5,8 +5,7 @@
 use futures_util::future::join_all;
 
 use crate::helpers::spawn_app_with;
-use crate::peers;
-use crate::viewer_slots_cannot_be_hoarded::whep;
+use crate::peers::{self, whep, whip};
 use crate::{live, media_stats};
 
 #[actix_rt::test]
@@ -35,17 +34,7 @@ async fn concurrent_publishes_by_the_host_have_one_winner() {
     let app = spawn_app_with(|_| {}).await;
     let (host, session) = live(&app).await;
     let offer = peers::sample_offer().await;
-    let publish = || {
-        let request = app
-            .client
-            .post(app.url(&format!("/whip/{session}")))
-            .bearer_auth(&host.token)
-            .header("content-type", "application/sdp")
-            .body(offer.clone());
-        async move { crate::helpers::read(request.send().await.unwrap()).await }
-    };
-
-    let replies = join_all((0..6).map(|_| publish())).await;
+    let replies = join_all((0..6).map(|_| whip(&app, &host.token, session, &offer))).await;
     let created = replies.iter().filter(|r| r.status == 201).count();
     for reply in replies.iter().filter(|r| r.status != 201) {
         reply.assert_problem(409, "conflict");

@@ -23,6 +23,7 @@ mod ws_client;
 
 mod concurrent_signalling_has_one_outcome;
 mod guests_turned_away_stop_playing;
+mod handshakes_that_never_finish_free_the_publish;
 mod nacks_cannot_make_the_relay_flood_a_viewer;
 mod peers;
 #[cfg(feature = "cluster-tests")]

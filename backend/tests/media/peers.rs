@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 pub use simmer_testkit::peers::{LossyLink, Publisher, Viewer, ViewerOptions};
 
-use crate::helpers::TestApp;
+use crate::helpers::{self, Reply, TestApp};
 
 /// A host publishing VP8 to `session` on `app`.
 pub async fn publish(app: &TestApp, token: &str, session: Uuid) -> Publisher {
@@ -76,4 +76,27 @@ pub async fn unpublish(app: &TestApp, publisher: &Publisher, token: &str) {
 /// An offer that the server would accept (for error tests).
 pub async fn sample_offer() -> String {
     simmer_testkit::peers::sample_offer().await.unwrap()
+}
+
+/// Posts a WHIP offer for `session`; the reply, whatever it is.
+pub async fn whip(app: &TestApp, token: &str, session: Uuid, offer: &str) -> Reply {
+    post_offer(app, &format!("/whip/{session}"), token, offer).await
+}
+
+/// Posts a WHEP offer for `session`; the reply, whatever it is.
+pub async fn whep(app: &TestApp, token: &str, session: Uuid, offer: &str) -> Reply {
+    post_offer(app, &format!("/whep/{session}"), token, offer).await
+}
+
+async fn post_offer(app: &TestApp, path: &str, token: &str, offer: &str) -> Reply {
+    let resp = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .header("content-type", "application/sdp")
+        .body(offer.to_owned())
+        .send()
+        .await
+        .unwrap();
+    helpers::read(resp).await
 }

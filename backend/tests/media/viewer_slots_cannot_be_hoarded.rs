@@ -8,23 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{self, spawn_app_with, Reply, TestApp, User};
-use crate::peers;
+use crate::helpers::{spawn_app_with, TestApp, User};
+use crate::peers::{self, whep};
 use crate::{live, media_stats};
-
-/// Posts a WHEP offer; the reply, whatever it is.
-pub async fn whep(app: &TestApp, token: &str, session: Uuid, offer: &str) -> Reply {
-    let resp = app
-        .client
-        .post(app.url(&format!("/whep/{session}")))
-        .bearer_auth(token)
-        .header("content-type", "application/sdp")
-        .body(offer.to_owned())
-        .send()
-        .await
-        .unwrap();
-    helpers::read(resp).await
-}
 
 async fn subscribers_gauge(app: &TestApp) -> String {
     let text = app

@@ -79,7 +79,48 @@ impl RoomCore {
             let _ = old.pc.close().await;
         }
         tracing::info!(session_id = %self.session_id, resource = %id, "publishing");
+        self.reclaim_publish_if_unconnected(id);
         Ok(Answer { resource: id, sdp })
+    }
+
+    /// Ends publisher `id` if it has not connected (ICE and DTLS) within the
+    /// connect timeout. A host whose handshake never finishes (its ICE alive,
+    /// its DTLS silent) would otherwise hold the session's publish, and its
+    /// sockets, until it sent `DELETE`: its own republish would get 409.
+    fn reclaim_publish_if_unconnected(self: &Arc<Self>, id: Uuid) {
+        let weak = Arc::downgrade(self);
+        let timeout = self.sfu.settings().viewer_limits.connect_timeout;
+        self.sfu.runtime().spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let Some(core) = weak.upgrade() else { return };
+            let stuck = {
+                let mut current = lock(&core.publisher);
+                let unconnected = current.as_ref().is_some_and(|p| {
+                    p.id == id
+                        && matches!(
+                            p.pc.connection_state(),
+                            RTCPeerConnectionState::New | RTCPeerConnectionState::Connecting
+                        )
+                });
+                if unconnected {
+                    current.take()
+                } else {
+                    None
+                }
+            };
+            if let Some(publisher) = stuck {
+                tracing::info!(session_id = %core.session_id, resource = %id, "publisher never connected; the publish is freed");
+                core.end_publisher(publisher).await;
+            }
+        });
+    }
+
+    /// A publisher taken out of `publisher` stops: its connection closed,
+    /// the session's members told.
+    async fn end_publisher(&self, publisher: Publisher) {
+        self.set_publishing(false);
+        let _ = publisher.pc.close().await;
+        self.announce(MediaState::NotPublishing);
     }
 
     /// Remote offer in, complete answer (all candidates gathered) out; a
@@ -325,9 +366,7 @@ impl RoomCore {
             }
         };
         if let Some(p) = publisher {
-            self.set_publishing(false);
-            let _ = p.pc.close().await;
-            self.announce(MediaState::NotPublishing);
+            self.end_publisher(p).await;
         }
         Ok(())
     }
