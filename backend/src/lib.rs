@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod handoff;
 pub mod live;
 pub mod media;
+pub mod memory;
 pub mod metrics;
 pub mod shutdown;
 pub mod startup;

@@ -105,6 +105,7 @@ impl RoomCore {
             }
             s.viewer.close().await;
         }
+        crate::memory::release_freed_soon(self.sfu.runtime());
     }
 
     pub(super) fn stats(&self) -> MediaStats {
