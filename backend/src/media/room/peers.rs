@@ -93,21 +93,13 @@ impl RoomCore {
         self.sfu.runtime().spawn(async move {
             tokio::time::sleep(timeout).await;
             let Some(core) = weak.upgrade() else { return };
-            let stuck = {
-                let mut current = lock(&core.publisher);
-                let unconnected = current.as_ref().is_some_and(|p| {
-                    p.id == id
-                        && matches!(
-                            p.pc.connection_state(),
-                            RTCPeerConnectionState::New | RTCPeerConnectionState::Connecting
-                        )
-                });
-                if unconnected {
-                    current.take()
-                } else {
-                    None
-                }
-            };
+            let stuck = lock(&core.publisher).take_if(|p| {
+                p.id == id
+                    && matches!(
+                        p.pc.connection_state(),
+                        RTCPeerConnectionState::New | RTCPeerConnectionState::Connecting
+                    )
+            });
             if let Some(publisher) = stuck {
                 tracing::info!(session_id = %core.session_id, resource = %id, "publisher never connected; the publish is freed");
                 core.end_publisher(publisher).await;
