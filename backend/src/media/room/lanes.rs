@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicUsize;
 use tokio::sync::mpsc;
 use webrtc::rtp::packet::Packet;
 
+use super::renumber::Renumber;
 use super::*;
 
 /// Packets queued per lane and kind: ~5 s of 1.5 Mbit/s video, far more
@@ -77,11 +78,11 @@ pub(super) struct Lane {
     video: Mutex<Arc<TrackLocalStaticRTP>>,
     audio: Arc<TrackLocalStaticRTP>,
     viewers: AtomicUsize,
-    /// Per kind, sequence numbers not used for dropped packets: the next
-    /// packets are moved back by as many, so the lane's stream has no gap.
-    /// Kept across publishes (the room's [`Rewriter`] continues from what
-    /// it forwarded, which counts the dropped ones).
-    skipped: [std::sync::atomic::AtomicU16; 2],
+    /// Per kind, how the lane numbers its packets around the ones it
+    /// dropped, so that its stream has no gap. Kept across publishes (the
+    /// room's [`Rewriter`] continues from what it forwarded, which counts
+    /// the dropped ones).
+    renumber: [Mutex<Renumber>; 2],
     /// The lane's viewers on the edge (copied when one comes or goes, read
     /// once per packet).
     edge: Mutex<EdgePeers>,
@@ -95,7 +96,7 @@ impl Lane {
             video: Mutex::new(video),
             audio,
             viewers: AtomicUsize::new(0),
-            skipped: Default::default(),
+            renumber: Default::default(),
             edge: Mutex::default(),
             history: Default::default(),
         }
@@ -260,7 +261,7 @@ struct LaneWriter {
 impl LaneWriter {
     async fn run(mut self, mut queue: mpsc::Receiver<Stamped>) {
         let lane = self.lane.clone();
-        let skipped = &lane.skipped[self.kind as usize];
+        let renumber = &lane.renumber[self.kind as usize];
         while let Some(Stamped {
             mut packet,
             read_at,
@@ -277,8 +278,9 @@ impl LaneWriter {
                     tokio::time::sleep_until(until.into()).await;
                 }
             }
+            let seq = packet.header.sequence_number;
             if missed > 0 {
-                skipped.fetch_add(missed, Ordering::Relaxed);
+                lock(renumber).missed(seq, missed);
                 self.late = true;
             }
             let limit = if self.late {
@@ -288,18 +290,18 @@ impl LaneWriter {
             };
             if read_at.elapsed() > limit {
                 self.late = true;
-                skipped.fetch_add(1, Ordering::Relaxed);
+                lock(renumber).dropped(seq);
                 core.count_dropped(&self.lane);
                 continue;
             }
+            let Some(seq) = lock(renumber).number(seq) else {
+                continue; // dropped once already
+            };
             if std::mem::take(&mut self.late) && self.kind == Kind::Video {
                 // What the viewers got since the drop cannot be decoded.
                 core.request_keyframe();
             }
-            packet.header.sequence_number = packet
-                .header
-                .sequence_number
-                .wrapping_sub(skipped.load(Ordering::Relaxed));
+            packet.header.sequence_number = seq;
             let viewers = self.lane.viewers.load(Ordering::Relaxed) as u64;
             let size = packet.payload.len() as u64 + 12;
             let written = match &self.edge {

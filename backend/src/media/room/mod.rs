@@ -46,6 +46,7 @@ mod lanes;
 mod peers;
 mod rate;
 mod relay;
+mod renumber;
 mod slots;
 mod state;
 
