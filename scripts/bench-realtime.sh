@@ -8,6 +8,10 @@
 #   ./scripts/bench-realtime.sh fanout --viewers 10000 --rate 0 --duration 20
 #   ./scripts/bench-realtime.sh idle --viewers 100000 --source-ips 4 --hold 10
 #   ./scripts/bench-realtime.sh watch --sessions 1000 --watches 18000 --duration 30
+#   PIN=1 ./scripts/bench-realtime.sh fanout --raw-members --viewers 5000 --busy-poll
+#            (--busy-poll: the tool never sleeps, so the server does not pay
+#            to wake it for each delivery, as members elsewhere would not
+#            make it; the tool then takes its whole core)
 #
 # Environment:
 #   FLOOR=1  run `simmer-bench floor` instead of simmer: a minimal tokio

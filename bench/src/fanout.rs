@@ -3,7 +3,7 @@
 //! delivered messages/s, end-to-end latency, lost and duplicated messages,
 //! the server's memory, and the CPU of the server and of the tool itself.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,14 @@ pub struct FanoutArgs {
     /// Sends in flight at once when `--rate 0`.
     #[arg(long, default_value_t = 512)]
     pub window: usize,
+    /// Keep one of the tool's threads polling its sockets instead of
+    /// sleeping between reads (a task that only yields). On loopback the
+    /// server's core otherwise wakes the tool's thread for nearly every
+    /// delivery, an inter-processor interrupt that traps to the hypervisor
+    /// on a VM: work that members on other machines would not give it. The
+    /// tool then takes all of its core: use with the tool pinned to its own.
+    #[arg(long)]
+    pub busy_poll: bool,
 }
 
 /// What every viewer counts, together.
@@ -199,6 +207,16 @@ impl Breakdown {
     }
 }
 
+/// Yields until `on` is cleared. A yielded task makes its worker look for
+/// I/O without blocking (`epoll_wait` with no timeout) before running it
+/// again, so the worker never sleeps and a socket that becomes readable
+/// has no one to wake.
+async fn busy_poll(on: Arc<AtomicBool>) {
+    while on.load(Ordering::Relaxed) {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// The acknowledged sends: how many, and the range of their sequence
 /// numbers.
 #[derive(Debug, Default)]
@@ -277,6 +295,10 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     } else {
         Breakdown::scrape(&http, &args.load.url).await
     };
+    let polling = Arc::new(AtomicBool::new(args.busy_poll));
+    if args.busy_poll {
+        tokio::spawn(busy_poll(polling.clone()));
+    }
     let acked = Arc::new(Histogram::default());
     let sending = CpuWindow::start(args.load.server_pid);
     let started = Instant::now();
@@ -325,6 +347,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     }
     let total_time = started.elapsed();
     let sending_cpu = sending.report();
+    polling.store(false, Ordering::Relaxed);
     let breakdown = match breakdown_before {
         Some(before) => Breakdown::scrape(&http, &args.load.url)
             .await
