@@ -18,21 +18,28 @@ use std::time::{Duration, Instant};
 /// that end together (a host's several, a drain) share one trim.
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// Trims at most this often. A trim walks every free chunk of every arena
-/// and gives back the pages inside each, so on a large, fragmented heap it
-/// is not cheap. Measured with a C stand-in (glibc 2.36, 1 to 4 GiB of
-/// 256 B to 4 KiB blocks, three in four freed): the first trim took 0.8 s
-/// per GiB and a second right after it 70 ms per GiB, and on 4 GiB a
-/// `malloc` on another thread once waited 72 ms for an arena's lock. A node
-/// whose sessions end every few seconds must not trim after each.
-const MIN_INTERVAL: Duration = Duration::from_secs(30);
+/// A trim keeps at least this many times its own length between it and the
+/// next one: at most 2 % of a core goes to trimming however large the heap.
+/// A trim walks every free chunk of every arena and gives back the pages
+/// inside each, so it costs what the heap is, not what the session freed.
+/// Measured with a C stand-in (`bench/c/malloc_trim.c`, glibc 2.36, 1 to 4
+/// GiB of 256 B to 4 KiB blocks, three in four freed): the first trim took
+/// 0.8 s per GiB and a second right after it 70 ms per GiB, and on 4 GiB a
+/// `malloc` on another thread once waited 72 ms for an arena's lock. On a
+/// heap of 64 MiB: 72 ms when it gave back 48 MiB, 5 ms right after. So on
+/// a node's usual heap a trim still runs [`SETTLE`] after a session ends,
+/// unless one ran in the last few seconds.
+const SPACING: u32 = 50;
+
+/// The last trim: when it ended, and how long it took.
+type Last = Option<(Instant, Duration)>;
 
 /// Gives the memory freed by now and over the next [`SETTLE`] back to the
-/// system, on a blocking thread of `runtime`, at most once per
-/// [`MIN_INTERVAL`]. However many callers ask, at most one trim is pending.
+/// system, on a blocking thread of `runtime`, spaced by [`SPACING`].
+/// However many callers ask, at most one trim is pending.
 pub fn release_freed_soon(runtime: &tokio::runtime::Handle) {
     static PENDING: AtomicBool = AtomicBool::new(false);
-    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    static LAST: Mutex<Last> = Mutex::new(None);
     if PENDING.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -41,16 +48,23 @@ pub fn release_freed_soon(runtime: &tokio::runtime::Handle) {
         let last = *LAST.lock().unwrap_or_else(PoisonError::into_inner);
         tokio::time::sleep_until(next_trim(Instant::now(), last).into()).await;
         PENDING.store(false, Ordering::Release);
-        *LAST.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
-        let released = blocking.spawn_blocking(release_freed).await;
-        tracing::debug!(?released, "freed memory given back to the system");
+        let trimmed = blocking
+            .spawn_blocking(|| {
+                let started = Instant::now();
+                let released = release_freed();
+                *LAST.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((Instant::now(), started.elapsed()));
+                (released, started.elapsed())
+            })
+            .await;
+        tracing::debug!(?trimmed, "freed memory given back to the system");
     });
 }
 
-/// When a trim asked for at `now` runs, the last one having run at `last`.
-fn next_trim(now: Instant, last: Option<Instant>) -> Instant {
+/// When a trim asked for at `now` runs.
+fn next_trim(now: Instant, last: Last) -> Instant {
     let settled = now + SETTLE;
-    last.map_or(settled, |last| settled.max(last + MIN_INTERVAL))
+    last.map_or(settled, |(ended, took)| settled.max(ended + took * SPACING))
 }
 
 /// Whether the allocator gave any memory back.
@@ -78,9 +92,12 @@ mod tests {
     fn a_trim_waits_for_the_session_to_settle_and_for_its_turn() {
         let now = Instant::now();
         assert_eq!(next_trim(now, None), now + SETTLE);
-        let long_ago = now.checked_sub(MIN_INTERVAL * 2).unwrap();
-        assert_eq!(next_trim(now, Some(long_ago)), now + SETTLE);
-        let lately = now.checked_sub(Duration::from_secs(5)).unwrap();
-        assert_eq!(next_trim(now, Some(lately)), lately + MIN_INTERVAL);
+        // A few ms on a small heap: every session end gets its trim.
+        let small = Some((now, Duration::from_millis(5)));
+        assert_eq!(next_trim(now, small), now + SETTLE);
+        // Seconds on a large one: the next waits 50 times as long.
+        let ended = now.checked_sub(Duration::from_secs(10)).unwrap();
+        let large = Some((ended, Duration::from_secs(1)));
+        assert_eq!(next_trim(now, large), ended + Duration::from_secs(50));
     }
 }
