@@ -36,17 +36,31 @@ type Last = Option<(Instant, Duration)>;
 
 /// Gives the memory freed by now and over the next [`SETTLE`] back to the
 /// system, on a blocking thread of `runtime`, spaced by [`SPACING`].
-/// However many callers ask, at most one trim is pending.
+/// However many callers ask, at most one trim is pending and one running.
 pub fn release_freed_soon(runtime: &tokio::runtime::Handle) {
     static PENDING: AtomicBool = AtomicBool::new(false);
+    static RUNNING: AtomicBool = AtomicBool::new(false);
     static LAST: Mutex<Last> = Mutex::new(None);
     if PENDING.swap(true, Ordering::AcqRel) {
         return;
     }
     let blocking = runtime.clone();
     runtime.spawn(async move {
-        let last = *LAST.lock().unwrap_or_else(PoisonError::into_inner);
-        tokio::time::sleep_until(next_trim(Instant::now(), last).into()).await;
+        let asked = Instant::now();
+        loop {
+            // Looked at again after each wait: a trim that ended meanwhile
+            // pushes this one back.
+            let last = *LAST.lock().unwrap_or_else(PoisonError::into_inner);
+            let at = next_trim(asked, last);
+            if at > Instant::now() {
+                tokio::time::sleep_until(at.into()).await;
+            } else if RUNNING.load(Ordering::Acquire) {
+                tokio::time::sleep(SETTLE).await;
+            } else {
+                break;
+            }
+        }
+        RUNNING.store(true, Ordering::Release);
         PENDING.store(false, Ordering::Release);
         let trimmed = blocking
             .spawn_blocking(|| {
@@ -54,6 +68,7 @@ pub fn release_freed_soon(runtime: &tokio::runtime::Handle) {
                 let released = release_freed();
                 *LAST.lock().unwrap_or_else(PoisonError::into_inner) =
                     Some((Instant::now(), started.elapsed()));
+                RUNNING.store(false, Ordering::Release);
                 (released, started.elapsed())
             })
             .await;
