@@ -55,6 +55,20 @@ impl Rewriter {
     }
 }
 
+/// `seq` as a number that keeps growing past 65535: the one nearest to
+/// `newest` (an earlier number so extended). The first starts mid-range, so
+/// that a packet older than it still has one and reordering cannot
+/// underflow.
+pub fn extend_seq(newest: Option<u64>, seq: u16) -> u64 {
+    match newest {
+        None => (1 << 32) + u64::from(seq),
+        Some(newest) => {
+            let delta = i64::from(seq.wrapping_sub(newest as u16) as i16);
+            newest.saturating_add_signed(delta)
+        }
+    }
+}
+
 /// Loss of one incoming stream as RFC 3550 (A.3) counts it: packets expected
 /// (from the first to the highest sequence number seen) minus packets
 /// received. A retransmission that fills a gap takes it off again.
@@ -69,13 +83,11 @@ pub struct LossCounter {
 impl LossCounter {
     /// Counts a packet; returns the loss so far.
     pub fn packet(&mut self, seq: u16) -> u64 {
+        let extended = extend_seq((self.received > 0).then_some(self.highest), seq);
         if self.received == 0 {
-            // Start mid-range so that early reordering cannot underflow.
-            self.first = (1 << 32) + u64::from(seq);
-            self.highest = self.first;
+            self.first = extended;
+            self.highest = extended;
         } else {
-            let delta = i64::from(seq.wrapping_sub(self.highest as u16) as i16);
-            let extended = self.highest.saturating_add_signed(delta);
             self.highest = self.highest.max(extended);
             self.first = self.first.min(extended);
         }

@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 
+use crate::media::rewrite::extend_seq;
+
 /// Runs of dropped packets remembered per lane and kind. A late packet from
 /// before the oldest is dropped too: its number can no longer be told.
 const RUNS: usize = 64;
@@ -33,10 +35,6 @@ pub(super) struct Renumber {
     /// Packets before this number are older than every run kept.
     forgotten: u64,
 }
-
-/// Where extended numbers start, so that a packet older than the first one
-/// seen still has one.
-const ORIGIN: u64 = 1 << 32;
 
 impl Renumber {
     /// The number to send packet `seq` as; `None` for a packet to drop
@@ -106,16 +104,9 @@ impl Renumber {
         }
     }
 
-    /// `seq` as a number that keeps growing past 65535: the one nearest to
-    /// the newest seen.
+    /// `seq` extended past wraps, next to the newest seen.
     fn extend(&self, seq: u16) -> u64 {
-        match self.newest {
-            None => ORIGIN + u64::from(seq),
-            Some(newest) => {
-                let delta = i64::from(seq.wrapping_sub(newest as u16) as i16);
-                newest.saturating_add_signed(delta)
-            }
-        }
+        extend_seq(self.newest, seq)
     }
 }
 
