@@ -66,10 +66,10 @@ pub fn release_freed_soon(runtime: &tokio::runtime::Handle) {
             .spawn_blocking(|| {
                 let started = Instant::now();
                 let released = release_freed();
-                *LAST.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some((Instant::now(), started.elapsed()));
+                let took = started.elapsed();
+                *LAST.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), took));
                 RUNNING.store(false, Ordering::Release);
-                (released, started.elapsed())
+                (released, took)
             })
             .await;
         tracing::debug!(?trimmed, "freed memory given back to the system");
