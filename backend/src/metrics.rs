@@ -28,6 +28,10 @@ pub struct Metrics {
     /// last member's socket on this node (`edge`: `first`, `last`).
     pub chat_fanout: HistogramVec,
     pub ws_connections: IntGauge,
+    /// Chat replayed to a member from history, by cause (`lagged`: it fell
+    /// more than the fan-out's buffer behind; `gap`: a gap in the sequence;
+    /// `resync`: events may have been lost between nodes).
+    pub ws_chat_replays: IntCounterVec,
     pub watch_connections: IntGauge,
     pub watch_ticks: IntCounter,
     pub media_packets_in: IntCounter,
@@ -180,6 +184,14 @@ impl Metrics {
         )?;
         let ws_connections =
             IntGauge::new("ws_connections", "Open realtime WebSocket connections")?;
+        let ws_chat_replays = IntCounterVec::new(
+            Opts::new(
+                "ws_chat_replays_total",
+                "Chat replayed to a member from history: lagged (it fell more than \
+                 SIMMER_FANOUT_BUFFER events behind), gap, resync (between nodes)",
+            ),
+            &["cause"],
+        )?;
         let watch_connections =
             IntGauge::new("watch_connections", "Open watch feeds (WebSocket and SSE)")?;
         let watch_ticks = IntCounter::new(
@@ -236,6 +248,7 @@ impl Metrics {
         registry.register(Box::new(chat_durable.clone()))?;
         registry.register(Box::new(chat_fanout.clone()))?;
         registry.register(Box::new(ws_connections.clone()))?;
+        registry.register(Box::new(ws_chat_replays.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(live_sessions.clone()))?;
@@ -252,6 +265,7 @@ impl Metrics {
             chat_durable,
             chat_fanout,
             ws_connections,
+            ws_chat_replays,
             watch_connections,
             watch_ticks,
             media_packets_in,

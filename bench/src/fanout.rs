@@ -1,5 +1,6 @@
-//! `fanout`: N viewers in one session, one sender at R messages/s (or as
-//! fast as the server acknowledges) for T seconds. Reports connect time,
+//! `fanout`: N viewers in one session, one sender (or several, sharing the
+//! rate) at R messages/s, or as fast as the server acknowledges, for T
+//! seconds. Reports connect time,
 //! delivered messages/s, end-to-end latency, lost and duplicated messages,
 //! the server's memory, and the CPU of the server and of the tool itself.
 
@@ -26,13 +27,20 @@ const FANOUT_SAMPLE_EVERY: u64 = 8;
 pub struct FanoutArgs {
     #[command(flatten)]
     pub load: LoadArgs,
-    /// Messages per second from the sender; 0 = as fast as acknowledged.
+    /// Messages per second from the senders together; 0 = as fast as
+    /// acknowledged.
     #[arg(long, default_value_t = 20.0)]
     pub rate: f64,
+    /// Senders: the host and `senders - 1` guests, each an SDK client of
+    /// its own with an equal share of `--rate` (a chat flood from many
+    /// people, not one fast client). With `--rate 0` each keeps `--window`
+    /// sends in flight.
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
     /// Seconds of sending.
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
-    /// Sends in flight at once when `--rate 0`.
+    /// Sends in flight at once per sender when `--rate 0`.
     #[arg(long, default_value_t = 512)]
     pub window: usize,
     /// Keep one of the tool's threads polling its sockets instead of
@@ -179,6 +187,19 @@ struct Breakdown {
     durable: Buckets,
     first: Buckets,
     last: Buckets,
+    /// Members' replays from history, by cause.
+    replays: Vec<(String, f64)>,
+}
+
+/// The values of a counter's series, by their labels.
+fn counter(text: &str, name: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labels, value) = rest.rsplit_once(' ')?;
+            Some((labels.to_owned(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 impl Breakdown {
@@ -195,6 +216,7 @@ impl Breakdown {
             durable: Buckets::parse(&text, "simmer_chat_durable_seconds", ""),
             first: Buckets::parse(&text, "simmer_chat_fanout_seconds", "edge=\"first\""),
             last: Buckets::parse(&text, "simmer_chat_fanout_seconds", "edge=\"last\""),
+            replays: counter(&text, "simmer_ws_chat_replays_total"),
         })
     }
 
@@ -203,6 +225,18 @@ impl Breakdown {
             durable: self.durable.since(&earlier.durable),
             first: self.first.since(&earlier.first),
             last: self.last.since(&earlier.last),
+            replays: self
+                .replays
+                .iter()
+                .map(|(labels, n)| {
+                    let before = earlier
+                        .replays
+                        .iter()
+                        .find(|(l, _)| l == labels)
+                        .map_or(0.0, |(_, b)| *b);
+                    (labels.clone(), n - before)
+                })
+                .collect(),
         }
     }
 }
@@ -222,6 +256,8 @@ async fn busy_poll(on: Arc<AtomicBool>) {
 #[derive(Debug, Default)]
 struct Acks {
     count: u64,
+    /// Refused with `rate_limited` (the server's own limits at work).
+    refused: u64,
     failed: u64,
     first_seq: Option<u64>,
     last_seq: u64,
@@ -238,9 +274,71 @@ impl Acks {
                 self.first_seq = Some(self.first_seq.map_or(ack.seq, |s| s.min(ack.seq)));
                 self.last_seq = self.last_seq.max(ack.seq);
             }
+            Err(mobile_bridge::client::ClientError::Server {
+                code: mobile_bridge::ErrorCode::RateLimited,
+                ..
+            }) => self.refused += 1,
             Err(_) => self.failed += 1,
         }
     }
+
+    fn merge(&mut self, other: Acks) {
+        self.count += other.count;
+        self.refused += other.refused;
+        self.failed += other.failed;
+        self.first_seq = match (self.first_seq, other.first_seq) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_seq = self.last_seq.max(other.last_seq);
+    }
+}
+
+/// One sender's sends until `deadline`: `rate` a second, or with `rate`
+/// 0 as fast as acknowledged with `window` in flight; waits for the last
+/// answers.
+async fn send_until(
+    sender: Client,
+    session: SessionId,
+    rate: f64,
+    window: usize,
+    deadline: Instant,
+    acked: Arc<Histogram>,
+) -> Acks {
+    let mut acks = Acks::default();
+    let mut in_flight = FuturesUnordered::new();
+    let window = if rate > 0.0 {
+        usize::MAX
+    } else {
+        window.max(1)
+    };
+    let mut tick = tokio::time::interval(if rate > 0.0 {
+        Duration::from_secs_f64(1.0 / rate)
+    } else {
+        Duration::from_micros(1)
+    });
+    while Instant::now() < deadline {
+        if in_flight.len() >= window {
+            if let Some(r) = in_flight.next().await {
+                acks.record(r);
+            }
+            continue;
+        }
+        if rate > 0.0 {
+            tokio::select! {
+                _ = tick.tick() => {
+                    in_flight.push(send_one(sender.clone(), session, acked.clone()));
+                }
+                Some(r) = in_flight.next() => acks.record(r),
+            }
+        } else {
+            in_flight.push(send_one(sender.clone(), session, acked.clone()));
+        }
+    }
+    while let Some(r) = in_flight.next().await {
+        acks.record(r);
+    }
+    acks
 }
 
 pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
@@ -283,13 +381,20 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         })
         .unzip();
 
-    let mut sender_config = ClientConfig::new(
-        format!("{}/ws", args.load.url.replacen("http", "ws", 1)),
-        scene.host_token,
-    );
-    sender_config.request_timeout = Duration::from_secs(30);
-    let (sender, _events) = Client::connect(sender_config).await?;
-    sender.join(session).await?;
+    let ws_url = format!("{}/ws", args.load.url.replacen("http", "ws", 1));
+    let mut senders = Vec::with_capacity(args.senders.max(1));
+    for n in 0..args.senders.max(1) {
+        let token = if n == 0 || args.load.floor {
+            scene.host_token.clone()
+        } else {
+            setup::guest_token(&http, &args.load.url, session.0, &format!("sender {n}")).await?
+        };
+        let mut config = ClientConfig::new(ws_url.clone(), token);
+        config.request_timeout = Duration::from_secs(30);
+        let (sender, _events) = Client::connect(config).await?;
+        sender.join(session).await?;
+        senders.push(sender);
+    }
     let breakdown_before = if args.load.floor {
         None
     } else {
@@ -303,38 +408,23 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let sending = CpuWindow::start(args.load.server_pid);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
+    let share = args.rate / senders.len() as f64;
+    let sending_tasks: Vec<_> = senders
+        .iter()
+        .map(|sender| {
+            tokio::spawn(send_until(
+                sender.clone(),
+                session,
+                share,
+                args.window,
+                deadline,
+                acked.clone(),
+            ))
+        })
+        .collect();
     let mut acks = Acks::default();
-    let mut in_flight = FuturesUnordered::new();
-    let window = if args.rate > 0.0 {
-        usize::MAX
-    } else {
-        args.window.max(1)
-    };
-    let mut tick = tokio::time::interval(if args.rate > 0.0 {
-        Duration::from_secs_f64(1.0 / args.rate)
-    } else {
-        Duration::from_micros(1)
-    });
-    while Instant::now() < deadline {
-        if in_flight.len() >= window {
-            if let Some(r) = in_flight.next().await {
-                acks.record(r);
-            }
-            continue;
-        }
-        if args.rate > 0.0 {
-            tokio::select! {
-                _ = tick.tick() => {
-                    in_flight.push(send_one(sender.clone(), session, acked.clone()));
-                }
-                Some(r) = in_flight.next() => acks.record(r),
-            }
-        } else {
-            in_flight.push(send_one(sender.clone(), session, acked.clone()));
-        }
-    }
-    while let Some(r) = in_flight.next().await {
-        acks.record(r);
+    for task in sending_tasks {
+        acks.merge(task.await?);
     }
     let send_time = started.elapsed();
     // Let the last messages arrive.
@@ -372,11 +462,14 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
             viewer.close().await;
         }
     }
-    sender.close().await;
+    for sender in senders {
+        sender.close().await;
+    }
 
     println!(
-        "sent {} messages acked ({} failed) in {:.1} s = {:.0} msgs/s",
+        "sent {} messages acked ({} refused rate_limited, {} failed) in {:.1} s = {:.0} msgs/s",
         acks.count,
+        acks.refused,
         acks.failed,
         send_time.as_secs_f64(),
         acks.count as f64 / send_time.as_secs_f64()
@@ -419,6 +512,19 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
             "server, published -> last member's socket (1 in {} messages): {}",
             FANOUT_SAMPLE_EVERY,
             b.last.summary()
+        );
+        let replays: Vec<String> = b
+            .replays
+            .iter()
+            .map(|(labels, n)| format!("{labels} {n}"))
+            .collect();
+        println!(
+            "members' chat replays from history: {}",
+            if replays.is_empty() {
+                "none".to_owned()
+            } else {
+                replays.join(", ")
+            }
         );
     }
     println!("CPU while sending and draining: {sending_cpu}");

@@ -185,7 +185,7 @@ pub async fn run(
     state.metrics.ws_connections.inc();
     let idle_timeout = state.settings.ws_idle_timeout;
     let max_frame = state.settings.ws_max_frame_bytes;
-    let inbox = Inbox::new(state.settings.fanout_buffer);
+    let inbox = Inbox::new();
     let mut conn = Connection {
         id,
         principal: credentials.principal,
@@ -661,6 +661,7 @@ impl Connection {
         let member = fanout::join(
             id,
             || sessions.subscribe(Topic::Members(id)),
+            self.state.settings.fanout_buffer,
             Rc::clone(self.ws.outlet()),
             Rc::clone(&self.inbox),
             matches!(self.principal, Principal::Guest { .. }),
@@ -769,6 +770,7 @@ impl Connection {
                 // Fell behind the session's ring: replay the chat we missed
                 // from history, then carry on from the subscription.
                 tracing::debug!(connection = self.id, session_id = %id, missed, "lagging; resyncing");
+                self.replayed("lagged");
                 // Boxed: rare, and deep; kept out of the connection's future.
                 return Box::pin(self.catch_up(id)).await;
             }
@@ -801,6 +803,7 @@ impl Connection {
                 // off). Fill it from history first, each message once.
                 let from = delivered;
                 tracing::debug!(connection = self.id, session_id = %id, from, seq, "gap in chat; filling from history");
+                self.replayed("gap");
                 if let Some(end) = Box::pin(self.replay(id, from, seq - 1)).await {
                     return Some(end);
                 }
@@ -820,6 +823,14 @@ impl Connection {
             clock.reached();
         }
         queued.err().map(End::from)
+    }
+
+    fn replayed(&self, cause: &'static str) {
+        self.state
+            .metrics
+            .ws_chat_replays
+            .with_label_values(&[cause])
+            .inc();
     }
 
     /// Replays the chat a lagging connection missed, up to what is durable.
@@ -847,6 +858,7 @@ impl Connection {
         if until <= from {
             return None;
         }
+        self.replayed("resync");
         self.replay(id, from, until).await
     }
 

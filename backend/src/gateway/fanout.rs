@@ -3,18 +3,22 @@
 //! One task per session and worker (a [`Hub`]) reads the session's bus ring
 //! once per event and writes a chat frame straight into each member's
 //! socket ([`Outlet`]) when that member is caught up: its loop is not woken,
-//! its sequence number moves in place. Everything else is handed to the
-//! member's own loop through its [`Inbox`] (and wakes it): events that are
-//! not plain frames (the last one, `Resync`, `GuestsRevoked`), a gap in the
-//! chat sequence (the loop fills it from history), a lag of the hub's ring,
-//! and every event for a member whose socket is backed up or whose loop has
-//! handed events still to take. From the first handed event until its loop
-//! has taken them all, a member gets nothing directly, so the order holds;
-//! its loop then [`Seat::settle`]s it back.
+//! its sequence number moves in place. Everything else is left to the
+//! member's own loop: events that are not plain frames (the last one,
+//! `Resync`, `GuestsRevoked`), a gap in the chat sequence (the loop fills it
+//! from history), a lag of the hub's ring, and every event for a member
+//! whose socket is backed up or whose loop has events still to take. From
+//! the first event left to it until its loop has taken them all, a member
+//! gets nothing directly, so the order holds; its loop then
+//! [`Seat::settle`]s it back.
 //!
-//! An inbox holds at most the bus ring's capacity: past it, the member's
-//! events are dropped for one `Lagged`, and its loop replays the chat it
-//! missed from history, as a member whose own ring lagged did before.
+//! What is left to the loops is kept once per hub, not per member: the
+//! hub's [`Backlog`] holds each such event once, and a member behind holds
+//! only its place in it (a cursor), so a member behind costs the same few
+//! bytes whether it is one event behind or a thousand. The backlog holds at
+//! most the bus ring's capacity: a member whose place falls off its front
+//! gets one `Lagged`, and its loop replays the chat it missed from history.
+//! With no member behind, the backlog is empty.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -50,6 +54,7 @@ type Seats = Rc<RefCell<Vec<Rc<Seat>>>>;
 /// member leaves.
 struct Hub {
     seats: Seats,
+    backlog: Rc<RefCell<Backlog>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -59,72 +64,118 @@ impl Drop for Hub {
     }
 }
 
-/// Events handed to one connection's loop, for all the sessions it follows.
+/// The events of one hub left to its members' loops, each kept once, for
+/// as long as a member behind has not taken it (at most `capacity`).
 #[derive(Debug)]
-pub struct Inbox {
-    queue: RefCell<VecDeque<Handed>>,
-    /// Handed events held at most (the bus ring's capacity).
+struct Backlog {
+    events: VecDeque<Result<BusEvent, BroadcastStreamRecvError>>,
+    /// The place of `events[0]`; places only grow.
+    first: u64,
     capacity: usize,
+    /// Members whose loop has events to take (a cursor set).
+    behind: usize,
+}
+
+impl Backlog {
+    fn new(capacity: usize) -> Rc<RefCell<Self>> {
+        Rc::new(RefCell::new(Self {
+            events: VecDeque::new(),
+            first: 0,
+            capacity: capacity.max(1),
+            behind: 0,
+        }))
+    }
+
+    /// The place the next event gets.
+    fn end(&self) -> u64 {
+        self.first + self.events.len() as u64
+    }
+
+    fn push(&mut self, event: Result<BusEvent, BroadcastStreamRecvError>) {
+        if self.events.len() >= self.capacity {
+            // Whoever still needed it replays from history instead.
+            self.events.pop_front();
+            self.first += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    /// One member fewer behind; with none left, nothing is kept.
+    fn caught_up(&mut self) {
+        self.behind = self.behind.saturating_sub(1);
+        if self.behind == 0 {
+            self.first = self.end();
+            self.events = VecDeque::new();
+        }
+    }
+}
+
+/// The members of one connection that have events to take, in all the
+/// sessions it follows (each at most once).
+#[derive(Debug, Default)]
+pub struct Inbox {
+    queue: RefCell<VecDeque<Weak<Seat>>>,
     waker: AtomicWaker,
 }
 
 impl Inbox {
-    pub fn new(capacity: usize) -> Rc<Self> {
-        Rc::new(Self {
-            queue: RefCell::default(),
-            capacity: capacity.max(1),
-            waker: AtomicWaker::new(),
-        })
+    pub fn new() -> Rc<Self> {
+        Rc::default()
     }
 
-    /// The next handed event; waits for one. Cancel-safe.
+    /// The next event left to this connection; waits for one. Cancel-safe.
     pub async fn next(&self) -> Handed {
         std::future::poll_fn(|cx| {
             if let Some(handed) = self.pop() {
                 return Poll::Ready(handed);
             }
             self.waker.register(cx.waker());
-            // Handed between the first look and the registration.
+            // Left between the first look and the registration.
             self.pop().map_or(Poll::Pending, Poll::Ready)
         })
         .await
     }
 
-    /// The next handed event, if one waits.
+    /// The next event left to this connection, if one waits. Sessions take
+    /// turns.
     pub fn pop(&self) -> Option<Handed> {
         let mut queue = self.queue.borrow_mut();
-        let handed = queue.pop_front();
-        if queue.is_empty() && queue.capacity() > COALESCE_EVENTS {
-            // A burst's room is not kept by an idle member.
-            *queue = VecDeque::new();
+        while let Some(weak) = queue.pop_front() {
+            let Some(seat) = weak.upgrade() else {
+                continue;
+            };
+            let Some(event) = seat.take() else {
+                seat.queued.set(false);
+                continue;
+            };
+            if seat.has_more() {
+                queue.push_back(weak);
+            } else {
+                seat.queued.set(false);
+            }
+            return Some((seat.session, event));
         }
-        handed
+        None
     }
 
+    /// Whether no event waits for this connection's loop.
     pub fn is_empty(&self) -> bool {
         self.queue.borrow().is_empty()
     }
 
-    fn push(&self, session: Uuid, event: Result<BusEvent, BroadcastStreamRecvError>) {
-        {
-            let mut queue = self.queue.borrow_mut();
-            if queue.len() >= self.capacity {
-                // Full: what waits for this session goes, and the loop
-                // replays the chat it missed from history instead.
-                let before = queue.len();
-                queue.retain(|(id, _)| *id != session);
-                let missed = (before - queue.len() + 1) as u64;
-                queue.push_back((session, Err(BroadcastStreamRecvError::Lagged(missed))));
-            } else {
-                queue.push_back((session, event));
-            }
+    /// `seat` has events to take.
+    fn tell(&self, seat: &Rc<Seat>) {
+        if !seat.queued.replace(true) {
+            self.queue.borrow_mut().push_back(Rc::downgrade(seat));
         }
         self.waker.wake();
     }
 
-    /// Drops what waits for `session` (its member left).
-    fn forget(&self, session: Uuid) {
-        self.queue.borrow_mut().retain(|(id, _)| *id != session);
+    /// Forgets `seat` (its member left).
+    fn forget(&self, seat: &Seat) {
+        self.queue
+            .borrow_mut()
+            .retain(|weak| !std::ptr::eq(weak.as_ptr(), seat));
     }
 }
 
@@ -138,9 +189,12 @@ pub struct Seat {
     guest: bool,
     /// The newest chat sequence number delivered to this member.
     delivered_seq: Cell<u64>,
-    /// Whether the hub writes to the member's socket itself; `false` from
-    /// the first event it hands over until the member's loop settles.
-    direct: Cell<bool>,
+    /// Where its loop takes its next event in the backlog; `None` while
+    /// the hub writes to the member's socket itself.
+    cursor: Cell<Option<u64>>,
+    /// In its connection's inbox.
+    queued: Cell<bool>,
+    backlog: Rc<RefCell<Backlog>>,
     /// Its place in the hub's seats.
     index: Cell<usize>,
     /// Written to in the hub's current round, not yet flushed.
@@ -157,15 +211,50 @@ impl Seat {
         self.delivered_seq.set(seq);
     }
 
-    /// The member's loop has taken every handed event and its socket is not
-    /// backed up: the hub may write to it directly again.
+    /// The member's loop has taken every event left to it and its socket is
+    /// not backed up: the hub may write to it directly again.
     pub fn settle(&self) {
-        self.direct.set(true);
+        let mut backlog = self.backlog.borrow_mut();
+        match self.cursor.get() {
+            Some(at) if at >= backlog.end() => {
+                self.cursor.set(None);
+                backlog.caught_up();
+            }
+            // Events still to take (or none were left): nothing to do.
+            _ => {}
+        }
     }
 
-    fn hand(&self, event: Result<BusEvent, BroadcastStreamRecvError>) {
-        self.direct.set(false);
-        self.inbox.push(self.session, event);
+    /// Leaves `event` (about to get place `at` in the backlog), and all
+    /// after it, to the member's loop.
+    fn fall_behind(self: &Rc<Self>, backlog: &mut Backlog, at: u64) {
+        if self.cursor.get().is_none() {
+            self.cursor.set(Some(at));
+            backlog.behind += 1;
+        }
+        self.inbox.tell(self);
+    }
+
+    /// The next event left to the loop, and moves past it: a `Lagged` first
+    /// if its place fell off the backlog.
+    fn take(&self) -> Option<Result<BusEvent, BroadcastStreamRecvError>> {
+        let at = self.cursor.get()?;
+        let backlog = self.backlog.borrow();
+        if at < backlog.first {
+            self.cursor.set(Some(backlog.first));
+            return Some(Err(BroadcastStreamRecvError::Lagged(backlog.first - at)));
+        }
+        let event = backlog
+            .events
+            .get(usize::try_from(at - backlog.first).ok()?)?;
+        self.cursor.set(Some(at + 1));
+        Some(event.clone())
+    }
+
+    fn has_more(&self) -> bool {
+        self.cursor
+            .get()
+            .is_some_and(|at| at < self.backlog.borrow().end())
     }
 }
 
@@ -185,7 +274,10 @@ impl std::ops::Deref for Membership {
 impl Drop for Membership {
     fn drop(&mut self) {
         let seat = &self.0;
-        seat.inbox.forget(seat.session);
+        seat.inbox.forget(seat);
+        if seat.cursor.take().is_some() {
+            seat.backlog.borrow_mut().caught_up();
+        }
         let Some(seats) = seat.hub.upgrade() else {
             return;
         };
@@ -219,10 +311,12 @@ impl Drop for Membership {
 /// `outlet` once its loop settles it, or through `inbox` until then (so
 /// everything published from now on reaches it one way or the other).
 /// `subscribe` is asked for the session's ring when this worker has no
-/// member of it yet.
+/// member of it yet; the hub then keeps at most `capacity` events for
+/// members behind.
 pub fn join(
     session: Uuid,
     subscribe: impl FnOnce() -> broadcast::Receiver<BusEvent>,
+    capacity: usize,
     outlet: Rc<Outlet>,
     inbox: Rc<Inbox>,
     guest: bool,
@@ -231,9 +325,20 @@ pub fn join(
         let mut hubs = hubs.borrow_mut();
         let hub = hubs.entry(session).or_insert_with(|| {
             let seats = Seats::default();
-            let task = actix_rt::spawn(run(session, subscribe(), Rc::downgrade(&seats)));
-            Hub { seats, task }
+            let backlog = Backlog::new(capacity);
+            let task = actix_rt::spawn(run(
+                session,
+                subscribe(),
+                Rc::downgrade(&seats),
+                Rc::clone(&backlog),
+            ));
+            Hub {
+                seats,
+                backlog,
+                task,
+            }
         });
+        let backlog = Rc::clone(&hub.backlog);
         let mut seats = hub.seats.borrow_mut();
         let seat = Rc::new(Seat {
             session,
@@ -241,21 +346,30 @@ pub fn join(
             inbox,
             guest,
             delivered_seq: Cell::new(0),
-            direct: Cell::new(false),
+            cursor: Cell::new(None),
+            queued: Cell::new(false),
+            backlog,
             index: Cell::new(seats.len()),
             written: Cell::new(false),
             hub: Rc::downgrade(&hub.seats),
         });
+        {
+            // Until its loop settles it, everything goes through the loop.
+            let mut backlog = seat.backlog.borrow_mut();
+            let end = backlog.end();
+            seat.cursor.set(Some(end));
+            backlog.behind += 1;
+        }
         seats.push(Rc::clone(&seat));
         Membership(seat)
     })
 }
-
 /// A hub's task: takes each event once and passes it to every member.
 async fn run(
     session: Uuid,
     mut ring: broadcast::Receiver<BusEvent>,
     seats: Weak<RefCell<Vec<Rc<Seat>>>>,
+    backlog: Rc<RefCell<Backlog>>,
 ) {
     let mut written: Vec<usize> = Vec::new();
     let mut clocks: Vec<Arc<FanoutClock>> = Vec::new();
@@ -266,6 +380,7 @@ async fn run(
             return;
         };
         let seats = hub.borrow();
+        let mut backlog = backlog.borrow_mut();
         let mut taken = 0;
         while let Some(received) = next.take() {
             match received {
@@ -273,12 +388,14 @@ async fn run(
                     if let Some(clock) = &event.clock {
                         clocks.push(Arc::clone(clock));
                     }
-                    deliver(&seats, event, &mut written);
+                    deliver(&seats, &mut backlog, event, &mut written);
                 }
                 Err(RecvError::Lagged(missed)) => {
+                    let at = backlog.end();
                     for seat in seats.iter() {
-                        seat.hand(Err(BroadcastStreamRecvError::Lagged(missed)));
+                        seat.fall_behind(&mut backlog, at);
                     }
+                    backlog.push(Err(BroadcastStreamRecvError::Lagged(missed)));
                 }
                 Err(RecvError::Closed) => closed = true,
             }
@@ -292,6 +409,7 @@ async fn run(
                 };
             }
         }
+        drop(backlog);
         // The flush does not yield to the worker's other tasks, though it
         // takes ~40 ms for 5,000 members: that is what holds a flood of
         // chat back (senders' connections share the workers). A hub that
@@ -312,8 +430,8 @@ async fn run(
                 clocks.iter().for_each(|clock| clock.reached());
             }
         }
-        // Written to every member it went to directly (those handed to
-        // their loops count when they write it, if that is sooner).
+        // Written to every member it went to directly (those left to their
+        // loops count when they write it, if that is sooner).
         for clock in clocks.drain(..) {
             if wrote {
                 clock.reached();
@@ -335,44 +453,49 @@ async fn run(
 }
 
 /// Passes one event to every member: written to the caught-up ones (and
-/// noted in `written`, to be flushed), handed to the others.
-fn deliver(seats: &[Rc<Seat>], event: BusEvent, written: &mut Vec<usize>) {
+/// noted in `written`, to be flushed), left in the backlog for the others.
+fn deliver(seats: &[Rc<Seat>], backlog: &mut Backlog, event: BusEvent, written: &mut Vec<usize>) {
+    let at = backlog.end();
     if event.kind != EventKind::Frame || event.last {
         for seat in seats {
-            if event.kind == EventKind::GuestsRevoked && !seat.guest {
+            if event.kind == EventKind::GuestsRevoked && !seat.guest && seat.cursor.get().is_none()
+            {
                 continue;
             }
-            seat.hand(Ok(event.clone()));
+            seat.fall_behind(backlog, at);
         }
-        return;
+    } else {
+        let payload: Bytes = event.frame.clone().into_bytes();
+        for (n, seat) in seats.iter().enumerate() {
+            if seat.cursor.get().is_some() || seat.outlet.backlogged() {
+                seat.fall_behind(backlog, at);
+                continue;
+            }
+            let delivered = seat.delivered_seq.get();
+            match event.seq {
+                Some(seq) if seq <= delivered => continue,
+                // A gap: the loop fills it from history first.
+                Some(seq) if seq > delivered + 1 => {
+                    seat.fall_behind(backlog, at);
+                    continue;
+                }
+                _ => {}
+            }
+            if seat.outlet.queue_text(payload.clone()).is_err() {
+                // Closing, or over its limit: the loop meets the same error.
+                seat.fall_behind(backlog, at);
+                continue;
+            }
+            if let Some(seq) = event.seq {
+                seat.delivered_seq.set(seq);
+            }
+            if !seat.written.replace(true) {
+                written.push(n);
+            }
+        }
     }
-    let payload: Bytes = event.frame.clone().into_bytes();
-    for (at, seat) in seats.iter().enumerate() {
-        if !seat.direct.get() || seat.outlet.backlogged() {
-            seat.hand(Ok(event.clone()));
-            continue;
-        }
-        let delivered = seat.delivered_seq.get();
-        match event.seq {
-            Some(seq) if seq <= delivered => continue,
-            // A gap: the loop fills it from history first.
-            Some(seq) if seq > delivered + 1 => {
-                seat.hand(Ok(event.clone()));
-                continue;
-            }
-            _ => {}
-        }
-        if seat.outlet.queue_text(payload.clone()).is_err() {
-            // Closing, or over its limit: the loop meets the same error.
-            seat.hand(Ok(event.clone()));
-            continue;
-        }
-        if let Some(seq) = event.seq {
-            seat.delivered_seq.set(seq);
-        }
-        if !seat.written.replace(true) {
-            written.push(at);
-        }
+    if backlog.behind > 0 {
+        backlog.push(Ok(event));
     }
 }
 
@@ -392,10 +515,12 @@ mod tests {
     struct Client {
         ws: WebSocket,
         inbox: Rc<Inbox>,
+        /// The backlog's capacity of a hub it starts.
+        capacity: usize,
         peer: TcpStream,
     }
 
-    async fn client(inbox_capacity: usize) -> Client {
+    async fn client(capacity: usize) -> Client {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = TcpStream::connect(listener.local_addr().unwrap())
             .await
@@ -407,7 +532,8 @@ mod tests {
         };
         Client {
             ws: WebSocket::new(server, BytesMut::new(), limits),
-            inbox: Inbox::new(inbox_capacity),
+            inbox: Inbox::new(),
+            capacity,
             peer,
         }
     }
@@ -417,6 +543,7 @@ mod tests {
             join(
                 session,
                 || bus.subscribe(session),
+                self.capacity,
                 Rc::clone(self.ws.outlet()),
                 Rc::clone(&self.inbox),
                 false,
@@ -534,7 +661,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_inbox_becomes_one_lag_and_a_backed_up_socket_hands_over() {
+    fn a_member_off_the_backlog_gets_one_lag_and_a_backed_up_socket_hands_over() {
         on_worker(async {
             let bus = LocalBus::new(64);
             let session = Uuid::now_v7();
@@ -544,12 +671,12 @@ mod tests {
                 bus.publish(session, chat(seq));
             }
             settle_down().await;
-            // Whatever is handed after the lag is newer; the loop's replay
-            // covers what was dropped.
-            let handed = a.handed();
-            assert!(handed.len() <= 4, "{handed:?}");
-            assert!(handed.iter().any(Result::is_err), "{handed:?}");
-            assert_eq!(handed.last(), Some(&Ok(Some(10))));
+            // The backlog kept the newest 4; the loop's replay covers what
+            // went before them.
+            assert_eq!(
+                a.handed(),
+                vec![Err(6), Ok(Some(7)), Ok(Some(8)), Ok(Some(9)), Ok(Some(10))]
+            );
 
             // A socket whose client does not read: past the high-water
             // mark, the hub stops writing and hands over.
@@ -569,6 +696,70 @@ mod tests {
             bus.publish(session, chat(seq + 1));
             settle_down().await;
             assert_eq!(b.handed(), vec![Ok(Some(seq + 1))]);
+        });
+    }
+
+    /// The hub's backlog now: events kept, members behind.
+    fn backlog_of(session: Uuid) -> (usize, usize) {
+        HUBS.with(|hubs| {
+            let hubs = hubs.borrow();
+            let backlog = hubs[&session].backlog.borrow();
+            (backlog.events.len(), backlog.behind)
+        })
+    }
+
+    #[test]
+    fn members_behind_share_one_copy_of_each_event_kept_until_they_have_all_taken_it() {
+        on_worker(async {
+            let bus = LocalBus::new(64);
+            let session = Uuid::now_v7();
+            let mut clients = Vec::new();
+            for _ in 0..3 {
+                clients.push(client(64).await);
+            }
+            let members: Vec<_> = clients.iter().map(|c| c.join(&bus, session)).collect();
+            // Joined, not settled yet: all three behind, nothing kept.
+            assert_eq!(backlog_of(session), (0, 3));
+            for seq in 1..=5 {
+                bus.publish(session, chat(seq));
+            }
+            settle_down().await;
+            assert_eq!(backlog_of(session), (5, 3), "each event once, for three");
+            // One takes its events and settles; the others are still behind.
+            let expected: Vec<_> = (1..=5).map(|seq| Ok(Some(seq))).collect();
+            assert_eq!(clients[0].handed(), expected);
+            members[0].set_delivered_seq(5);
+            members[0].settle();
+            assert_eq!(backlog_of(session), (5, 2));
+            // A member with events still to take does not settle.
+            members[1].settle();
+            assert_eq!(backlog_of(session), (5, 2));
+            for n in 1..3 {
+                assert_eq!(clients[n].handed(), expected);
+                members[n].set_delivered_seq(5);
+                members[n].settle();
+            }
+            assert_eq!(
+                backlog_of(session),
+                (0, 0),
+                "nothing kept once all caught up"
+            );
+            // All caught up: written directly, nothing through the loops.
+            bus.publish(session, chat(6));
+            settle_down().await;
+            for client in &mut clients {
+                assert_eq!(client.frame().await, "m6");
+                assert!(client.handed().is_empty());
+            }
+            assert_eq!(backlog_of(session), (0, 0));
+            // A member that leaves while behind is not waited for.
+            members[2].set_delivered_seq(6);
+            bus.publish(session, chat(8));
+            settle_down().await;
+            assert_eq!(backlog_of(session), (1, 3), "a gap: all three behind");
+            drop(members);
+            settle_down().await;
+            assert!(HUBS.with(|hubs| hubs.borrow().is_empty()));
         });
     }
 
