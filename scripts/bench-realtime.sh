@@ -6,6 +6,8 @@
 #
 #   ./scripts/bench-realtime.sh fanout --viewers 10000 --rate 20 --duration 60
 #   ./scripts/bench-realtime.sh fanout --viewers 10000 --rate 0 --duration 20
+#   ./scripts/bench-realtime.sh fanout --raw-members --viewers 10000 --senders 100 --rate 500
+#            (a flood: 100 senders sharing 500 messages/s)
 #   ./scripts/bench-realtime.sh idle --viewers 100000 --source-ips 4 --hold 10
 #   ./scripts/bench-realtime.sh watch --sessions 1000 --watches 18000 --duration 30
 #   PIN=1 ./scripts/bench-realtime.sh fanout --raw-members --viewers 5000 --busy-poll
@@ -23,6 +25,13 @@
 #              FLOOR=1 ./scripts/bench-realtime.sh fanout --raw-members --viewers 10000 --duration 20
 #   SIMMER_BIN=PATH  run this simmer binary instead of the one built here
 #            (an older release, to measure a change before and after).
+#   SIMMER_CHAT_MAX_FANOUT_QUEUE=N  the server's own default is 256: chat is
+#            refused while its fan-out is that far behind (or most members
+#            are). Off here (0) unless set, so that the fan-out rows measure
+#            what the fan-out can take; set it to 256 to see a flood turned
+#            away:
+#              SIMMER_CHAT_MAX_FANOUT_QUEUE=256 ./scripts/bench-realtime.sh fanout \
+#                --raw-members --viewers 10000 --senders 100 --rate 500 --duration 20
 #   BENCH_BIN=PATH   run this simmer-bench binary, and build nothing.
 #   PIN=1    the server on CPU 0 and the load tool on CPU 1 (taskset), so
 #            neither takes the other's core. Each then sees one CPU (tokio
@@ -110,6 +119,7 @@ else
     SERVER="release simmer (SQLite)"
     SIMMER_BIND="$HOST:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
         SIMMER_CHAT_RATE_PER_S=1000000 SIMMER_CHAT_BURST=1000000 \
+        SIMMER_CHAT_MAX_FANOUT_QUEUE="${SIMMER_CHAT_MAX_FANOUT_QUEUE:-0}" \
         SIMMER_WS_MAX_FRAMES_PER_S=1000000 SIMMER_WS_MAX_IN_FLIGHT=1000000 SIMMER_WS_MAX_CONNECTIONS_PER_USER=1000000 \
         SIMMER_GUEST_TOKENS_PER_ADDRESS=100000000 \
         SIMMER_WATCH_PAIRINGS_PER_WINDOW=100000000 \

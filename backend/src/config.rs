@@ -189,6 +189,16 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_CHAT_BURST")]
     pub chat_burst: Option<u32>,
 
+    /// Chat events a session's fan-out on this node may have waiting (not
+    /// yet taken by the tasks that write them to members' sockets) before
+    /// sends from anyone but the host are refused with `rate_limited`; they
+    /// are refused too while more than half of the session's members on
+    /// this node (8 or more) have events still to take. A flood is turned
+    /// away instead of accepted and delivered seconds late. 0: never
+    /// refuse for this [default: 256].
+    #[arg(long, env = "SIMMER_CHAT_MAX_FANOUT_QUEUE")]
+    pub chat_max_fanout_queue: Option<usize>,
+
     /// Open WebSocket connections per user (or guest) [default: 10].
     #[arg(long, env = "SIMMER_WS_MAX_CONNECTIONS_PER_USER")]
     pub ws_max_connections_per_user: Option<u32>,
@@ -484,6 +494,7 @@ impl ConfigArgs {
             chat_dedupe_window,
             chat_rate_per_s,
             chat_burst,
+            chat_max_fanout_queue,
             ws_max_connections_per_user,
             ws_max_connections,
             ws_max_frames_per_s,
@@ -561,6 +572,7 @@ pub struct Settings {
     pub chat_dedupe_window: usize,
     pub chat_rate_per_s: f64,
     pub chat_burst: u32,
+    pub chat_max_fanout_queue: usize,
     pub ws_max_connections_per_user: u32,
     pub ws_max_connections: usize,
     pub ws_max_frames_per_s: u32,
@@ -680,6 +692,7 @@ impl Settings {
             chat_dedupe_window: args.chat_dedupe_window.unwrap_or(10_000).max(1),
             chat_rate_per_s: args.chat_rate_per_s.unwrap_or(5.0).max(0.01),
             chat_burst: args.chat_burst.unwrap_or(10).max(1),
+            chat_max_fanout_queue: args.chat_max_fanout_queue.unwrap_or(256),
             ws_max_connections_per_user: args.ws_max_connections_per_user.unwrap_or(10).max(1),
             ws_max_connections: args.ws_max_connections.unwrap_or(100_000).max(1),
             ws_max_frames_per_s: args.ws_max_frames_per_s.unwrap_or(50).max(1),

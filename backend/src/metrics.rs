@@ -22,6 +22,8 @@ pub struct Metrics {
     pub live_sessions: IntGauge,
     pub session_actor_restarts: IntCounterVec,
     pub chat_messages: IntCounter,
+    /// Sends refused while the session's fan-out on this node was behind.
+    pub chat_refused_busy: IntCounter,
     /// From a chat message's acceptance to its batch committed.
     pub chat_durable: prometheus::Histogram,
     /// From a sampled chat message's publication to its first and to its
@@ -162,6 +164,11 @@ impl Metrics {
             &["cause"],
         )?;
         let chat_messages = IntCounter::new("chat_messages_total", "Chat messages made durable")?;
+        let chat_refused_busy = IntCounter::new(
+            "chat_refused_busy_total",
+            "Chat sends refused (rate_limited) while the session's fan-out on this node had \
+             SIMMER_CHAT_MAX_FANOUT_QUEUE events or more waiting",
+        )?;
         let latency_buckets = vec![
             0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03,
             0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
@@ -245,6 +252,7 @@ impl Metrics {
         registry.register(Box::new(watch_connections.clone()))?;
         registry.register(Box::new(watch_ticks.clone()))?;
         registry.register(Box::new(chat_messages.clone()))?;
+        registry.register(Box::new(chat_refused_busy.clone()))?;
         registry.register(Box::new(chat_durable.clone()))?;
         registry.register(Box::new(chat_fanout.clone()))?;
         registry.register(Box::new(ws_connections.clone()))?;
@@ -262,6 +270,7 @@ impl Metrics {
             live_sessions,
             session_actor_restarts,
             chat_messages,
+            chat_refused_busy,
             chat_durable,
             chat_fanout,
             ws_connections,

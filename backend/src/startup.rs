@@ -128,6 +128,7 @@ impl Application {
             dedupe: settings.chat_dedupe_window,
             rate_per_s: settings.chat_rate_per_s,
             burst: settings.chat_burst,
+            max_fanout_queue: settings.chat_max_fanout_queue,
         };
         let sfu = Sfu::new(settings.media.clone(), media_runtime()?)
             .context("setting up the media relay")?;

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytestring::ByteString;
@@ -108,6 +109,45 @@ impl BusEvent {
     }
 }
 
+/// How a session's members on this node keep up with its events, counted
+/// by its fan-out: what the chat weighs before it takes more.
+#[derive(Debug, Default)]
+pub struct Followers {
+    members: AtomicUsize,
+    behind: AtomicUsize,
+}
+
+impl Followers {
+    pub fn joined(&self) {
+        self.members.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn left(&self) {
+        self.members.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A member's events now go through its own loop (its socket is backed
+    /// up, it has a gap to fill, it just joined).
+    pub fn fell_behind(&self) {
+        self.behind.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn caught_up(&self) {
+        self.behind.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How far a session's fan-out on this node is behind its events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pressure {
+    /// Events published that a hub (one per worker) has not taken yet.
+    pub queued: usize,
+    /// Members on this node.
+    pub members: usize,
+    /// Of them, those who have events still to take.
+    pub behind: usize,
+}
+
 /// Carries session events to subscribers.
 pub trait Bus: Send + Sync + fmt::Debug + 'static {
     /// Publishes an event on a topic (never waits).
@@ -116,6 +156,12 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
     fn subscribe_to(&self, topic: Topic) -> broadcast::Receiver<BusEvent>;
     /// Forgets a session's topics (after their last events).
     fn close(&self, session_id: Uuid);
+
+    /// The record a session's fan-out on this node keeps of its members.
+    fn followers(&self, session_id: Uuid) -> Arc<Followers>;
+
+    /// How far the session's fan-out on this node is behind.
+    fn pressure(&self, session_id: Uuid) -> Pressure;
 
     /// Publishes an event to a session's members.
     fn publish(&self, session_id: Uuid, event: BusEvent) {
@@ -132,7 +178,14 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug)]
 pub struct LocalBus {
     capacity: usize,
-    channels: Mutex<HashMap<Topic, broadcast::Sender<BusEvent>>>,
+    channels: Mutex<HashMap<Topic, Channel>>,
+}
+
+/// One topic's ring, and how its members keep up.
+#[derive(Debug)]
+struct Channel {
+    sender: broadcast::Sender<BusEvent>,
+    followers: Arc<Followers>,
 }
 
 impl LocalBus {
@@ -144,25 +197,30 @@ impl LocalBus {
         })
     }
 
-    fn sender(&self, topic: Topic) -> broadcast::Sender<BusEvent> {
+    fn with_channel<T>(&self, topic: Topic, f: impl FnOnce(&Channel) -> T) -> T {
         let mut map = self
             .channels
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.entry(topic)
-            .or_insert_with(|| broadcast::channel(self.capacity).0)
-            .clone()
+        f(map.entry(topic).or_insert_with(|| Channel {
+            sender: broadcast::channel(self.capacity).0,
+            followers: Arc::default(),
+        }))
+    }
+
+    fn sender(&self, topic: Topic) -> broadcast::Sender<BusEvent> {
+        self.with_channel(topic, |channel| channel.sender.clone())
     }
 }
 
 impl LocalBus {
     /// How many subscribers follow a topic on this node now.
-    pub fn followers(&self, topic: Topic) -> usize {
+    pub fn subscribers(&self, topic: Topic) -> usize {
         self.channels
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(&topic)
-            .map_or(0, broadcast::Sender::receiver_count)
+            .map_or(0, |channel| channel.sender.receiver_count())
     }
 }
 
@@ -177,6 +235,24 @@ impl Bus for LocalBus {
 
     fn subscribe_to(&self, topic: Topic) -> broadcast::Receiver<BusEvent> {
         self.sender(topic).subscribe()
+    }
+
+    fn followers(&self, session_id: Uuid) -> Arc<Followers> {
+        self.with_channel(Topic::Members(session_id), |channel| {
+            Arc::clone(&channel.followers)
+        })
+    }
+
+    fn pressure(&self, session_id: Uuid) -> Pressure {
+        self.channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&Topic::Members(session_id))
+            .map_or_else(Pressure::default, |channel| Pressure {
+                queued: channel.sender.len(),
+                members: channel.followers.members.load(Ordering::Relaxed),
+                behind: channel.followers.behind.load(Ordering::Relaxed),
+            })
     }
 
     fn close(&self, session_id: Uuid) {
@@ -224,6 +300,38 @@ mod tests {
         assert_eq!(watches.recv().await.unwrap().seq, Some(1));
         assert_eq!(members.recv().await.unwrap().seq, Some(2));
         assert!(watches.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn the_pressure_counts_what_the_furthest_behind_has_not_taken_and_who_is_behind() {
+        let bus = LocalBus::new(16);
+        let id = Uuid::now_v7();
+        let queued = |bus: &LocalBus| bus.pressure(id).queued;
+        assert_eq!(bus.pressure(id), Pressure::default());
+        let mut fast = bus.subscribe(id);
+        let mut slow = bus.subscribe(id);
+        for n in 0..3 {
+            bus.publish(id, event(n));
+        }
+        while fast.try_recv().is_ok() {}
+        assert_eq!(queued(&bus), 3);
+        slow.recv().await.unwrap();
+        assert_eq!(queued(&bus), 2);
+        drop(slow);
+        assert_eq!(queued(&bus), 0);
+        bus.publish_to(Topic::Watches(id), event(9));
+        assert_eq!(queued(&bus), 0, "members only");
+
+        let followers = bus.followers(id);
+        followers.joined();
+        followers.joined();
+        followers.fell_behind();
+        let pressure = bus.pressure(id);
+        assert_eq!((pressure.members, pressure.behind), (2, 1));
+        followers.caught_up();
+        followers.left();
+        let pressure = bus.pressure(id);
+        assert_eq!((pressure.members, pressure.behind), (1, 0));
     }
 
     #[tokio::test]

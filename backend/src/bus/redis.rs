@@ -141,7 +141,7 @@ pub(crate) fn deliver(
 /// Tells this node's followers of `channel` to check what they missed.
 pub(crate) fn resync_followers(local: &LocalBus, channel: &str) {
     if let Some(topic) = topic_of(channel) {
-        if local.followers(topic) > 0 {
+        if local.subscribers(topic) > 0 {
             local.publish_to(topic, BusEvent::resync());
         }
     }
@@ -196,7 +196,7 @@ impl RedisBus {
             let gone: Vec<Topic> = followed
                 .iter()
                 .copied()
-                .filter(|t| self.local.followers(*t) == 0)
+                .filter(|t| self.local.subscribers(*t) == 0)
                 .collect();
             for topic in &gone {
                 followed.remove(topic);
@@ -273,6 +273,14 @@ impl Bus for RedisBus {
             self.cluster.follow(channel(topic));
         }
         receiver
+    }
+
+    fn followers(&self, session_id: Uuid) -> Arc<super::Followers> {
+        Bus::followers(&*self.local, session_id)
+    }
+
+    fn pressure(&self, session_id: Uuid) -> super::Pressure {
+        self.local.pressure(session_id)
     }
 
     fn close(&self, session_id: Uuid) {

@@ -660,7 +660,12 @@ impl Connection {
         let sessions = &self.state.sessions;
         let member = fanout::join(
             id,
-            || sessions.subscribe(Topic::Members(id)),
+            || {
+                (
+                    sessions.subscribe(Topic::Members(id)),
+                    sessions.followers(id),
+                )
+            },
             self.state.settings.fanout_buffer,
             Rc::clone(self.ws.outlet()),
             Rc::clone(&self.inbox),

@@ -32,7 +32,7 @@ use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use uuid::Uuid;
 
-use crate::bus::{BusEvent, EventKind};
+use crate::bus::{BusEvent, EventKind, Followers};
 use crate::metrics::FanoutClock;
 use crate::websocket::Outlet;
 
@@ -74,16 +74,25 @@ struct Backlog {
     capacity: usize,
     /// Members whose loop has events to take (a cursor set).
     behind: usize,
+    /// The session's count on this node, for the chat to weigh.
+    followers: Arc<Followers>,
 }
 
 impl Backlog {
-    fn new(capacity: usize) -> Rc<RefCell<Self>> {
+    fn new(capacity: usize, followers: Arc<Followers>) -> Rc<RefCell<Self>> {
         Rc::new(RefCell::new(Self {
             events: VecDeque::new(),
             first: 0,
             capacity: capacity.max(1),
             behind: 0,
+            followers,
         }))
+    }
+
+    /// One member more behind.
+    fn fell_behind(&mut self) {
+        self.behind += 1;
+        self.followers.fell_behind();
     }
 
     /// The place the next event gets.
@@ -103,6 +112,7 @@ impl Backlog {
     /// One member fewer behind; with none left, nothing is kept.
     fn caught_up(&mut self) {
         self.behind = self.behind.saturating_sub(1);
+        self.followers.caught_up();
         if self.behind == 0 {
             self.first = self.end();
             self.events = VecDeque::new();
@@ -230,7 +240,7 @@ impl Seat {
     fn fall_behind(self: &Rc<Self>, backlog: &mut Backlog, at: u64) {
         if self.cursor.get().is_none() {
             self.cursor.set(Some(at));
-            backlog.behind += 1;
+            backlog.fell_behind();
         }
         self.inbox.tell(self);
     }
@@ -275,8 +285,12 @@ impl Drop for Membership {
     fn drop(&mut self) {
         let seat = &self.0;
         seat.inbox.forget(seat);
-        if seat.cursor.take().is_some() {
-            seat.backlog.borrow_mut().caught_up();
+        {
+            let mut backlog = seat.backlog.borrow_mut();
+            if seat.cursor.take().is_some() {
+                backlog.caught_up();
+            }
+            backlog.followers.left();
         }
         let Some(seats) = seat.hub.upgrade() else {
             return;
@@ -310,12 +324,12 @@ impl Drop for Membership {
 /// Makes a member of `session` on this worker: its events go straight to
 /// `outlet` once its loop settles it, or through `inbox` until then (so
 /// everything published from now on reaches it one way or the other).
-/// `subscribe` is asked for the session's ring when this worker has no
-/// member of it yet; the hub then keeps at most `capacity` events for
-/// members behind.
+/// `subscribe` is asked for the session's ring, and the record of its
+/// members on this node, when this worker has no member of it yet; the hub
+/// then keeps at most `capacity` events for members behind.
 pub fn join(
     session: Uuid,
-    subscribe: impl FnOnce() -> broadcast::Receiver<BusEvent>,
+    subscribe: impl FnOnce() -> (broadcast::Receiver<BusEvent>, Arc<Followers>),
     capacity: usize,
     outlet: Rc<Outlet>,
     inbox: Rc<Inbox>,
@@ -325,10 +339,11 @@ pub fn join(
         let mut hubs = hubs.borrow_mut();
         let hub = hubs.entry(session).or_insert_with(|| {
             let seats = Seats::default();
-            let backlog = Backlog::new(capacity);
+            let (ring, followers) = subscribe();
+            let backlog = Backlog::new(capacity, followers);
             let task = actix_rt::spawn(run(
                 session,
-                subscribe(),
+                ring,
                 Rc::downgrade(&seats),
                 Rc::clone(&backlog),
             ));
@@ -358,7 +373,8 @@ pub fn join(
             let mut backlog = seat.backlog.borrow_mut();
             let end = backlog.end();
             seat.cursor.set(Some(end));
-            backlog.behind += 1;
+            backlog.followers.joined();
+            backlog.fell_behind();
         }
         seats.push(Rc::clone(&seat));
         Membership(seat)
@@ -542,7 +558,7 @@ mod tests {
         fn join(&self, bus: &Arc<LocalBus>, session: Uuid) -> Membership {
             join(
                 session,
-                || bus.subscribe(session),
+                || (bus.subscribe(session), bus.followers(session)),
                 self.capacity,
                 Rc::clone(self.ws.outlet()),
                 Rc::clone(&self.inbox),
@@ -608,7 +624,7 @@ mod tests {
             let mut b = client(64).await;
             let (ma, mb) = (a.join(&bus, session), b.join(&bus, session));
             // One hub for both: the ring is read once per event.
-            assert_eq!(bus.followers(Topic::Members(session)), 1);
+            assert_eq!(bus.subscribers(Topic::Members(session)), 1);
             ma.settle();
             mb.settle();
             for seq in 1..=3 {
@@ -720,6 +736,11 @@ mod tests {
             let members: Vec<_> = clients.iter().map(|c| c.join(&bus, session)).collect();
             // Joined, not settled yet: all three behind, nothing kept.
             assert_eq!(backlog_of(session), (0, 3));
+            let counted = |bus: &LocalBus| {
+                let pressure = bus.pressure(session);
+                (pressure.members, pressure.behind)
+            };
+            assert_eq!(counted(&bus), (3, 3), "the chat sees who is behind");
             for seq in 1..=5 {
                 bus.publish(session, chat(seq));
             }
@@ -731,6 +752,7 @@ mod tests {
             members[0].set_delivered_seq(5);
             members[0].settle();
             assert_eq!(backlog_of(session), (5, 2));
+            assert_eq!(counted(&bus), (3, 2));
             // A member with events still to take does not settle.
             members[1].settle();
             assert_eq!(backlog_of(session), (5, 2));
@@ -760,6 +782,7 @@ mod tests {
             drop(members);
             settle_down().await;
             assert!(HUBS.with(|hubs| hubs.borrow().is_empty()));
+            assert_eq!(counted(&bus), (0, 0));
         });
     }
 
@@ -778,11 +801,11 @@ mod tests {
             assert_eq!(b.handed(), vec![Ok(Some(1))]);
             drop(mb);
             settle_down().await;
-            assert_eq!(bus.followers(Topic::Members(session)), 0);
+            assert_eq!(bus.subscribers(Topic::Members(session)), 0);
             assert!(HUBS.with(|hubs| hubs.borrow().is_empty()));
             // A new member starts afresh.
             let _mc = a.join(&bus, session);
-            assert_eq!(bus.followers(Topic::Members(session)), 1);
+            assert_eq!(bus.subscribers(Topic::Members(session)), 1);
         });
     }
 }

@@ -10,6 +10,7 @@ use mobile_bridge::{ErrorCode, SessionId, UserId};
 
 use super::rate::TokenBucket;
 use crate::auth::guest;
+use crate::bus::Pressure;
 
 /// Chat limits (configurable).
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +25,10 @@ pub struct ChatLimits {
     pub rate_per_s: f64,
     /// Messages one user may send at once.
     pub burst: u32,
+    /// Events the session's fan-out on this node may have waiting before
+    /// new sends from anyone but the host are refused (0: never refused
+    /// for the fan-out's sake).
+    pub max_fanout_queue: usize,
 }
 
 /// Why a send was refused.
@@ -71,6 +76,10 @@ pub struct ChatLog {
     /// Send rate per user.
     buckets: HashMap<UserId, TokenBucket>,
 }
+
+/// Members a session needs on a node before their pace can refuse its
+/// chat: one slow phone in a small session is not the audience.
+pub const CROWD: usize = 8;
 
 /// Buckets kept before full (idle) ones are forgotten.
 const BUCKETS_PRUNE_ABOVE: usize = 10_000;
@@ -166,6 +175,36 @@ impl ChatLog {
             redacted.deleted = true;
             *slot = Arc::new(redacted);
         }
+    }
+
+    /// Whether the session has room for a send from `author`, given how far
+    /// its fan-out on this node is behind: none while `max_fanout_queue`
+    /// events wait for the fan-out, or while more than half of its members
+    /// (of at least [`CROWD`]) have events still to take: accepted, such a
+    /// message would only be delivered later, and everything after it too.
+    /// The host's sends always have room (the session is theirs), and so
+    /// has a resend of a known send (it is answered with what is stored,
+    /// not sent again). A refusal costs the sender none of its rate.
+    pub fn room_for(
+        &self,
+        author: &Author,
+        client_msg_id: &str,
+        fanout: Pressure,
+    ) -> Result<(), ChatReject> {
+        let bound = self.limits.max_fanout_queue;
+        let crowd_behind = fanout.members >= CROWD && fanout.behind * 2 > fanout.members;
+        if bound == 0 || (fanout.queued < bound && !crowd_behind) || author.role == Role::Host {
+            return Ok(());
+        }
+        let key = (author.id, client_msg_id.to_owned());
+        if self.acks.contains_key(&key) || self.in_flight.contains_key(&key) {
+            return Ok(());
+        }
+        Err(ChatReject {
+            code: ErrorCode::RateLimited,
+            message: "this session's chat is busier than it can be sent out; retry in 1000 ms"
+                .into(),
+        })
     }
 
     /// Checks and numbers a send at `now_ms`.
@@ -313,6 +352,7 @@ mod tests {
         dedupe: 100,
         rate_per_s: 1000.0,
         burst: 1000,
+        max_fanout_queue: 100,
     };
 
     fn author(n: u128) -> Author {
@@ -400,6 +440,59 @@ mod tests {
             log.accept(author(1), "hi", "m10", "t".into(), 0).unwrap(),
             Accepted::New(m) if m.seq == 51
         ));
+    }
+
+    fn queued(queued: usize) -> Pressure {
+        Pressure {
+            queued,
+            ..Pressure::default()
+        }
+    }
+
+    #[test]
+    fn a_busy_fanout_refuses_new_sends_but_the_hosts_and_resends() {
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), Vec::new(), 0, LIMITS);
+        let host = Author {
+            role: Role::Host,
+            ..author(9)
+        };
+        assert!(log.room_for(&author(1), "a", queued(99)).is_ok());
+        let first = new(&mut log, 1, "a");
+        // Still being written, then durable: a resend is answered either way.
+        assert!(log.room_for(&author(1), "a", queued(100)).is_ok());
+        log.committed([&first]);
+        assert!(log.room_for(&author(1), "a", queued(100)).is_ok());
+        let busy = log.room_for(&author(1), "b", queued(100)).unwrap_err();
+        assert_eq!(busy.code, ErrorCode::RateLimited);
+        assert!(busy.message.contains("busier"), "{}", busy.message);
+        assert!(log.room_for(&author(2), "a", queued(500)).is_err());
+        assert!(
+            log.room_for(&host, "x", queued(500)).is_ok(),
+            "the host is heard"
+        );
+        // The refusal took none of the sender's rate: the next send, once
+        // there is room, is numbered next.
+        assert!(log.room_for(&author(1), "b", queued(99)).is_ok());
+        assert!(matches!(
+            log.accept(author(1), "again", "b", "t".into(), 0).unwrap(),
+            Accepted::New(m) if m.seq == 2
+        ));
+    }
+
+    #[test]
+    fn a_crowd_mostly_behind_refuses_new_sends_a_small_session_never() {
+        let log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), Vec::new(), 0, LIMITS);
+        let behind = |members, behind| Pressure {
+            queued: 0,
+            members,
+            behind,
+        };
+        assert!(log.room_for(&author(1), "a", behind(1000, 500)).is_ok());
+        assert!(log.room_for(&author(1), "a", behind(1000, 501)).is_err());
+        assert!(log.room_for(&author(1), "a", behind(CROWD, CROWD)).is_err());
+        assert!(log
+            .room_for(&author(1), "a", behind(CROWD - 1, CROWD - 1))
+            .is_ok());
     }
 
     #[test]

@@ -309,6 +309,14 @@ impl Handler<PostChat> for ChatChannel {
         let Some(log) = self.log.as_mut() else {
             return Box::pin(async { Err(ChatError::Unavailable) });
         };
+        if let Err(reject) = log.room_for(
+            &msg.author,
+            &msg.client_msg_id,
+            self.bus.pressure(self.session_id),
+        ) {
+            self.metrics.chat_refused_busy.inc();
+            return Box::pin(async move { Err(ChatError::Rejected(reject)) });
+        }
         let now = Utc::now();
         let sent_at = store::rfc3339(now);
         let seq = match log.accept(

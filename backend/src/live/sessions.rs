@@ -23,7 +23,7 @@ use super::presence::Presence;
 use super::session::LiveSnapshot;
 use super::supervisor::{lock, ActorDeps, LocalSessions};
 use super::timer_actor::{ControlTimer, GetTimer, GetWatchSnapshot, TimerError, WatchSnapshot};
-use crate::bus::{Bus, BusEvent, Topic};
+use crate::bus::{Bus, BusEvent, Followers, Topic};
 use crate::cluster::{Cluster, Incoming};
 use crate::media::engine::Sfu;
 use crate::media::room::EndGuests;
@@ -150,6 +150,11 @@ impl Sessions {
     /// Follows a topic's events from now on.
     pub fn subscribe(&self, topic: Topic) -> broadcast::Receiver<BusEvent> {
         self.inner.bus.subscribe_to(topic)
+    }
+
+    /// The record a session's fan-out on this node keeps of its members.
+    pub fn followers(&self, session_id: Uuid) -> Arc<Followers> {
+        self.inner.bus.followers(session_id)
     }
 
     /// Starts the actors of every live session in the database (at

@@ -17,6 +17,7 @@ const SENT: usize = 1_100;
 fn unlimited(settings: &mut simmer::Settings) {
     settings.chat_rate_per_s = 1_000_000.0;
     settings.chat_burst = 1_000_000;
+    settings.chat_max_fanout_queue = 0;
 }
 
 #[actix_rt::test]

@@ -93,6 +93,7 @@ async fn every_client_ends_with_the_same_complete_sequence() {
     let app = crate::helpers::spawn_app_with(|s| {
         s.chat_rate_per_s = 1e6;
         s.chat_burst = 1_000_000;
+        s.chat_max_fanout_queue = 0;
     })
     .await;
     let host = app.register().await;

@@ -29,6 +29,68 @@ async fn a_fast_sender_is_rate_limited_not_disconnected() {
 }
 
 #[actix_rt::test]
+async fn while_the_fanout_is_behind_new_chat_is_refused_except_the_hosts() {
+    let app = spawn_app_with(|s| s.chat_max_fanout_queue = 3).await;
+    let host = app.register().await;
+    let viewer = app.register().await;
+    let session = app.live_session(&host).await;
+    let sid = session.to_string();
+    let mut h = WsClient::connect(&app.address, &host.token).await;
+    h.join(&sid, None).await;
+    let mut v = WsClient::connect(&app.address, &viewer.token).await;
+    v.join(&sid, None).await;
+    // The fan-out keeps up: more sends than the queue's bound go through.
+    for i in 0..6 {
+        let reply = v.chat(&sid, "hi", &format!("ok{i}")).await;
+        assert_eq!(reply["status"], "ok", "{reply}");
+    }
+
+    // A follower of the session's events on this node that takes none: to
+    // the chat, this node's fan-out is as far behind as it is.
+    let stuck = app
+        .state
+        .sessions
+        .subscribe(simmer::bus::Topic::Members(session));
+    let mut accepted = Vec::new();
+    let refused = loop {
+        let id = format!("m{}", accepted.len());
+        let reply = v.chat(&sid, "hi", &id).await;
+        if reply["status"] != "ok" {
+            break reply;
+        }
+        accepted.push((id, reply["body"]["seq"].clone()));
+        assert!(accepted.len() <= 3, "never refused");
+    };
+    assert_eq!(refused["error"]["code"], "rate_limited", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("busier")),
+        "{refused}"
+    );
+    // The host is heard; a resend of an acknowledged message is answered
+    // with what is stored; the connection stays.
+    assert_eq!(h.chat(&sid, "from the host", "h1").await["status"], "ok");
+    if let Some((id, seq)) = accepted.first() {
+        let resend = v.chat(&sid, "hi", id).await;
+        assert_eq!(resend["status"], "ok", "{resend}");
+        assert_eq!(&resend["body"]["seq"], seq, "{resend}");
+    }
+    assert_eq!(
+        v.chat(&sid, "hi", "late").await["error"]["code"],
+        "rate_limited"
+    );
+
+    // Caught up again: the same send goes through.
+    drop(stuck);
+    let reply = v.chat(&sid, "hi", "late").await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let metrics = app.get("/metrics", None).await;
+    let text = metrics.body.as_str().unwrap_or_default();
+    assert!(text.contains("simmer_chat_refused_busy_total 2"), "{text}");
+}
+
+#[actix_rt::test]
 async fn connections_per_user_are_limited() {
     let app = spawn_app_with(|s| s.ws_max_connections_per_user = 2).await;
     let user = app.register().await;

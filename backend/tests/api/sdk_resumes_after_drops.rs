@@ -14,6 +14,7 @@ async fn dropped_connections_lose_and_repeat_nothing() {
     let app = spawn_app_with(|s| {
         s.chat_rate_per_s = 1e6;
         s.chat_burst = 1_000_000;
+        s.chat_max_fanout_queue = 0;
     })
     .await;
     let host = app.register().await;
