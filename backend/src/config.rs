@@ -193,7 +193,7 @@ pub struct ConfigArgs {
     /// yet taken by the tasks that write them to members' sockets) before
     /// sends from anyone but the host are refused with `rate_limited`; they
     /// are refused too while more than half of the session's members on
-    /// this node (8 or more) have events still to take. A flood is turned
+    /// this node (8 or more) have their sockets backed up. A flood is turned
     /// away instead of accepted and delivered seconds late. 0: never
     /// refuse for this [default: 256].
     #[arg(long, env = "SIMMER_CHAT_MAX_FANOUT_QUEUE")]

@@ -114,7 +114,7 @@ impl BusEvent {
 #[derive(Debug, Default)]
 pub struct Followers {
     members: AtomicUsize,
-    behind: AtomicUsize,
+    slow: AtomicUsize,
 }
 
 impl Followers {
@@ -126,14 +126,13 @@ impl Followers {
         self.members.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// A member's events now go through its own loop (its socket is backed
-    /// up, it has a gap to fill, it just joined).
+    /// A member fell behind for want of pace: its socket backed up.
     pub fn fell_behind(&self) {
-        self.behind.fetch_add(1, Ordering::Relaxed);
+        self.slow.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn caught_up(&self) {
-        self.behind.fetch_sub(1, Ordering::Relaxed);
+        self.slow.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -144,8 +143,9 @@ pub struct Pressure {
     pub queued: usize,
     /// Members on this node.
     pub members: usize,
-    /// Of them, those who have events still to take.
-    pub behind: usize,
+    /// Of them, those behind because their socket backed up (the session
+    /// sends faster than they read).
+    pub slow: usize,
 }
 
 /// Carries session events to subscribers.
@@ -251,7 +251,7 @@ impl Bus for LocalBus {
             .map_or_else(Pressure::default, |channel| Pressure {
                 queued: channel.sender.len(),
                 members: channel.followers.members.load(Ordering::Relaxed),
-                behind: channel.followers.behind.load(Ordering::Relaxed),
+                slow: channel.followers.slow.load(Ordering::Relaxed),
             })
     }
 
@@ -327,11 +327,11 @@ mod tests {
         followers.joined();
         followers.fell_behind();
         let pressure = bus.pressure(id);
-        assert_eq!((pressure.members, pressure.behind), (2, 1));
+        assert_eq!((pressure.members, pressure.slow), (2, 1));
         followers.caught_up();
         followers.left();
         let pressure = bus.pressure(id);
-        assert_eq!((pressure.members, pressure.behind), (1, 0));
+        assert_eq!((pressure.members, pressure.slow), (1, 0));
     }
 
     #[tokio::test]

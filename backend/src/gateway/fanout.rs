@@ -92,7 +92,6 @@ impl Backlog {
     /// One member more behind.
     fn fell_behind(&mut self) {
         self.behind += 1;
-        self.followers.fell_behind();
     }
 
     /// The place the next event gets.
@@ -112,7 +111,6 @@ impl Backlog {
     /// One member fewer behind; with none left, nothing is kept.
     fn caught_up(&mut self) {
         self.behind = self.behind.saturating_sub(1);
-        self.followers.caught_up();
         if self.behind == 0 {
             self.first = self.end();
             self.events = VecDeque::new();
@@ -204,6 +202,9 @@ pub struct Seat {
     cursor: Cell<Option<u64>>,
     /// In its connection's inbox.
     queued: Cell<bool>,
+    /// Behind because its socket backed up (not for a join, a gap or a
+    /// resync): counted in the session's [`Followers`] until it settles.
+    slow: Cell<bool>,
     backlog: Rc<RefCell<Backlog>>,
     /// Its place in the hub's seats.
     index: Cell<usize>,
@@ -228,6 +229,9 @@ impl Seat {
         match self.cursor.get() {
             Some(at) if at >= backlog.end() => {
                 self.cursor.set(None);
+                if self.slow.replace(false) {
+                    backlog.followers.caught_up();
+                }
                 backlog.caught_up();
             }
             // Events still to take (or none were left): nothing to do.
@@ -243,6 +247,13 @@ impl Seat {
             backlog.fell_behind();
         }
         self.inbox.tell(self);
+    }
+
+    /// Its socket backed up: behind for want of pace, which the chat weighs.
+    fn slowed(&self, backlog: &Backlog) {
+        if !self.slow.replace(true) {
+            backlog.followers.fell_behind();
+        }
     }
 
     /// The next event left to the loop, and moves past it: a `Lagged` first
@@ -289,6 +300,9 @@ impl Drop for Membership {
             let mut backlog = seat.backlog.borrow_mut();
             if seat.cursor.take().is_some() {
                 backlog.caught_up();
+            }
+            if seat.slow.replace(false) {
+                backlog.followers.caught_up();
             }
             backlog.followers.left();
         }
@@ -363,6 +377,7 @@ pub fn join(
             delivered_seq: Cell::new(0),
             cursor: Cell::new(None),
             queued: Cell::new(false),
+            slow: Cell::new(false),
             backlog,
             index: Cell::new(seats.len()),
             written: Cell::new(false),
@@ -483,7 +498,11 @@ fn deliver(seats: &[Rc<Seat>], backlog: &mut Backlog, event: BusEvent, written: 
     } else {
         let payload: Bytes = event.frame.clone().into_bytes();
         for (n, seat) in seats.iter().enumerate() {
-            if seat.cursor.get().is_some() || seat.outlet.backlogged() {
+            let backed_up = seat.outlet.backlogged();
+            if backed_up {
+                seat.slowed(backlog);
+            }
+            if backed_up || seat.cursor.get().is_some() {
                 seat.fall_behind(backlog, at);
                 continue;
             }
@@ -709,9 +728,14 @@ mod tests {
                 assert!(seq < 1_000, "never backed up");
             }
             assert!(b.handed().is_empty());
+            assert_eq!(bus.pressure(session).slow, 0);
             bus.publish(session, chat(seq + 1));
             settle_down().await;
             assert_eq!(b.handed(), vec![Ok(Some(seq + 1))]);
+            // Behind for want of pace: the chat weighs it, until it goes.
+            assert_eq!(bus.pressure(session).slow, 1);
+            drop(member);
+            assert_eq!(bus.pressure(session).slow, 0);
         });
     }
 
@@ -738,9 +762,13 @@ mod tests {
             assert_eq!(backlog_of(session), (0, 3));
             let counted = |bus: &LocalBus| {
                 let pressure = bus.pressure(session);
-                (pressure.members, pressure.behind)
+                (pressure.members, pressure.slow)
             };
-            assert_eq!(counted(&bus), (3, 3), "the chat sees who is behind");
+            assert_eq!(
+                counted(&bus),
+                (3, 0),
+                "behind to join, not for want of pace"
+            );
             for seq in 1..=5 {
                 bus.publish(session, chat(seq));
             }
@@ -752,7 +780,6 @@ mod tests {
             members[0].set_delivered_seq(5);
             members[0].settle();
             assert_eq!(backlog_of(session), (5, 2));
-            assert_eq!(counted(&bus), (3, 2));
             // A member with events still to take does not settle.
             members[1].settle();
             assert_eq!(backlog_of(session), (5, 2));

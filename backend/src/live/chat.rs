@@ -180,8 +180,10 @@ impl ChatLog {
     /// Whether the session has room for a send from `author`, given how far
     /// its fan-out on this node is behind: none while `max_fanout_queue`
     /// events wait for the fan-out, or while more than half of its members
-    /// (of at least [`CROWD`]) have events still to take: accepted, such a
-    /// message would only be delivered later, and everything after it too.
+    /// (of at least [`CROWD`]) are behind for want of pace (their sockets
+    /// backed up): accepted, such a message would only be delivered later,
+    /// and everything after it too. Members behind for a join, a gap or a
+    /// resync (a take-over puts them all there at once) do not count.
     /// The host's sends always have room (the session is theirs), and so
     /// has a resend of a known send (it is answered with what is stored,
     /// not sent again). A refusal costs the sender none of its rate.
@@ -192,7 +194,7 @@ impl ChatLog {
         fanout: Pressure,
     ) -> Result<(), ChatReject> {
         let bound = self.limits.max_fanout_queue;
-        let crowd_behind = fanout.members >= CROWD && fanout.behind * 2 > fanout.members;
+        let crowd_behind = fanout.members >= CROWD && fanout.slow * 2 > fanout.members;
         if bound == 0 || (fanout.queued < bound && !crowd_behind) || author.role == Role::Host {
             return Ok(());
         }
@@ -482,10 +484,10 @@ mod tests {
     #[test]
     fn a_crowd_mostly_behind_refuses_new_sends_a_small_session_never() {
         let log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), Vec::new(), 0, LIMITS);
-        let behind = |members, behind| Pressure {
+        let behind = |members, slow| Pressure {
             queued: 0,
             members,
-            behind,
+            slow,
         };
         assert!(log.room_for(&author(1), "a", behind(1000, 500)).is_ok());
         assert!(log.room_for(&author(1), "a", behind(1000, 501)).is_err());
