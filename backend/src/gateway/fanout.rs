@@ -202,8 +202,9 @@ pub struct Seat {
     cursor: Cell<Option<u64>>,
     /// In its connection's inbox.
     queued: Cell<bool>,
-    /// Behind because its socket backed up (not for a join, a gap or a
-    /// resync): counted in the session's [`Followers`] until it settles.
+    /// Behind for want of pace (its socket backed up, or it fell off the
+    /// backlog), not for a join, a gap or a resync: counted in the
+    /// session's [`Followers`] until it settles.
     slow: Cell<bool>,
     backlog: Rc<RefCell<Backlog>>,
     /// Its place in the hub's seats.
@@ -262,6 +263,9 @@ impl Seat {
         let at = self.cursor.get()?;
         let backlog = self.backlog.borrow();
         if at < backlog.first {
+            // Fell off the backlog: behind for want of pace, like a socket
+            // that backed up, until its replay has caught it up.
+            self.slowed(&backlog);
             self.cursor.set(Some(backlog.first));
             return Some(Err(BroadcastStreamRecvError::Lagged(backlog.first - at)));
         }
@@ -701,7 +705,7 @@ mod tests {
             let bus = LocalBus::new(64);
             let session = Uuid::now_v7();
             let a = client(4).await;
-            let _member = a.join(&bus, session);
+            let first = a.join(&bus, session);
             for seq in 1..=10 {
                 bus.publish(session, chat(seq));
             }
@@ -712,6 +716,12 @@ mod tests {
                 a.handed(),
                 vec![Err(6), Ok(Some(7)), Ok(Some(8)), Ok(Some(9)), Ok(Some(10))]
             );
+            assert_eq!(bus.pressure(session).slow, 1, "fell off: slow");
+            first.set_delivered_seq(10);
+            first.settle();
+            assert_eq!(bus.pressure(session).slow, 0, "caught up");
+            // (Its client reads nothing: out of the way of the next part.)
+            drop(first);
 
             // A socket whose client does not read: past the high-water
             // mark, the hub stops writing and hands over.
