@@ -126,7 +126,8 @@ impl Followers {
         self.members.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// A member fell behind for want of pace: its socket backed up.
+    /// A member fell behind for want of pace: its socket backed up, or it
+    /// fell off its hub's backlog.
     pub fn fell_behind(&self) {
         self.slow.fetch_add(1, Ordering::Relaxed);
     }
@@ -143,8 +144,9 @@ pub struct Pressure {
     pub queued: usize,
     /// Members on this node.
     pub members: usize,
-    /// Of them, those behind because their socket backed up (the session
-    /// sends faster than they read).
+    /// Of them, those behind for want of pace (a socket that backed up, a
+    /// place that fell off the backlog): the session sends faster than
+    /// they read.
     pub slow: usize,
 }
 
