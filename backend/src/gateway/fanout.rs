@@ -227,16 +227,13 @@ impl Seat {
     /// not backed up: the hub may write to it directly again.
     pub fn settle(&self) {
         let mut backlog = self.backlog.borrow_mut();
-        match self.cursor.get() {
-            Some(at) if at >= backlog.end() => {
-                self.cursor.set(None);
-                if self.slow.replace(false) {
-                    backlog.followers.caught_up();
-                }
-                backlog.caught_up();
+        // Not with events still to take, nor when none were left to it.
+        if self.cursor.get().is_some_and(|at| at >= backlog.end()) {
+            self.cursor.set(None);
+            if self.slow.replace(false) {
+                backlog.followers.caught_up();
             }
-            // Events still to take (or none were left): nothing to do.
-            _ => {}
+            backlog.caught_up();
         }
     }
 
