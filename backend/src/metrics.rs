@@ -34,6 +34,10 @@ pub struct Metrics {
     /// more than the fan-out's buffer behind; `gap`: a gap in the sequence;
     /// `resync`: events may have been lost between nodes).
     pub ws_chat_replays: IntCounterVec,
+    /// Holes in the chat a session's fan-out on one worker filled from
+    /// history once for all its members there (`lagged`: it fell behind
+    /// the session's ring; `gap`: a message never reached it).
+    pub fanout_refills: IntCounterVec,
     pub watch_connections: IntGauge,
     pub watch_ticks: IntCounter,
     pub media_packets_in: IntCounter,
@@ -199,6 +203,15 @@ impl Metrics {
             ),
             &["cause"],
         )?;
+        let fanout_refills = IntCounterVec::new(
+            Opts::new(
+                "fanout_refills_total",
+                "Chat a session's fan-out on one worker missed and read from history \
+                 once for all its members there: lagged (it fell more than \
+                 SIMMER_FANOUT_BUFFER events behind), gap",
+            ),
+            &["cause"],
+        )?;
         let watch_connections =
             IntGauge::new("watch_connections", "Open watch feeds (WebSocket and SSE)")?;
         let watch_ticks = IntCounter::new(
@@ -257,6 +270,7 @@ impl Metrics {
         registry.register(Box::new(chat_fanout.clone()))?;
         registry.register(Box::new(ws_connections.clone()))?;
         registry.register(Box::new(ws_chat_replays.clone()))?;
+        registry.register(Box::new(fanout_refills.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(live_sessions.clone()))?;
@@ -275,6 +289,7 @@ impl Metrics {
             chat_fanout,
             ws_connections,
             ws_chat_replays,
+            fanout_refills,
             watch_connections,
             watch_ticks,
             media_packets_in,

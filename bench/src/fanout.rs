@@ -189,6 +189,8 @@ struct Breakdown {
     last: Buckets,
     /// Members' replays from history, by cause.
     replays: Vec<(String, f64)>,
+    /// Holes a hub filled from history once for all its members, by cause.
+    refills: Vec<(String, f64)>,
 }
 
 /// The values of a counter's series, by their labels.
@@ -200,6 +202,31 @@ fn counter(text: &str, name: &str) -> Vec<(String, f64)> {
             Some((labels.to_owned(), value.parse().ok()?))
         })
         .collect()
+}
+
+/// A counter's series now, less what they were at `earlier`.
+fn counted_since(now: &[(String, f64)], earlier: &[(String, f64)]) -> Vec<(String, f64)> {
+    now.iter()
+        .map(|(labels, n)| {
+            let before = earlier
+                .iter()
+                .find(|(l, _)| l == labels)
+                .map_or(0.0, |(_, b)| *b);
+            (labels.clone(), n - before)
+        })
+        .collect()
+}
+
+/// A counter's series as `labels value`, comma-separated (or `none`).
+fn listed(series: &[(String, f64)]) -> String {
+    if series.is_empty() {
+        return "none".to_owned();
+    }
+    let listed: Vec<String> = series
+        .iter()
+        .map(|(labels, n)| format!("{labels} {n}"))
+        .collect();
+    listed.join(", ")
 }
 
 impl Breakdown {
@@ -217,6 +244,7 @@ impl Breakdown {
             first: Buckets::parse(&text, "simmer_chat_fanout_seconds", "edge=\"first\""),
             last: Buckets::parse(&text, "simmer_chat_fanout_seconds", "edge=\"last\""),
             replays: counter(&text, "simmer_ws_chat_replays_total"),
+            refills: counter(&text, "simmer_fanout_refills_total"),
         })
     }
 
@@ -225,18 +253,8 @@ impl Breakdown {
             durable: self.durable.since(&earlier.durable),
             first: self.first.since(&earlier.first),
             last: self.last.since(&earlier.last),
-            replays: self
-                .replays
-                .iter()
-                .map(|(labels, n)| {
-                    let before = earlier
-                        .replays
-                        .iter()
-                        .find(|(l, _)| l == labels)
-                        .map_or(0.0, |(_, b)| *b);
-                    (labels.clone(), n - before)
-                })
-                .collect(),
+            replays: counted_since(&self.replays, &earlier.replays),
+            refills: counted_since(&self.refills, &earlier.refills),
         }
     }
 }
@@ -513,18 +531,10 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
             FANOUT_SAMPLE_EVERY,
             b.last.summary()
         );
-        let replays: Vec<String> = b
-            .replays
-            .iter()
-            .map(|(labels, n)| format!("{labels} {n}"))
-            .collect();
+        println!("members' chat replays from history: {}", listed(&b.replays));
         println!(
-            "members' chat replays from history: {}",
-            if replays.is_empty() {
-                "none".to_owned()
-            } else {
-                replays.join(", ")
-            }
+            "holes the hubs filled from history (once for their members): {}",
+            listed(&b.refills)
         );
     }
     println!("CPU while sending and draining: {sending_cpu}");

@@ -18,6 +18,7 @@ use mobile_bridge::protocol::{
     Author, ClientMsg, JoinSnapshot, Ref, Role, ServerMsg, PROTOCOL_VERSION,
 };
 use mobile_bridge::{ErrorCode, SessionId};
+use prometheus::IntCounterVec;
 use rand::Rng;
 use std::rc::Rc;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -30,7 +31,7 @@ use crate::bus::{BusEvent, EventKind, Topic};
 use crate::live::chat_actor::{ChatError, GetHistory, PostChat};
 use crate::live::rate::TokenBucket;
 use crate::live::timer_actor::TimerError;
-use crate::live::SessionError;
+use crate::live::{SessionError, Sessions};
 use crate::state::AppState;
 use crate::store::sessions::{self, SessionState};
 use crate::websocket::{Message, WebSocket, WsError};
@@ -660,11 +661,14 @@ impl Connection {
         let sessions = &self.state.sessions;
         let member = fanout::join(
             id,
-            || {
-                (
-                    sessions.subscribe(Topic::Members(id)),
-                    sessions.followers(id),
-                )
+            || fanout::Source {
+                ring: sessions.subscribe(Topic::Members(id)),
+                followers: sessions.followers(id),
+                history: Rc::new(SessionChat {
+                    sessions: sessions.clone(),
+                    id,
+                    refills: self.state.metrics.fanout_refills.clone(),
+                }),
             },
             self.state.settings.fanout_buffer,
             Rc::clone(self.ws.outlet()),
@@ -912,5 +916,40 @@ impl Connection {
             }
         })
         .await
+    }
+}
+
+/// A session's chat history, as its fan-out on this worker reads it to
+/// fill a hole for all its members at once: each message encoded once.
+struct SessionChat {
+    sessions: Sessions,
+    id: Uuid,
+    refills: IntCounterVec,
+}
+
+impl fanout::History for SessionChat {
+    fn after(&self, after: u64) -> LocalBoxFuture<'static, Option<Vec<BusEvent>>> {
+        let (sessions, id) = (self.sessions.clone(), self.id);
+        Box::pin(async move {
+            let history = GetHistory {
+                after,
+                limit: REPLAY_PAGE,
+            };
+            let messages = sessions.ask(id, history).await.ok()?.ok()?.messages;
+            Some(
+                messages
+                    .into_iter()
+                    .map(|message| {
+                        let seq = message.seq;
+                        let frame = ServerMsg::ChatMessage((*message).clone()).encode();
+                        BusEvent::new(frame, Some(seq))
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    fn refilled(&self, cause: &'static str) {
+        self.refills.with_label_values(&[cause]).inc();
     }
 }

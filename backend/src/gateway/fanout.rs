@@ -19,6 +19,14 @@
 //! most the bus ring's capacity: a member whose place falls off its front
 //! gets one `Lagged`, and its loop replays the chat it missed from history.
 //! With no member behind, the backlog is empty.
+//!
+//! A hole in the chat that every member of the hub shares (the hub fell
+//! behind its ring, or a message between nodes was lost) is filled by the
+//! hub itself: it reads the missing messages from history once, encoded
+//! once, and passes them on like the ring's, before what came after the
+//! hole. Each member's loop replaying the same messages on its own would
+//! cost the same history read and encoding once per member: under a flood,
+//! that is what turned one lag of the hub into ten thousand replays.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -27,6 +35,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
 use futures_util::task::AtomicWaker;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -42,6 +51,28 @@ const COALESCE_EVENTS: usize = 64;
 
 /// An event for a member's own loop.
 pub type Handed = (Uuid, Result<BusEvent, BroadcastStreamRecvError>);
+
+/// Where a session's events on this node come from, for a hub.
+pub struct Source {
+    /// The session's ring on this node.
+    pub ring: broadcast::Receiver<BusEvent>,
+    /// The record of its members on this node, for the chat to weigh.
+    pub followers: Arc<Followers>,
+    /// Its chat history, for the holes the hub fills.
+    pub history: Rc<dyn History>,
+}
+
+/// A session's durable chat, as a hub reads it to fill a hole.
+pub trait History {
+    /// The chat messages after `after`, oldest first, each as the event
+    /// the ring would have carried (a page: empty when there are no more);
+    /// `None` when history cannot say now.
+    fn after(&self, after: u64) -> LocalBoxFuture<'static, Option<Vec<BusEvent>>>;
+
+    /// The hub filled a hole for all its members (`lagged`: it fell behind
+    /// its ring; `gap`: a message never reached it), once.
+    fn refilled(&self, cause: &'static str);
+}
 
 thread_local! {
     /// This worker's hubs, by session.
@@ -339,12 +370,12 @@ impl Drop for Membership {
 /// Makes a member of `session` on this worker: its events go straight to
 /// `outlet` once its loop settles it, or through `inbox` until then (so
 /// everything published from now on reaches it one way or the other).
-/// `subscribe` is asked for the session's ring, and the record of its
-/// members on this node, when this worker has no member of it yet; the hub
-/// then keeps at most `capacity` events for members behind.
+/// `subscribe` is asked where the session's events come from when this
+/// worker has no member of it yet; the hub then keeps at most `capacity`
+/// events for members behind.
 pub fn join(
     session: Uuid,
-    subscribe: impl FnOnce() -> (broadcast::Receiver<BusEvent>, Arc<Followers>),
+    subscribe: impl FnOnce() -> Source,
     capacity: usize,
     outlet: Rc<Outlet>,
     inbox: Rc<Inbox>,
@@ -354,11 +385,15 @@ pub fn join(
         let mut hubs = hubs.borrow_mut();
         let hub = hubs.entry(session).or_insert_with(|| {
             let seats = Seats::default();
-            let (ring, followers) = subscribe();
+            let Source {
+                ring,
+                followers,
+                history,
+            } = subscribe();
             let backlog = Backlog::new(capacity, followers);
             let task = actix_rt::spawn(run(
                 session,
-                ring,
+                Feed::new(ring, history),
                 Rc::downgrade(&seats),
                 Rc::clone(&backlog),
             ));
@@ -396,10 +431,190 @@ pub fn join(
         Membership(seat)
     })
 }
+/// What a hub passes on next.
+enum Next {
+    Event(BusEvent),
+    /// It fell this many events behind its ring, and could not fill the
+    /// hole itself: each member's loop replays from history.
+    Lagged(u64),
+    /// The session's topic is gone.
+    Closed,
+}
+
+/// What a hub reads: its ring, with the holes in the chat filled from
+/// history, so that each chat message comes once and in order.
+struct Feed {
+    ring: broadcast::Receiver<BusEvent>,
+    history: Rc<dyn History>,
+    /// To pass on before anything else: a page read from history, then the
+    /// event that showed the hole.
+    queue: VecDeque<BusEvent>,
+    /// The newest chat sequence number passed on, once one has been.
+    last_seq: Option<u64>,
+    /// A hole to fill before the ring is read again.
+    hole: Option<Hole>,
+}
+
+/// Chat the hub missed: the messages after `after` (up to the one before
+/// `held`, or up to what is durable).
+struct Hole {
+    after: u64,
+    /// The event that showed it, passed on once the hole is filled.
+    held: Option<BusEvent>,
+    /// Events missed, when the hub fell behind its ring.
+    missed: u64,
+    cause: &'static str,
+    filled: usize,
+}
+
+impl Feed {
+    fn new(ring: broadcast::Receiver<BusEvent>, history: Rc<dyn History>) -> Self {
+        Self {
+            ring,
+            history,
+            queue: VecDeque::new(),
+            last_seq: None,
+            hole: None,
+        }
+    }
+
+    /// The next event; waits for one (and for history, to fill a hole).
+    async fn next(&mut self) -> Next {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Next::Event(event);
+            }
+            if let Some(hole) = self.hole.take() {
+                if let Some(next) = self.fill(hole).await {
+                    return next;
+                }
+                continue;
+            }
+            let received = self.ring.recv().await;
+            if let Some(next) = self.admit(received) {
+                return next;
+            }
+        }
+    }
+
+    /// The next event if one waits, and no hole must be filled first.
+    fn try_next(&mut self) -> Option<Next> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Some(Next::Event(event));
+            }
+            if self.hole.is_some() {
+                return None;
+            }
+            let received = match self.ring.try_recv() {
+                Ok(event) => Ok(event),
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Lagged(missed)) => Err(RecvError::Lagged(missed)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            };
+            if let Some(next) = self.admit(received) {
+                return Some(next);
+            }
+        }
+    }
+
+    /// What to make of an event from the ring: nothing for chat already
+    /// passed on (a hole's fill held it), a hole for chat after one.
+    fn admit(&mut self, received: Result<BusEvent, RecvError>) -> Option<Next> {
+        let event = match received {
+            Ok(event) => event,
+            Err(RecvError::Closed) => return Some(Next::Closed),
+            Err(RecvError::Lagged(missed)) => {
+                let Some(after) = self.last_seq else {
+                    return Some(Next::Lagged(missed));
+                };
+                self.hole = Some(Hole::new(after, None, missed, "lagged"));
+                return None;
+            }
+        };
+        let seq = match event.seq {
+            Some(seq) if event.kind == EventKind::Frame && !event.last => seq,
+            _ => return Some(Next::Event(event)),
+        };
+        match self.last_seq {
+            Some(last) if seq <= last => None,
+            Some(last) if seq > last + 1 => {
+                self.hole = Some(Hole::new(last, Some(event), 0, "gap"));
+                None
+            }
+            _ => {
+                self.last_seq = Some(seq);
+                Some(Next::Event(event))
+            }
+        }
+    }
+
+    /// Reads one page of the hole from history into the queue; the rest of
+    /// the hole waits for the next call (the hub passes the page on first).
+    /// When history cannot say, the hole is left to each member's loop, as
+    /// a `Lagged` or as a gap before the event that showed it.
+    async fn fill(&mut self, mut hole: Hole) -> Option<Next> {
+        let until = hole.held.as_ref().and_then(|event| event.seq);
+        let Some(page) = self.history.after(hole.after).await else {
+            return match hole.held {
+                Some(event) => {
+                    self.last_seq = event.seq;
+                    self.queue.push_back(event);
+                    None
+                }
+                None => Some(Next::Lagged(hole.missed)),
+            };
+        };
+        let before = hole.after;
+        let mut done = false;
+        for event in page {
+            let Some(seq) = event.seq.filter(|seq| *seq > hole.after) else {
+                continue;
+            };
+            if until.is_some_and(|until| seq >= until) {
+                done = true;
+                break;
+            }
+            hole.after = seq;
+            hole.filled += 1;
+            self.queue.push_back(event);
+        }
+        self.last_seq = Some(hole.after);
+        // (An empty page, or one with nothing new: as far as history goes.)
+        done |= hole.after == before;
+        if done || until.is_some_and(|until| hole.after + 1 >= until) {
+            if hole.filled > 0 {
+                self.history.refilled(hole.cause);
+            }
+            if let Some(event) = hole.held {
+                // Short of it only if history is (the members' loops fill
+                // what is left, each on its own).
+                self.last_seq = event.seq;
+                self.queue.push_back(event);
+            }
+        } else {
+            self.hole = Some(hole);
+        }
+        None
+    }
+}
+
+impl Hole {
+    fn new(after: u64, held: Option<BusEvent>, missed: u64, cause: &'static str) -> Self {
+        Self {
+            after,
+            held,
+            missed,
+            cause,
+            filled: 0,
+        }
+    }
+}
+
 /// A hub's task: takes each event once and passes it to every member.
 async fn run(
     session: Uuid,
-    mut ring: broadcast::Receiver<BusEvent>,
+    mut feed: Feed,
     seats: Weak<RefCell<Vec<Rc<Seat>>>>,
     backlog: Rc<RefCell<Backlog>>,
 ) {
@@ -407,7 +622,7 @@ async fn run(
     let mut clocks: Vec<Arc<FanoutClock>> = Vec::new();
     let mut closed = false;
     while !closed {
-        let mut next = Some(ring.recv().await);
+        let mut next = Some(feed.next().await);
         let Some(hub) = seats.upgrade() else {
             return;
         };
@@ -416,29 +631,24 @@ async fn run(
         let mut taken = 0;
         while let Some(received) = next.take() {
             match received {
-                Ok(event) => {
+                Next::Event(event) => {
                     if let Some(clock) = &event.clock {
                         clocks.push(Arc::clone(clock));
                     }
                     deliver(&seats, &mut backlog, event, &mut written);
                 }
-                Err(RecvError::Lagged(missed)) => {
+                Next::Lagged(missed) => {
                     let at = backlog.end();
                     for seat in seats.iter() {
                         seat.fall_behind(&mut backlog, at);
                     }
                     backlog.push(Err(BroadcastStreamRecvError::Lagged(missed)));
                 }
-                Err(RecvError::Closed) => closed = true,
+                Next::Closed => closed = true,
             }
             taken += 1;
             if taken < COALESCE_EVENTS && !closed {
-                next = match ring.try_recv() {
-                    Ok(event) => Some(Ok(event)),
-                    Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
-                    Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-                    Err(TryRecvError::Empty) => None,
-                };
+                next = feed.try_next();
             }
         }
         drop(backlog);
@@ -574,11 +784,59 @@ mod tests {
         }
     }
 
+    /// A session's history for a hub: chat messages 1 to `newest`, two
+    /// per page; it cannot say while `down`.
+    #[derive(Default)]
+    struct Book {
+        newest: Cell<u64>,
+        down: Cell<bool>,
+        pages: Cell<usize>,
+        refills: RefCell<Vec<&'static str>>,
+    }
+
+    impl Book {
+        fn new(newest: u64) -> Rc<Self> {
+            let book = Self::default();
+            book.newest.set(newest);
+            Rc::new(book)
+        }
+
+        fn down() -> Rc<Self> {
+            let book = Self::default();
+            book.down.set(true);
+            Rc::new(book)
+        }
+    }
+
+    impl History for Book {
+        fn after(&self, after: u64) -> LocalBoxFuture<'static, Option<Vec<BusEvent>>> {
+            self.pages.set(self.pages.get() + 1);
+            let page = (!self.down.get())
+                .then(|| (after + 1..=self.newest.get()).take(2).map(chat).collect());
+            Box::pin(async move { page })
+        }
+
+        fn refilled(&self, cause: &'static str) {
+            self.refills.borrow_mut().push(cause);
+        }
+    }
+
     impl Client {
+        /// Joins a session whose history cannot say: every hole is left to
+        /// the members' loops.
         fn join(&self, bus: &Arc<LocalBus>, session: Uuid) -> Membership {
+            self.join_with(bus, session, &Book::down())
+        }
+
+        /// Joins a session whose hub (if this starts it) reads `book`.
+        fn join_with(&self, bus: &Arc<LocalBus>, session: Uuid, book: &Rc<Book>) -> Membership {
             join(
                 session,
-                || (bus.subscribe(session), bus.followers(session)),
+                || Source {
+                    ring: bus.subscribe(session),
+                    followers: bus.followers(session),
+                    history: Rc::clone(book) as Rc<dyn History>,
+                },
                 self.capacity,
                 Rc::clone(self.ws.outlet()),
                 Rc::clone(&self.inbox),
@@ -817,6 +1075,99 @@ mod tests {
             settle_down().await;
             assert!(HUBS.with(|hubs| hubs.borrow().is_empty()));
             assert_eq!(counted(&bus), (0, 0));
+        });
+    }
+
+    #[test]
+    fn a_gap_every_member_shares_is_filled_by_the_hub_once_from_history() {
+        on_worker(async {
+            let bus = LocalBus::new(64);
+            let session = Uuid::now_v7();
+            let book = Book::new(5);
+            let mut a = client(64).await;
+            let mut b = client(64).await;
+            let (ma, mb) = (
+                a.join_with(&bus, session, &book),
+                b.join_with(&bus, session, &book),
+            );
+            ma.settle();
+            mb.settle();
+            bus.publish(session, chat(1));
+            // Messages 2 to 4 never reached this node.
+            bus.publish(session, chat(5));
+            for member in [&mut a, &mut b] {
+                for expected in ["m1", "m2", "m3", "m4", "m5"] {
+                    assert_eq!(member.frame().await, expected);
+                }
+                assert!(member.reads_nothing().await);
+                assert!(member.handed().is_empty(), "no loop replayed anything");
+            }
+            assert_eq!((ma.delivered_seq(), mb.delivered_seq()), (5, 5));
+            assert_eq!(book.pages.get(), 2, "read once for both, a page at a time");
+            assert_eq!(*book.refills.borrow(), ["gap"]);
+        });
+    }
+
+    #[test]
+    fn a_hub_behind_its_ring_fills_the_hole_from_history_not_each_member() {
+        on_worker(async {
+            // A ring of 16 (the least): the hub falls behind it at once.
+            let bus = LocalBus::new(16);
+            let session = Uuid::now_v7();
+            let book = Book::new(1);
+            let mut a = client(64).await;
+            let mut b = client(64).await;
+            let (ma, mb) = (
+                a.join_with(&bus, session, &book),
+                b.join_with(&bus, session, &book),
+            );
+            ma.settle();
+            mb.settle();
+            bus.publish(session, chat(1));
+            settle_down().await;
+            book.newest.set(30);
+            for seq in 2..=30 {
+                bus.publish(session, chat(seq));
+            }
+            bus.publish(session, BusEvent::new("presence".into(), None));
+            for member in [&mut a, &mut b] {
+                assert_eq!(member.frame().await, "m1");
+                // From history up to what is durable, then the ring's
+                // newest (chat it already passed on is not passed twice).
+                for seq in 2..=30 {
+                    assert_eq!(member.frame().await, format!("m{seq}"));
+                }
+                assert_eq!(member.frame().await, "presence");
+                assert!(member.reads_nothing().await);
+                assert!(member.handed().is_empty(), "no loop replayed anything");
+            }
+            assert_eq!((ma.delivered_seq(), mb.delivered_seq()), (30, 30));
+            assert_eq!(*book.refills.borrow(), ["lagged"]);
+            // Two a page, and the empty page that says it is all.
+            assert_eq!(book.pages.get(), 16);
+        });
+    }
+
+    #[test]
+    fn when_history_cannot_say_each_member_replays_the_hole_itself() {
+        on_worker(async {
+            let bus = LocalBus::new(16);
+            let session = Uuid::now_v7();
+            let book = Book::down();
+            let a = client(64).await;
+            let member = a.join_with(&bus, session, &book);
+            member.settle();
+            bus.publish(session, chat(1));
+            settle_down().await;
+            for seq in 2..=20 {
+                bus.publish(session, chat(seq));
+            }
+            settle_down().await;
+            // Lagged (its loop replays from history), then the ring's newest.
+            let mut expected = vec![Err(3)];
+            expected.extend((5..=20).map(|seq| Ok(Some(seq))));
+            assert_eq!(a.handed(), expected);
+            assert!(book.refills.borrow().is_empty());
         });
     }
 

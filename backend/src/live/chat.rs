@@ -324,14 +324,9 @@ impl ChatLog {
         if oldest > after + 1 {
             return None;
         }
-        Some(
-            self.ring
-                .iter()
-                .filter(|m| m.seq > after)
-                .take(limit)
-                .cloned()
-                .collect(),
-        )
+        // (In sequence order: found, not scanned, for each member replaying.)
+        let from = self.ring.partition_point(|m| m.seq <= after);
+        Some(self.ring.range(from..).take(limit).cloned().collect())
     }
 }
 
