@@ -193,9 +193,10 @@ pub struct ConfigArgs {
     /// yet taken by the tasks that write them to members' sockets) before
     /// sends from anyone but the host are refused with `rate_limited`; they
     /// are refused too while more than half of the session's members on
-    /// this node (8 or more) have their sockets backed up. A flood is turned
-    /// away instead of accepted and delivered seconds late. 0: never
-    /// refuse for this [default: 256].
+    /// this node (8 or more) are behind for want of pace (a socket backed
+    /// up, or fell off the fan-out's backlog). A flood is turned away
+    /// instead of accepted and delivered seconds late; a muted sender is
+    /// told it is muted. 0: never refuse for this [default: 256].
     #[arg(long, env = "SIMMER_CHAT_MAX_FANOUT_QUEUE")]
     pub chat_max_fanout_queue: Option<usize>,
 

@@ -74,10 +74,10 @@ pub struct BusEvent {
 
 impl BusEvent {
     /// An event with its frame encoded once, for every subscriber.
-    pub fn new(frame: String, seq: Option<u64>) -> Self {
+    pub fn new(frame: impl Into<ByteString>, seq: Option<u64>) -> Self {
         Self {
             seq,
-            frame: ByteString::from(frame),
+            frame: frame.into(),
             last: false,
             kind: EventKind::Frame,
             clock: None,

@@ -744,8 +744,7 @@ impl Connection {
                     continue;
                 }
                 member.set_delivered_seq(message.seq);
-                let frame = Bytes::from(ServerMsg::ChatMessage((*message).clone()).encode());
-                if let Err(e) = self.ws.queue_text(frame) {
+                if let Err(e) = self.ws.queue_text(message.frame.into_bytes()) {
                     return Some(End::from(e));
                 }
                 if self.ws.backlogged() {
@@ -920,7 +919,7 @@ impl Connection {
 }
 
 /// A session's chat history, as its fan-out on this worker reads it to
-/// fill a hole for all its members at once: each message encoded once.
+/// fill a hole for all its members at once.
 struct SessionChat {
     sessions: Sessions,
     id: Uuid,
@@ -939,11 +938,7 @@ impl fanout::History for SessionChat {
             Some(
                 messages
                     .into_iter()
-                    .map(|message| {
-                        let seq = message.seq;
-                        let frame = ServerMsg::ChatMessage((*message).clone()).encode();
-                        BusEvent::new(frame, Some(seq))
-                    })
+                    .map(|message| BusEvent::new(message.frame, Some(message.seq)))
                     .collect(),
             )
         })

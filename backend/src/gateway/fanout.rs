@@ -910,7 +910,7 @@ mod tests {
             }
             // An old one, as a replay may already have delivered.
             bus.publish(session, chat(2));
-            bus.publish(session, BusEvent::new("presence".into(), None));
+            bus.publish(session, BusEvent::new("presence", None));
             for member in [&mut a, &mut b] {
                 for expected in ["m1", "m2", "m3", "presence"] {
                     assert_eq!(member.frame().await, expected);
@@ -1129,7 +1129,7 @@ mod tests {
             for seq in 2..=30 {
                 bus.publish(session, chat(seq));
             }
-            bus.publish(session, BusEvent::new("presence".into(), None));
+            bus.publish(session, BusEvent::new("presence", None));
             for member in [&mut a, &mut b] {
                 assert_eq!(member.frame().await, "m1");
                 // From history up to what is durable, then the ring's

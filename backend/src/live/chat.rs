@@ -3,10 +3,11 @@
 //! tells it when a batch is durable.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
-use mobile_bridge::protocol::{Author, ChatMessage, Role};
+use bytestring::ByteString;
+use mobile_bridge::protocol::{Author, ChatMessage, Role, ServerMsg};
 use mobile_bridge::{ErrorCode, SessionId, UserId};
+use serde::{Deserialize, Serialize};
 
 use super::rate::TokenBucket;
 use crate::auth::guest;
@@ -52,6 +53,32 @@ pub enum Accepted {
 
 type SendKey = (UserId, String);
 
+/// A durable chat message as its members are sent it: the `chat.message`
+/// frame, encoded once for all of them, live or replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub seq: u64,
+    pub frame: ByteString,
+}
+
+impl Recorded {
+    pub fn new(message: &ChatMessage) -> Self {
+        Self {
+            seq: message.seq,
+            frame: ServerMsg::ChatMessage(message.clone()).encode().into(),
+        }
+    }
+
+    /// The message itself, for the few that need its fields (the answer to
+    /// a resend, a deletion); `None` only if the frame is not one.
+    pub fn message(&self) -> Option<ChatMessage> {
+        match serde_json::from_str(&self.frame) {
+            Ok(ServerMsg::ChatMessage(message)) => Some(message),
+            _ => None,
+        }
+    }
+}
+
 /// A stored send, for the idempotency window: who, their `client_msg_id`,
 /// and the sequence number it got.
 pub type Sent = (UserId, String, u64);
@@ -66,7 +93,7 @@ pub struct ChatLog {
     /// Highest durable (persisted and published) sequence number.
     durable_seq: u64,
     /// Durable messages, oldest first, at most `limits.ring`.
-    ring: VecDeque<Arc<ChatMessage>>,
+    ring: VecDeque<Recorded>,
     /// The last `limits.dedupe` durable sends and their numbers.
     acks: HashMap<SendKey, u64>,
     ack_order: VecDeque<SendKey>,
@@ -111,7 +138,7 @@ impl ChatLog {
         for (author, client_msg_id, seq) in sent {
             log.remember_send((author, client_msg_id), seq);
         }
-        for message in recent {
+        for message in &recent {
             log.remember(message);
         }
         log
@@ -129,23 +156,33 @@ impl ChatLog {
         self.mutes.insert(UserId(guest::net_key(user.0)), until_ms);
     }
 
-    /// A guest's network as one sender: muted with any of its guests, and
-    /// all its guests together within `guest::NETWORK_SHARE` times one
-    /// sender's rate (so that minting tokens buys no extra sends).
+    /// Why `author` may not send at `now_ms`, if muted: themselves, or (a
+    /// guest) with any guest of their network.
+    fn muted(&self, author: &Author, now_ms: i64) -> Option<ChatReject> {
+        let network = (author.role == Role::Guest).then(|| UserId(guest::net_key(author.id.0)));
+        let until = [Some(author.id), network]
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.mutes.get(&id).copied())
+            .filter(|until| *until > now_ms)
+            .max()?;
+        Some(ChatReject {
+            code: ErrorCode::Forbidden,
+            message: format!(
+                "you are muted in this session for {} more seconds",
+                (until - now_ms + 999) / 1000
+            ),
+        })
+    }
+
+    /// A guest's network as one sender: all its guests together within
+    /// `guest::NETWORK_SHARE` times one sender's rate (so that minting
+    /// tokens buys no extra sends; muted together: [`Self::muted`]).
     fn check_guest_network(&mut self, author: &Author, now_ms: i64) -> Result<(), ChatReject> {
         if author.role != Role::Guest {
             return Ok(());
         }
         let net = UserId(guest::net_key(author.id.0));
-        if let Some(until) = self.mutes.get(&net).copied().filter(|u| *u > now_ms) {
-            return Err(ChatReject {
-                code: ErrorCode::Forbidden,
-                message: format!(
-                    "you are muted in this session for {} more seconds",
-                    (until - now_ms + 999) / 1000
-                ),
-            });
-        }
         let limits = self.limits;
         let share = f64::from(guest::NETWORK_SHARE);
         let bucket = self.buckets.entry(net).or_insert_with(|| {
@@ -162,18 +199,20 @@ impl ChatLog {
     }
 
     /// A durable message, if the ring still holds it.
-    pub fn stored(&self, seq: u64) -> Option<Arc<ChatMessage>> {
+    pub fn stored(&self, seq: u64) -> Option<ChatMessage> {
         let index = self.ring.binary_search_by_key(&seq, |m| m.seq).ok()?;
-        self.ring.get(index).cloned()
+        self.ring[index].message()
     }
 
     /// Redacts a message in the ring (it was deleted).
     pub fn delete(&mut self, seq: u64) {
-        if let Some(slot) = self.ring.iter_mut().find(|m| m.seq == seq) {
-            let mut redacted = (**slot).clone();
+        let Ok(index) = self.ring.binary_search_by_key(&seq, |m| m.seq) else {
+            return;
+        };
+        if let Some(mut redacted) = self.ring[index].message() {
             redacted.text.clear();
             redacted.deleted = true;
-            *slot = Arc::new(redacted);
+            self.ring[index] = Recorded::new(&redacted);
         }
     }
 
@@ -186,12 +225,14 @@ impl ChatLog {
     /// resync (a take-over puts them all there at once) do not count.
     /// The host's sends always have room (the session is theirs), and so
     /// has a resend of a known send (it is answered with what is stored,
-    /// not sent again). A refusal costs the sender none of its rate.
+    /// not sent again). A refusal costs the sender none of its rate; a
+    /// muted sender is told it is muted, not to retry.
     pub fn room_for(
         &self,
         author: &Author,
         client_msg_id: &str,
         fanout: Pressure,
+        now_ms: i64,
     ) -> Result<(), ChatReject> {
         let bound = self.limits.max_fanout_queue;
         let crowd_behind = fanout.members >= CROWD && fanout.slow * 2 > fanout.members;
@@ -201,6 +242,9 @@ impl ChatLog {
         let key = (author.id, client_msg_id.to_owned());
         if self.acks.contains_key(&key) || self.in_flight.contains_key(&key) {
             return Ok(());
+        }
+        if let Some(reject) = self.muted(author, now_ms) {
+            return Err(reject);
         }
         Err(ChatReject {
             code: ErrorCode::RateLimited,
@@ -225,16 +269,14 @@ impl ChatLog {
         if let Some(seq) = self.in_flight.get(&key) {
             return Ok(Accepted::InFlight(*seq));
         }
-        if let Some(until) = self.mutes.get(&author.id).copied() {
-            if until > now_ms {
-                return Err(ChatReject {
-                    code: ErrorCode::Forbidden,
-                    message: format!(
-                        "you are muted in this session for {} more seconds",
-                        (until - now_ms + 999) / 1000
-                    ),
-                });
-            }
+        if let Some(reject) = self.muted(&author, now_ms) {
+            return Err(reject);
+        }
+        if self
+            .mutes
+            .get(&author.id)
+            .is_some_and(|until| *until <= now_ms)
+        {
             self.mutes.remove(&author.id);
         }
         let id_len = client_msg_id.chars().count();
@@ -284,22 +326,31 @@ impl ChatLog {
         }))
     }
 
-    /// Records that a batch (in sequence order) is durable.
-    pub fn committed<'a>(&mut self, batch: impl IntoIterator<Item = &'a ChatMessage>) {
-        for m in batch {
-            self.durable_seq = self.durable_seq.max(m.seq);
-            self.remember(m.clone());
-        }
+    /// Records that a batch (in sequence order) is durable; answers it as
+    /// its members are to be sent it.
+    pub fn committed<'a>(
+        &mut self,
+        batch: impl IntoIterator<Item = &'a ChatMessage>,
+    ) -> Vec<Recorded> {
+        batch
+            .into_iter()
+            .map(|m| {
+                self.durable_seq = self.durable_seq.max(m.seq);
+                self.remember(m)
+            })
+            .collect()
     }
 
-    fn remember(&mut self, message: ChatMessage) {
+    fn remember(&mut self, message: &ChatMessage) -> Recorded {
         if let Some(id) = &message.client_msg_id {
             self.remember_send((message.author.id, id.clone()), message.seq);
         }
-        self.ring.push_back(Arc::new(message));
+        let recorded = Recorded::new(message);
+        self.ring.push_back(recorded.clone());
         while self.ring.len() > self.limits.ring {
             self.ring.pop_front();
         }
+        recorded
     }
 
     fn remember_send(&mut self, key: SendKey, seq: u64) {
@@ -316,7 +367,7 @@ impl ChatLog {
 
     /// Durable messages with `seq > after`, up to `limit`, when the ring still
     /// holds all of them; `None` when older ones must come from the database.
-    pub fn after(&self, after: u64, limit: usize) -> Option<Vec<Arc<ChatMessage>>> {
+    pub fn after(&self, after: u64, limit: usize) -> Option<Vec<Recorded>> {
         if after >= self.durable_seq {
             return Some(Vec::new());
         }
@@ -453,23 +504,23 @@ mod tests {
             role: Role::Host,
             ..author(9)
         };
-        assert!(log.room_for(&author(1), "a", queued(99)).is_ok());
+        assert!(log.room_for(&author(1), "a", queued(99), 0).is_ok());
         let first = new(&mut log, 1, "a");
         // Still being written, then durable: a resend is answered either way.
-        assert!(log.room_for(&author(1), "a", queued(100)).is_ok());
+        assert!(log.room_for(&author(1), "a", queued(100), 0).is_ok());
         log.committed([&first]);
-        assert!(log.room_for(&author(1), "a", queued(100)).is_ok());
-        let busy = log.room_for(&author(1), "b", queued(100)).unwrap_err();
+        assert!(log.room_for(&author(1), "a", queued(100), 0).is_ok());
+        let busy = log.room_for(&author(1), "b", queued(100), 0).unwrap_err();
         assert_eq!(busy.code, ErrorCode::RateLimited);
         assert!(busy.message.contains("busier"), "{}", busy.message);
-        assert!(log.room_for(&author(2), "a", queued(500)).is_err());
+        assert!(log.room_for(&author(2), "a", queued(500), 0).is_err());
         assert!(
-            log.room_for(&host, "x", queued(500)).is_ok(),
+            log.room_for(&host, "x", queued(500), 0).is_ok(),
             "the host is heard"
         );
         // The refusal took none of the sender's rate: the next send, once
         // there is room, is numbered next.
-        assert!(log.room_for(&author(1), "b", queued(99)).is_ok());
+        assert!(log.room_for(&author(1), "b", queued(99), 0).is_ok());
         assert!(matches!(
             log.accept(author(1), "again", "b", "t".into(), 0).unwrap(),
             Accepted::New(m) if m.seq == 2
@@ -484,12 +535,32 @@ mod tests {
             members,
             slow,
         };
-        assert!(log.room_for(&author(1), "a", behind(1000, 500)).is_ok());
-        assert!(log.room_for(&author(1), "a", behind(1000, 501)).is_err());
-        assert!(log.room_for(&author(1), "a", behind(CROWD, CROWD)).is_err());
+        assert!(log.room_for(&author(1), "a", behind(1000, 500), 0).is_ok());
+        assert!(log.room_for(&author(1), "a", behind(1000, 501), 0).is_err());
         assert!(log
-            .room_for(&author(1), "a", behind(CROWD - 1, CROWD - 1))
+            .room_for(&author(1), "a", behind(CROWD, CROWD), 0)
+            .is_err());
+        assert!(log
+            .room_for(&author(1), "a", behind(CROWD - 1, CROWD - 1), 0)
             .is_ok());
+    }
+
+    #[test]
+    fn a_muted_sender_is_told_so_when_the_fanout_is_busy_too() {
+        let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), Vec::new(), 0, LIMITS);
+        log.mute(author(1).id, 10_000);
+        let refused = log.room_for(&author(1), "a", queued(500), 0).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden, "{}", refused.message);
+        assert!(
+            refused.message.contains("10 more seconds"),
+            "{}",
+            refused.message
+        );
+        // Once the mute is over: busy.
+        let refused = log
+            .room_for(&author(1), "a", queued(500), 10_000)
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::RateLimited);
     }
 
     #[test]
@@ -527,11 +598,23 @@ mod tests {
     fn deleted_messages_are_redacted_in_the_ring() {
         let mut log = ChatLog::restore(SessionId(Uuid::nil()), Vec::new(), Vec::new(), 0, LIMITS);
         let m = new(&mut log, 1, "a");
-        log.committed(&[m]);
+        let recorded = log.committed([&m]);
+        // The frame members are sent, live and replayed alike.
+        assert_eq!(recorded, [Recorded::new(&m)]);
+        assert_eq!(
+            *recorded[0].frame,
+            ServerMsg::ChatMessage(m.clone()).encode()
+        );
         log.delete(1);
         let replay = log.after(0, 10).unwrap();
-        assert!(replay[0].deleted);
-        assert!(replay[0].text.is_empty());
+        let redacted = replay[0].message().unwrap();
+        assert!(redacted.deleted);
+        assert!(redacted.text.is_empty());
+        assert!(
+            !replay[0].frame.contains("\"hi\""),
+            "the text is gone from the frame"
+        );
+        assert_eq!(log.stored(1), Some(redacted));
     }
 
     #[test]

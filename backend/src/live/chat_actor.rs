@@ -12,14 +12,14 @@ use std::time::Instant;
 use actix::prelude::*;
 use chrono::Utc;
 use mobile_bridge::protocol::{Author, ChatMessage, ServerMsg};
-use mobile_bridge::SessionId;
+use mobile_bridge::{ErrorCode, SessionId};
 use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use serde::{Deserialize, Serialize};
 
-use super::chat::{Accepted, ChatLimits, ChatLog, ChatReject};
+use super::chat::{Accepted, ChatLimits, ChatLog, ChatReject, Recorded};
 use super::ownership::Ownership;
 use crate::bus::{Bus, BusEvent};
 use crate::metrics::{FanoutClock, Metrics, FANOUT_SAMPLE_EVERY};
@@ -205,11 +205,11 @@ impl ChatChannel {
         let Some(log) = self.log.as_mut() else {
             return;
         };
-        log.committed(batch.iter().map(|(m, _)| m));
+        let recorded = log.committed(batch.iter().map(|(m, _)| m));
         self.metrics
             .chat_messages
             .inc_by(u64::try_from(batch.len()).unwrap_or_default());
-        for (message, accepted) in batch {
+        for ((message, accepted), recorded) in batch.iter().zip(recorded) {
             self.metrics
                 .chat_durable
                 .observe(accepted.elapsed().as_secs_f64());
@@ -217,8 +217,7 @@ impl ChatChannel {
             // the members' (the same worker runs many of them), so its ack
             // does not wait for the whole fan-out.
             self.answer(message.seq, Ok(Arc::new(message.clone())));
-            let frame = ServerMsg::ChatMessage(message.clone()).encode();
-            let mut event = BusEvent::new(frame, Some(message.seq));
+            let mut event = BusEvent::new(recorded.frame, Some(message.seq));
             if message.seq.is_multiple_of(FANOUT_SAMPLE_EVERY) {
                 event = event.timed(FanoutClock::start(&self.metrics));
             }
@@ -244,7 +243,7 @@ impl ChatChannel {
     /// A durable message, from the ring or else the database.
     fn stored(&self, seq: u64) -> ResponseFuture<Result<Arc<ChatMessage>, ChatError>> {
         if let Some(message) = self.log.as_ref().and_then(|log| log.stored(seq)) {
-            return Box::pin(async move { Ok(message) });
+            return Box::pin(async move { Ok(Arc::new(message)) });
         }
         let db = self.db.clone();
         let id = self.session_id;
@@ -309,15 +308,18 @@ impl Handler<PostChat> for ChatChannel {
         let Some(log) = self.log.as_mut() else {
             return Box::pin(async { Err(ChatError::Unavailable) });
         };
+        let now = Utc::now();
         if let Err(reject) = log.room_for(
             &msg.author,
             &msg.client_msg_id,
             self.bus.pressure(self.session_id),
+            now.timestamp_millis(),
         ) {
-            self.metrics.chat_refused_busy.inc();
+            if reject.code == ErrorCode::RateLimited {
+                self.metrics.chat_refused_busy.inc();
+            }
             return Box::pin(async move { Err(ChatError::Rejected(reject)) });
         }
-        let now = Utc::now();
         let sent_at = store::rfc3339(now);
         let seq = match log.accept(
             msg.author,
@@ -351,10 +353,10 @@ pub struct GetHistory {
     pub limit: usize,
 }
 
-/// Messages after a point, oldest first.
+/// Messages after a point, oldest first, as members are sent them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct History {
-    pub messages: Vec<Arc<ChatMessage>>,
+    pub messages: Vec<Recorded>,
     /// The newest durable sequence number when this was read.
     pub durable_seq: u64,
 }
@@ -386,7 +388,7 @@ impl Handler<GetHistory> for ChatChannel {
                 messages: rows
                     .into_iter()
                     .filter(|m| m.seq <= durable_seq)
-                    .map(Arc::new)
+                    .map(|m| Recorded::new(&m))
                     .collect(),
                 durable_seq,
             })
