@@ -236,6 +236,17 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_WS_MAX_BACKLOG_BYTES")]
     pub ws_max_backlog_bytes: Option<usize>,
 
+    /// The kernel's send buffer of each WebSocket, in bytes (`SO_SNDBUF`;
+    /// Linux doubles it for its bookkeeping and caps it at
+    /// `net.core.wmem_max`): a hard bound on what a client that does not
+    /// read can make the kernel hold for it, on top of the backlog. 0: the
+    /// kernel's autotuning, which starts at 16 KiB and grows (up to
+    /// `net.ipv4.tcp_wmem`'s maximum, 4 MiB) only for a client that reads
+    /// fast; measured better under a flood than a fixed size
+    /// (docs/benchmarks.md) [default: 0].
+    #[arg(long, env = "SIMMER_WS_SEND_BUFFER_BYTES")]
+    pub ws_send_buffer_bytes: Option<usize>,
+
     /// Seconds of silence after which the server closes a WebSocket
     /// [default: 30]. The server pings every third of it.
     #[arg(long, env = "SIMMER_WS_IDLE_TIMEOUT_S")]
@@ -503,6 +514,7 @@ impl ConfigArgs {
             fanout_buffer,
             ws_max_frame_bytes,
             ws_max_backlog_bytes,
+            ws_send_buffer_bytes,
             ws_idle_timeout_s,
             ws_max_joins,
             watch_pairing_ttl_s,
@@ -581,6 +593,8 @@ pub struct Settings {
     pub fanout_buffer: usize,
     pub ws_max_frame_bytes: usize,
     pub ws_max_backlog_bytes: usize,
+    /// 0: the kernel's autotuning.
+    pub ws_send_buffer_bytes: usize,
     pub ws_idle_timeout: Duration,
     pub ws_max_joins: usize,
     pub watch_pairing_ttl: Duration,
@@ -704,6 +718,7 @@ impl Settings {
                 .ws_max_backlog_bytes
                 .unwrap_or(256 * 1024)
                 .max(16 * 1024),
+            ws_send_buffer_bytes: args.ws_send_buffer_bytes.unwrap_or(0),
             ws_idle_timeout: positive("ws_idle_timeout_s", args.ws_idle_timeout_s, 30)?,
             ws_max_joins: args.ws_max_joins.unwrap_or(16).max(1),
             watch_pairing_ttl: positive("watch_pairing_ttl_s", args.watch_pairing_ttl_s, 300)?,

@@ -775,6 +775,7 @@ mod tests {
         let limits = Limits {
             max_message: 1024,
             max_backlog: 1024 * 1024,
+            send_buffer: 0,
         };
         Client {
             ws: WebSocket::new(server, BytesMut::new(), limits),

@@ -192,6 +192,7 @@ pub async fn ws(
     let limits = crate::websocket::Limits {
         max_message: state.settings.ws_max_frame_bytes,
         max_backlog: state.settings.ws_max_backlog_bytes,
+        send_buffer: state.settings.ws_send_buffer_bytes,
     };
     let shutdown = state.shutdown.listen();
     let sockets = state.websockets.clone();

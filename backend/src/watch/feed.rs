@@ -299,6 +299,7 @@ pub async fn watch_ws(
     let limits = Limits {
         max_message: WATCH_MAX_FRAME,
         max_backlog: state.settings.ws_max_backlog_bytes,
+        send_buffer: state.settings.ws_send_buffer_bytes,
     };
     let sockets = state.websockets.clone();
     let response = crate::websocket::accept(&req, &sockets, None, limits, move |ws| async move {

@@ -47,6 +47,10 @@ pub struct Limits {
     pub max_message: usize,
     /// Outbound bytes waiting for a slow reader before it is dropped.
     pub max_backlog: usize,
+    /// The kernel's send buffer (`SO_SNDBUF`, which Linux doubles); 0
+    /// leaves it to the kernel's autotuning (megabytes for a client that
+    /// does not read).
+    pub send_buffer: usize,
 }
 
 /// A message from the client.
@@ -201,6 +205,9 @@ impl WebSocket {
     /// sent after its request (frames may follow the handshake at once).
     pub fn new(io: TcpStream, read: BytesMut, limits: Limits) -> Self {
         let _ = io.set_nodelay(true);
+        if limits.send_buffer > 0 {
+            let _ = socket2::SockRef::from(&io).set_send_buffer_size(limits.send_buffer);
+        }
         Self {
             out: Rc::new(Outlet {
                 io,
@@ -583,6 +590,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_message: 1024,
         max_backlog: 256 * 1024,
+        send_buffer: 0,
     };
 
     /// A server-side WebSocket and the client's end of its TCP connection.
@@ -627,6 +635,49 @@ mod tests {
         let mut payload = vec![0u8; len];
         client.read_exact(&mut payload).await.unwrap();
         (head[0], payload)
+    }
+
+    /// What the kernel took from `ws` before it would take no more, its
+    /// client reading nothing.
+    fn taken_by_the_kernel(ws: &mut WebSocket) -> usize {
+        let frame = Bytes::from(vec![b'x'; 1000]);
+        let mut queued = 0;
+        while !ws.has_backlog() {
+            ws.queue_text(frame.clone()).unwrap();
+            queued += 1004;
+            ws.flush_now().unwrap();
+            assert!(queued < 64 * 1024 * 1024, "the kernel kept taking");
+        }
+        queued - ws.out.queue.borrow().bytes
+    }
+
+    #[tokio::test]
+    async fn a_client_that_reads_nothing_makes_the_kernel_hold_no_more_than_the_send_buffer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let send_buffer = 64 * 1024;
+        // The client's receive buffer kept small (a phone on a slow link):
+        // what the server's side holds is then its send buffer.
+        let client = tokio::net::TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let _client = client
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let limits = Limits {
+            send_buffer,
+            ..LIMITS
+        };
+        let mut ws = WebSocket::new(server, BytesMut::new(), limits);
+        let set = socket2::SockRef::from(&ws.out.io)
+            .send_buffer_size()
+            .unwrap();
+        // (Linux doubles what it is asked for, for its bookkeeping.)
+        assert!((send_buffer..=2 * send_buffer).contains(&set), "{set}");
+        let taken = taken_by_the_kernel(&mut ws);
+        // The send buffer, and the little the client's side holds.
+        assert!(taken <= 2 * send_buffer + 32 * 1024, "{taken}");
+        assert!(taken >= send_buffer / 2, "{taken}");
     }
 
     #[tokio::test]
