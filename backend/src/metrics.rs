@@ -36,7 +36,8 @@ pub struct Metrics {
     pub ws_chat_replays: IntCounterVec,
     /// Holes in the chat a session's fan-out on one worker filled from
     /// history once for all its members there (`lagged`: it fell behind
-    /// the session's ring; `gap`: a message never reached it).
+    /// the session's ring; `gap`: a message never reached it; `resync`: the
+    /// bus said events may have been lost).
     pub fanout_refills: IntCounterVec,
     pub watch_connections: IntGauge,
     pub watch_ticks: IntCounter,
@@ -208,7 +209,8 @@ impl Metrics {
                 "fanout_refills_total",
                 "Chat a session's fan-out on one worker missed and read from history \
                  once for all its members there: lagged (it fell more than \
-                 SIMMER_FANOUT_BUFFER events behind), gap",
+                 SIMMER_FANOUT_BUFFER events behind), gap, resync (events may have \
+                 been lost between nodes)",
             ),
             &["cause"],
         )?;

@@ -21,8 +21,8 @@
 //! With no member behind, the backlog is empty.
 //!
 //! A hole in the chat that every member of the hub shares (the hub fell
-//! behind its ring, or a message between nodes was lost) is filled by the
-//! hub itself: it reads the missing messages from history once, encoded
+//! behind its ring, a message between nodes was lost, or the bus says
+//! events may have been: `Resync`) is filled by the hub itself: it reads the missing messages from history once, encoded
 //! once, and passes them on like the ring's, before what came after the
 //! hole. Each member's loop replaying the same messages on its own would
 //! cost the same history read and encoding once per member: under a flood,
@@ -70,7 +70,8 @@ pub trait History {
     fn after(&self, after: u64) -> LocalBoxFuture<'static, Option<Vec<BusEvent>>>;
 
     /// The hub filled a hole for all its members (`lagged`: it fell behind
-    /// its ring; `gap`: a message never reached it), once.
+    /// its ring; `gap`: a message never reached it; `resync`: the bus said
+    /// events may have been lost), once.
     fn refilled(&self, cause: &'static str);
 }
 
@@ -455,16 +456,35 @@ struct Feed {
     hole: Option<Hole>,
 }
 
-/// Chat the hub missed: the messages after `after` (up to the one before
-/// `held`, or up to what is durable).
+/// Chat the hub missed: the messages after `after`, up to what is durable
+/// (or, for a gap, up to the event that showed it).
 struct Hole {
     after: u64,
-    /// The event that showed it, passed on once the hole is filled.
-    held: Option<BusEvent>,
-    /// Events missed, when the hub fell behind its ring.
-    missed: u64,
-    cause: &'static str,
+    cause: Cause,
     filled: usize,
+}
+
+/// How the hub learnt of a hole, and what its members are told when
+/// history cannot fill it.
+enum Cause {
+    /// It fell this many events behind its ring: they get `Lagged`.
+    Lagged(u64),
+    /// A chat message came after one never seen: they get it, and each
+    /// fills the gap before it.
+    Gap(BusEvent),
+    /// Events may have been lost between nodes: they get the marker, and
+    /// each checks for itself.
+    Resync(BusEvent),
+}
+
+impl Cause {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Lagged(_) => "lagged",
+            Self::Gap(_) => "gap",
+            Self::Resync(_) => "resync",
+        }
+    }
 }
 
 impl Feed {
@@ -519,7 +539,8 @@ impl Feed {
     }
 
     /// What to make of an event from the ring: nothing for chat already
-    /// passed on (a hole's fill held it), a hole for chat after one.
+    /// passed on (a hole's fill held it), a hole for chat after one, or for
+    /// a lag or a resync once the hub knows where its chat stands.
     fn admit(&mut self, received: Result<BusEvent, RecvError>) -> Option<Next> {
         let event = match received {
             Ok(event) => event,
@@ -528,10 +549,17 @@ impl Feed {
                 let Some(after) = self.last_seq else {
                     return Some(Next::Lagged(missed));
                 };
-                self.hole = Some(Hole::new(after, None, missed, "lagged"));
+                self.hole = Some(Hole::new(after, Cause::Lagged(missed)));
                 return None;
             }
         };
+        if event.kind == EventKind::Resync {
+            let Some(after) = self.last_seq else {
+                return Some(Next::Event(event));
+            };
+            self.hole = Some(Hole::new(after, Cause::Resync(event)));
+            return None;
+        }
         let seq = match event.seq {
             Some(seq) if event.kind == EventKind::Frame && !event.last => seq,
             _ => return Some(Next::Event(event)),
@@ -539,7 +567,7 @@ impl Feed {
         match self.last_seq {
             Some(last) if seq <= last => None,
             Some(last) if seq > last + 1 => {
-                self.hole = Some(Hole::new(last, Some(event), 0, "gap"));
+                self.hole = Some(Hole::new(last, Cause::Gap(event)));
                 None
             }
             _ => {
@@ -552,17 +580,20 @@ impl Feed {
     /// Reads one page of the hole from history into the queue; the rest of
     /// the hole waits for the next call (the hub passes the page on first).
     /// When history cannot say, the hole is left to each member's loop, as
-    /// a `Lagged` or as a gap before the event that showed it.
+    /// it would have been without the hub ([`Cause`]).
     async fn fill(&mut self, mut hole: Hole) -> Option<Next> {
-        let until = hole.held.as_ref().and_then(|event| event.seq);
+        let until = match &hole.cause {
+            Cause::Gap(event) => event.seq,
+            _ => None,
+        };
         let Some(page) = self.history.after(hole.after).await else {
-            return match hole.held {
-                Some(event) => {
+            return match hole.cause {
+                Cause::Lagged(missed) => Some(Next::Lagged(missed)),
+                Cause::Gap(event) => {
                     self.last_seq = event.seq;
-                    self.queue.push_back(event);
-                    None
+                    Some(Next::Event(event))
                 }
-                None => Some(Next::Lagged(hole.missed)),
+                Cause::Resync(event) => Some(Next::Event(event)),
             };
         };
         let before = hole.after;
@@ -582,29 +613,27 @@ impl Feed {
         self.last_seq = Some(hole.after);
         // (An empty page, or one with nothing new: as far as history goes.)
         done |= hole.after == before;
-        if done || until.is_some_and(|until| hole.after + 1 >= until) {
-            if hole.filled > 0 {
-                self.history.refilled(hole.cause);
-            }
-            if let Some(event) = hole.held {
-                // Short of it only if history is (the members' loops fill
-                // what is left, each on its own).
-                self.last_seq = event.seq;
-                self.queue.push_back(event);
-            }
-        } else {
+        if !done && until.is_none_or(|until| hole.after + 1 < until) {
             self.hole = Some(hole);
+            return None;
+        }
+        if hole.filled > 0 {
+            self.history.refilled(hole.cause.name());
+        }
+        if let Cause::Gap(event) = hole.cause {
+            // Short of it only if history is (the members' loops fill what
+            // is left, each on its own).
+            self.last_seq = event.seq;
+            self.queue.push_back(event);
         }
         None
     }
 }
 
 impl Hole {
-    fn new(after: u64, held: Option<BusEvent>, missed: u64, cause: &'static str) -> Self {
+    fn new(after: u64, cause: Cause) -> Self {
         Self {
             after,
-            held,
-            missed,
             cause,
             filled: 0,
         }
@@ -1169,6 +1198,50 @@ mod tests {
             expected.extend((5..=20).map(|seq| Ok(Some(seq))));
             assert_eq!(a.handed(), expected);
             assert!(book.refills.borrow().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_resync_is_checked_by_the_hub_once_not_by_each_member() {
+        on_worker(async {
+            let bus = LocalBus::new(64);
+            let session = Uuid::now_v7();
+            let book = Book::new(1);
+            let mut a = client(64).await;
+            let mut b = client(64).await;
+            let (ma, mb) = (
+                a.join_with(&bus, session, &book),
+                b.join_with(&bus, session, &book),
+            );
+            ma.settle();
+            mb.settle();
+            bus.publish(session, chat(1));
+            settle_down().await;
+            // Messages 2 and 3 were lost between nodes; the bus says so.
+            book.newest.set(3);
+            bus.publish(session, BusEvent::resync());
+            for member in [&mut a, &mut b] {
+                for expected in ["m1", "m2", "m3"] {
+                    assert_eq!(member.frame().await, expected);
+                }
+                assert!(member.reads_nothing().await);
+                assert!(member.handed().is_empty(), "no member checked itself");
+            }
+            assert_eq!(*book.refills.borrow(), ["resync"]);
+            // Nothing lost: nobody hears of it.
+            bus.publish(session, BusEvent::resync());
+            settle_down().await;
+            assert!(a.handed().is_empty() && b.handed().is_empty());
+            assert_eq!(book.refills.borrow().len(), 1);
+            // History that cannot say: each member checks for itself.
+            book.down.set(true);
+            bus.publish(session, BusEvent::resync());
+            settle_down().await;
+            for member in [&a, &b] {
+                let handed: Vec<_> = std::iter::from_fn(|| member.inbox.pop()).collect();
+                assert_eq!(handed.len(), 1);
+                assert!(matches!(&handed[0].1, Ok(event) if event.kind == EventKind::Resync));
+            }
         });
     }
 
