@@ -22,11 +22,12 @@
 //!
 //! A hole in the chat that every member of the hub shares (the hub fell
 //! behind its ring, a message between nodes was lost, or the bus says
-//! events may have been: `Resync`) is filled by the hub itself: it reads the missing messages from history once, encoded
-//! once, and passes them on like the ring's, before what came after the
-//! hole. Each member's loop replaying the same messages on its own would
-//! cost the same history read and encoding once per member: under a flood,
-//! that is what turned one lag of the hub into ten thousand replays.
+//! events may have been: `Resync`) is filled by the hub itself: it reads
+//! the missing messages from history once and passes them on like the
+//! ring's, before what came after the hole. Each member's loop replaying
+//! the same messages on its own would cost the same history read once per
+//! member: under a flood, that is what turned one lag of the hub into ten
+//! thousand replays.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -895,6 +896,16 @@ mod tests {
                 .is_err()
         }
 
+        /// Reads exactly `expected`, each written by the hub: nothing went
+        /// through the member's loop.
+        async fn reads_only(&mut self, expected: &[String]) {
+            for frame in expected {
+                assert_eq!(self.frame().await, *frame);
+            }
+            assert!(self.reads_nothing().await);
+            assert!(self.handed().is_empty(), "nothing through the loop");
+        }
+
         fn handed(&self) -> Vec<Result<Option<u64>, u64>> {
             std::iter::from_fn(|| self.inbox.pop())
                 .map(|(_, event)| match event {
@@ -907,6 +918,27 @@ mod tests {
 
     fn chat(seq: u64) -> BusEvent {
         BusEvent::new(format!("m{seq}"), Some(seq))
+    }
+
+    /// The frames of chat messages `seqs`.
+    fn frames(seqs: std::ops::RangeInclusive<u64>) -> Vec<String> {
+        seqs.map(|seq| format!("m{seq}")).collect()
+    }
+
+    /// Two members of `session`, caught up, whose hub reads `book`.
+    async fn two_caught_up(
+        bus: &Arc<LocalBus>,
+        session: Uuid,
+        book: &Rc<Book>,
+    ) -> Vec<(Client, Membership)> {
+        let mut members = Vec::new();
+        for _ in 0..2 {
+            let client = client(64).await;
+            let member = client.join_with(bus, session, book);
+            member.settle();
+            members.push((client, member));
+        }
+        members
     }
 
     /// Lets the hubs run.
@@ -1114,25 +1146,14 @@ mod tests {
             let bus = LocalBus::new(64);
             let session = Uuid::now_v7();
             let book = Book::new(5);
-            let mut a = client(64).await;
-            let mut b = client(64).await;
-            let (ma, mb) = (
-                a.join_with(&bus, session, &book),
-                b.join_with(&bus, session, &book),
-            );
-            ma.settle();
-            mb.settle();
+            let mut members = two_caught_up(&bus, session, &book).await;
             bus.publish(session, chat(1));
             // Messages 2 to 4 never reached this node.
             bus.publish(session, chat(5));
-            for member in [&mut a, &mut b] {
-                for expected in ["m1", "m2", "m3", "m4", "m5"] {
-                    assert_eq!(member.frame().await, expected);
-                }
-                assert!(member.reads_nothing().await);
-                assert!(member.handed().is_empty(), "no loop replayed anything");
+            for (client, member) in &mut members {
+                client.reads_only(&frames(1..=5)).await;
+                assert_eq!(member.delivered_seq(), 5);
             }
-            assert_eq!((ma.delivered_seq(), mb.delivered_seq()), (5, 5));
             assert_eq!(book.pages.get(), 2, "read once for both, a page at a time");
             assert_eq!(*book.refills.borrow(), ["gap"]);
         });
@@ -1145,14 +1166,7 @@ mod tests {
             let bus = LocalBus::new(16);
             let session = Uuid::now_v7();
             let book = Book::new(1);
-            let mut a = client(64).await;
-            let mut b = client(64).await;
-            let (ma, mb) = (
-                a.join_with(&bus, session, &book),
-                b.join_with(&bus, session, &book),
-            );
-            ma.settle();
-            mb.settle();
+            let mut members = two_caught_up(&bus, session, &book).await;
             bus.publish(session, chat(1));
             settle_down().await;
             book.newest.set(30);
@@ -1160,18 +1174,14 @@ mod tests {
                 bus.publish(session, chat(seq));
             }
             bus.publish(session, BusEvent::new("presence", None));
-            for member in [&mut a, &mut b] {
-                assert_eq!(member.frame().await, "m1");
-                // From history up to what is durable, then the ring's
-                // newest (chat it already passed on is not passed twice).
-                for seq in 2..=30 {
-                    assert_eq!(member.frame().await, format!("m{seq}"));
-                }
-                assert_eq!(member.frame().await, "presence");
-                assert!(member.reads_nothing().await);
-                assert!(member.handed().is_empty(), "no loop replayed anything");
+            // From history up to what is durable, then the ring's newest
+            // (chat it already passed on is not passed twice).
+            let mut expected = frames(1..=30);
+            expected.push("presence".into());
+            for (client, member) in &mut members {
+                client.reads_only(&expected).await;
+                assert_eq!(member.delivered_seq(), 30);
             }
-            assert_eq!((ma.delivered_seq(), mb.delivered_seq()), (30, 30));
             assert_eq!(*book.refills.borrow(), ["lagged"]);
             // Two a page, and the empty page that says it is all.
             assert_eq!(book.pages.get(), 16);
@@ -1207,38 +1217,29 @@ mod tests {
             let bus = LocalBus::new(64);
             let session = Uuid::now_v7();
             let book = Book::new(1);
-            let mut a = client(64).await;
-            let mut b = client(64).await;
-            let (ma, mb) = (
-                a.join_with(&bus, session, &book),
-                b.join_with(&bus, session, &book),
-            );
-            ma.settle();
-            mb.settle();
+            let mut members = two_caught_up(&bus, session, &book).await;
             bus.publish(session, chat(1));
             settle_down().await;
             // Messages 2 and 3 were lost between nodes; the bus says so.
             book.newest.set(3);
             bus.publish(session, BusEvent::resync());
-            for member in [&mut a, &mut b] {
-                for expected in ["m1", "m2", "m3"] {
-                    assert_eq!(member.frame().await, expected);
-                }
-                assert!(member.reads_nothing().await);
-                assert!(member.handed().is_empty(), "no member checked itself");
+            for (client, _) in &mut members {
+                client.reads_only(&frames(1..=3)).await;
             }
             assert_eq!(*book.refills.borrow(), ["resync"]);
             // Nothing lost: nobody hears of it.
             bus.publish(session, BusEvent::resync());
             settle_down().await;
-            assert!(a.handed().is_empty() && b.handed().is_empty());
+            for (client, _) in &mut members {
+                client.reads_only(&[]).await;
+            }
             assert_eq!(book.refills.borrow().len(), 1);
             // History that cannot say: each member checks for itself.
             book.down.set(true);
             bus.publish(session, BusEvent::resync());
             settle_down().await;
-            for member in [&a, &b] {
-                let handed: Vec<_> = std::iter::from_fn(|| member.inbox.pop()).collect();
+            for (client, _) in &members {
+                let handed: Vec<_> = std::iter::from_fn(|| client.inbox.pop()).collect();
                 assert_eq!(handed.len(), 1);
                 assert!(matches!(&handed[0].1, Ok(event) if event.kind == EventKind::Resync));
             }
