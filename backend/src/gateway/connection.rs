@@ -28,6 +28,7 @@ use watch_sync::TimerControl;
 use crate::auth::Principal;
 use crate::auth::CLOCK_LEEWAY_S;
 use crate::bus::{BusEvent, EventKind, Topic};
+use crate::live::chat::Recorded;
 use crate::live::chat_actor::{ChatError, GetHistory, PostChat};
 use crate::live::rate::TokenBucket;
 use crate::live::timer_actor::TimerError;
@@ -710,25 +711,11 @@ impl Connection {
     async fn replay(&mut self, id: Uuid, from: u64, until: u64) -> Option<End> {
         let mut after = from;
         while after < until {
-            let page = match self
-                .state
-                .sessions
-                .ask(
-                    id,
-                    GetHistory {
-                        after,
-                        limit: REPLAY_PAGE,
-                    },
-                )
-                .await
-            {
-                Ok(Ok(history)) => history.messages,
-                _ => {
-                    return Some(End::Close(
-                        CLOSE_AGAIN,
-                        "history unavailable; reconnect with last_seq".into(),
-                    ))
-                }
+            let Some(page) = history_page(&self.state.sessions, id, after).await else {
+                return Some(End::Close(
+                    CLOSE_AGAIN,
+                    "history unavailable; reconnect with last_seq".into(),
+                ));
             };
             if page.is_empty() {
                 break;
@@ -918,6 +905,16 @@ impl Connection {
     }
 }
 
+/// A page of a session's chat after `after`, oldest first, as members are
+/// sent it; `None` when the session cannot say now.
+async fn history_page(sessions: &Sessions, id: Uuid, after: u64) -> Option<Vec<Recorded>> {
+    let history = GetHistory {
+        after,
+        limit: REPLAY_PAGE,
+    };
+    Some(sessions.ask(id, history).await.ok()?.ok()?.messages)
+}
+
 /// A session's chat history, as its fan-out on this worker reads it to
 /// fill a hole for all its members at once.
 struct SessionChat {
@@ -930,14 +927,9 @@ impl fanout::History for SessionChat {
     fn after(&self, after: u64) -> LocalBoxFuture<'static, Option<Vec<BusEvent>>> {
         let (sessions, id) = (self.sessions.clone(), self.id);
         Box::pin(async move {
-            let history = GetHistory {
-                after,
-                limit: REPLAY_PAGE,
-            };
-            let messages = sessions.ask(id, history).await.ok()?.ok()?.messages;
+            let page = history_page(&sessions, id, after).await?;
             Some(
-                messages
-                    .into_iter()
+                page.into_iter()
                     .map(|message| BusEvent::new(message.frame, Some(message.seq)))
                     .collect(),
             )
