@@ -3,8 +3,8 @@
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use simmer_entity::session;
@@ -258,23 +258,6 @@ pub async fn take_over(db: &DatabaseConnection, id: Uuid) -> Result<Option<i64>,
         .map(|m| m.fence);
     txn.commit().await?;
     Ok(fence)
-}
-
-/// Checks, inside `txn`, that `fence` is still the session's token, and holds
-/// the session's row until `txn` ends (PostgreSQL locks it; SQLite has one
-/// writer): a take-over waits for this write, and this write fails after a
-/// take-over.
-pub async fn hold_fence<C: ConnectionTrait>(txn: &C, id: Uuid, fence: i64) -> Result<bool, DbErr> {
-    let held = session::Entity::update_many()
-        .col_expr(
-            session::Column::Fence,
-            Expr::col(session::Column::Fence).into(),
-        )
-        .filter(session::Column::Id.eq(id))
-        .filter(session::Column::Fence.eq(fence))
-        .exec(txn)
-        .await?;
-    Ok(held.rows_affected == 1)
 }
 
 /// Stores a live session's timer record, if `fence` still holds it.

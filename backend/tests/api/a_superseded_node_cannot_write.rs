@@ -6,7 +6,14 @@
 
 use std::time::Duration;
 
+use chrono::Utc;
+use mobile_bridge::protocol::{Author, ChatMessage, Role};
+use mobile_bridge::{SessionId, UserId};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter, TransactionTrait};
 use serde_json::json;
+use simmer::store;
+use simmer_entity::session;
 
 use crate::helpers::{boot, spawn_app, test_settings};
 
@@ -66,4 +73,62 @@ async fn the_old_holder_is_refused_and_the_new_one_carries_on() {
 
     first.handle.stop(true).await;
     second.handle.stop(true).await;
+}
+
+/// The fence holds inside the one statement that writes a chat batch: a
+/// take-over under way (fence raised, not yet committed) makes a write with
+/// the old fence wait for it, then refuse. Nothing lands behind the back of
+/// the new holder, which reads what is durable right after its commit.
+#[actix_rt::test]
+async fn a_write_waits_for_a_take_over_under_way_then_is_refused() {
+    let app = spawn_app().await;
+    let host = app.register().await;
+    let session = app.live_session(&host).await;
+    let db = app.state.db.clone();
+    let old = store::sessions::find(&db, session)
+        .await
+        .unwrap()
+        .unwrap()
+        .fence;
+
+    // Another node's take-over, held open in its own connection.
+    let other = Database::connect(&app.database_url).await.unwrap();
+    let take_over = other.begin().await.unwrap();
+    let raised = session::Entity::update_many()
+        .col_expr(
+            session::Column::Fence,
+            Expr::col(session::Column::Fence).add(1),
+        )
+        .filter(session::Column::Id.eq(session))
+        .exec(&take_over)
+        .await
+        .unwrap();
+    assert_eq!(raised.rows_affected, 1);
+
+    let message = ChatMessage {
+        session_id: SessionId(session),
+        seq: 1,
+        author: Author {
+            id: UserId(host.id),
+            name: host.username.clone(),
+            role: Role::Host,
+        },
+        text: "behind the new holder's back".into(),
+        sent_at: store::chat::rfc3339(Utc::now()),
+        client_msg_id: None,
+        deleted: false,
+    };
+    let write = tokio::spawn(async move {
+        store::chat::insert_batch(&db, session, old, &[(message, Utc::now())]).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!write.is_finished(), "the write waits for the take-over");
+    take_over.commit().await.unwrap();
+    let written = write.await.unwrap().unwrap();
+    assert!(!written, "the raised fence refuses the write");
+    let stored = store::chat::by_seq(&app.state.db, session, 1)
+        .await
+        .unwrap();
+    assert!(stored.is_none(), "nothing was written: {stored:?}");
+    app.handle.stop(true).await;
 }
