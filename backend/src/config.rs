@@ -189,14 +189,16 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_CHAT_BURST")]
     pub chat_burst: Option<u32>,
 
-    /// Chat events a session's fan-out on this node may have waiting (not
+    /// Chat events a session's fan-out on any node may have waiting (not
     /// yet taken by the tasks that write them to members' sockets) before
     /// sends from anyone but the host are refused with `rate_limited`; they
-    /// are refused too while more than half of the session's members on
-    /// this node (8 or more) are behind for want of pace (a socket backed
-    /// up, or fell off the fan-out's backlog). A flood is turned away
-    /// instead of accepted and delivered seconds late; a muted sender is
-    /// told it is muted. 0: never refuse for this [default: 256].
+    /// are refused too while more than half of the session's members (8 or
+    /// more, on every node together) are behind for want of pace (a socket
+    /// backed up, or fell off the fan-out's backlog). In a cluster the
+    /// other nodes' share is as their presence last told (every 250 ms). A
+    /// flood is turned away instead of accepted and delivered seconds late;
+    /// a muted sender is told it is muted. 0: never refuse for this
+    /// [default: 256].
     #[arg(long, env = "SIMMER_CHAT_MAX_FANOUT_QUEUE")]
     pub chat_max_fanout_queue: Option<usize>,
 

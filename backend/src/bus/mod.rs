@@ -150,6 +150,19 @@ pub struct Pressure {
     pub slow: usize,
 }
 
+impl Pressure {
+    /// This node's pressure with another node's: the events the slower of
+    /// the two has yet to take, and the members of both.
+    #[must_use]
+    pub fn with(self, other: Pressure) -> Pressure {
+        Pressure {
+            queued: self.queued.max(other.queued),
+            members: self.members + other.members,
+            slow: self.slow + other.slow,
+        }
+    }
+}
+
 /// Carries session events to subscribers.
 pub trait Bus: Send + Sync + fmt::Debug + 'static {
     /// Publishes an event on a topic (never waits).
@@ -164,6 +177,18 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
 
     /// How far the session's fan-out on this node is behind.
     fn pressure(&self, session_id: Uuid) -> Pressure;
+
+    /// How far the session's fan-out is behind on every node: this node's
+    /// [`Bus::pressure`] with the other nodes' as last heard (see
+    /// [`Bus::weigh_elsewhere`]). What the chat admits sends by.
+    fn weighed(&self, session_id: Uuid) -> Pressure {
+        self.pressure(session_id)
+    }
+
+    /// The other nodes' pressure of the sessions this node runs, summed
+    /// per session (replaces what was heard before: a session left out is
+    /// weighed by this node alone). A bus without other nodes ignores it.
+    fn weigh_elsewhere(&self, _elsewhere: HashMap<Uuid, Pressure>) {}
 
     /// Publishes an event to a session's members.
     fn publish(&self, session_id: Uuid, event: BusEvent) {
@@ -279,6 +304,28 @@ mod tests {
             kind: EventKind::Frame,
             clock: None,
         }
+    }
+
+    #[test]
+    fn two_nodes_pressures_add_their_members_and_keep_the_longer_queue() {
+        let here = Pressure {
+            queued: 2,
+            members: 3,
+            slow: 0,
+        };
+        let there = Pressure {
+            queued: 9,
+            members: 5,
+            slow: 5,
+        };
+        let both = Pressure {
+            queued: 9,
+            members: 8,
+            slow: 5,
+        };
+        assert_eq!(here.with(there), both);
+        assert_eq!(there.with(here), both);
+        assert_eq!(here.with(Pressure::default()), here);
     }
 
     #[tokio::test]

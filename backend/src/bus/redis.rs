@@ -16,7 +16,7 @@
 //!   followers of it, and lets go once it has none (checked every few
 //!   seconds).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use bytestring::ByteString;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
-use super::{Bus, BusEvent, EventKind, LocalBus, Topic};
+use super::{Bus, BusEvent, EventKind, LocalBus, Pressure, Topic};
 use crate::cluster::{key, Cluster};
 use crate::metrics::Metrics;
 
@@ -158,6 +158,10 @@ pub struct RedisBus {
     dropped: Dropped,
     /// Topics whose Redis channel this node subscribes to.
     followed: Mutex<HashSet<Topic>>,
+    /// The fan-out of the sessions this node runs on the other nodes, as
+    /// the presence loop last heard it (at most one entry per session run
+    /// here).
+    elsewhere: Mutex<HashMap<Uuid, Pressure>>,
 }
 
 impl RedisBus {
@@ -172,6 +176,7 @@ impl RedisBus {
             queue,
             dropped: dropped.clone(),
             followed: Mutex::new(HashSet::new()),
+            elsewhere: Mutex::new(HashMap::new()),
         });
         tokio::spawn(write(cluster, events, dropped));
         let weak = Arc::downgrade(&bus);
@@ -279,8 +284,23 @@ impl Bus for RedisBus {
         Bus::followers(&*self.local, session_id)
     }
 
-    fn pressure(&self, session_id: Uuid) -> super::Pressure {
+    fn pressure(&self, session_id: Uuid) -> Pressure {
         self.local.pressure(session_id)
+    }
+
+    fn weighed(&self, session_id: Uuid) -> Pressure {
+        let here = self.local.pressure(session_id);
+        let elsewhere = self
+            .elsewhere
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&session_id)
+            .copied();
+        elsewhere.map_or(here, |there| here.with(there))
+    }
+
+    fn weigh_elsewhere(&self, elsewhere: HashMap<Uuid, Pressure>) {
+        *self.elsewhere.lock().unwrap_or_else(|p| p.into_inner()) = elsewhere;
     }
 
     fn close(&self, session_id: Uuid) {

@@ -312,7 +312,7 @@ impl Handler<PostChat> for ChatChannel {
         if let Err(reject) = log.room_for(
             &msg.author,
             &msg.client_msg_id,
-            self.bus.pressure(self.session_id),
+            self.bus.weighed(self.session_id),
             now.timestamp_millis(),
         ) {
             if reject.code == ErrorCode::RateLimited {

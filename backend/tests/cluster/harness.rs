@@ -37,14 +37,35 @@ pub struct Cluster {
     dirs: Vec<tempfile::TempDir>,
     /// The test's own Redis, when the cluster started it.
     redis: Option<RedisServer>,
+    /// Settings every node starts with, over the harness's own.
+    settings: Vec<(String, String)>,
 }
 
 impl Cluster {
     /// `n` nodes, named `n0`, `n1`, ..., on a fresh database and a Redis of
     /// their own.
     pub async fn start(n: usize) -> Self {
+        Self::start_with(n, &[]).await
+    }
+
+    /// Like [`Self::start`], every node with these settings (environment
+    /// variables) too.
+    pub async fn start_with(n: usize, settings: &[(&str, &str)]) -> Self {
         let redis = RedisServer::start().await;
-        let mut cluster = Self::start_on(n, fresh_postgres().await, redis.url()).await;
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            database_url: fresh_postgres().await,
+            dirs: Vec::new(),
+            redis: None,
+            settings: settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        for i in 0..n {
+            let node = cluster.boot(i, &redis.url());
+            cluster.nodes.push(Some(node));
+        }
         cluster.redis = Some(redis);
         cluster
     }
@@ -61,6 +82,7 @@ impl Cluster {
             database_url,
             dirs: Vec::new(),
             redis: None,
+            settings: Vec::new(),
         };
         for (i, url) in urls.iter().enumerate() {
             let node = cluster.boot(i, url);
@@ -76,20 +98,19 @@ impl Cluster {
         }
         let ttl = LEASE_TTL_MS.to_string();
         let name = format!("n{i}");
-        Simmer::start(
-            self.dirs[i].path(),
-            &[
-                ("DATABASE_URL", &self.database_url),
-                ("REDIS_URL", redis_url),
-                ("SIMMER_NODE_ID", &name),
-                ("SIMMER_LEASE_TTL_MS", &ttl),
-                ("SIMMER_JWT_SECRET", SECRET),
-                ("SIMMER_SHUTDOWN_TIMEOUT_S", "2"),
-                // Bursts of test messages are not abuse.
-                ("SIMMER_CHAT_RATE_PER_S", "1000"),
-                ("SIMMER_CHAT_BURST", "1000"),
-            ],
-        )
+        let mut env = vec![
+            ("DATABASE_URL", self.database_url.as_str()),
+            ("REDIS_URL", redis_url),
+            ("SIMMER_NODE_ID", &name),
+            ("SIMMER_LEASE_TTL_MS", &ttl),
+            ("SIMMER_JWT_SECRET", SECRET),
+            ("SIMMER_SHUTDOWN_TIMEOUT_S", "2"),
+            // Bursts of test messages are not abuse.
+            ("SIMMER_CHAT_RATE_PER_S", "1000"),
+            ("SIMMER_CHAT_BURST", "1000"),
+        ];
+        env.extend(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Simmer::start(self.dirs[i].path(), &env)
     }
 
     pub fn node(&self, i: usize) -> &Simmer {

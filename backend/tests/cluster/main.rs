@@ -21,6 +21,7 @@ mod ws_client;
 
 mod harness;
 
+mod admission_spans_nodes;
 mod clients_follow_the_drain;
 mod drain_hands_over;
 mod limits_span_nodes;

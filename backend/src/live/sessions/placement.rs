@@ -21,6 +21,7 @@ use super::super::calls::{Call, Command};
 use super::super::frames;
 use super::super::ownership::Ownership;
 use super::{SessionError, Sessions};
+use crate::bus::Pressure;
 use crate::cluster::{preferred_node, Cluster, Incoming, Renewal};
 use crate::store::sessions as store;
 
@@ -156,14 +157,18 @@ impl Sessions {
         }
     }
 
-    /// Presence across nodes: writes who is connected here, and for the
-    /// sessions this node runs, merges every node's members and publishes
-    /// the `presence` frame (when the count or the names changed).
+    /// Presence across nodes: writes who is connected here and how this
+    /// node's fan-out keeps up, and for the sessions this node runs, merges
+    /// every node's members and publishes the `presence` frame (when the
+    /// count or the names changed), and weighs the other nodes' fan-out in
+    /// the chat's admission.
     async fn share_presence(self, cluster: Cluster) {
         let mut interval = tokio::time::interval(super::PRESENCE_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let refresh_every = cluster.lease_ttl() / 3;
         let mut last_refresh = tokio::time::Instant::now();
+        // The fan-out pressure this node last wrote, per session followed.
+        let mut told: HashMap<Uuid, Pressure> = HashMap::new();
         loop {
             interval.tick().await;
             if self.inner.local.is_closed() {
@@ -175,22 +180,40 @@ impl Sessions {
                     .iter()
                     .filter_map(|a| Some((a.id.0.to_string(), serde_json::to_string(a).ok()?)))
                     .collect();
-                if cluster.write_members(id, &pairs).await.is_err() {
+                let fanout = self.inner.bus.pressure(id);
+                if cluster.write_members(id, &pairs, fanout).await.is_ok() {
+                    told.insert(id, fanout);
+                } else {
                     presence.mark_changed(id);
+                }
+            }
+            let followed = presence.followed();
+            let here: HashSet<Uuid> = followed.iter().copied().collect();
+            told.retain(|id, _| here.contains(id));
+            for id in &followed {
+                let fanout = self.inner.bus.pressure(*id);
+                if told.get(id) != Some(&fanout) && cluster.write_fanout(*id, fanout).await.is_ok()
+                {
+                    told.insert(*id, fanout);
                 }
             }
             let refresh = last_refresh.elapsed() >= refresh_every;
             if refresh {
                 last_refresh = tokio::time::Instant::now();
-                let _ = cluster.refresh_members(&presence.followed()).await;
+                let _ = cluster.refresh_members(&followed).await;
             }
             let running = self.inner.local.running();
             presence.keep_merged(&running);
+            let mut elsewhere = HashMap::new();
             for id in running {
-                let Ok(pairs) = cluster.merged_members(id).await else {
+                let Ok(merged) = cluster.merged_members(id).await else {
                     continue;
                 };
-                let members = pairs
+                if merged.elsewhere != Pressure::default() {
+                    elsewhere.insert(id, merged.elsewhere);
+                }
+                let members = merged
+                    .members
                     .iter()
                     .filter_map(|(_, json)| serde_json::from_str(json).ok())
                     .collect();
@@ -203,6 +226,7 @@ impl Sessions {
                     let _ = cluster.set_viewer_count(id, count).await;
                 }
             }
+            self.inner.bus.weigh_elsewhere(elsewhere);
         }
     }
 
