@@ -16,14 +16,17 @@
 #
 # Environment: NODES (3), LEASE_TTL_MS (5000), SIMMER_TEST_POSTGRES_URL,
 # PIN=1 to pin the nodes and Redis to core 0 and the load tool to core 1,
-# KEEP_LOGS=DIR to keep the nodes' logs there.
+# KEEP_LOGS=DIR to keep the nodes' logs there, BIN=DIR to run the `simmer`
+# and `simmer-bench` binaries in DIR (an A/B of two builds) and build nothing.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/simmer/target}"
-cargo build --release -p backend -p simmer-bench --locked --quiet
-BIN="$CARGO_TARGET_DIR/release"
+if [ -z "${BIN:-}" ]; then
+    cargo build --release -p backend -p simmer-bench --locked --quiet
+    BIN="$CARGO_TARGET_DIR/release"
+fi
 NODES="${NODES:-3}"
 LEASE_TTL_MS="${LEASE_TTL_MS:-5000}"
 ADMIN="${SIMMER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"

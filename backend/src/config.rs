@@ -192,10 +192,10 @@ pub struct ConfigArgs {
     /// Chat events a session's fan-out on any node may have waiting (not
     /// yet taken by the tasks that write them to members' sockets) before
     /// sends from anyone but the host are refused with `rate_limited`; they
-    /// are refused too while more than half of the session's members (8 or
-    /// more, on every node together) are behind for want of pace (a socket
-    /// backed up, or fell off the fan-out's backlog). In a cluster the
-    /// other nodes' share is as their presence last told (every 250 ms). A
+    /// are refused too while more than half of the session's members on any
+    /// node (8 or more there) are behind for want of pace (a socket backed
+    /// up, or fell off the fan-out's backlog). In a cluster the other
+    /// nodes' fan-out is as their presence last told (every 250 ms). A
     /// flood is turned away instead of accepted and delivered seconds late;
     /// a muted sender is told it is muted. 0: never refuse for this
     /// [default: 256].

@@ -150,15 +150,33 @@ pub struct Pressure {
     pub slow: usize,
 }
 
+/// Members a session needs on a node before their pace can refuse its
+/// chat: one slow phone in a small session is not the audience.
+pub const CROWD: usize = 8;
+
 impl Pressure {
-    /// This node's pressure with another node's: the events the slower of
-    /// the two has yet to take, and the members of both.
+    /// Whether more than half of a crowd ([`CROWD`] or more members) is
+    /// behind for want of pace.
+    pub fn crowd_behind(&self) -> bool {
+        self.members >= CROWD && self.slow * 2 > self.members
+    }
+
+    /// The worse of two nodes' pressure, so that the chat refuses what
+    /// either node alone would: the longer queue, and the members of the
+    /// node whose crowd is behind. Not their sum: one node's crowd behind
+    /// (the owner's, busiest with the chat's own work, or a remote one
+    /// starved of CPU) would be hidden among the healthy members of the
+    /// others, and the flood it cannot keep up with let in.
     #[must_use]
-    pub fn with(self, other: Pressure) -> Pressure {
+    pub fn worse(self, other: Pressure) -> Pressure {
+        let crowd = if other.crowd_behind() && !self.crowd_behind() {
+            other
+        } else {
+            self
+        };
         Pressure {
             queued: self.queued.max(other.queued),
-            members: self.members + other.members,
-            slow: self.slow + other.slow,
+            ..crowd
         }
     }
 }
@@ -185,8 +203,8 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
         self.pressure(session_id)
     }
 
-    /// The other nodes' pressure of the sessions this node runs, summed
-    /// per session (replaces what was heard before: a session left out is
+    /// The other nodes' pressure of the sessions this node runs, the worst
+    /// of them per session ([`Pressure::worse`]) (replaces what was heard before: a session left out is
     /// weighed by this node alone). A bus without other nodes ignores it.
     fn weigh_elsewhere(&self, _elsewhere: HashMap<Uuid, Pressure>) {}
 
@@ -307,25 +325,24 @@ mod tests {
     }
 
     #[test]
-    fn two_nodes_pressures_add_their_members_and_keep_the_longer_queue() {
-        let here = Pressure {
-            queued: 2,
-            members: 3,
-            slow: 0,
+    fn of_two_nodes_the_worse_keeps_the_longer_queue_and_the_crowd_behind() {
+        let pressure = |queued, members, slow| Pressure {
+            queued,
+            members,
+            slow,
         };
-        let there = Pressure {
-            queued: 9,
-            members: 5,
-            slow: 5,
-        };
-        let both = Pressure {
-            queued: 9,
-            members: 8,
-            slow: 5,
-        };
-        assert_eq!(here.with(there), both);
-        assert_eq!(there.with(here), both);
-        assert_eq!(here.with(Pressure::default()), here);
+        // A crowd behind on either node stays behind, however many healthy
+        // members the other has (their sum would hide it: 2,100 of 6,000).
+        let owner = pressure(2, 2_000, 1_500);
+        let other = pressure(9, 4_000, 600);
+        assert_eq!(owner.worse(other), pressure(9, 2_000, 1_500));
+        assert_eq!(other.worse(owner), pressure(9, 2_000, 1_500));
+        assert!(owner.worse(other).crowd_behind());
+        // Fewer than a crowd behind is nobody's crowd.
+        let few = pressure(0, CROWD - 1, CROWD - 1);
+        assert!(!few.crowd_behind());
+        assert!(!other.worse(few).crowd_behind());
+        assert_eq!(owner.worse(Pressure::default()), owner);
     }
 
     #[tokio::test]

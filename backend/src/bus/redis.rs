@@ -296,7 +296,7 @@ impl Bus for RedisBus {
             .unwrap_or_else(|p| p.into_inner())
             .get(&session_id)
             .copied();
-        elsewhere.map_or(here, |there| here.with(there))
+        elsewhere.map_or(here, |there| here.worse(there))
     }
 
     fn weigh_elsewhere(&self, elsewhere: HashMap<Uuid, Pressure>) {

@@ -106,7 +106,7 @@ fn decode(text: &str) -> Option<Pressure> {
 pub struct Merged {
     /// User id, member JSON: each user once.
     pub members: Vec<(String, String)>,
-    /// The other nodes' fan-out pressure, summed ([`Pressure::with`]).
+    /// The worst of the other nodes' fan-out pressure ([`Pressure::worse`]).
     pub elsewhere: Pressure,
 }
 
@@ -190,7 +190,7 @@ impl Cluster {
         while let (Some(field), Some(value)) = (it.next(), it.next()) {
             if field == FANOUT {
                 if let Some(there) = decode(&value) {
-                    merged.elsewhere = merged.elsewhere.with(there);
+                    merged.elsewhere = merged.elsewhere.worse(there);
                 }
             } else {
                 merged.members.push((field, value));

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::rate::TokenBucket;
 use crate::auth::guest;
 use crate::bus::Pressure;
+pub use crate::bus::CROWD;
 
 /// Chat limits (configurable).
 #[derive(Debug, Clone, Copy)]
@@ -103,10 +104,6 @@ pub struct ChatLog {
     /// Send rate per user.
     buckets: HashMap<UserId, TokenBucket>,
 }
-
-/// Members a session needs on a node before their pace can refuse its
-/// chat: one slow phone in a small session is not the audience.
-pub const CROWD: usize = 8;
 
 /// Buckets kept before full (idle) ones are forgotten.
 const BUCKETS_PRUNE_ABOVE: usize = 10_000;
@@ -235,8 +232,10 @@ impl ChatLog {
         now_ms: i64,
     ) -> Result<(), ChatReject> {
         let bound = self.limits.max_fanout_queue;
-        let crowd_behind = fanout.members >= CROWD && fanout.slow * 2 > fanout.members;
-        if bound == 0 || (fanout.queued < bound && !crowd_behind) || author.role == Role::Host {
+        if bound == 0
+            || (fanout.queued < bound && !fanout.crowd_behind())
+            || author.role == Role::Host
+        {
             return Ok(());
         }
         let key = (author.id, client_msg_id.to_owned());
