@@ -182,14 +182,16 @@ async fn send_one(
     ack
 }
 
-/// The server's own histograms of the latency breakdown (`/metrics`).
+/// The server's own histograms of the latency breakdown (`/metrics`), and
+/// its counters of history reads.
 struct Breakdown {
     durable: Buckets,
     first: Buckets,
     last: Buckets,
-    /// Members' replays from history, by cause.
+    /// Members' replays from history, by cause, on every node.
     replays: Vec<(String, f64)>,
-    /// Holes a hub filled from history once for all its members, by cause.
+    /// Holes a hub filled from history once for all its members, by cause,
+    /// on every node.
     refills: Vec<(String, f64)>,
 }
 
@@ -202,6 +204,28 @@ fn counter(text: &str, name: &str) -> Vec<(String, f64)> {
             Some((labels.to_owned(), value.parse().ok()?))
         })
         .collect()
+}
+
+/// Two nodes' series of a counter, added up by their labels.
+fn summed(mut ours: Vec<(String, f64)>, theirs: Vec<(String, f64)>) -> Vec<(String, f64)> {
+    for (labels, n) in theirs {
+        match ours.iter_mut().find(|(l, _)| *l == labels) {
+            Some((_, m)) => *m += n,
+            None => ours.push((labels, n)),
+        }
+    }
+    ours
+}
+
+/// A node's `/metrics` text.
+async fn metrics(http: &reqwest::Client, url: &str) -> Option<String> {
+    http.get(format!("{url}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
 }
 
 /// A counter's series now, less what they were at `earlier`.
@@ -230,21 +254,24 @@ fn listed(series: &[(String, f64)]) -> String {
 }
 
 impl Breakdown {
-    async fn scrape(http: &reqwest::Client, url: &str) -> Option<Self> {
-        let text = http
-            .get(format!("{url}/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+    /// The histograms of `url` (the node the host and senders use), and
+    /// the counters of it and every other node in `nodes` added up: in a
+    /// cluster, members replay on the nodes they are connected to.
+    async fn scrape(http: &reqwest::Client, url: &str, nodes: &[String]) -> Option<Self> {
+        let text = metrics(http, url).await?;
+        let mut replays = counter(&text, "simmer_ws_chat_replays_total");
+        let mut refills = counter(&text, "simmer_fanout_refills_total");
+        for node in nodes.iter().filter(|node| node.as_str() != url) {
+            let text = metrics(http, node).await?;
+            replays = summed(replays, counter(&text, "simmer_ws_chat_replays_total"));
+            refills = summed(refills, counter(&text, "simmer_fanout_refills_total"));
+        }
         Some(Self {
             durable: Buckets::parse(&text, "simmer_chat_durable_seconds", ""),
             first: Buckets::parse(&text, "simmer_chat_fanout_seconds", "edge=\"first\""),
             last: Buckets::parse(&text, "simmer_chat_fanout_seconds", "edge=\"last\""),
-            replays: counter(&text, "simmer_ws_chat_replays_total"),
-            refills: counter(&text, "simmer_fanout_refills_total"),
+            replays,
+            refills,
         })
     }
 
@@ -416,7 +443,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let breakdown_before = if args.load.floor {
         None
     } else {
-        Breakdown::scrape(&http, &args.load.url).await
+        Breakdown::scrape(&http, &args.load.url, &args.load.viewer_urls).await
     };
     let polling = Arc::new(AtomicBool::new(args.busy_poll));
     if args.busy_poll {
@@ -457,7 +484,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let sending_cpu = sending.report();
     polling.store(false, Ordering::Relaxed);
     let breakdown = match breakdown_before {
-        Some(before) => Breakdown::scrape(&http, &args.load.url)
+        Some(before) => Breakdown::scrape(&http, &args.load.url, &args.load.viewer_urls)
             .await
             .map(|after| after.since(&before)),
         None => None,
@@ -531,9 +558,12 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
             FANOUT_SAMPLE_EVERY,
             b.last.summary()
         );
-        println!("members' chat replays from history: {}", listed(&b.replays));
         println!(
-            "holes the hubs filled from history (once for their members): {}",
+            "members' chat replays from history (every node): {}",
+            listed(&b.replays)
+        );
+        println!(
+            "holes the hubs filled from history (once for their members; every node): {}",
             listed(&b.refills)
         );
     }
@@ -546,4 +576,22 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nodes_counters_add_up_by_their_labels() {
+        let series = |pairs: &[(&str, f64)]| -> Vec<(String, f64)> {
+            pairs.iter().map(|(l, n)| ((*l).to_owned(), *n)).collect()
+        };
+        let one = series(&[("{cause=\"lagged\"}", 3.0)]);
+        let other = series(&[("{cause=\"lagged\"}", 4.0), ("{cause=\"gap\"}", 1.0)]);
+        assert_eq!(
+            summed(one, other),
+            series(&[("{cause=\"lagged\"}", 7.0), ("{cause=\"gap\"}", 1.0)])
+        );
+    }
 }
