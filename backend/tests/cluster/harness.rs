@@ -52,20 +52,8 @@ impl Cluster {
     /// variables) too.
     pub async fn start_with(n: usize, settings: &[(&str, &str)]) -> Self {
         let redis = RedisServer::start().await;
-        let mut cluster = Self {
-            nodes: Vec::new(),
-            database_url: fresh_postgres().await,
-            dirs: Vec::new(),
-            redis: None,
-            settings: settings
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        };
-        for i in 0..n {
-            let node = cluster.boot(i, &redis.url());
-            cluster.nodes.push(Some(node));
-        }
+        let urls = vec![redis.url(); n];
+        let mut cluster = Self::boot_all(fresh_postgres().await, &urls, settings);
         cluster.redis = Some(redis);
         cluster
     }
@@ -77,12 +65,19 @@ impl Cluster {
 
     /// A node per Redis URL (a node may reach Redis through a proxy).
     pub fn start_each(database_url: String, urls: &[String]) -> Self {
+        Self::boot_all(database_url, urls, &[])
+    }
+
+    fn boot_all(database_url: String, urls: &[String], settings: &[(&str, &str)]) -> Self {
         let mut cluster = Self {
             nodes: Vec::new(),
             database_url,
             dirs: Vec::new(),
             redis: None,
-            settings: Vec::new(),
+            settings: settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         for (i, url) in urls.iter().enumerate() {
             let node = cluster.boot(i, url);
