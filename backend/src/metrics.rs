@@ -58,8 +58,11 @@ pub struct Metrics {
 pub struct ClusterMetrics {
     /// Session leases this node holds now.
     pub leases_held: IntGauge,
-    /// Sessions this node took over from a node that died or let go.
-    pub takeovers: IntCounter,
+    /// Sessions this node took over, by reason: `handed_over` (a draining
+    /// node let them go and said so) or `orphaned` (found with no holder by
+    /// the periodic sweep: its node died or stalled and the lease ran out,
+    /// or the hand-over's message was missed).
+    pub takeovers: IntCounterVec,
     /// Holds this node lost (lease lapsed or taken, or a write fenced).
     pub leases_lost: IntCounter,
     /// Commands sent to the node that runs the session, by outcome.
@@ -83,9 +86,12 @@ impl ClusterMetrics {
                 "cluster_leases_held",
                 "Live-session leases this node holds",
             )?,
-            takeovers: IntCounter::new(
-                "cluster_takeovers_total",
-                "Live sessions this node took over",
+            takeovers: IntCounterVec::new(
+                Opts::new(
+                    "cluster_takeovers_total",
+                    "Live sessions this node took over, by reason (handed_over, orphaned)",
+                ),
+                &["reason"],
             )?,
             leases_lost: IntCounter::new(
                 "cluster_leases_lost_total",
@@ -139,6 +145,10 @@ impl ClusterMetrics {
         registry.register(Box::new(m.bus_dropped.clone()))?;
         registry.register(Box::new(m.bus_received.clone()))?;
         registry.register(Box::new(m.bus_lag.clone()))?;
+        // Both reasons are scraped from the start, at 0.
+        for reason in ["handed_over", "orphaned"] {
+            m.takeovers.with_label_values(&[reason]);
+        }
         Ok(m)
     }
 }

@@ -114,6 +114,10 @@ async fn a_draining_owner_hands_its_session_over_at_once() {
     let timer = cluster.timer(2, session).await;
     assert_eq!(timer["state"], "running");
     assert_eq!(timer["deadline_ms"].as_i64().unwrap(), deadline);
+    // Taken over once: as handed over, unless the new owner's sweep found
+    // it without a holder in the moment between the release and the word.
+    let (handed_over, orphaned) = cluster.takeovers(&[1, 2]).await;
+    assert_eq!(handed_over + orphaned, 1, "{handed_over} + {orphaned}");
 
     let node = cluster.nodes[0].as_mut().unwrap();
     let (status, took) = node.wait_exit(Duration::from_secs(20)).await;

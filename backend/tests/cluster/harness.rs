@@ -275,6 +275,37 @@ impl Cluster {
         }
     }
 
+    /// One series of node `i`'s `/metrics` (its name and labels as
+    /// scraped, e.g. `simmer_cluster_takeovers_total{reason="orphaned"}`);
+    /// `None` when the node does not report it.
+    pub async fn metric(&self, i: usize, series: &str) -> Option<f64> {
+        let rest = self.rest(i);
+        let text = rest
+            .client
+            .get(format!("{}/metrics", rest.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|value| value.trim().parse().unwrap())
+    }
+
+    /// Sessions the given nodes took over, added up: (handed over by a
+    /// draining node, found orphaned).
+    pub async fn takeovers(&self, nodes: &[usize]) -> (u64, u64) {
+        let mut taken = (0, 0);
+        for &i in nodes {
+            let count = |reason| format!("simmer_cluster_takeovers_total{{reason=\"{reason}\"}}");
+            taken.0 += self.metric(i, &count("handed_over")).await.unwrap() as u64;
+            taken.1 += self.metric(i, &count("orphaned")).await.unwrap() as u64;
+        }
+        taken
+    }
+
     /// Sends `signal` (`KILL`, `STOP`, `CONT`, `TERM`) to node `i`.
     pub fn signal(&self, i: usize, signal: &str) {
         self.node(i).signal(signal);

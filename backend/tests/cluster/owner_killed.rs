@@ -98,6 +98,9 @@ async fn the_session_moves_and_nothing_acknowledged_is_lost() {
     let remaining = timer["remaining_ms"].as_i64().unwrap();
     let truth = deadline - timer["server_time_ms"].as_i64().unwrap();
     assert!((remaining - truth).abs() <= 10, "{remaining} vs {truth}");
+
+    // Counted once, as a session found without a holder.
+    assert_eq!(cluster.takeovers(&[1, 2]).await, (0, 1));
     eprintln!("take-over after kill -9: {takeover:?}, {retries} retried sends");
     drop(cluster.nodes[0].take());
 }

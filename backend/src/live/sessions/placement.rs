@@ -308,7 +308,12 @@ impl Sessions {
             let since = *orphans.entry(id).or_insert(tick);
             let preferred = preferred_node(id, &nodes) == Some(cluster.node_id());
             if (preferred || tick >= since + 2) && self.claim(cluster, id).await {
-                cluster.metrics().cluster.takeovers.inc();
+                cluster
+                    .metrics()
+                    .cluster
+                    .takeovers
+                    .with_label_values(&["orphaned"])
+                    .inc();
                 self.taken_over(id);
                 orphans.remove(&id);
             }
@@ -333,7 +338,12 @@ impl Sessions {
             if preferred_node(id, &nodes) == Some(cluster.node_id())
                 && self.claim(&cluster, id).await
             {
-                cluster.metrics().cluster.takeovers.inc();
+                cluster
+                    .metrics()
+                    .cluster
+                    .takeovers
+                    .with_label_values(&["handed_over"])
+                    .inc();
                 self.taken_over(id);
             }
         }
