@@ -10,6 +10,7 @@
 //! Plain `ws://` only (loopback benchmarks), no fragmented messages (neither
 //! Simmer nor the floor sends them), no extensions.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
@@ -77,8 +78,14 @@ pub struct RawMember {
     pong: Option<Vec<u8>>,
 }
 
-/// Bytes read at once; on the stack of the read, not in every viewer.
+/// Bytes read at once, into the worker thread's buffer, not every viewer's.
 const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// Where a worker thread's reads land before they are parsed.
+    static CHUNK: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
 /// The longest handshake answer accepted.
 const MAX_HEAD: usize = 8 * 1024;
 
@@ -202,12 +209,20 @@ impl RawMember {
         let _ = self.stream.shutdown().await;
     }
 
-    /// Reads once, without waiting, and parses what is whole. The buffer is
-    /// a local of this synchronous function, so it lives on the stack, not
-    /// in the viewer's future.
+    /// Reads once, without waiting, and parses what is whole. The read goes
+    /// into the worker thread's one buffer, not into the viewer's future,
+    /// and is not zeroed per read (16 KiB at 100,000 reads/s was a few
+    /// percent of the tool's core).
     fn take_arrived(&mut self, on_text: &mut impl FnMut(&[u8])) -> io::Result<bool> {
-        let mut chunk = [0u8; READ_CHUNK];
-        let n = self.stream.try_read(&mut chunk)?;
+        CHUNK.with_borrow_mut(|chunk| self.parse_arrived(chunk, on_text))
+    }
+
+    fn parse_arrived(
+        &mut self,
+        chunk: &mut [u8],
+        on_text: &mut impl FnMut(&[u8]),
+    ) -> io::Result<bool> {
+        let n = self.stream.try_read(chunk)?;
         if n == 0 {
             return Ok(false);
         }
