@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use sea_orm_migration::MigratorTrait;
 use simmer_migration::Migrator;
 
@@ -121,17 +121,10 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
         prepare_sqlite_file(path, *create, *read_only)
             .with_context(|| format!("cannot open the {target}"))?;
     }
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .max_connections(settings.db_max_connections)
-        .min_connections(1)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .sqlx_logging(false);
-    let db = match Database::connect(options).await {
+    let db = match open_pool(url, &target, settings.db_max_connections).await {
         Ok(db) => db,
         Err(e) => {
-            let reason = why_not_connected(&target, &e).await;
+            let reason = why_not_connected(&target, &*e).await;
             return Err(anyhow!("cannot open the {target}: {reason}"));
         }
     };
@@ -141,6 +134,66 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
             .with_context(|| format!("enabling write-ahead logging on the {target}"))?;
     }
     Ok(db)
+}
+
+/// The pool behind sea-orm, built here for its check of idle connections.
+/// sqlx's default pings every connection it hands out, and every one it
+/// takes back: the first ping put one more round trip to the database
+/// (sqlx's worker thread for SQLite, the network for PostgreSQL) in front
+/// of every query, the chat's durable write included. A connection is
+/// checked as it comes back, so one handed out again within
+/// [`CHECK_IF_IDLE_FOR`] is used as is; one idle longer (the database may
+/// have restarted meanwhile) is pinged first and replaced if it does not
+/// answer.
+async fn open_pool(
+    url: &str,
+    target: &Target,
+    max_connections: u32,
+) -> Result<DatabaseConnection, Box<dyn std::error::Error + Send + Sync>> {
+    use sea_orm::sqlx::ConnectOptions as _;
+    use sea_orm::sqlx::{postgres::PgConnectOptions, sqlite::SqliteConnectOptions};
+    use sea_orm::{SqlxPostgresConnector, SqlxSqliteConnector};
+    Ok(match target {
+        Target::SqliteFile { .. } | Target::SqliteMemory => {
+            let options: SqliteConnectOptions = url.parse()?;
+            let pool = pool_options(max_connections)
+                .connect_with(options.disable_statement_logging())
+                .await?;
+            SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+        }
+        Target::Postgres { .. } => {
+            let options: PgConnectOptions = url.parse()?;
+            let pool = pool_options(max_connections)
+                .connect_with(options.disable_statement_logging())
+                .await?;
+            SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
+        }
+        // sea-orm's own answer for a URL it does not take.
+        Target::Other { .. } => Database::connect(url).await?,
+    })
+}
+
+/// How long a pooled connection may sit unused and still be handed out
+/// without a ping (HikariCP's `aliveBypassWindowMs` is the same idea).
+const CHECK_IF_IDLE_FOR: Duration = Duration::from_millis(500);
+
+fn pool_options<DB: sea_orm::sqlx::Database>(
+    max_connections: u32,
+) -> sea_orm::sqlx::pool::PoolOptions<DB> {
+    use sea_orm::sqlx::Connection as _;
+    sea_orm::sqlx::pool::PoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .test_before_acquire(false)
+        .before_acquire(|conn: &mut DB::Connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// Creates the SQLite file's directory and the file (0600) when allowed,
@@ -214,7 +267,7 @@ fn make_private(path: &Path) -> anyhow::Result<()> {
 /// there are any. The pool retries a refused connection until it times out
 /// and then says only that, so for a timeout the server is dialled once more
 /// to learn why.
-async fn why_not_connected(target: &Target, error: &sea_orm::DbErr) -> String {
+async fn why_not_connected(target: &Target, error: &(dyn std::error::Error + 'static)) -> String {
     let innermost = innermost_message(error);
     if let Target::Postgres { host, port, .. } = target {
         if innermost.contains("timed out") {

@@ -20,6 +20,7 @@ mod chat_dedupe_window_survives_restart;
 mod chat_moderation_and_rest;
 mod chat_resend_answers_what_is_stored;
 mod chat_survives_random_disconnects;
+mod database_connections_that_break;
 mod database_errors_name_the_database;
 mod display_names_and_chat_refuse_hidden_text;
 mod guests_cannot_mint_their_way_around_limits;
