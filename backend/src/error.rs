@@ -200,7 +200,7 @@ impl From<DbErr> for ApiError {
 /// the query was wrong: no connection to be had, or the one in use broke
 /// (PostgreSQL restarted or ended it: SQLSTATE classes 08 and 57). The pool
 /// drops a broken connection, so a retry gets a good one.
-pub fn connection_lost(e: &DbErr) -> bool {
+fn connection_lost(e: &DbErr) -> bool {
     use sea_orm::sqlx::Error as Sqlx;
     use sea_orm::RuntimeErr;
     let sqlx = match e {

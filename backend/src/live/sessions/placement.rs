@@ -308,13 +308,7 @@ impl Sessions {
             let since = *orphans.entry(id).or_insert(tick);
             let preferred = preferred_node(id, &nodes) == Some(cluster.node_id());
             if (preferred || tick >= since + 2) && self.claim(cluster, id).await {
-                cluster
-                    .metrics()
-                    .cluster
-                    .takeovers
-                    .with_label_values(&["orphaned"])
-                    .inc();
-                self.taken_over(id);
+                self.taken_over(cluster, id, "orphaned");
                 orphans.remove(&id);
             }
         }
@@ -338,20 +332,21 @@ impl Sessions {
             if preferred_node(id, &nodes) == Some(cluster.node_id())
                 && self.claim(&cluster, id).await
             {
-                cluster
-                    .metrics()
-                    .cluster
-                    .takeovers
-                    .with_label_values(&["handed_over"])
-                    .inc();
-                self.taken_over(id);
+                self.taken_over(&cluster, id, "handed_over");
             }
         }
     }
 
-    /// A session this node took from another: its media room is new, so
-    /// publishers and players set up WHIP/WHEP again (here or at any node).
-    fn taken_over(&self, id: Uuid) {
+    /// A session this node took from another (counted by `reason`, one of
+    /// `cluster_takeovers_total`'s): its media room is new, so publishers
+    /// and players set up WHIP/WHEP again (here or at any node).
+    fn taken_over(&self, cluster: &Cluster, id: Uuid, reason: &'static str) {
+        cluster
+            .metrics()
+            .cluster
+            .takeovers
+            .with_label_values(&[reason])
+            .inc();
         self.inner.bus.publish(id, frames::media_reconnect(id));
     }
 
