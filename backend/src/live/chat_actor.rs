@@ -209,20 +209,36 @@ impl ChatChannel {
         self.metrics
             .chat_messages
             .inc_by(u64::try_from(batch.len()).unwrap_or_default());
+        let mut events = Vec::with_capacity(batch.len());
         for ((message, accepted), recorded) in batch.iter().zip(recorded) {
             self.metrics
                 .chat_durable
                 .observe(accepted.elapsed().as_secs_f64());
-            // The sender first: its connection's task is then woken before
-            // the members' (the same worker runs many of them), so its ack
-            // does not wait for the whole fan-out.
             self.answer(message.seq, Ok(Arc::new(message.clone())));
             let mut event = BusEvent::new(recorded.frame, Some(message.seq));
             if message.seq.is_multiple_of(FANOUT_SAMPLE_EVERY) {
                 event = event.timed(FanoutClock::start(&self.metrics));
             }
-            self.bus.publish(self.session_id, event);
+            events.push(event);
         }
+        self.publish_after_answers(events);
+    }
+
+    /// Publishes once the answers given so far are on their way. An answer
+    /// reaches its sender's connection through a task on this thread
+    /// (actix's `ResponseFuture`), queued when it was given; a task queued
+    /// after it publishes. So the worker that runs a sender's connection
+    /// is asked to run it before its fan-out, and the ack does not wait
+    /// behind a flush to thousands of members (published at once, the
+    /// fan-out went first). Tasks on this thread run in the order queued,
+    /// so every event this channel publishes keeps its order.
+    fn publish_after_answers(&self, events: Vec<BusEvent>) {
+        let (bus, id) = (self.bus.clone(), self.session_id);
+        actix_rt::spawn(async move {
+            for event in events {
+                bus.publish(id, event);
+            }
+        });
     }
 
     /// Stops once no write is pending, so acknowledged work always lands.
@@ -424,7 +440,7 @@ impl Handler<DeleteChat> for ChatChannel {
                             seq: msg.seq,
                         }
                         .encode();
-                        act.bus.publish(act.session_id, BusEvent::new(frame, None));
+                        act.publish_after_answers(vec![BusEvent::new(frame, None)]);
                     }
                     Ok(found)
                 }),

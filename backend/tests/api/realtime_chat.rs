@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{read, spawn_app};
+use crate::helpers::{read, spawn_app, spawn_app_with};
 use crate::ws_client::WsClient;
 
 #[actix_rt::test]
@@ -306,5 +306,38 @@ async fn presence_announces_who_joined_and_left_once_per_user() {
             assert_eq!(p["viewer_count"], 0);
             break;
         }
+    }
+}
+
+/// On one node the sender's ack goes out before its worker's fan-out of
+/// the same message (the fan-out is published once the ack is on its way),
+/// so a host with thousands of viewers on its worker is not acknowledged
+/// only after a flush to every one of them. Its own `chat.message` follows
+/// the reply.
+#[actix_rt::test]
+async fn the_sender_is_acknowledged_before_its_worker_fans_the_message_out() {
+    let app = spawn_app_with(|s| {
+        s.chat_rate_per_s = 1e6;
+        s.chat_burst = 1_000_000;
+    })
+    .await;
+    let host = app.register().await;
+    let session = app.live_session(&host).await.to_string();
+    let mut sender = WsClient::connect(&app.address, &host.token).await;
+    assert_eq!(sender.join(&session, None).await["status"], "ok");
+    for n in 0..20 {
+        let (reply, before) = sender
+            .request(json!({"type": "chat.send", "session_id": session, "text": format!("m{n}"), "client_msg_id": format!("c{n}")}))
+            .await;
+        assert_eq!(reply["status"], "ok", "{reply}");
+        let seq = reply["body"]["seq"].as_u64().unwrap();
+        assert!(
+            !before
+                .iter()
+                .any(|f| f["type"] == "chat.message" && f["seq"] == seq),
+            "message {seq} was delivered before its ack: {before:?}"
+        );
+        let (own, _) = sender.recv_type("chat.message").await;
+        assert_eq!(own["seq"], seq);
     }
 }
