@@ -204,8 +204,9 @@ pub trait Bus: Send + Sync + fmt::Debug + 'static {
     }
 
     /// The other nodes' pressure of the sessions this node runs, the worst
-    /// of them per session ([`Pressure::worse`]) (replaces what was heard before: a session left out is
-    /// weighed by this node alone). A bus without other nodes ignores it.
+    /// of them per session ([`Pressure::worse`]). Replaces what was heard
+    /// before: a session left out is weighed by this node alone. A bus
+    /// without other nodes ignores it.
     fn weigh_elsewhere(&self, _elsewhere: HashMap<Uuid, Pressure>) {}
 
     /// Publishes an event to a session's members.

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use super::rate::TokenBucket;
 use crate::auth::guest;
 use crate::bus::Pressure;
-pub use crate::bus::CROWD;
 
 /// Chat limits (configurable).
 #[derive(Debug, Clone, Copy)]
@@ -214,10 +213,11 @@ impl ChatLog {
     }
 
     /// Whether the session has room for a send from `author`, given how far
-    /// its fan-out on this node is behind: none while `max_fanout_queue`
-    /// events wait for the fan-out, or while more than half of its members
-    /// (of at least [`CROWD`]) are behind for want of pace (their sockets
-    /// backed up): accepted, such a message would only be delivered later,
+    /// its fan-out is behind (on the worst node, [`Pressure::worse`]): none
+    /// while `max_fanout_queue` events wait for the fan-out, or while more
+    /// than half of its members there (of at least
+    /// [`CROWD`](crate::bus::CROWD)) are behind for want of pace (their
+    /// sockets backed up): accepted, such a message would only be delivered later,
     /// and everything after it too. Members behind for a join, a gap or a
     /// resync (a take-over puts them all there at once) do not count.
     /// The host's sends always have room (the session is theirs), and so
@@ -390,6 +390,7 @@ fn reject(message: impl Into<String>) -> ChatReject {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::CROWD;
     use mobile_bridge::protocol::Role;
     use uuid::Uuid;
 

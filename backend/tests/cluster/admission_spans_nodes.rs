@@ -34,11 +34,11 @@ async fn a_crowd_behind_on_another_node_holds_new_chat_back() {
         .await;
     let other = 1 - owner;
 
-    // A crowd (simmer::live::chat::CROWD members) on the other node that
+    // A crowd (simmer::bus::CROWD members) on the other node that
     // reads nothing; nobody is a member on the owner's node.
     let crowd_user = cluster.rest(other).register().await;
     let mut crowd = Vec::new();
-    for _ in 0..simmer::live::chat::CROWD {
+    for _ in 0..simmer::bus::CROWD {
         let mut ws = WsClient::connect(&cluster.node(other).address, &crowd_user).await;
         assert_eq!(ws.join(&sid, None).await["status"], "ok");
         crowd.push(ws);
