@@ -184,8 +184,8 @@ async fn send_one(
 
 /// The server's own histograms of the latency breakdown (`/metrics`), and
 /// its counters of history reads.
-struct Breakdown {
-    durable: Buckets,
+pub(crate) struct Breakdown {
+    pub(crate) durable: Buckets,
     first: Buckets,
     last: Buckets,
     /// Members' replays from history, by cause, on every node.
@@ -257,7 +257,11 @@ impl Breakdown {
     /// The histograms of `url` (the node the host and senders use), and
     /// the counters of it and every other node in `nodes` added up: in a
     /// cluster, members replay on the nodes they are connected to.
-    async fn scrape(http: &reqwest::Client, url: &str, nodes: &[String]) -> Option<Self> {
+    pub(crate) async fn scrape(
+        http: &reqwest::Client,
+        url: &str,
+        nodes: &[String],
+    ) -> Option<Self> {
         let text = metrics(http, url).await?;
         let mut replays = counter(&text, "simmer_ws_chat_replays_total");
         let mut refills = counter(&text, "simmer_fanout_refills_total");
@@ -275,7 +279,7 @@ impl Breakdown {
         })
     }
 
-    fn since(&self, earlier: &Self) -> Self {
+    pub(crate) fn since(&self, earlier: &Self) -> Self {
         Self {
             durable: self.durable.since(&earlier.durable),
             first: self.first.since(&earlier.first),
@@ -299,11 +303,11 @@ async fn busy_poll(on: Arc<AtomicBool>) {
 /// The acknowledged sends: how many, and the range of their sequence
 /// numbers.
 #[derive(Debug, Default)]
-struct Acks {
-    count: u64,
+pub(crate) struct Acks {
+    pub(crate) count: u64,
     /// Refused with `rate_limited` (the server's own limits at work).
-    refused: u64,
-    failed: u64,
+    pub(crate) refused: u64,
+    pub(crate) failed: u64,
     first_seq: Option<u64>,
     last_seq: u64,
 }
@@ -327,7 +331,7 @@ impl Acks {
         }
     }
 
-    fn merge(&mut self, other: Acks) {
+    pub(crate) fn merge(&mut self, other: Acks) {
         self.count += other.count;
         self.refused += other.refused;
         self.failed += other.failed;
@@ -342,7 +346,7 @@ impl Acks {
 /// One sender's sends until `deadline`: `rate` a second, or with `rate`
 /// 0 as fast as acknowledged with `window` in flight; waits for the last
 /// answers.
-async fn send_until(
+pub(crate) async fn send_until(
     sender: Client,
     session: SessionId,
     rate: f64,

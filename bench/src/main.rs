@@ -15,6 +15,7 @@ mod idle;
 mod media;
 mod members;
 mod raw;
+mod rooms;
 mod setup;
 mod stats;
 mod takeover;
@@ -33,6 +34,9 @@ struct Cli {
 enum Command {
     /// N viewers in one session, a sender at R msgs/s for T seconds.
     Fanout(fanout::FanoutArgs),
+    /// S sessions, a sender in each at R msgs/s: the time to each
+    /// sender's ack while every session writes its chat.
+    Rooms(rooms::RoomsArgs),
     /// Hold N joined connections; report server memory per connection.
     Idle(idle::IdleArgs),
     /// Chat in a session from the terminal.
@@ -87,6 +91,10 @@ fn main() -> anyhow::Result<()> {
             Command::Watch(args) => {
                 raise_file_limit();
                 watch::run(args).await
+            }
+            Command::Rooms(args) => {
+                raise_file_limit();
+                rooms::run(args).await
             }
             Command::WatchFollow(args) => watch::follow(args).await,
             Command::Takeover(args) => takeover::run(args).await,

@@ -1,7 +1,9 @@
 //! `ChatChannel`: the supervised actor of one session's chat. It numbers
 //! messages ([`ChatLog`]), writes them in batches (group commit: while one
-//! batch is being written, the next accumulates), acknowledges a sender only
-//! once its message is durable, and then publishes it on the bus, encoded once.
+//! batch is being written, the next accumulates; on SQLite the node's
+//! [`ChatWriter`] also puts the batches of its sessions in one transaction),
+//! acknowledges a sender only once its message is durable, and then
+//! publishes it on the bus, encoded once.
 //! A resend answers with the stored message: from the ring, or for an older
 //! one (the idempotency window is longer than the ring) one keyed read.
 
@@ -20,6 +22,7 @@ use uuid::Uuid;
 use serde::{Deserialize, Serialize};
 
 use super::chat::{Accepted, ChatLimits, ChatLog, ChatReject, Recorded};
+use super::chat_writer::ChatWriter;
 use super::ownership::Ownership;
 use crate::bus::{Bus, BusEvent};
 use crate::metrics::{FanoutClock, Metrics, FANOUT_SAMPLE_EVERY};
@@ -44,6 +47,7 @@ type Waiter = oneshot::Sender<Result<Arc<ChatMessage>, ChatError>>;
 pub struct ChatChannel {
     session_id: Uuid,
     db: DatabaseConnection,
+    writer: ChatWriter,
     bus: Arc<dyn Bus>,
     metrics: Metrics,
     limits: ChatLimits,
@@ -68,6 +72,7 @@ impl ChatChannel {
     pub fn new(
         session_id: Uuid,
         db: DatabaseConnection,
+        writer: ChatWriter,
         bus: Arc<dyn Bus>,
         metrics: Metrics,
         limits: ChatLimits,
@@ -76,6 +81,7 @@ impl ChatChannel {
         Self {
             session_id,
             db,
+            writer,
             bus,
             metrics,
             limits,
@@ -127,7 +133,7 @@ impl ChatChannel {
         self.writing = true;
         let take = self.pending.len().min(MAX_BATCH);
         let batch: Vec<(ChatMessage, Instant)> = self.pending.drain(..take).collect();
-        let db = self.db.clone();
+        let writer = self.writer.clone();
         let (id, fence) = (self.session_id, self.ownership.fence());
         let now = Utc::now();
         let fut = async move {
@@ -141,7 +147,7 @@ impl ChatChannel {
                     (m.clone(), sent_at)
                 })
                 .collect();
-            let result = store::insert_batch(&db, id, fence, &rows).await;
+            let result = writer.write(id, fence, rows).await;
             (batch, result)
         };
         ctx.spawn(

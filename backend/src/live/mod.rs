@@ -6,6 +6,7 @@
 //! ├── LocalSessions                 supervision: session id -> its actors
 //! │   ├── CookingSession            lifecycle
 //! │   ├── ChatChannel               chat: sequence, group commit, fan-out
+//! │   │   └── ChatWriter            its writes: on SQLite, all sessions' grouped
 //! │   ├── RecipeTimer               the recipe timer: deadlines, alerts
 //! │   └── MediaRoom                 the video relay (`crate::media`)
 //! ├── Presence                      who is connected to which session
@@ -19,6 +20,7 @@ mod actor;
 mod calls;
 pub mod chat;
 pub mod chat_actor;
+pub mod chat_writer;
 mod frames;
 mod ownership;
 mod presence;

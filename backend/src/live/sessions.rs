@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::calls::Call;
 use super::chat::ChatLimits;
 use super::chat_actor::GetHistory;
+use super::chat_writer::ChatWriter;
 use super::frames;
 use super::ownership::Ownership;
 use super::presence::Presence;
@@ -98,6 +99,7 @@ impl Sessions {
     ) -> anyhow::Result<Self> {
         let local = LocalSessions::new(ActorDeps {
             db: db.clone(),
+            chat_writer: ChatWriter::new(db.clone()),
             bus: bus.clone(),
             metrics: metrics.clone(),
             chat_limits,

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::actor::{CookingSession, Shutdown};
 use super::chat::ChatLimits;
 use super::chat_actor::{ChatChannel, StopChat};
+use super::chat_writer::ChatWriter;
 use super::frames;
 use super::ownership::Ownership;
 use super::timer_actor::{RecipeTimer, StopTimer};
@@ -82,6 +83,8 @@ impl Actors {
 #[derive(Debug, Clone)]
 pub(super) struct ActorDeps {
     pub(super) db: DatabaseConnection,
+    /// The chat channels' writes, grouped across sessions on SQLite.
+    pub(super) chat_writer: ChatWriter,
     pub(super) bus: Arc<dyn Bus>,
     pub(super) metrics: Metrics,
     pub(super) chat_limits: ChatLimits,
@@ -166,7 +169,15 @@ impl LocalSessions {
         let hold = hold.clone();
         let handle = &self.inner.arbiters[arbiter];
         start_actor(handle, move || {
-            ChatChannel::new(id, d.db, d.bus, d.metrics, d.chat_limits, hold)
+            ChatChannel::new(
+                id,
+                d.db,
+                d.chat_writer,
+                d.bus,
+                d.metrics,
+                d.chat_limits,
+                hold,
+            )
         })
     }
 

@@ -66,14 +66,65 @@ pub async fn insert_batch(
     fence: i64,
     batch: &[(ChatMessage, DateTime<Utc>)],
 ) -> Result<bool, DbErr> {
-    use chat_message::Column as C;
-    use sea_orm::sea_query::{Alias, Expr, Query, SimpleExpr, ValueTuple};
-    use sea_orm::{ConnectionTrait, Value};
-    use simmer_entity::session;
-
+    use sea_orm::ConnectionTrait;
     if batch.is_empty() {
         return Ok(true);
     }
+    let insert = fenced_insert(db.get_database_backend(), session_id, fence, batch)?;
+    Ok(db.execute(insert).await?.rows_affected() > 0)
+}
+
+/// One session's batch for [`insert_batches`].
+#[derive(Debug)]
+pub struct Batch {
+    pub session_id: Uuid,
+    pub fence: i64,
+    pub rows: Vec<(ChatMessage, DateTime<Utc>)>,
+}
+
+/// Inserts the batches of several sessions in one transaction, each under
+/// its own fence as [`insert_batch`] does: one commit, so one sync of the
+/// log for all of them. For each batch, whether it was written (`false`:
+/// its fence no longer holds), or the error of its statement (on SQLite a
+/// failed statement is undone alone and the others still commit). `Err`
+/// when the transaction itself failed: then none is known to be written.
+pub async fn insert_batches(
+    db: &DatabaseConnection,
+    batches: &[Batch],
+) -> Result<Vec<Result<bool, DbErr>>, DbErr> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    if let [one] = batches {
+        return Ok(vec![
+            insert_batch(db, one.session_id, one.fence, &one.rows).await,
+        ]);
+    }
+    let backend = db.get_database_backend();
+    let txn = db.begin().await?;
+    let mut written = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let result = match fenced_insert(backend, batch.session_id, batch.fence, &batch.rows) {
+            Ok(insert) => txn.execute(insert).await.map(|r| r.rows_affected() > 0),
+            Err(e) => Err(e),
+        };
+        written.push(result);
+    }
+    txn.commit().await?;
+    Ok(written)
+}
+
+/// `INSERT … SELECT … FROM (VALUES …) WHERE EXISTS (the session with this
+/// fence)` for a non-empty batch.
+fn fenced_insert(
+    backend: sea_orm::DbBackend,
+    session_id: Uuid,
+    fence: i64,
+    batch: &[(ChatMessage, DateTime<Utc>)],
+) -> Result<sea_orm::Statement, DbErr> {
+    use chat_message::Column as C;
+    use sea_orm::sea_query::{Alias, Expr, Query, SimpleExpr, ValueTuple};
+    use sea_orm::Value;
+    use simmer_entity::session;
+
     let columns = [
         C::SessionId,
         C::Seq,
@@ -122,8 +173,7 @@ pub async fn insert_batch(
         .select_from(select)
         .map_err(|e| DbErr::Custom(e.to_string()))?
         .to_owned();
-    let written = db.execute(db.get_database_backend().build(&insert)).await?;
-    Ok(written.rows_affected() > 0)
+    Ok(backend.build(&insert))
 }
 
 /// The newest `limit` messages of a session, oldest first.
