@@ -51,7 +51,7 @@ struct Group {
     db: DatabaseConnection,
     queue: Mutex<Vec<Queued>>,
     /// Held by the leader while it writes.
-    turn: tokio::sync::Mutex<()>,
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Debug)]
@@ -66,7 +66,7 @@ impl ChatWriter {
             DbBackend::Sqlite => Self(Way::Grouped(Arc::new(Group {
                 db,
                 queue: Mutex::new(Vec::new()),
-                turn: tokio::sync::Mutex::new(()),
+                turn: Arc::new(tokio::sync::Mutex::new(())),
             }))),
             _ => Self(Way::Direct(db)),
         }
@@ -85,6 +85,7 @@ impl ChatWriter {
                 .map_err(Arc::new),
             Way::Grouped(group) => {
                 group
+                    .clone()
                     .write(Batch {
                         session_id,
                         fence,
@@ -97,35 +98,41 @@ impl ChatWriter {
 }
 
 impl Group {
-    async fn write(&self, batch: Batch) -> Written {
+    async fn write(self: Arc<Self>, batch: Batch) -> Written {
         let (done, mut answer) = oneshot::channel();
         self.queue().push(Queued { batch, done });
-        let _turn = self.turn.lock().await;
+        let turn = self.turn.clone().lock_owned().await;
         match answer.try_recv() {
             // A leader before us wrote it.
             Ok(written) => return written,
-            // A leader took it and was dropped before it answered: whether
+            // A leader took it and was stopped before it answered: whether
             // it was written is not known (the sender's retry finds out).
             Err(oneshot::error::TryRecvError::Closed) => return Err(Arc::new(gone())),
             // Still queued: ours to write, with everything queued since.
             Err(oneshot::error::TryRecvError::Empty) => {}
         }
         let queued = std::mem::take(&mut *self.queue());
-        let (batches, dones): (Vec<Batch>, Vec<_>) =
-            queued.into_iter().map(|q| (q.batch, q.done)).unzip();
-        match store::insert_batches(&self.db, &batches).await {
-            Ok(written) => {
-                for (done, result) in dones.into_iter().zip(written) {
-                    let _ = done.send(result.map_err(Arc::new));
+        // A task of its own (on this thread), holding the turn: if this
+        // caller is dropped midway (its actor stopped), the others' batches
+        // are still written and answered.
+        tokio::spawn(async move {
+            let (batches, dones): (Vec<Batch>, Vec<_>) =
+                queued.into_iter().map(|q| (q.batch, q.done)).unzip();
+            match store::insert_batches(&self.db, &batches).await {
+                Ok(written) => {
+                    for (done, result) in dones.into_iter().zip(written) {
+                        let _ = done.send(result.map_err(Arc::new));
+                    }
+                }
+                Err(e) => {
+                    let e = Arc::new(e);
+                    for done in dones {
+                        let _ = done.send(Err(e.clone()));
+                    }
                 }
             }
-            Err(e) => {
-                let e = Arc::new(e);
-                for done in dones {
-                    let _ = done.send(Err(e.clone()));
-                }
-            }
-        }
+            drop(turn);
+        });
         answer.await.unwrap_or_else(|_| Err(Arc::new(gone())))
     }
 
