@@ -33,6 +33,8 @@
 #              SIMMER_CHAT_MAX_FANOUT_QUEUE=256 ./scripts/bench-realtime.sh fanout \
 #                --raw-members --viewers 10000 --senders 100 --rate 500 --duration 20
 #   BENCH_BIN=PATH   run this simmer-bench binary, and build nothing.
+#   DATABASE_URL=postgres://...  the server on this PostgreSQL database
+#            (SQLite in the temporary data directory otherwise).
 #   PIN=1    the server on CPU 0 and the load tool on CPU 1 (taskset), so
 #            neither takes the other's core. Each then sees one CPU (tokio
 #            and actix size their worker pools from the affinity mask).
@@ -116,7 +118,7 @@ if [ "$FLOOR" = 1 ]; then
     "${IN_SERVER_NET[@]}" "${SERVER_ON[@]}" "$BENCH" floor --bind "$HOST:$PORT" \
         >"$WORK/server.log" 2>&1 &
 else
-    SERVER="release simmer (SQLite)"
+    SERVER="release simmer ($(if [ -n "${DATABASE_URL:-}" ]; then echo "PostgreSQL: DATABASE_URL"; else echo SQLite; fi))"
     SIMMER_BIND="$HOST:$PORT" SIMMER_DATA_DIR="$WORK" RUST_LOG=warn \
         SIMMER_CHAT_RATE_PER_S=1000000 SIMMER_CHAT_BURST=1000000 \
         SIMMER_CHAT_MAX_FANOUT_QUEUE="${SIMMER_CHAT_MAX_FANOUT_QUEUE:-0}" \
