@@ -9,13 +9,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::{StreamExt, TryStreamExt};
 use mobile_bridge::client::{Client, ClientConfig};
 use mobile_bridge::SessionId;
 use serde_json::json;
+use simmer_testkit::rest;
 
 use crate::fanout::{send_until, Acks, Breakdown};
-use crate::setup::{self, post, CpuWindow};
+use crate::setup::{self, CpuWindow};
 use crate::stats::{ms, Histogram};
 
 /// Options of the `rooms` scenario.
@@ -126,54 +127,35 @@ async fn senders(
 ) -> anyhow::Result<Vec<(Client, SessionId)>> {
     let scene = setup::live_session(http, &args.url).await?;
     let token = scene.host_token;
-    let recipe = post(
+    let recipe = rest::create_recipe(
         http,
-        format!("{}/api/v1/recipes", args.url),
-        Some(&token),
+        &args.url,
+        &token,
         json!({"title": "Bench soup", "steps": [{"text": "Stir", "duration_s": 60}]}),
     )
     .await?;
-    let recipe: uuid::Uuid = recipe["id"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("recipe id"))?
-        .parse()?;
     let ws_url = format!("{}/ws", args.url.replacen("http", "ws", 1));
-    let mut senders = Vec::with_capacity(args.sessions);
-    let mut pending = FuturesUnordered::new();
-    let mut next = 0;
-    while senders.len() < args.sessions {
-        while next < args.sessions && pending.len() < args.concurrency.max(1) {
-            let first = (next == 0).then_some(scene.session_id);
-            next += 1;
-            let (http, base, token, ws_url) = (
-                http.clone(),
-                args.url.clone(),
-                token.clone(),
-                ws_url.clone(),
-            );
-            pending.push(async move {
-                let session = match first {
-                    Some(id) => id,
-                    None => {
-                        let id = simmer_testkit::rest::create_session(
-                            &http, &base, &token, recipe, "Bench",
-                        )
-                        .await?;
-                        simmer_testkit::rest::start_session(&http, &base, &token, id).await?;
-                        id
-                    }
+    let first = scene.session_id;
+    let senders = futures_util::stream::iter(0..args.sessions)
+        .map(|n| {
+            let (http, base, token, ws_url) = (http, &args.url, &token, ws_url.clone());
+            async move {
+                let session = if n == 0 {
+                    first
+                } else {
+                    let id = rest::create_session(http, base, token, recipe, "Bench").await?;
+                    rest::start_session(http, base, token, id).await?;
+                    id
                 };
-                let mut config = ClientConfig::new(ws_url, token);
+                let mut config = ClientConfig::new(ws_url, token.clone());
                 config.request_timeout = Duration::from_secs(30);
                 let (sender, _events) = Client::connect(config).await?;
                 sender.join(SessionId(session)).await?;
                 anyhow::Ok((sender, SessionId(session)))
-            });
-        }
-        match pending.next().await {
-            Some(joined) => senders.push(joined?),
-            None => break,
-        }
-    }
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .try_collect()
+        .await?;
     Ok(senders)
 }

@@ -9,13 +9,10 @@ use std::time::Duration;
 use chrono::Utc;
 use mobile_bridge::protocol::{Author, ChatMessage, Role};
 use mobile_bridge::{SessionId, UserId};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter, TransactionTrait};
 use serde_json::json;
 use simmer::store;
-use simmer_entity::session;
 
-use crate::helpers::{boot, spawn_app, test_settings};
+use crate::helpers::{boot, spawn_app, take_over_held, test_settings};
 
 #[actix_rt::test]
 async fn the_old_holder_is_refused_and_the_new_one_carries_on() {
@@ -92,18 +89,7 @@ async fn a_write_waits_for_a_take_over_under_way_then_is_refused() {
         .fence;
 
     // Another node's take-over, held open in its own connection.
-    let other = Database::connect(&app.database_url).await.unwrap();
-    let take_over = other.begin().await.unwrap();
-    let raised = session::Entity::update_many()
-        .col_expr(
-            session::Column::Fence,
-            Expr::col(session::Column::Fence).add(1),
-        )
-        .filter(session::Column::Id.eq(session))
-        .exec(&take_over)
-        .await
-        .unwrap();
-    assert_eq!(raised.rows_affected, 1);
+    let take_over = take_over_held(&app.database_url, session).await;
 
     let message = ChatMessage {
         session_id: SessionId(session),

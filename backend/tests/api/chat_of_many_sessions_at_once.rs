@@ -11,15 +11,12 @@ use chrono::Utc;
 use futures_util::future::join_all;
 use mobile_bridge::protocol::{Author, ChatMessage, Role};
 use mobile_bridge::{SessionId, UserId};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter, TransactionTrait};
 use serde_json::json;
 use simmer::live::chat_writer::ChatWriter;
 use simmer::store;
-use simmer_entity::session;
 use uuid::Uuid;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, take_over_held};
 
 const SESSIONS: usize = 12;
 const MESSAGES: usize = 8;
@@ -110,18 +107,7 @@ async fn a_batch_whose_fence_moved_is_refused_alone() {
     let writer = ChatWriter::new(db.clone());
 
     // Another node's take-over of the second session, held open.
-    let other = Database::connect(&app.database_url).await.unwrap();
-    let take_over = other.begin().await.unwrap();
-    let raised = session::Entity::update_many()
-        .col_expr(
-            session::Column::Fence,
-            Expr::col(session::Column::Fence).add(1),
-        )
-        .filter(session::Column::Id.eq(sessions[1]))
-        .exec(&take_over)
-        .await
-        .unwrap();
-    assert_eq!(raised.rows_affected, 1);
+    let take_over = take_over_held(&app.database_url, sessions[1]).await;
 
     let write = |n: usize| {
         let (writer, session, fence) = (writer.clone(), sessions[n], fences[n]);

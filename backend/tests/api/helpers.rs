@@ -143,6 +143,30 @@ pub async fn boot(settings: Settings) -> TestApp {
 }
 
 /// A unique username.
+/// Another node's take-over of `session` (its fence raised), held open in
+/// a connection of its own until the transaction is committed: a chat write
+/// of the session waits for it, then finds the fence moved.
+pub async fn take_over_held(database_url: &str, session: Uuid) -> sea_orm::DatabaseTransaction {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+    use simmer_entity::session;
+    let other = Database::connect(database_url)
+        .await
+        .expect("second connection");
+    let take_over = other.begin().await.expect("transaction");
+    let raised = session::Entity::update_many()
+        .col_expr(
+            session::Column::Fence,
+            Expr::col(session::Column::Fence).add(1),
+        )
+        .filter(session::Column::Id.eq(session))
+        .exec(&take_over)
+        .await
+        .expect("fence raised");
+    assert_eq!(raised.rows_affected, 1);
+    take_over
+}
+
 pub fn username() -> String {
     format!("u{}", &Uuid::new_v4().simple().to_string()[..12])
 }
