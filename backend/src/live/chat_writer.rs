@@ -5,9 +5,10 @@
 //! written, the next accumulates). SQLite has one writer at a time, and
 //! with many sessions on a node their batches met at its lock: a write that
 //! found it taken slept in SQLite's busy handler (1, 2, 5, 10 … 100 ms),
-//! however soon the lock was free again. At 1,000 messages/s over 200
-//! sessions that made the durable write's p99 32 ms and its worst 231 ms,
-//! with the server at 40 % of a core.
+//! however soon the lock was free again. At 2,000 messages/s over 1,000
+//! sessions that made the sender's ack p99 55–80 ms and its worst 630–730
+//! ms, with the server at 77 % of a core (now 2.5–4 ms, 10–40 ms, 61 %;
+//! docs/benchmarks.md, "Many sessions chatting at once").
 //!
 //! Here a write waits for its turn instead, and whoever's turn comes writes
 //! every batch queued by then, all sessions' in one transaction, one sync of

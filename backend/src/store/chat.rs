@@ -102,6 +102,10 @@ pub async fn insert_batches(
     let txn = db.begin().await?;
     let mut written = Vec::with_capacity(batches.len());
     for batch in batches {
+        if batch.rows.is_empty() {
+            written.push(Ok(true));
+            continue;
+        }
         let result = match fenced_insert(backend, batch.session_id, batch.fence, &batch.rows) {
             Ok(insert) => txn.execute(insert).await.map(|r| r.rows_affected() > 0),
             Err(e) => Err(e),
