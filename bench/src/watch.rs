@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::{FuturesUnordered, StreamExt, TryStreamExt};
 use mobile_bridge::watch_client::{request_pairing, WatchClient, WatchConfig};
 use serde_json::json;
+use simmer_testkit::rest;
 use uuid::Uuid;
 use watch_sync::WatchFrame;
 
@@ -84,50 +85,26 @@ async fn running_sessions(
         ]}),
     )
     .await?;
-    let recipe_id = recipe["id"].as_str().context("recipe id")?.to_owned();
-    let mut sessions = Vec::with_capacity(args.sessions);
-    let mut pending = FuturesUnordered::new();
-    let mut next = 0;
-    while sessions.len() < args.sessions {
-        while next < args.sessions && pending.len() < args.concurrency {
-            next += 1;
-            let (http, base, token, recipe_id) = (
-                http.clone(),
-                args.url.clone(),
-                token.clone(),
-                recipe_id.clone(),
-            );
-            pending.push(async move {
-                let session = post(
-                    &http,
-                    format!("{base}/api/v1/sessions"),
-                    Some(&token),
-                    json!({"recipe_id": recipe_id, "title": "Bench stock"}),
-                )
-                .await?;
-                let id: Uuid = session["id"].as_str().context("session id")?.parse()?;
+    let recipe: Uuid = recipe["id"].as_str().context("recipe id")?.parse()?;
+    let sessions = futures_util::stream::iter(0..args.sessions)
+        .map(|_| {
+            let (base, token) = (&args.url, &token);
+            async move {
+                let id = rest::create_session(http, base, token, recipe, "Bench stock").await?;
+                rest::start_session(http, base, token, id).await?;
                 post(
-                    &http,
-                    format!("{base}/api/v1/sessions/{id}/start"),
-                    Some(&token),
-                    json!({}),
-                )
-                .await?;
-                post(
-                    &http,
+                    http,
                     format!("{base}/api/v1/sessions/{id}/timer"),
-                    Some(&token),
+                    Some(token),
                     json!({"action": "start"}),
                 )
                 .await?;
-                Ok::<_, anyhow::Error>(id)
-            });
-        }
-        match pending.next().await {
-            Some(result) => sessions.push(result?),
-            None => break,
-        }
-    }
+                anyhow::Ok(id)
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .try_collect()
+        .await?;
     Ok((token, sessions))
 }
 
