@@ -80,9 +80,10 @@ async fn every_message_of_many_sessions_sent_at_once_is_stored_in_order() {
 }
 
 /// Three sessions' batches written at once while another node takes the
-/// second over: the first waits for the database (on SQLite it leads, and
-/// the other two queue behind it and are then written together); the
-/// second is refused, the first and third are written.
+/// second over. On SQLite the first waits for the database's lock and
+/// leads, and the other two queue behind it and are then written together;
+/// on PostgreSQL only the second waits (for its session's row). Either way
+/// the second is refused, the first and third are written.
 #[actix_rt::test]
 async fn a_batch_whose_fence_moved_is_refused_alone() {
     let app = spawn_app().await;
