@@ -20,6 +20,11 @@ def check(name, condition, detail=""):
         print(f"FAIL {name} {detail}")
 
 
+def failures():
+    """How many checks failed so far."""
+    return _failed
+
+
 def finish():
     """Prints the tally (the test script adds it to its summary) and exits."""
     print(f"{_passed} passed, {_failed} failed")
