@@ -81,6 +81,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
 
+    /// How long a SQLite write waits for another's to end before it is
+    /// refused with 503, in milliseconds [default: 5000].
+    #[arg(long, env = "SIMMER_DB_BUSY_TIMEOUT_MS")]
+    pub db_busy_timeout_ms: Option<u64>,
+
     /// Redis URL: several nodes with the same Redis and the same PostgreSQL
     /// run as one cluster (docs/cluster.md) [default: unset, a single node].
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
@@ -485,6 +490,7 @@ impl ConfigArgs {
             data_dir,
             database_url,
             db_max_connections,
+            db_busy_timeout_ms,
             redis_url,
             node_id,
             advertise_url,
@@ -561,6 +567,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: Secret,
     pub db_max_connections: u32,
+    /// How long a SQLite write waits for the lock (`db::busy`).
+    pub db_busy_timeout: Duration,
     pub redis_url: Option<Secret>,
     /// This node's name in the cluster.
     pub node_id: String,
@@ -654,6 +662,14 @@ impl Settings {
             data_dir,
             database_url,
             db_max_connections: args.db_max_connections.unwrap_or(10).max(1),
+            db_busy_timeout: {
+                let ms = args.db_busy_timeout_ms.unwrap_or(5000);
+                anyhow::ensure!(
+                    (1..=600_000).contains(&ms),
+                    "db_busy_timeout_ms must be between 1 and 600000"
+                );
+                Duration::from_millis(ms)
+            },
             redis_url: args.redis_url,
             node_id: match args.node_id {
                 Some(id) => {

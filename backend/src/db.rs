@@ -16,6 +16,8 @@ use simmer_migration::Migrator;
 
 use crate::config::Settings;
 
+mod busy;
+
 /// How long to try to reach the database at start-up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -121,7 +123,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
         prepare_sqlite_file(path, *create, *read_only)
             .with_context(|| format!("cannot open the {target}"))?;
     }
-    let db = match open_pool(url, &target, settings.db_max_connections).await {
+    let db = match open_pool(url, &target, settings).await {
         Ok(db) => db,
         Err(e) => {
             let reason = why_not_connected(&target, &*e).await;
@@ -148,15 +150,18 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
 async fn open_pool(
     url: &str,
     target: &Target,
-    max_connections: u32,
+    settings: &Settings,
 ) -> Result<DatabaseConnection, Box<dyn std::error::Error + Send + Sync>> {
+    let max_connections = settings.db_max_connections;
     use sea_orm::sqlx::ConnectOptions as _;
     use sea_orm::sqlx::{postgres::PgConnectOptions, sqlite::SqliteConnectOptions};
     use sea_orm::{SqlxPostgresConnector, SqlxSqliteConnector};
     Ok(match target {
         Target::SqliteFile { .. } | Target::SqliteMemory => {
             let options: SqliteConnectOptions = url.parse()?;
+            let timeout = settings.db_busy_timeout;
             let pool = pool_options(max_connections)
+                .after_connect(move |conn, _| Box::pin(busy::install(conn, timeout)))
                 .connect_with(options.disable_statement_logging())
                 .await?;
             SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
@@ -351,5 +356,67 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// A write that meets another's lock is retried by our handler (not
+    /// SQLite's, which sleeps up to 100 ms between tries), goes through once
+    /// the lock is free, and is refused with 503 when the lock is held for
+    /// longer than `db_busy_timeout`.
+    #[tokio::test]
+    async fn a_write_waits_for_the_lock_then_is_refused_after_the_timeout() {
+        use crate::config::{ConfigArgs, Secret};
+        use actix_web::ResponseError;
+        use sea_orm::TransactionTrait;
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::config::sqlite_url(&dir.path().join("simmer.db"));
+        let settings = Settings::resolve(ConfigArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url: Some(Secret::new(url.clone())),
+            jwt_secret: Some(Secret::new("a-test-secret-of-at-least-32-bytes-long")),
+            db_busy_timeout_ms: Some(300),
+            ..ConfigArgs::default()
+        })
+        .unwrap();
+        let db = connect(&settings).await.unwrap();
+        db.execute_unprepared("CREATE TABLE t (x INTEGER)")
+            .await
+            .unwrap();
+
+        // Another connection's write holds the lock.
+        let other = Database::connect(&url).await.unwrap();
+        let held = other.begin().await.unwrap();
+        held.execute_unprepared("INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
+
+        let before = busy::retries();
+        let refused = db
+            .execute_unprepared("INSERT INTO t VALUES (2)")
+            .await
+            .unwrap_err();
+        assert!(busy::retries() > before, "our handler was asked");
+        let answer = crate::error::ApiError::from(refused);
+        assert_eq!(answer.status_code().as_u16(), 503, "{answer:?}");
+
+        let waiting = tokio::spawn({
+            let db = db.clone();
+            async move { db.execute_unprepared("INSERT INTO t VALUES (3)").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        held.commit().await.unwrap();
+        waiting
+            .await
+            .unwrap()
+            .expect("written once the lock is free");
+        let rows = db
+            .query_all(sea_orm::Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT x FROM t ORDER BY x",
+            ))
+            .await
+            .unwrap();
+        let xs: Vec<i64> = rows.iter().map(|r| r.try_get("", "x").unwrap()).collect();
+        assert_eq!(xs, [1, 3], "the refused write left nothing");
     }
 }

@@ -196,8 +196,9 @@ impl From<DbErr> for ApiError {
     }
 }
 
-/// Whether a database error says the database was out of reach, not that
-/// the query was wrong: no connection to be had, or the one in use broke
+/// Whether a database error says the database was out of reach or busy, not
+/// that the query was wrong: no connection to be had, SQLite's lock held
+/// too long by another write, or the connection in use broke
 /// (PostgreSQL restarted or ended it: SQLSTATE classes 08 and 57). The pool
 /// drops a broken connection, so a retry gets a good one.
 fn connection_lost(e: &DbErr) -> bool {
@@ -212,11 +213,25 @@ fn connection_lost(e: &DbErr) -> bool {
     };
     match sqlx {
         Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
-        Sqlx::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+        Sqlx::Database(db) => {
+            db.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some_and(sqlite_busy)
+                || db
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57"))
+        }
         _ => false,
     }
+}
+
+/// SQLite's `SQLITE_BUSY` or `SQLITE_LOCKED` (any extended code of them):
+/// another connection's write held the lock for longer than the node waits
+/// (`db_busy_timeout`). Retrying later may work.
+fn sqlite_busy(e: &sea_orm::sqlx::sqlite::SqliteError) -> bool {
+    use sea_orm::sqlx::error::DatabaseError as _;
+    e.code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
 }
 
 impl ResponseError for ApiError {
