@@ -7,8 +7,9 @@
 //! Under chat load the chat writer commits every millisecond or so, so a
 //! REST write that met the lock woke up to find it taken again and slept
 //! longer each time: at 1,000 chat messages/s over 200 sessions, 50 recipe
-//! creations/s had p99 4.5–34.9 ms and a worst of 9.6–80 ms, where alone
-//! they had 3.7 ms (docs/benchmarks.md, "Other writes beside the chat").
+//! creations/s had p99 5.5–55 ms and a worst of 80–631 ms; with this
+//! handler 2.0–5.0 and 4.3–6.7 ms, the chat unchanged (docs/benchmarks.md,
+//! "Other writes beside the chat").
 //!
 //! Here a connection tries again after 50 µs, doubling to at most 1 ms, and
 //! gives up (SQLite's `SQLITE_BUSY`, answered 503) after the node's
