@@ -13,9 +13,10 @@
 //!
 //! Here a connection tries again after 50 µs, doubling to at most 1 ms, and
 //! gives up (SQLite's `SQLITE_BUSY`, answered 503) after the node's
-//! `db_busy_timeout` (5 s by default, sqlx's). The chat's own batches do not meet each other
-//! at the lock (they take turns in `live::chat_writer`), so this is for
-//! the writes beside them: REST, the timer, the leases.
+//! `db_busy_timeout` (5 s by default, sqlx's). The chat's own batches do
+//! not meet each other at the lock (they take turns in
+//! `live::chat_writer`), so this is for the writes beside them: REST and
+//! the timer.
 
 use std::cell::Cell;
 use std::os::raw::{c_int, c_void};
