@@ -654,6 +654,14 @@ impl Settings {
             anyhow::ensure!(secs > 0, "{name} must be positive");
             Ok(Duration::from_secs(secs))
         };
+        let millis = |name: &str, value: Option<u64>, default: u64, least: u64| {
+            let ms = value.unwrap_or(default);
+            anyhow::ensure!(
+                (least..=600_000).contains(&ms),
+                "{name} must be between {least} and 600000"
+            );
+            Ok::<_, anyhow::Error>(Duration::from_millis(ms))
+        };
         let bind = args
             .bind
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
@@ -662,14 +670,7 @@ impl Settings {
             data_dir,
             database_url,
             db_max_connections: args.db_max_connections.unwrap_or(10).max(1),
-            db_busy_timeout: {
-                let ms = args.db_busy_timeout_ms.unwrap_or(5000);
-                anyhow::ensure!(
-                    (1..=600_000).contains(&ms),
-                    "db_busy_timeout_ms must be between 1 and 600000"
-                );
-                Duration::from_millis(ms)
-            },
+            db_busy_timeout: millis("db_busy_timeout_ms", args.db_busy_timeout_ms, 5000, 1)?,
             redis_url: args.redis_url,
             node_id: match args.node_id {
                 Some(id) => {
@@ -688,14 +689,7 @@ impl Settings {
             advertise_url: args
                 .advertise_url
                 .unwrap_or_else(|| format!("http://{}", bind)),
-            lease_ttl: {
-                let ms = args.lease_ttl_ms.unwrap_or(5000);
-                anyhow::ensure!(
-                    (500..=600_000).contains(&ms),
-                    "lease_ttl_ms must be between 500 and 600000"
-                );
-                Duration::from_millis(ms)
-            },
+            lease_ttl: millis("lease_ttl_ms", args.lease_ttl_ms, 5000, 500)?,
             jwt_secret: args.jwt_secret,
             access_token_ttl: positive("access_token_ttl_s", args.access_token_ttl_s, 900)?,
             refresh_token_ttl: positive(
@@ -845,6 +839,38 @@ mod tests {
         // Generated at each start, unless set.
         from_file.node_id.clone_from(&defaults.node_id);
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn millisecond_settings_are_kept_in_range() {
+        let refused = [
+            ConfigArgs {
+                db_busy_timeout_ms: Some(0),
+                ..ConfigArgs::default()
+            },
+            ConfigArgs {
+                lease_ttl_ms: Some(499),
+                ..ConfigArgs::default()
+            },
+            ConfigArgs {
+                db_busy_timeout_ms: Some(600_001),
+                ..ConfigArgs::default()
+            },
+        ];
+        for (args, name) in
+            refused
+                .into_iter()
+                .zip(["db_busy_timeout_ms", "lease_ttl_ms", "db_busy_timeout_ms"])
+        {
+            let e = Settings::resolve(args).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains("600000"), "{e}");
+        }
+        let settings = Settings::resolve(ConfigArgs {
+            db_busy_timeout_ms: Some(250),
+            ..ConfigArgs::default()
+        })
+        .unwrap();
+        assert_eq!(settings.db_busy_timeout, Duration::from_millis(250));
     }
 
     #[test]
