@@ -152,10 +152,10 @@ async fn open_pool(
     target: &Target,
     settings: &Settings,
 ) -> Result<DatabaseConnection, Box<dyn std::error::Error + Send + Sync>> {
-    let max_connections = settings.db_max_connections;
     use sea_orm::sqlx::ConnectOptions as _;
     use sea_orm::sqlx::{postgres::PgConnectOptions, sqlite::SqliteConnectOptions};
     use sea_orm::{SqlxPostgresConnector, SqlxSqliteConnector};
+    let max_connections = settings.db_max_connections;
     Ok(match target {
         Target::SqliteFile { .. } | Target::SqliteMemory => {
             let options: SqliteConnectOptions = url.parse()?;

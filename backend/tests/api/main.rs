@@ -10,6 +10,7 @@ mod simmer_process;
 mod ws_client;
 
 mod a_superseded_node_cannot_write;
+mod a_write_held_up_too_long;
 mod accounts;
 mod anonymous_load_keeps_memory_flat;
 mod bad_input_gets_problem_json;
