@@ -75,7 +75,7 @@ extern "C" fn busy(timeout_ms: *mut c_void, count: c_int) -> c_int {
     let timeout = Duration::from_millis(timeout_ms.addr() as u64);
     let now = Instant::now();
     let since = WAITING_SINCE.with(|since| {
-        if count == 0 || since.get().is_none() {
+        if count == 0 {
             since.set(Some(now));
         }
         since.get().unwrap_or(now)

@@ -142,7 +142,6 @@ pub async fn boot(settings: Settings) -> TestApp {
     }
 }
 
-/// A unique username.
 /// Another node's take-over of `session` (its fence raised), held open in
 /// a connection of its own until the transaction is committed: a chat write
 /// of the session waits for it, then finds the fence moved.
@@ -167,6 +166,7 @@ pub async fn take_over_held(database_url: &str, session: Uuid) -> sea_orm::Datab
     take_over
 }
 
+/// A unique username.
 pub fn username() -> String {
     format!("u{}", &Uuid::new_v4().simple().to_string()[..12])
 }
