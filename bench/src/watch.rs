@@ -10,7 +10,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use futures_util::stream::{FuturesUnordered, StreamExt, TryStreamExt};
 use mobile_bridge::watch_client::{request_pairing, WatchClient, WatchConfig};
 use serde_json::json;
@@ -75,17 +74,16 @@ async fn running_sessions(
 ) -> anyhow::Result<(String, Vec<Uuid>)> {
     let scene = setup::live_session(http, &args.url).await?;
     let token = scene.host_token;
-    let recipe = post(
+    let recipe = rest::create_recipe(
         http,
-        format!("{}/api/v1/recipes", args.url),
-        Some(&token),
+        &args.url,
+        &token,
         json!({"title": "Slow stock", "steps": [
             {"text": "Simmer the stock", "duration_s": 86400, "label": "Simmer"},
             {"text": "Strain", "label": "Strain"}
         ]}),
     )
     .await?;
-    let recipe: Uuid = recipe["id"].as_str().context("recipe id")?.parse()?;
     let sessions = futures_util::stream::iter(0..args.sessions)
         .map(|_| {
             let (base, token) = (&args.url, &token);
