@@ -146,3 +146,136 @@ impl Group {
 fn gone() -> DbErr {
     DbErr::Custom("the chat write was abandoned before it was answered".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mobile_bridge::protocol::{Author, Role};
+    use mobile_bridge::{SessionId, UserId};
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+
+    use super::*;
+    use crate::config::{ConfigArgs, Secret, Settings};
+    use crate::store::sessions::{self, NewSession, RecipeCopy};
+
+    fn message(session_id: Uuid, author: Uuid, seq: u64) -> (ChatMessage, DateTime<Utc>) {
+        let now = Utc::now();
+        let message = ChatMessage {
+            session_id: SessionId(session_id),
+            seq,
+            author: Author {
+                id: UserId(author),
+                name: "Host".into(),
+                role: Role::Host,
+            },
+            text: format!("message {seq}"),
+            sent_at: now.to_rfc3339(),
+            client_msg_id: Some(format!("m{seq}")),
+            deleted: false,
+        };
+        (message, now)
+    }
+
+    /// The leader writes the batches queued behind it on a task of its own:
+    /// when its caller goes away midway (its chat channel stopped), its own
+    /// batch and its followers' are still written, and the followers are
+    /// answered. Written in the caller instead, the write would be dropped
+    /// with it and every follower told "not known to be written".
+    #[tokio::test]
+    async fn the_leaders_followers_are_answered_when_its_caller_goes_away_midway() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::config::sqlite_url(&dir.path().join("simmer.db"));
+        let settings = Settings::resolve(ConfigArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url: Some(Secret::new(url.clone())),
+            jwt_secret: Some(Secret::new("a-test-secret-of-at-least-32-bytes-long")),
+            ..ConfigArgs::default()
+        })
+        .unwrap();
+        let db = crate::db::connect(&settings).await.unwrap();
+        crate::db::migrate(&db).await.unwrap();
+        let host = crate::store::users::create(&db, "host", "Host", "-".into())
+            .await
+            .unwrap()
+            .id;
+        let mut ids = Vec::new();
+        for title in ["first", "second"] {
+            let session = sessions::insert(
+                &db,
+                NewSession {
+                    host_id: host,
+                    title: title.into(),
+                    allow_guests: false,
+                    auto_advance: false,
+                    recipe: RecipeCopy {
+                        id: None,
+                        title: title.into(),
+                        description: None,
+                        servings: None,
+                        steps: Vec::new(),
+                    },
+                },
+            )
+            .await
+            .unwrap();
+            ids.push(session.id);
+        }
+        let (first, second) = (ids[0], ids[1]);
+        db.execute_unprepared("CREATE TABLE elsewhere (x INTEGER)")
+            .await
+            .unwrap();
+
+        let writer = ChatWriter::new(db.clone());
+        let Way::Grouped(group) = &writer.0 else {
+            panic!("SQLite's writes are grouped");
+        };
+        // Both batches queue while the turn is taken, so that the first
+        // caller's turn writes both. A caller queues its batch and asks for
+        // the turn in one step: the leader is in line for it first.
+        let turn = group.turn.clone().lock_owned().await;
+        let mut callers = Vec::new();
+        for (id, queued) in [(first, 1), (second, 2)] {
+            callers.push(tokio::spawn({
+                let writer = writer.clone();
+                async move { writer.write(id, 0, vec![message(id, host, 1)]).await }
+            }));
+            while group.queue().len() < queued {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let (leader, follower) = (callers.remove(0), callers.remove(0));
+        // Another connection holds SQLite's lock: the grouped write waits
+        // for it, in flight, after the leader took both batches.
+        let other = Database::connect(&url).await.unwrap();
+        let held = other.begin().await.unwrap();
+        held.execute_unprepared("INSERT INTO elsewhere VALUES (1)")
+            .await
+            .unwrap();
+        drop(turn);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !group.queue().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the leader took the queued batches");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!follower.is_finished(), "the write waits for the lock");
+
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        held.commit().await.unwrap();
+
+        let written = tokio::time::timeout(Duration::from_secs(10), follower)
+            .await
+            .expect("the follower is answered")
+            .unwrap();
+        assert!(matches!(written, Ok(true)), "{written:?}");
+        for id in [first, second] {
+            let stored = store::newest(&db, id, 10).await.unwrap();
+            assert_eq!(stored.len(), 1, "session {id}: {stored:?}");
+            assert_eq!(stored[0].text, "message 1");
+        }
+    }
+}
