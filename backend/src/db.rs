@@ -325,6 +325,26 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
     }
 }
 
+/// A node's settings on a new SQLite file in `dir` (the rest defaults), and
+/// the file's URL, for tests that also open the database beside the node.
+#[cfg(test)]
+pub(crate) fn sqlite_test_settings(
+    dir: &std::path::Path,
+    busy_timeout_ms: Option<u64>,
+) -> (Settings, String) {
+    use crate::config::{ConfigArgs, Secret};
+    let url = crate::config::sqlite_url(&dir.join("simmer.db"));
+    let settings = Settings::resolve(ConfigArgs {
+        data_dir: Some(dir.to_path_buf()),
+        database_url: Some(Secret::new(url.clone())),
+        jwt_secret: Some(Secret::new("a-test-secret-of-at-least-32-bytes-long")),
+        db_busy_timeout_ms: busy_timeout_ms,
+        ..ConfigArgs::default()
+    })
+    .expect("valid test settings");
+    (settings, url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,20 +384,11 @@ mod tests {
     /// longer than `db_busy_timeout`.
     #[tokio::test]
     async fn a_write_waits_for_the_lock_then_is_refused_after_the_timeout() {
-        use crate::config::{ConfigArgs, Secret};
         use actix_web::ResponseError;
         use sea_orm::TransactionTrait;
 
         let dir = tempfile::tempdir().unwrap();
-        let url = crate::config::sqlite_url(&dir.path().join("simmer.db"));
-        let settings = Settings::resolve(ConfigArgs {
-            data_dir: Some(dir.path().to_path_buf()),
-            database_url: Some(Secret::new(url.clone())),
-            jwt_secret: Some(Secret::new("a-test-secret-of-at-least-32-bytes-long")),
-            db_busy_timeout_ms: Some(300),
-            ..ConfigArgs::default()
-        })
-        .unwrap();
+        let (settings, url) = sqlite_test_settings(dir.path(), Some(300));
         let db = connect(&settings).await.unwrap();
         db.execute_unprepared("CREATE TABLE t (x INTEGER)")
             .await

@@ -156,7 +156,6 @@ mod tests {
     use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 
     use super::*;
-    use crate::config::{ConfigArgs, Secret, Settings};
     use crate::store::sessions::{self, NewSession, RecipeCopy};
 
     fn message(session_id: Uuid, author: Uuid, seq: u64) -> (ChatMessage, DateTime<Utc>) {
@@ -185,14 +184,7 @@ mod tests {
     #[tokio::test]
     async fn the_leaders_followers_are_answered_when_its_caller_goes_away_midway() {
         let dir = tempfile::tempdir().unwrap();
-        let url = crate::config::sqlite_url(&dir.path().join("simmer.db"));
-        let settings = Settings::resolve(ConfigArgs {
-            data_dir: Some(dir.path().to_path_buf()),
-            database_url: Some(Secret::new(url.clone())),
-            jwt_secret: Some(Secret::new("a-test-secret-of-at-least-32-bytes-long")),
-            ..ConfigArgs::default()
-        })
-        .unwrap();
+        let (settings, url) = crate::db::sqlite_test_settings(dir.path(), None);
         let db = crate::db::connect(&settings).await.unwrap();
         crate::db::migrate(&db).await.unwrap();
         let host = crate::store::users::create(&db, "host", "Host", "-".into())
