@@ -34,9 +34,10 @@ field() {
 }
 
 run() { # run PAIR FLOOR ARGS...
-    local pair=$1 floor=$2
+    local pair=$1 floor=$2 name=simmer
     shift 2
-    local log="$OUT/pair$pair-$(if [ "$floor" = 1 ]; then echo floor; else echo simmer; fi).log"
+    if [ "$floor" = 1 ]; then name=floor; fi
+    local log="$OUT/pair$pair-$name.log"
     if ! FLOOR=$floor "$ROOT/scripts/bench-realtime.sh" fanout "$@" >"$log" 2>&1; then
         echo "run failed ($log):" >&2
         tail -20 "$log" >&2

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what is missing, then
-# runs formatting and lint checks, the tests on SQLite and on PostgreSQL, the
-# cluster tests (several nodes on one PostgreSQL and one Redis), the
-# media relay (WebRTC) tests and headless Chromium publishing and playing
-# video, both in a private network namespace, an OpenAPI-driven
-# fuzz run (schemathesis) against a booted server, and independent Python
-# chat and watch clients against another.
+# runs formatting and lint checks (Rust and these scripts), the tests on
+# SQLite and on PostgreSQL, the cluster tests (several nodes on one PostgreSQL
+# and one Redis), the media relay (WebRTC) tests and headless Chromium
+# publishing and playing video, both in a private network namespace, an
+# OpenAPI-driven fuzz run (schemathesis) against a booted server, and
+# independent Python chat and watch clients against another.
 #
 #   ./scripts/test.sh
 #
@@ -119,6 +119,11 @@ cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy "${CARGO_ALL[@]}" --all-targets -- -D warnings
+
+step "shellcheck (the scripts: warnings and errors)"
+command -v shellcheck >/dev/null || apt_install shellcheck
+mapfile -t SCRIPTS < <(find scripts -name '*.sh' | sort)
+shellcheck -x -P SCRIPTDIR -S warning "${SCRIPTS[@]}" .ci/run
 
 step "tests on SQLite"
 # shellcheck disable=SC2046 # one word per flag

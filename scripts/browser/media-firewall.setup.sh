@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/browser.sh inside the test's own network namespace,
 # before the server starts, for media-firewall.mjs: a network that blocks
 # UDP for the browser, and coturn that the browser reaches over TCP.

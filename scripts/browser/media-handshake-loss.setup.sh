@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/browser.sh inside the test's own network namespace,
 # before the server starts, for media-handshake-loss.mjs: every UDP flow
 # loses the first datagram that begins with a DTLS ChangeCipherSpec, the

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by every script that builds or tests (scripts/test.sh and the
 # scripts it calls): each cargo run names the whole workspace with every
 # feature. Cargo unifies a dependency's features over the packages it
