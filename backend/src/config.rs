@@ -844,24 +844,29 @@ mod tests {
     #[test]
     fn millisecond_settings_are_kept_in_range() {
         let refused = [
-            ConfigArgs {
-                db_busy_timeout_ms: Some(0),
-                ..ConfigArgs::default()
-            },
-            ConfigArgs {
-                lease_ttl_ms: Some(499),
-                ..ConfigArgs::default()
-            },
-            ConfigArgs {
-                db_busy_timeout_ms: Some(600_001),
-                ..ConfigArgs::default()
-            },
+            (
+                ConfigArgs {
+                    db_busy_timeout_ms: Some(0),
+                    ..ConfigArgs::default()
+                },
+                "db_busy_timeout_ms",
+            ),
+            (
+                ConfigArgs {
+                    lease_ttl_ms: Some(499),
+                    ..ConfigArgs::default()
+                },
+                "lease_ttl_ms",
+            ),
+            (
+                ConfigArgs {
+                    db_busy_timeout_ms: Some(600_001),
+                    ..ConfigArgs::default()
+                },
+                "db_busy_timeout_ms",
+            ),
         ];
-        for (args, name) in
-            refused
-                .into_iter()
-                .zip(["db_busy_timeout_ms", "lease_ttl_ms", "db_busy_timeout_ms"])
-        {
+        for (args, name) in refused {
             let e = Settings::resolve(args).unwrap_err().to_string();
             assert!(e.contains(name) && e.contains("600000"), "{e}");
         }

@@ -188,7 +188,7 @@ impl ApiError {
 
 impl From<DbErr> for ApiError {
     fn from(e: DbErr) -> Self {
-        if connection_lost(&e) {
+        if unavailable(&e) {
             ApiError::Unavailable(e.into())
         } else {
             ApiError::Internal(e.into())
@@ -201,7 +201,7 @@ impl From<DbErr> for ApiError {
 /// too long by another write, or the connection in use broke
 /// (PostgreSQL restarted or ended it: SQLSTATE classes 08 and 57). The pool
 /// drops a broken connection, so a retry gets a good one.
-fn connection_lost(e: &DbErr) -> bool {
+fn unavailable(e: &DbErr) -> bool {
     use sea_orm::sqlx::Error as Sqlx;
     use sea_orm::RuntimeErr;
     let sqlx = match e {
