@@ -254,6 +254,13 @@ pub struct ConfigArgs {
     #[arg(long, env = "SIMMER_WS_SEND_BUFFER_BYTES")]
     pub ws_send_buffer_bytes: Option<usize>,
 
+    /// Write a chat message to its members' sockets through io_uring, many
+    /// sockets in one system call, where the system has it (Linux; a
+    /// seccomp profile may forbid it, and then each socket gets its own
+    /// `sendmsg`, as with `false`) [default: true].
+    #[arg(long, env = "SIMMER_WS_IO_URING")]
+    pub ws_io_uring: Option<bool>,
+
     /// Seconds of silence after which the server closes a WebSocket
     /// [default: 30]. The server pings every third of it.
     #[arg(long, env = "SIMMER_WS_IDLE_TIMEOUT_S")]
@@ -523,6 +530,7 @@ impl ConfigArgs {
             ws_max_frame_bytes,
             ws_max_backlog_bytes,
             ws_send_buffer_bytes,
+            ws_io_uring,
             ws_idle_timeout_s,
             ws_max_joins,
             watch_pairing_ttl_s,
@@ -605,6 +613,7 @@ pub struct Settings {
     pub ws_max_backlog_bytes: usize,
     /// 0: the kernel's autotuning.
     pub ws_send_buffer_bytes: usize,
+    pub ws_io_uring: bool,
     pub ws_idle_timeout: Duration,
     pub ws_max_joins: usize,
     pub watch_pairing_ttl: Duration,
@@ -731,6 +740,7 @@ impl Settings {
                 .unwrap_or(256 * 1024)
                 .max(16 * 1024),
             ws_send_buffer_bytes: args.ws_send_buffer_bytes.unwrap_or(0),
+            ws_io_uring: args.ws_io_uring.unwrap_or(true),
             ws_idle_timeout: positive("ws_idle_timeout_s", args.ws_idle_timeout_s, 30)?,
             ws_max_joins: args.ws_max_joins.unwrap_or(16).max(1),
             watch_pairing_ttl: positive("watch_pairing_ttl_s", args.watch_pairing_ttl_s, 300)?,

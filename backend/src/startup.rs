@@ -86,6 +86,7 @@ impl Application {
     /// Connects and migrates the database, restores live sessions, and binds
     /// (port 0 picks a free port). Needs a running actix `System`.
     pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        crate::websocket::batch::use_io_uring(settings.ws_io_uring);
         let listener = crate::handoff::bind(settings.bind, settings.reuse_port)
             .with_context(|| format!("binding {}", settings.bind))?;
         let addr = listener.local_addr()?;

@@ -44,7 +44,7 @@ use uuid::Uuid;
 
 use crate::bus::{BusEvent, EventKind, Followers};
 use crate::metrics::FanoutClock;
-use crate::websocket::Outlet;
+use crate::websocket::{batch, Outlet};
 
 /// Events a hub takes from its ring before it writes to the sockets: a
 /// burst goes out in one `sendmsg` per member.
@@ -689,19 +689,16 @@ async fn run(
         // messages/s acknowledged into a 10,000-member session, 13 times
         // what the fan-out could write; the members fell behind the ring
         // into history replays, and deliveries fell from 2.1 M/s to 0.65.
+        // What a socket does not take now, or a socket that failed, is its
+        // loop's to handle. The first write is reached with the first
+        // sockets' (a ring of them goes to the kernel at once).
         let wrote = !written.is_empty();
-        for (n, at) in written.drain(..).enumerate() {
+        let outlets = written.drain(..).map(|at| {
             let seat = &seats[at];
             seat.written.set(false);
-            // What the socket does not take now, or a socket that failed,
-            // is its loop's to handle.
-            if seat.outlet.flush_now().is_err() || seat.outlet.has_backlog() {
-                seat.outlet.wake_owner();
-            }
-            if n == 0 {
-                clocks.iter().for_each(|clock| clock.reached());
-            }
-        }
+            &*seat.outlet
+        });
+        batch::flush(outlets, || clocks.iter().for_each(|clock| clock.reached()));
         // Written to every member it went to directly (those left to their
         // loops count when they write it, if that is sooner).
         for clock in clocks.drain(..) {

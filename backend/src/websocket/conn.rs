@@ -27,7 +27,7 @@ use super::frame::{self, FrameError, OpCode, MAX_HEADER};
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4096;
 /// Frames (header and payload each) written in one `writev`, at most.
-const WRITE_BATCH: usize = 64;
+pub(super) const WRITE_BATCH: usize = 64;
 /// An outbound queue this long is kept for the next burst; a longer one is
 /// freed once empty.
 const KEPT_QUEUE: usize = 16;
@@ -177,7 +177,7 @@ pub struct Outlet {
 
 /// Frames waiting for the socket.
 #[derive(Default)]
-struct Outbound {
+pub(super) struct Outbound {
     chunks: VecDeque<Chunk>,
     bytes: usize,
     close_sent: bool,
@@ -526,10 +526,41 @@ impl Outlet {
                 Err(e) => return Err(e.into()),
             }
         }
-        if queue.chunks.capacity() > KEPT_QUEUE {
-            queue.chunks = VecDeque::new();
-        }
         Ok(())
+    }
+
+    /// The socket's descriptor, for a write made elsewhere.
+    #[cfg(target_os = "linux")]
+    pub(super) fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.io)
+    }
+
+    /// What is queued, as `iovec`s in `slots` (as many as fit): the queue
+    /// stays borrowed, so the memory they point to stays put, for as long
+    /// as the guard is held. `None` when nothing waits.
+    #[cfg(target_os = "linux")]
+    pub(super) fn queued<'a>(
+        &'a self,
+        slots: &mut [libc::iovec],
+    ) -> Option<(std::cell::Ref<'a, Outbound>, usize)> {
+        let queue = self.queue.borrow();
+        let mut count = 0;
+        for (slot, chunk) in slots.iter_mut().zip(&queue.chunks) {
+            let bytes = chunk.as_slice();
+            *slot = libc::iovec {
+                iov_base: bytes.as_ptr().cast_mut().cast(),
+                iov_len: bytes.len(),
+            };
+            count += 1;
+        }
+        (count > 0).then_some((queue, count))
+    }
+
+    /// `written` bytes of the queue went out through a write made
+    /// elsewhere (after [`Self::queued`]'s guard is dropped).
+    #[cfg(target_os = "linux")]
+    pub(super) fn wrote(&self, written: usize) {
+        self.queue.borrow_mut().consume(written);
     }
 }
 
@@ -547,6 +578,9 @@ impl Outbound {
             }
             written -= len;
             self.chunks.pop_front();
+        }
+        if self.chunks.is_empty() && self.chunks.capacity() > KEPT_QUEUE {
+            self.chunks = VecDeque::new();
         }
     }
 }

@@ -4,6 +4,7 @@
 //! idle, writing each outbound frame straight from its shared payload. The
 //! realtime gateway (`/ws`) and the watch feed (`/watch/ws`) run on it.
 
+pub mod batch;
 pub mod conn;
 pub mod frame;
 pub mod server;
