@@ -11,7 +11,7 @@
 //! `EAGAIN`, never parked, so every write has completed when the call
 //! returns and no buffer is the kernel's past it. The queues stay borrowed
 //! until then. The server's CPU at 5,000 × 20 fell from 0.68–0.71 to
-//! 0.59–0.61 of a core (docs/benchmarks.md, "Many sockets' writes in one
+//! 0.55–0.61 of a core (docs/benchmarks.md, "Many sockets' writes in one
 //! system call").
 //!
 //! Where io_uring is not there (another system, an old kernel, a seccomp
