@@ -95,6 +95,9 @@ mod ring {
     /// longer. Its `iovec`s take 256 KiB a worker thread.
     pub(super) const RING_ENTRIES: usize = 256;
 
+    /// What a thread without a ring says, once.
+    const ONE_AT_A_TIME: &str = "fan-out writes one sendmsg per socket";
+
     thread_local! {
         /// This worker's ring: `None` until its first fan-out, then
         /// `Some(None)` where it has none.
@@ -110,18 +113,23 @@ mod ring {
     }
 
     impl Ring {
+        /// This thread's ring, if it is to have one (said once a thread).
         pub(super) fn new() -> Option<Self> {
             if !IO_URING.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::info!(reason = "SIMMER_WS_IO_URING=false", "{ONE_AT_A_TIME}");
                 return None;
             }
             match IoUring::new(RING_ENTRIES as u32) {
-                Ok(uring) => Some(Self {
-                    uring,
-                    headers: vec![empty_header(); RING_ENTRIES],
-                    slices: vec![[empty_slice(); WRITE_BATCH]; RING_ENTRIES],
-                }),
+                Ok(uring) => {
+                    tracing::info!(ring = RING_ENTRIES, "fan-out writes through io_uring");
+                    Some(Self {
+                        uring,
+                        headers: vec![empty_header(); RING_ENTRIES],
+                        slices: vec![[empty_slice(); WRITE_BATCH]; RING_ENTRIES],
+                    })
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "io_uring is not available: each member's socket is written with its own sendmsg");
+                    tracing::warn!(reason = "io_uring is not available", error = %e, "{ONE_AT_A_TIME}");
                     None
                 }
             }
@@ -171,7 +179,7 @@ mod ring {
                         // The kernel took none of the entries (it says how
                         // many it took when it took any), and dropping the
                         // ring drops them: nothing points at the queues.
-                        tracing::warn!(error = %e, "io_uring failed: each member's socket is written with its own sendmsg from now on");
+                        tracing::warn!(reason = "io_uring failed", error = %e, "{ONE_AT_A_TIME}");
                         for (outlet, queue, _) in held {
                             drop(queue);
                             one(outlet);

@@ -20,6 +20,7 @@ mod browsers_on_other_origins;
 mod chat_dedupe_window_survives_restart;
 mod chat_moderation_and_rest;
 mod chat_of_many_sessions_at_once;
+mod chat_reaches_members_either_way_of_writing;
 mod chat_resend_answers_what_is_stored;
 mod chat_survives_random_disconnects;
 mod database_connections_that_break;
