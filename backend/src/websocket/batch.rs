@@ -6,9 +6,10 @@
 //! socket up: on the eighth machine (retpolines, SRSO's return thunks) a
 //! probe writing 1,000 loopback sockets spent 5.5–5.8 µs a socket one call
 //! at a time and 4.3–4.8 µs in rings of 64 to 1,024. Here the writes of up
-//! to 256 sockets go to the kernel in one `io_uring_enter`, each a
-//! `sendmsg` with `MSG_DONTWAIT`: it is done at once or refused with
-//! `EAGAIN`, never parked, so every write has completed when the call
+//! to 256 sockets (16 in a fan-out's first ring, so that the clock of its
+//! first write stays near it) go to the kernel in one `io_uring_enter`,
+//! each a `sendmsg` with `MSG_DONTWAIT`: it is done at once or refused
+//! with `EAGAIN`, never parked, so every write has completed when the call
 //! returns and no buffer is the kernel's past it. The queues stay borrowed
 //! until then. The server's CPU at 5,000 × 20 fell from 0.68–0.71 to
 //! 0.55–0.61 of a core (docs/benchmarks.md, "Many sockets' writes in one
@@ -49,7 +50,14 @@ pub fn flush<'a>(outlets: impl IntoIterator<Item = &'a Outlet>, first: impl FnOn
                 let Some(uring) = ring.as_mut() else {
                     return false;
                 };
-                if !uring.write(&mut outlets) {
+                // The first ring is short, so that the clock of the first
+                // member's write stops near it.
+                let size = if first.is_some() {
+                    ring::FIRST_RING
+                } else {
+                    ring::RING_ENTRIES
+                };
+                if !uring.write(&mut outlets, size) {
                     // The ring failed: this thread writes one socket at a
                     // time from now on.
                     *ring = None;
@@ -95,6 +103,10 @@ mod ring {
     /// longer. Its `iovec`s take 256 KiB a worker thread.
     pub(super) const RING_ENTRIES: usize = 256;
 
+    /// The first ring of a fan-out: the "published → first member's
+    /// socket" clock stops when it returns.
+    pub(super) const FIRST_RING: usize = 16;
+
     /// What a thread without a ring says, once.
     const ONE_AT_A_TIME: &str = "fan-out writes one sendmsg per socket";
 
@@ -135,12 +147,18 @@ mod ring {
             }
         }
 
-        /// Writes the next [`RING_ENTRIES`] outlets' queues in one call;
+        /// Writes the next `size` outlets' queues (at most [`RING_ENTRIES`])
+        /// in one call;
         /// `false` if the ring failed (the outlets taken are then written
         /// one at a time).
-        pub(super) fn write<'a>(&mut self, outlets: &mut impl Iterator<Item = &'a Outlet>) -> bool {
-            let mut held = Vec::with_capacity(RING_ENTRIES);
-            for outlet in outlets.by_ref().take(RING_ENTRIES) {
+        pub(super) fn write<'a>(
+            &mut self,
+            outlets: &mut impl Iterator<Item = &'a Outlet>,
+            size: usize,
+        ) -> bool {
+            let size = size.min(RING_ENTRIES);
+            let mut held = Vec::with_capacity(size);
+            for outlet in outlets.by_ref().take(size) {
                 let at = held.len();
                 let Some((queue, count)) = outlet.queued(&mut self.slices[at]) else {
                     continue;
