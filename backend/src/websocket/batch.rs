@@ -166,7 +166,6 @@ mod ring {
                 let header = &mut self.headers[at];
                 header.msg_iov = self.slices[at].as_mut_ptr();
                 header.msg_iovlen = count;
-                let asked: usize = self.slices[at][..count].iter().map(|s| s.iov_len).sum();
                 let send = opcode::SendMsg::new(types::Fd(outlet.fd()), header)
                     .flags((libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u32)
                     .build()
@@ -184,7 +183,7 @@ mod ring {
                     one(outlet);
                     continue;
                 }
-                held.push((outlet, queue, asked));
+                held.push((outlet, queue));
             }
             let mut results = vec![0i32; held.len()];
             let mut done = 0;
@@ -198,7 +197,7 @@ mod ring {
                         // many it took when it took any), and dropping the
                         // ring drops them: nothing points at the queues.
                         tracing::warn!(reason = "io_uring failed", error = %e, "{ONE_AT_A_TIME}");
-                        for (outlet, queue, _) in held {
+                        for (outlet, queue) in held {
                             drop(queue);
                             one(outlet);
                         }
@@ -215,25 +214,16 @@ mod ring {
                     done += 1;
                 }
             }
-            for ((outlet, queue, asked), result) in held.into_iter().zip(results) {
+            for ((outlet, queue), result) in held.into_iter().zip(results) {
                 drop(queue);
-                match usize::try_from(result) {
-                    // All of it, and more frames than one write takes
-                    // wait (a burst): written on, as one at a time would.
-                    Ok(written) if written == asked => {
-                        outlet.wrote(written);
-                        if outlet.has_backlog() {
-                            one(outlet);
-                        }
-                    }
-                    // Short, refused (EAGAIN) or failed: the loop writes
-                    // the rest as the socket takes it, or meets the error.
-                    written => {
-                        if let Ok(written) = written {
-                            outlet.wrote(written);
-                        }
-                        outlet.wake_owner();
-                    }
+                if let Ok(written) = usize::try_from(result) {
+                    outlet.wrote(written);
+                }
+                // What is left (a burst longer than one write, or what the
+                // socket refused or failed on) goes as one at a time would
+                // send it: written on, or left to the woken loop.
+                if outlet.has_backlog() {
+                    one(outlet);
                 }
             }
             true
