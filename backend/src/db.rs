@@ -309,6 +309,47 @@ fn innermost_message(error: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
+/// How to open a SQLite connection beside the pool, as the pool opens its
+/// own (same URL, same busy handler): for a writer that keeps one for
+/// itself (`live::chat_writer`). Only for a SQLite file; an in-memory
+/// database is another database on every connection.
+#[derive(Debug, Clone)]
+pub struct SqliteOpener {
+    options: sea_orm::sqlx::sqlite::SqliteConnectOptions,
+    busy_timeout: Duration,
+}
+
+impl SqliteOpener {
+    /// `None` unless the node's database is a writable SQLite file.
+    pub fn for_settings(settings: &Settings) -> anyhow::Result<Option<Self>> {
+        use sea_orm::sqlx::ConnectOptions as _;
+        let url = settings.database_url.expose();
+        match Target::of(url) {
+            Target::SqliteFile {
+                read_only: false, ..
+            } => {
+                let options: sea_orm::sqlx::sqlite::SqliteConnectOptions =
+                    url.parse().context("parsing the SQLite URL")?;
+                Ok(Some(Self {
+                    options: options.disable_statement_logging(),
+                    busy_timeout: settings.db_busy_timeout,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A new connection.
+    pub async fn open(
+        &self,
+    ) -> Result<sea_orm::sqlx::sqlite::SqliteConnection, sea_orm::sqlx::Error> {
+        use sea_orm::sqlx::ConnectOptions as _;
+        let mut conn = self.options.connect().await?;
+        busy::install(&mut conn, self.busy_timeout).await?;
+        Ok(conn)
+    }
+}
+
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     Migrator::up(db, None)

@@ -24,6 +24,7 @@ use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::db;
 use crate::live::chat::ChatLimits;
+use crate::live::chat_writer::ChatWriter;
 use crate::live::Sessions;
 use crate::media::engine::Sfu;
 use crate::metrics::{self, Metrics};
@@ -133,7 +134,16 @@ impl Application {
         };
         let sfu = Sfu::new(settings.media.clone(), media_runtime()?)
             .context("setting up the media relay")?;
-        let sessions = Sessions::new(db.clone(), bus, metrics.clone(), chat_limits, sfu, cluster)?;
+        let chat_writer = ChatWriter::new(db.clone(), db::SqliteOpener::for_settings(&settings)?);
+        let sessions = Sessions::new(
+            db.clone(),
+            chat_writer,
+            bus,
+            metrics.clone(),
+            chat_limits,
+            sfu,
+            cluster,
+        )?;
         let restored = sessions
             .restore()
             .await

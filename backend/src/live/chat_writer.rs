@@ -20,6 +20,13 @@
 //!
 //! The queue holds at most one batch per chat channel of the node (a channel
 //! writes one batch at a time), so it is bounded by the node's sessions.
+//!
+//! On a SQLite file the batches are written on a connection of the writer's
+//! own, not one of the pool's: the pool checks every connection given back
+//! with one more round trip to the connection's thread, and the check's
+//! answers and the write's woke the chat's thread by turns before it could
+//! publish (docs/benchmarks.md, "The chat's writes on a connection of their
+//! own").
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -29,6 +36,10 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use sea_orm::sqlx::sqlite::SqliteConnection;
+use sea_orm::RuntimeErr;
+
+use crate::db::SqliteOpener;
 use crate::store::chat::{self as store, Batch};
 
 /// Whether a batch was written (`false`: its fence no longer holds), or
@@ -51,8 +62,47 @@ enum Way {
 struct Group {
     db: DatabaseConnection,
     queue: Mutex<Vec<Queued>>,
-    /// Held by the leader while it writes.
-    turn: Arc<tokio::sync::Mutex<()>>,
+    /// Held by the leader while it writes, with what it writes on.
+    turn: Arc<tokio::sync::Mutex<WriteOn>>,
+}
+
+/// What a group's batches are written on.
+#[derive(Debug)]
+struct WriteOn {
+    /// How to open a connection of the writer's own; `None`: a connection of
+    /// the pool for each write (an in-memory database, which is another
+    /// database on every connection).
+    own: Option<SqliteOpener>,
+    /// The writer's own connection, opened at the first write and again
+    /// after a write that failed.
+    conn: Option<SqliteConnection>,
+}
+
+impl WriteOn {
+    async fn write(
+        &mut self,
+        db: &DatabaseConnection,
+        batches: &[Batch],
+    ) -> Result<Vec<Result<bool, DbErr>>, DbErr> {
+        let Some(opener) = &self.own else {
+            return store::insert_batches(db, batches).await;
+        };
+        let mut open = match self.conn.take() {
+            Some(open) => open,
+            None => opener
+                .open()
+                .await
+                .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e)))?,
+        };
+        let written = store::insert_batches_on(&mut open, batches).await;
+        // After any failure the connection is dropped (SQLite undoes what
+        // it held) and the next write opens another: one left in a
+        // transaction, or whose thread is gone, would fail every write after.
+        if matches!(&written, Ok(each) if each.iter().all(Result::is_ok)) {
+            self.conn = Some(open);
+        }
+        written
+    }
 }
 
 #[derive(Debug)]
@@ -62,12 +112,15 @@ struct Queued {
 }
 
 impl ChatWriter {
-    pub fn new(db: DatabaseConnection) -> Self {
+    /// Writes on `db`; on SQLite grouped, on a connection opened by `own`
+    /// when there is one ([`SqliteOpener::for_settings`]).
+    pub fn new(db: DatabaseConnection, own: Option<SqliteOpener>) -> Self {
+        let on = WriteOn { own, conn: None };
         match db.get_database_backend() {
             DbBackend::Sqlite => Self(Way::Grouped(Arc::new(Group {
                 db,
                 queue: Mutex::new(Vec::new()),
-                turn: Arc::new(tokio::sync::Mutex::new(())),
+                turn: Arc::new(tokio::sync::Mutex::new(on)),
             }))),
             _ => Self(Way::Direct(db)),
         }
@@ -102,7 +155,7 @@ impl Group {
     async fn write(self: Arc<Self>, batch: Batch) -> Written {
         let (done, mut answer) = oneshot::channel();
         self.queue().push(Queued { batch, done });
-        let turn = self.turn.clone().lock_owned().await;
+        let mut turn = self.turn.clone().lock_owned().await;
         match answer.try_recv() {
             // A leader before us wrote it.
             Ok(written) => return written,
@@ -119,7 +172,7 @@ impl Group {
         tokio::spawn(async move {
             let (batches, dones): (Vec<Batch>, Vec<_>) =
                 queued.into_iter().map(|q| (q.batch, q.done)).unzip();
-            match store::insert_batches(&self.db, &batches).await {
+            match turn.write(&self.db, &batches).await {
                 Ok(written) => {
                     for (done, result) in dones.into_iter().zip(written) {
                         let _ = done.send(result.map_err(Arc::new));
@@ -176,15 +229,20 @@ mod tests {
         (message, now)
     }
 
-    /// The leader writes the batches queued behind it on a task of its own:
-    /// when its caller goes away midway (its chat channel stopped), its own
-    /// batch and its followers' are still written, and the followers are
-    /// answered. Written in the caller instead, the write would be dropped
-    /// with it and every follower told "not known to be written".
-    #[tokio::test]
-    async fn the_leaders_followers_are_answered_when_its_caller_goes_away_midway() {
+    /// A node's database with a host and two of its sessions, and a table
+    /// for other writers; the database's URL and its settings.
+    struct Node {
+        db: DatabaseConnection,
+        url: String,
+        settings: crate::config::Settings,
+        host: Uuid,
+        sessions: [Uuid; 2],
+        _dir: tempfile::TempDir,
+    }
+
+    async fn node(busy_timeout_ms: Option<u64>) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let (settings, url) = crate::db::sqlite_test_settings(dir.path(), None);
+        let (settings, url) = crate::db::sqlite_test_settings(dir.path(), busy_timeout_ms);
         let db = crate::db::connect(&settings).await.unwrap();
         crate::db::migrate(&db).await.unwrap();
         let host = crate::store::users::create(&db, "host", "Host", "-".into())
@@ -213,12 +271,50 @@ mod tests {
             .unwrap();
             ids.push(session.id);
         }
-        let (first, second) = (ids[0], ids[1]);
         db.execute_unprepared("CREATE TABLE elsewhere (x INTEGER)")
             .await
             .unwrap();
+        Node {
+            db,
+            url,
+            settings,
+            host,
+            sessions: [ids[0], ids[1]],
+            _dir: dir,
+        }
+    }
 
-        let writer = ChatWriter::new(db.clone());
+    impl Node {
+        /// The node's writer: on a connection of its own, or on the pool's.
+        fn writer(&self, own: bool) -> ChatWriter {
+            let opener = own.then(|| {
+                crate::db::SqliteOpener::for_settings(&self.settings)
+                    .unwrap()
+                    .expect("a SQLite file")
+            });
+            ChatWriter::new(self.db.clone(), opener)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_leaders_followers_are_answered_when_its_caller_goes_away_midway() {
+        followers_are_answered_when_the_leaders_caller_goes_away(true).await;
+    }
+
+    #[tokio::test]
+    async fn on_the_pools_connections_too_the_followers_are_answered() {
+        followers_are_answered_when_the_leaders_caller_goes_away(false).await;
+    }
+
+    /// The leader writes the batches queued behind it on a task of its own:
+    /// when its caller goes away midway (its chat channel stopped), its own
+    /// batch and its followers' are still written, and the followers are
+    /// answered. Written in the caller instead, the write would be dropped
+    /// with it and every follower told "not known to be written".
+    async fn followers_are_answered_when_the_leaders_caller_goes_away(own: bool) {
+        let node = node(None).await;
+        let (db, host, [first, second]) = (&node.db, node.host, node.sessions);
+        let writer = node.writer(own);
         let Way::Grouped(group) = &writer.0 else {
             panic!("SQLite's writes are grouped");
         };
@@ -239,7 +335,7 @@ mod tests {
         let (leader, follower) = (callers.remove(0), callers.remove(0));
         // Another connection holds SQLite's lock: the grouped write waits
         // for it, in flight, after the leader took both batches.
-        let other = Database::connect(&url).await.unwrap();
+        let other = Database::connect(&node.url).await.unwrap();
         let held = other.begin().await.unwrap();
         held.execute_unprepared("INSERT INTO elsewhere VALUES (1)")
             .await
@@ -265,9 +361,57 @@ mod tests {
             .unwrap();
         assert!(matches!(written, Ok(true)), "{written:?}");
         for id in [first, second] {
-            let stored = store::newest(&db, id, 10).await.unwrap();
+            let stored = store::newest(db, id, 10).await.unwrap();
             assert_eq!(stored.len(), 1, "session {id}: {stored:?}");
             assert_eq!(stored[0].text, "message 1");
         }
+    }
+
+    /// On a SQLite file the batches go through the writer's own connection
+    /// (kept between writes), under the fence as on the pool's; a write that
+    /// fails (here: another writer holds the lock past the busy timeout)
+    /// gives the connection up, and the next write opens another and lands.
+    #[tokio::test]
+    async fn the_writers_own_connection_writes_fences_and_is_opened_again_after_a_failure() {
+        let node = node(Some(300)).await;
+        let (db, host, [first, second]) = (&node.db, node.host, node.sessions);
+        let writer = node.writer(true);
+        let Way::Grouped(group) = &writer.0 else {
+            panic!("SQLite's writes are grouped");
+        };
+        let holds_its_own = || async { group.turn.lock().await.conn.is_some() };
+        assert!(!holds_its_own().await, "opened at the first write");
+
+        let written = writer.write(first, 0, vec![message(first, host, 1)]).await;
+        assert!(matches!(written, Ok(true)), "{written:?}");
+        assert!(holds_its_own().await, "kept for the next write");
+        // A fence that no longer holds: nothing written.
+        let refused = writer
+            .write(second, 7, vec![message(second, host, 1)])
+            .await;
+        assert!(matches!(refused, Ok(false)), "{refused:?}");
+
+        // Another connection holds SQLite's lock past the busy timeout.
+        let other = Database::connect(&node.url).await.unwrap();
+        let held = other.begin().await.unwrap();
+        held.execute_unprepared("INSERT INTO elsewhere VALUES (1)")
+            .await
+            .unwrap();
+        let failed = writer.write(first, 0, vec![message(first, host, 2)]).await;
+        assert!(failed.is_err(), "{failed:?}");
+        assert!(!holds_its_own().await, "given up after the failure");
+        held.commit().await.unwrap();
+
+        let written = writer.write(first, 0, vec![message(first, host, 2)]).await;
+        assert!(matches!(written, Ok(true)), "{written:?}");
+        assert!(holds_its_own().await);
+        let texts: Vec<String> = store::newest(db, first, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(texts, ["message 1", "message 2"]);
+        assert!(store::newest(db, second, 10).await.unwrap().is_empty());
     }
 }

@@ -91,6 +91,7 @@ impl Sessions {
     /// `System`.
     pub fn new(
         db: DatabaseConnection,
+        chat_writer: ChatWriter,
         bus: Arc<dyn Bus>,
         metrics: Metrics,
         chat_limits: ChatLimits,
@@ -99,7 +100,7 @@ impl Sessions {
     ) -> anyhow::Result<Self> {
         let local = LocalSessions::new(ActorDeps {
             db: db.clone(),
-            chat_writer: ChatWriter::new(db.clone()),
+            chat_writer,
             bus: bus.clone(),
             metrics: metrics.clone(),
             chat_limits,

@@ -3,6 +3,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use mobile_bridge::protocol::{Author, ChatMessage, Role};
 use mobile_bridge::{SessionId, UserId};
+use sea_orm::sqlx::sqlite::SqliteConnection;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -114,6 +115,51 @@ pub async fn insert_batches(
     }
     txn.commit().await?;
     Ok(written)
+}
+
+/// [`insert_batches`] on a SQLite connection held outside the pool (the
+/// chat writer's own, `live::chat_writer`). Nothing to take it from or give
+/// it back to: sqlx checks every connection given back to its pool with one
+/// more round trip to the connection's thread, and the check's answers and
+/// the write's woke the chat's thread by turns before it could publish.
+pub async fn insert_batches_on(
+    conn: &mut SqliteConnection,
+    batches: &[Batch],
+) -> Result<Vec<Result<bool, DbErr>>, DbErr> {
+    use sea_orm::sqlx::Connection as _;
+    if let [one] = batches {
+        return Ok(vec![insert_on(conn, one).await]);
+    }
+    let mut txn = conn.begin().await.map_err(exec_err)?;
+    let mut written = Vec::with_capacity(batches.len());
+    for batch in batches {
+        written.push(insert_on(&mut txn, batch).await);
+    }
+    txn.commit().await.map_err(exec_err)?;
+    Ok(written)
+}
+
+/// One batch as [`insert_batch`] writes it, on `conn`.
+async fn insert_on(conn: &mut SqliteConnection, batch: &Batch) -> Result<bool, DbErr> {
+    if batch.rows.is_empty() {
+        return Ok(true);
+    }
+    let insert = fenced_insert(
+        sea_orm::DbBackend::Sqlite,
+        batch.session_id,
+        batch.fence,
+        &batch.rows,
+    )?;
+    let values = sea_query_binder::SqlxValues(insert.values.unwrap_or(sea_orm::Values(Vec::new())));
+    let done = sea_orm::sqlx::query_with(&insert.sql, values)
+        .execute(conn)
+        .await
+        .map_err(exec_err)?;
+    Ok(done.rows_affected() > 0)
+}
+
+fn exec_err(e: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
 }
 
 /// `INSERT … SELECT … FROM (VALUES …) WHERE EXISTS (the session with this

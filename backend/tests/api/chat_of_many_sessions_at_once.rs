@@ -105,7 +105,7 @@ async fn a_batch_whose_fence_moved_is_refused_alone() {
     }
     // The node's chat channels hold the sessions: a writer of our own
     // writes beside them, under the same fences.
-    let writer = ChatWriter::new(db.clone());
+    let writer = ChatWriter::new(db.clone(), None);
 
     // Another node's take-over of the second session, held open.
     let take_over = take_over_held(&app.database_url, sessions[1]).await;
