@@ -6,7 +6,7 @@
 //! ├── LocalSessions                 supervision: session id -> its actors
 //! │   ├── CookingSession            lifecycle
 //! │   ├── ChatChannel               chat: sequence, group commit, fan-out
-//! │   │   └── ChatWriter            its writes: on SQLite, all sessions' grouped
+//! │   │   └── ChatWriter            its writes: on SQLite all sessions' grouped, own connection
 //! │   ├── RecipeTimer               the recipe timer: deadlines, alerts
 //! │   └── MediaRoom                 the video relay (`crate::media`)
 //! ├── Presence                      who is connected to which session
