@@ -12,6 +12,7 @@ mod ws_client;
 mod a_superseded_node_cannot_write;
 mod a_write_held_up_too_long;
 mod accounts;
+mod acknowledged_chat_survives_kill_9;
 mod anonymous_load_keeps_memory_flat;
 mod bad_input_gets_problem_json;
 mod bad_values_name_their_source;
