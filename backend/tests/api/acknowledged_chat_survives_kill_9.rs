@@ -18,10 +18,7 @@ const MESSAGES: u64 = 60;
 #[actix_rt::test]
 async fn every_acknowledged_message_is_there_after_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("SIMMER_CHAT_RATE_PER_S", "100000"),
-        ("SIMMER_CHAT_BURST", "100000"),
-    ];
+    let env = crate::simmer_process::UNTHROTTLED_CHAT;
     let mut simmer = Simmer::start(dir.path(), &env);
     let rest = simmer.rest();
     let host = rest.register().await;

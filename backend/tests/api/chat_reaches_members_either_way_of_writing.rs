@@ -12,11 +12,8 @@ const MESSAGES: u64 = 40;
 
 async fn members_get_every_message_in_order(io_uring: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("SIMMER_WS_IO_URING", io_uring),
-        ("SIMMER_CHAT_RATE_PER_S", "100000"),
-        ("SIMMER_CHAT_BURST", "100000"),
-    ];
+    let [rate, burst] = crate::simmer_process::UNTHROTTLED_CHAT;
+    let env = [("SIMMER_WS_IO_URING", io_uring), rate, burst];
     let simmer = Simmer::start(dir.path(), &env);
     let rest = simmer.rest();
     let host = rest.register().await;

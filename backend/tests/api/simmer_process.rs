@@ -16,6 +16,12 @@ use crate::helpers::{recipe_body, username};
 /// How long a test waits for a log line or an exit.
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Settings that let a test's sender post as fast as it is acknowledged.
+pub const UNTHROTTLED_CHAT: [(&str, &str); 2] = [
+    ("SIMMER_CHAT_RATE_PER_S", "100000"),
+    ("SIMMER_CHAT_BURST", "100000"),
+];
+
 pub struct Simmer {
     child: std::process::Child,
     lines: mpsc::Receiver<String>,

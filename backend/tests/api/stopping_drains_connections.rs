@@ -166,10 +166,7 @@ async fn chat_until_gone(mut ws: WsClient, name: String, session: String) -> Vec
 #[actix_rt::test]
 async fn chat_acknowledged_before_sigterm_is_kept_and_nothing_panics() {
     let dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("SIMMER_CHAT_RATE_PER_S", "100000"),
-        ("SIMMER_CHAT_BURST", "100000"),
-    ];
+    let env = crate::simmer_process::UNTHROTTLED_CHAT;
     let mut simmer = Simmer::start(dir.path(), &env);
     let rest = simmer.rest();
     let host = rest.register().await;
