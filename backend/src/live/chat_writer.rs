@@ -32,12 +32,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use mobile_bridge::protocol::ChatMessage;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::sqlx::sqlite::SqliteConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, RuntimeErr};
 use tokio::sync::oneshot;
 use uuid::Uuid;
-
-use sea_orm::sqlx::sqlite::SqliteConnection;
-use sea_orm::RuntimeErr;
 
 use crate::db::SqliteOpener;
 use crate::store::chat::{self as store, Batch};
