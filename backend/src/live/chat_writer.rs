@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use mobile_bridge::protocol::ChatMessage;
-use sea_orm::sqlx::sqlite::SqliteConnection;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, RuntimeErr};
+use sea_orm::sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sea_orm::{DatabaseConnection, DbErr, RuntimeErr};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -58,7 +58,6 @@ enum Way {
 
 #[derive(Debug)]
 struct Group {
-    db: DatabaseConnection,
     queue: Mutex<Vec<Queued>>,
     /// Held by the leader while it writes, with what it writes on.
     turn: Arc<tokio::sync::Mutex<WriteOn>>,
@@ -67,6 +66,8 @@ struct Group {
 /// What a group's batches are written on.
 #[derive(Debug)]
 struct WriteOn {
+    /// The node's pool.
+    pool: SqlitePool,
     /// How to open a connection of the writer's own; `None`: a connection of
     /// the pool for each write (an in-memory database, which is another
     /// database on every connection).
@@ -77,22 +78,17 @@ struct WriteOn {
 }
 
 impl WriteOn {
-    async fn write(
-        &mut self,
-        db: &DatabaseConnection,
-        batches: &[Batch],
-    ) -> Result<Vec<Result<bool, DbErr>>, DbErr> {
+    async fn write(&mut self, batches: &[Batch]) -> Result<Vec<Result<bool, DbErr>>, DbErr> {
+        let conn_err = |e| DbErr::Conn(RuntimeErr::SqlxError(e));
         let Some(opener) = &self.own else {
-            return store::insert_batches(db, batches).await;
+            let mut pooled = self.pool.acquire().await.map_err(conn_err)?;
+            return store::insert_batches(&mut pooled, batches).await;
         };
         let mut open = match self.conn.take() {
             Some(open) => open,
-            None => opener
-                .open()
-                .await
-                .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e)))?,
+            None => opener.open().await.map_err(conn_err)?,
         };
-        let written = store::insert_batches_on(&mut open, batches).await;
+        let written = store::insert_batches(&mut open, batches).await;
         // After any failure the connection is dropped (SQLite undoes what
         // it held) and the next write opens another: one left in a
         // transaction, or whose thread is gone, would fail every write after.
@@ -113,13 +109,18 @@ impl ChatWriter {
     /// Writes on `db`; on SQLite grouped, on a connection opened by `own`
     /// when there is one ([`SqliteOpener::for_settings`]).
     pub fn new(db: DatabaseConnection, own: Option<SqliteOpener>) -> Self {
-        let on = WriteOn { own, conn: None };
-        match db.get_database_backend() {
-            DbBackend::Sqlite => Self(Way::Grouped(Arc::new(Group {
-                db,
-                queue: Mutex::new(Vec::new()),
-                turn: Arc::new(tokio::sync::Mutex::new(on)),
-            }))),
+        match &db {
+            DatabaseConnection::SqlxSqlitePoolConnection(_) => {
+                let on = WriteOn {
+                    pool: db.get_sqlite_connection_pool().clone(),
+                    own,
+                    conn: None,
+                };
+                Self(Way::Grouped(Arc::new(Group {
+                    queue: Mutex::new(Vec::new()),
+                    turn: Arc::new(tokio::sync::Mutex::new(on)),
+                })))
+            }
             _ => Self(Way::Direct(db)),
         }
     }
@@ -170,7 +171,7 @@ impl Group {
         tokio::spawn(async move {
             let (batches, dones): (Vec<Batch>, Vec<_>) =
                 queued.into_iter().map(|q| (q.batch, q.done)).unzip();
-            match turn.write(&self.db, &batches).await {
+            match turn.write(&batches).await {
                 Ok(written) => {
                     for (done, result) in dones.into_iter().zip(written) {
                         let _ = done.send(result.map_err(Arc::new));

@@ -83,46 +83,15 @@ pub struct Batch {
     pub rows: Vec<(ChatMessage, DateTime<Utc>)>,
 }
 
-/// Inserts the batches of several sessions in one transaction, each under
-/// its own fence as [`insert_batch`] does: one commit, so one sync of the
-/// log for all of them. For each batch, whether it was written (`false`:
-/// its fence no longer holds), or the error of its statement (on SQLite a
-/// failed statement is undone alone and the others still commit). `Err`
-/// when the transaction itself failed: then none is known to be written.
+/// Inserts the batches of several sessions of a SQLite database in one
+/// transaction on `conn`, each under its own fence as [`insert_batch`] does:
+/// one commit, so one sync of the log for all of them. For each batch,
+/// whether it was written (`false`: its fence no longer holds), or the
+/// error of its statement (on SQLite a failed statement is undone alone and
+/// the others still commit). `Err` when the transaction itself failed: then
+/// none is known to be written. A lone batch is one statement, committed on
+/// its own.
 pub async fn insert_batches(
-    db: &DatabaseConnection,
-    batches: &[Batch],
-) -> Result<Vec<Result<bool, DbErr>>, DbErr> {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
-    if let [one] = batches {
-        return Ok(vec![
-            insert_batch(db, one.session_id, one.fence, &one.rows).await,
-        ]);
-    }
-    let backend = db.get_database_backend();
-    let txn = db.begin().await?;
-    let mut written = Vec::with_capacity(batches.len());
-    for batch in batches {
-        if batch.rows.is_empty() {
-            written.push(Ok(true));
-            continue;
-        }
-        let result = match fenced_insert(backend, batch.session_id, batch.fence, &batch.rows) {
-            Ok(insert) => txn.execute(insert).await.map(|r| r.rows_affected() > 0),
-            Err(e) => Err(e),
-        };
-        written.push(result);
-    }
-    txn.commit().await?;
-    Ok(written)
-}
-
-/// [`insert_batches`] on a SQLite connection held outside the pool (the
-/// chat writer's own, `live::chat_writer`). Nothing to take it from or give
-/// it back to: sqlx checks every connection given back to its pool with one
-/// more round trip to the connection's thread, and the check's answers and
-/// the write's woke the chat's thread by turns before it could publish.
-pub async fn insert_batches_on(
     conn: &mut SqliteConnection,
     batches: &[Batch],
 ) -> Result<Vec<Result<bool, DbErr>>, DbErr> {
