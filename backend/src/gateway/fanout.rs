@@ -659,15 +659,23 @@ async fn run(
         let seats = hub.borrow();
         let mut backlog = backlog.borrow_mut();
         let mut taken = 0;
+        // The last event taken is passed on as the sockets are written
+        // (below); each one before it, at once.
+        let mut last: Option<BusEvent> = None;
         while let Some(received) = next.take() {
             match received {
                 Next::Event(event) => {
                     if let Some(clock) = &event.clock {
                         clocks.push(Arc::clone(clock));
                     }
-                    deliver(&seats, &mut backlog, event, &mut written);
+                    if let Some(earlier) = last.replace(event) {
+                        deliver(&seats, &mut backlog, earlier, &mut written);
+                    }
                 }
                 Next::Lagged(missed) => {
+                    if let Some(earlier) = last.take() {
+                        deliver(&seats, &mut backlog, earlier, &mut written);
+                    }
                     let at = backlog.end();
                     for seat in seats.iter() {
                         seat.fall_behind(&mut backlog, at);
@@ -681,7 +689,6 @@ async fn run(
                 next = feed.try_next();
             }
         }
-        drop(backlog);
         // The flush does not yield to the worker's other tasks, though it
         // takes ~40 ms for 5,000 members: that is what holds a flood of
         // chat back (senders' connections share the workers). A hub that
@@ -692,13 +699,10 @@ async fn run(
         // What a socket does not take now, or a socket that failed, is its
         // loop's to handle. The first write is reached with the first
         // sockets' (a ring of them goes to the kernel at once).
-        let wrote = !written.is_empty();
-        let outlets = written.drain(..).map(|at| {
-            let seat = &seats[at];
-            seat.written.set(false);
-            &*seat.outlet
+        let wrote = flush(&seats, &mut backlog, last, &mut written, || {
+            clocks.iter().for_each(|clock| clock.reached());
         });
-        batch::flush(outlets, || clocks.iter().for_each(|clock| clock.reached()));
+        drop(backlog);
         // Written to every member it went to directly (those left to their
         // loops count when they write it, if that is sooner).
         for clock in clocks.drain(..) {
@@ -721,52 +725,124 @@ async fn run(
     });
 }
 
-/// Passes one event to every member: written to the caught-up ones (and
+/// Passes one event to every member: queued to the caught-up ones (and
 /// noted in `written`, to be flushed), left in the backlog for the others.
 fn deliver(seats: &[Rc<Seat>], backlog: &mut Backlog, event: BusEvent, written: &mut Vec<usize>) {
     let at = backlog.end();
-    if event.kind != EventKind::Frame || event.last {
-        for seat in seats {
-            if event.kind == EventKind::GuestsRevoked && !seat.guest && seat.cursor.get().is_none()
-            {
-                continue;
-            }
-            seat.fall_behind(backlog, at);
-        }
-    } else {
-        let payload: Bytes = event.frame.clone().into_bytes();
-        for (n, seat) in seats.iter().enumerate() {
-            let backed_up = seat.outlet.backlogged();
-            if backed_up {
-                seat.slowed(backlog);
-            }
-            if backed_up || seat.cursor.get().is_some() {
-                seat.fall_behind(backlog, at);
-                continue;
-            }
-            let delivered = seat.delivered_seq.get();
-            match event.seq {
-                Some(seq) if seq <= delivered => continue,
-                // A gap: the loop fills it from history first.
-                Some(seq) if seq > delivered + 1 => {
-                    seat.fall_behind(backlog, at);
-                    continue;
+    match direct(&event) {
+        Some(payload) => {
+            for (n, seat) in seats.iter().enumerate() {
+                if offer(seat, backlog, at, event.seq, &payload) && !seat.written.replace(true) {
+                    written.push(n);
                 }
-                _ => {}
             }
-            if seat.outlet.queue_text(payload.clone()).is_err() {
-                // Closing, or over its limit: the loop meets the same error.
-                seat.fall_behind(backlog, at);
-                continue;
+        }
+        None => leave_to_loops(seats, backlog, &event, at),
+    }
+    keep(backlog, event);
+}
+
+/// Writes the members' queued frames to their sockets, and passes `last`
+/// (the round's last event) on as it goes: each member is queued its frame
+/// just before its socket's write, in rings of them, so the first sockets
+/// are written before the hub has been through every member, and a
+/// member's state is read once for both. Whether any member was written
+/// to; `first` is called once the first sockets have been.
+fn flush(
+    seats: &[Rc<Seat>],
+    backlog: &mut Backlog,
+    last: Option<BusEvent>,
+    written: &mut Vec<usize>,
+    first: impl FnOnce(),
+) -> bool {
+    let mut wrote = false;
+    match last.map(|event| (direct(&event), event)) {
+        Some((Some(payload), event)) => {
+            let at = backlog.end();
+            let outlets = seats.iter().filter_map(|seat| {
+                let offered = offer(seat, backlog, at, event.seq, &payload);
+                let earlier = seat.written.replace(false);
+                wrote |= offered || earlier;
+                (offered || earlier).then_some(&*seat.outlet)
+            });
+            batch::flush(outlets, first);
+            written.clear();
+            keep(backlog, event);
+        }
+        other => {
+            if let Some((_, event)) = other {
+                deliver(seats, backlog, event, written);
             }
-            if let Some(seq) = event.seq {
-                seat.delivered_seq.set(seq);
-            }
-            if !seat.written.replace(true) {
-                written.push(n);
-            }
+            wrote = !written.is_empty();
+            let outlets = written.drain(..).map(|at| {
+                let seat = &seats[at];
+                seat.written.set(false);
+                &*seat.outlet
+            });
+            batch::flush(outlets, first);
         }
     }
+    wrote
+}
+
+/// The payload of an event the hub may write to caught-up members itself:
+/// a plain frame, not the last.
+fn direct(event: &BusEvent) -> Option<Bytes> {
+    (event.kind == EventKind::Frame && !event.last).then(|| event.frame.clone().into_bytes())
+}
+
+/// Leaves an event that is not [`direct`] to every member's loop (a
+/// `GuestsRevoked` only to guests and to those already behind).
+fn leave_to_loops(seats: &[Rc<Seat>], backlog: &mut Backlog, event: &BusEvent, at: u64) {
+    for seat in seats {
+        if event.kind == EventKind::GuestsRevoked && !seat.guest && seat.cursor.get().is_none() {
+            continue;
+        }
+        seat.fall_behind(backlog, at);
+    }
+}
+
+/// Queues a direct event (place `at`, chat number `seq`) to a caught-up
+/// member: whether it was queued. A member backed up, behind, or past a gap
+/// gets it through its loop; one that has it already, not at all.
+fn offer(
+    seat: &Rc<Seat>,
+    backlog: &mut Backlog,
+    at: u64,
+    seq: Option<u64>,
+    payload: &Bytes,
+) -> bool {
+    let backed_up = seat.outlet.backlogged();
+    if backed_up {
+        seat.slowed(backlog);
+    }
+    if backed_up || seat.cursor.get().is_some() {
+        seat.fall_behind(backlog, at);
+        return false;
+    }
+    let delivered = seat.delivered_seq.get();
+    match seq {
+        Some(seq) if seq <= delivered => return false,
+        // A gap: the loop fills it from history first.
+        Some(seq) if seq > delivered + 1 => {
+            seat.fall_behind(backlog, at);
+            return false;
+        }
+        _ => {}
+    }
+    if seat.outlet.queue_text(payload.clone()).is_err() {
+        // Closing, or over its limit: the loop meets the same error.
+        seat.fall_behind(backlog, at);
+        return false;
+    }
+    if let Some(seq) = seq {
+        seat.delivered_seq.set(seq);
+    }
+    true
+}
+
+/// Keeps an event in the backlog while a member's loop has it to take.
+fn keep(backlog: &mut Backlog, event: BusEvent) {
     if backlog.behind > 0 {
         backlog.push(Ok(event));
     }
@@ -978,6 +1054,42 @@ mod tests {
                 assert!(member.handed().is_empty(), "nothing went through the loop");
             }
             assert_eq!((ma.delivered_seq(), mb.delivered_seq()), (3, 3));
+        });
+    }
+
+    #[test]
+    fn the_first_sockets_are_written_before_the_hub_has_been_through_every_member() {
+        on_worker(async {
+            let bus = LocalBus::new(64);
+            let session = Uuid::now_v7();
+            let mut members = Vec::new();
+            for _ in 0..40 {
+                let client = client(64).await;
+                let member = client.join(&bus, session);
+                member.settle();
+                members.push((client, member));
+            }
+            let seats: Vec<Rc<Seat>> = members.iter().map(|(_, m)| Rc::clone(&m.0)).collect();
+            let queued = || seats.iter().filter(|s| s.delivered_seq() == 1).count();
+            let mut at_first = None;
+            let backlog = Rc::clone(&seats[0].backlog);
+            let wrote = flush(
+                &seats,
+                &mut backlog.borrow_mut(),
+                Some(chat(1)),
+                &mut Vec::new(),
+                || at_first = Some(queued()),
+            );
+            assert!(wrote);
+            let at_first = at_first.expect("told of the first write");
+            assert!(
+                (1..40).contains(&at_first),
+                "first write after {at_first} of 40 members were queued"
+            );
+            assert_eq!(queued(), 40);
+            for (client, _) in &mut members {
+                client.reads_only(&frames(1..=1)).await;
+            }
         });
     }
 
