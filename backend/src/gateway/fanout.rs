@@ -35,7 +35,6 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::Poll;
 
-use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use futures_util::task::AtomicWaker;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
@@ -787,8 +786,9 @@ fn flush(
 
 /// The payload of an event the hub may write to caught-up members itself:
 /// a plain frame, not the last.
-fn direct(event: &BusEvent) -> Option<Bytes> {
-    (event.kind == EventKind::Frame && !event.last).then(|| event.frame.clone().into_bytes())
+fn direct(event: &BusEvent) -> Option<Rc<[u8]>> {
+    (event.kind == EventKind::Frame && !event.last)
+        .then(|| Rc::from(event.frame.as_bytes().as_ref()))
 }
 
 /// Leaves an event that is not [`direct`] to every member's loop (a
@@ -810,7 +810,7 @@ fn offer(
     backlog: &mut Backlog,
     at: u64,
     seq: Option<u64>,
-    payload: &Bytes,
+    payload: &Rc<[u8]>,
 ) -> bool {
     let backed_up = seat.outlet.backlogged();
     if backed_up {
@@ -830,7 +830,7 @@ fn offer(
         }
         _ => {}
     }
-    if seat.outlet.queue_text(payload.clone()).is_err() {
+    if seat.outlet.queue_local_text(payload).is_err() {
         // Closing, or over its limit: the loop meets the same error.
         seat.fall_behind(backlog, at);
         return false;

@@ -360,7 +360,11 @@ mod tests {
 
     #[tokio::test]
     async fn what_a_socket_does_not_take_is_written_by_its_loop_once_woken() {
-        for path in [Path::Ring, Path::OneByOne] {
+        // A payload of its own, and one the fan-out shares between sockets.
+        for (path, shared) in [Path::Ring, Path::OneByOne]
+            .into_iter()
+            .flat_map(|path| [(path, false), (path, true)])
+        {
             take(path);
             // A small send buffer, so that the kernel takes only part.
             let limits = Limits {
@@ -380,16 +384,28 @@ mod tests {
                     // More than the kernel takes at once, and past the
                     // high-water mark: its loop says when it is all written.
                     let big: Bytes = (0..512 * 1024).map(|i| (i % 251) as u8).collect();
-                    outlet.queue_text(big.clone()).unwrap();
+                    if shared {
+                        let payload: std::rc::Rc<[u8]> = std::rc::Rc::from(&big[..]);
+                        outlet.queue_local_text(&payload).unwrap();
+                    } else {
+                        outlet.queue_text(big.clone()).unwrap();
+                    }
                     flush([&*outlet], || {});
-                    assert!(outlet.has_backlog(), "{path:?}: the kernel took only part");
+                    assert!(
+                        outlet.has_backlog(),
+                        "{path:?} {shared}: the kernel took only part"
+                    );
                     let reader = tokio::spawn(async move { text(&mut client).await });
                     let drained = tokio::time::timeout(Duration::from_secs(10), owner)
                         .await
                         .expect("the loop was woken and wrote the rest")
                         .unwrap();
-                    assert_eq!(drained.unwrap(), Message::Drained, "{path:?}");
-                    assert_eq!(reader.await.unwrap(), big, "{path:?}: every byte, once");
+                    assert_eq!(drained.unwrap(), Message::Drained, "{path:?} {shared}");
+                    assert_eq!(
+                        reader.await.unwrap(),
+                        big,
+                        "{path:?} {shared}: every byte, once"
+                    );
                 })
                 .await;
         }

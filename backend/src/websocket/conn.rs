@@ -130,6 +130,12 @@ enum Chunk {
         end: u8,
     },
     Payload(Bytes),
+    /// A payload of this thread's, shared by many sockets' queues (the
+    /// fan-out's): counted without atomics, from `at`.
+    Local {
+        payload: Rc<[u8]>,
+        at: usize,
+    },
 }
 
 impl Chunk {
@@ -137,6 +143,7 @@ impl Chunk {
         match self {
             Self::Header { bytes, at, end } => &bytes[usize::from(*at)..usize::from(*end)],
             Self::Payload(bytes) => bytes,
+            Self::Local { payload, at } => &payload[*at..],
         }
     }
 
@@ -146,6 +153,7 @@ impl Chunk {
             // Headers are at most 10 bytes: `n` fits.
             Self::Header { at, .. } => *at += n as u8,
             Self::Payload(bytes) => bytes.advance(n),
+            Self::Local { at, .. } => *at += n,
         }
     }
 }
@@ -435,21 +443,42 @@ impl Outlet {
         self.queue(OpCode::Text, payload)
     }
 
+    /// Queues a text message whose payload this thread shares between many
+    /// sockets (see [`Self::queue_text`]): its count is kept without atomic
+    /// operations, which would order each socket's memory accesses after
+    /// the last one's.
+    pub fn queue_local_text(&self, payload: &Rc<[u8]>) -> Result<(), WsError> {
+        self.queue_chunk(OpCode::Text, payload.len(), || Chunk::Local {
+            payload: Rc::clone(payload),
+            at: 0,
+        })
+    }
+
     fn queue(&self, opcode: OpCode, payload: Bytes) -> Result<(), WsError> {
+        self.queue_chunk(opcode, payload.len(), || Chunk::Payload(payload))
+    }
+
+    /// Queues a frame's header and, unless it is empty, its payload.
+    fn queue_chunk(
+        &self,
+        opcode: OpCode,
+        len: usize,
+        payload: impl FnOnce() -> Chunk,
+    ) -> Result<(), WsError> {
         let mut queue = self.queue.borrow_mut();
         if queue.close_sent {
             return Err(WsError::Gone(None));
         }
-        let (bytes, end) = frame::header(opcode, payload.len());
-        queue.bytes += end + payload.len();
+        let (bytes, end) = frame::header(opcode, len);
+        queue.bytes += end + len;
         queue.chunks.push_back(Chunk::Header {
             bytes,
             at: 0,
             // At most 10.
             end: end as u8,
         });
-        if !payload.is_empty() {
-            queue.chunks.push_back(Chunk::Payload(payload));
+        if len > 0 {
+            queue.chunks.push_back(payload());
         }
         if queue.bytes > self.max_backlog {
             return Err(WsError::SlowReader {
