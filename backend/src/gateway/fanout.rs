@@ -746,7 +746,10 @@ fn deliver(seats: &[Rc<Seat>], backlog: &mut Backlog, event: BusEvent, written: 
 /// just before its socket's write, in rings of them, so the first sockets
 /// are written before the hub has been through every member, and a
 /// member's state is read once for both. Whether any member was written
-/// to; `first` is called once the first sockets have been.
+/// to; `first` is called once the first sockets have been. (A member is
+/// queued while the ring holds other members' queues borrowed: sound
+/// because a connection has one seat in a hub at most, as the gateway
+/// refuses a second `join` of a session.)
 fn flush(
     seats: &[Rc<Seat>],
     backlog: &mut Backlog,
