@@ -1001,14 +1001,15 @@ mod tests {
         seqs.map(|seq| format!("m{seq}")).collect()
     }
 
-    /// Two members of `session`, caught up, whose hub reads `book`.
-    async fn two_caught_up(
+    /// `n` members of `session`, caught up, whose hub reads `book`.
+    async fn caught_up(
+        n: usize,
         bus: &Arc<LocalBus>,
         session: Uuid,
         book: &Rc<Book>,
     ) -> Vec<(Client, Membership)> {
         let mut members = Vec::new();
-        for _ in 0..2 {
+        for _ in 0..n {
             let client = client(64).await;
             let member = client.join_with(bus, session, book);
             member.settle();
@@ -1065,13 +1066,7 @@ mod tests {
         on_worker(async {
             let bus = LocalBus::new(64);
             let session = Uuid::now_v7();
-            let mut members = Vec::new();
-            for _ in 0..40 {
-                let client = client(64).await;
-                let member = client.join(&bus, session);
-                member.settle();
-                members.push((client, member));
-            }
+            let mut members = caught_up(40, &bus, session, &Book::down()).await;
             let seats: Vec<Rc<Seat>> = members.iter().map(|(_, m)| Rc::clone(&m.0)).collect();
             let queued = || seats.iter().filter(|s| s.delivered_seq() == 1).count();
             let mut at_first = None;
@@ -1258,7 +1253,7 @@ mod tests {
             let bus = LocalBus::new(64);
             let session = Uuid::now_v7();
             let book = Book::new(5);
-            let mut members = two_caught_up(&bus, session, &book).await;
+            let mut members = caught_up(2, &bus, session, &book).await;
             bus.publish(session, chat(1));
             // Messages 2 to 4 never reached this node.
             bus.publish(session, chat(5));
@@ -1278,7 +1273,7 @@ mod tests {
             let bus = LocalBus::new(16);
             let session = Uuid::now_v7();
             let book = Book::new(1);
-            let mut members = two_caught_up(&bus, session, &book).await;
+            let mut members = caught_up(2, &bus, session, &book).await;
             bus.publish(session, chat(1));
             settle_down().await;
             book.newest.set(30);
@@ -1329,7 +1324,7 @@ mod tests {
             let bus = LocalBus::new(64);
             let session = Uuid::now_v7();
             let book = Book::new(1);
-            let mut members = two_caught_up(&bus, session, &book).await;
+            let mut members = caught_up(2, &bus, session, &book).await;
             bus.publish(session, chat(1));
             settle_down().await;
             // Messages 2 and 3 were lost between nodes; the bus says so.
