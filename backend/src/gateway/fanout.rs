@@ -703,62 +703,25 @@ async fn run(
         round.begin(&mut backlog.borrow_mut());
         round.take(next, &mut backlog.borrow_mut());
         round.take_waiting(&mut feed, &mut backlog.borrow_mut());
-        // Passes over the members until none is owed an event. A pass may
-        // have left some: the events taken between its chunks to those
-        // before, and a member a leave moved into a place already passed
-        // (`swap_remove`) everything.
-        let mut wrote = false;
+        // Passes over the members until none is owed an event: a pass may
+        // have left some (the events taken between its chunks to those
+        // before it; everything to a member a leave moved into a place
+        // already passed, by `swap_remove`).
         loop {
-            let mut from = 0;
             let end = round.end();
             backlog.borrow_mut().moved = false;
-            round.pass += 1;
-            loop {
-                let Some(hub) = seats.upgrade() else {
-                    return;
-                };
-                let (written, more) = {
-                    let seats = hub.borrow();
-                    let to = seats.len().min(from + CHUNK);
-                    let chunk = seats.get(from..to).unwrap_or_default();
-                    let written = write(chunk, &mut backlog.borrow_mut(), &round, || {
-                        round.clocks.iter().for_each(|timed| timed.clock.reached());
-                    });
-                    from = to;
-                    (written, to < seats.len())
-                };
-                drop(hub);
-                wrote |= written;
-                round.at = from;
-                round.stop_clocks(!more, wrote);
-                if !more {
-                    break;
-                }
-                if written {
-                    // What was published meanwhile joins the round. While
-                    // the hub keeps up, the worker's other tasks run: a
-                    // sender on it is read, and its message may join too. A
-                    // hub behind (more waits than its round takes) writes
-                    // its round out first, and the senders on its worker
-                    // wait with it: that holds back a flood the chat's
-                    // admission lets through (the host's, which it does not
-                    // refuse). Yielding regardless, a host sending as fast
-                    // as acknowledged into 10,000 members got 14 % more
-                    // acknowledged than the fan-out could keep up with: the
-                    // members' p50 went from 2.0 to 5.6 s (2026-12-06).
-                    round.take_waiting(&mut feed, &mut backlog.borrow_mut());
-                    if !feed.waiting() {
-                        tokio::task::yield_now().await;
-                        round.take_waiting(&mut feed, &mut backlog.borrow_mut());
-                    }
-                }
+            if pass(&mut round, &mut feed, &seats, &backlog)
+                .await
+                .is_none()
+            {
+                return;
             }
             let moved = std::mem::take(&mut backlog.borrow_mut().moved);
             if round.end() == end && !moved {
                 break;
             }
         }
-        round.finish(&mut backlog.borrow_mut(), wrote);
+        round.finish(&mut backlog.borrow_mut());
     }
     // The session's topic is gone (it ended): nothing more comes through
     // this ring, and a later member of the session starts a fresh hub.
@@ -773,6 +736,55 @@ async fn run(
     });
 }
 
+/// One pass of a hub over its members, [`CHUNK`] at a time, passing each
+/// the events of the round it is owed; `None` once the last has left.
+async fn pass(
+    round: &mut Round,
+    feed: &mut Feed,
+    seats: &Weak<RefCell<Vec<Rc<Seat>>>>,
+    backlog: &RefCell<Backlog>,
+) -> Option<()> {
+    round.pass += 1;
+    let mut from = 0;
+    loop {
+        let hub = seats.upgrade()?;
+        let (written, more) = {
+            let seats = hub.borrow();
+            let to = seats.len().min(from + CHUNK);
+            let chunk = seats.get(from..to).unwrap_or_default();
+            let written = write(chunk, &mut backlog.borrow_mut(), round, || {
+                round.clocks.iter().for_each(|timed| timed.clock.reached());
+            });
+            from = to;
+            (written, to < seats.len())
+        };
+        drop(hub);
+        round.wrote |= written;
+        round.at = from;
+        round.stop_clocks(!more);
+        if !more {
+            return Some(());
+        }
+        if written {
+            // What was published meanwhile joins the round. While the hub
+            // keeps up, the worker's other tasks run: a sender on it is
+            // read, and its message may join too. A hub behind (more waits
+            // than its round takes) writes its round out first, and the
+            // senders on its worker wait with it: that holds back a flood
+            // the chat's admission lets through (the host's, which it does
+            // not refuse). Yielding regardless, a host sending as fast as
+            // acknowledged into 10,000 members got 14 % more acknowledged
+            // than the fan-out could keep up with: the members' p50 went
+            // from 2.0 to 5.6 s (2026-12-06).
+            round.take_waiting(feed, &mut backlog.borrow_mut());
+            if !feed.waiting() {
+                tokio::task::yield_now().await;
+                round.take_waiting(feed, &mut backlog.borrow_mut());
+            }
+        }
+    }
+}
+
 /// The events a hub passes on in one round, from the place in the backlog
 /// of the first; each is kept there too until the round ends, for members
 /// that fall behind before the hub reaches them.
@@ -782,6 +794,8 @@ struct Round {
     events: Vec<Taken>,
     clocks: Vec<Timed>,
     closed: bool,
+    /// Whether any member's socket has been written to.
+    wrote: bool,
     /// The hub's pass over the members (from 1), and the place in its
     /// seats it has reached.
     pass: u32,
@@ -812,6 +826,7 @@ impl Round {
     fn begin(&mut self, backlog: &mut Backlog) {
         self.start = backlog.end();
         self.events.clear();
+        self.wrote = false;
         self.pass = 0;
         self.at = 0;
         backlog.hold = Some(self.start);
@@ -871,8 +886,8 @@ impl Round {
     /// that the pass has reached `at` (and has ended, when `over`).
     /// Written to every member it went to directly (those left to their
     /// loops count when they write it, if that is sooner).
-    fn stop_clocks(&mut self, over: bool, wrote: bool) {
-        let (pass, at) = (self.pass, self.at);
+    fn stop_clocks(&mut self, over: bool) {
+        let (pass, at, wrote) = (self.pass, self.at, self.wrote);
         self.clocks.retain(|timed| {
             let passed = (pass > timed.pass && at >= timed.from)
                 || (over && pass == timed.pass && timed.from == 0);
@@ -887,9 +902,9 @@ impl Round {
     }
 
     /// Every member has been passed the round (or left it to its loop).
-    fn finish(&mut self, backlog: &mut Backlog, wrote: bool) {
+    fn finish(&mut self, backlog: &mut Backlog) {
         for timed in self.clocks.drain(..) {
-            if wrote {
+            if self.wrote {
                 timed.clock.reached();
             }
             timed.clock.done();
