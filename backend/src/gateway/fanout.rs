@@ -812,6 +812,18 @@ struct Timed {
     from: usize,
 }
 
+impl Timed {
+    /// Every member has been passed the event: written to every member it
+    /// went to directly, if any was written to (those left to their loops
+    /// count when they write it, if that is sooner).
+    fn stop(&self, wrote: bool) {
+        if wrote {
+            self.clock.reached();
+        }
+        self.clock.done();
+    }
+}
+
 /// An event of a round, at place `start + its index`.
 struct Taken {
     seq: Option<u64>,
@@ -884,18 +896,13 @@ impl Round {
 
     /// Stops the clocks of the events every member has been passed, now
     /// that the pass has reached `at` (and has ended, when `over`).
-    /// Written to every member it went to directly (those left to their
-    /// loops count when they write it, if that is sooner).
     fn stop_clocks(&mut self, over: bool) {
         let (pass, at, wrote) = (self.pass, self.at, self.wrote);
         self.clocks.retain(|timed| {
             let passed = (pass > timed.pass && at >= timed.from)
                 || (over && pass == timed.pass && timed.from == 0);
             if passed {
-                if wrote {
-                    timed.clock.reached();
-                }
-                timed.clock.done();
+                timed.stop(wrote);
             }
             !passed
         });
@@ -904,10 +911,7 @@ impl Round {
     /// Every member has been passed the round (or left it to its loop).
     fn finish(&mut self, backlog: &mut Backlog) {
         for timed in self.clocks.drain(..) {
-            if self.wrote {
-                timed.clock.reached();
-            }
-            timed.clock.done();
+            timed.stop(self.wrote);
         }
         backlog.hold = None;
         if backlog.behind == 0 {
