@@ -33,6 +33,14 @@
 #              SIMMER_CHAT_MAX_FANOUT_QUEUE=256 ./scripts/bench-realtime.sh fanout \
 #                --raw-members --viewers 10000 --senders 100 --rate 500 --duration 20
 #   BENCH_BIN=PATH   run this simmer-bench binary, and build nothing.
+#   ALSO="SCENARIO ARGS..."  a second scenario run at the same time against
+#            the same server (its output after the first's, each line
+#            prefixed "also: "), started ALSO_AFTER seconds after the
+#            first (default 0: a large session's members take a while to
+#            join). E.g. small sessions' acks while one large session fans
+#            out (PIN=1 puts both tools on CPU 1):
+#              ALSO="rooms --sessions 50 --rate 5 --duration 15" ALSO_AFTER=10 PIN=1 \
+#                ./scripts/bench-realtime.sh fanout --raw-members --viewers 5000 --rate 20 --duration 20
 #   DATABASE_URL=postgres://...  the server on this PostgreSQL database
 #            (SQLite in the temporary data directory otherwise).
 #   PIN=1    the server on CPU 0 and the load tool on CPU 1 (taskset), so
@@ -142,6 +150,22 @@ PINNED=""
 if [ "$PIN" = 1 ]; then PINNED="; pinned: server on CPU 0, load tool on CPU 1"; fi
 if [ "$NET" = veth ]; then PINNED="$PINNED; over a veth pair between two network namespaces, receive work on each side's CPU"; fi
 echo "machine: $(nproc --all) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; server: $SERVER pid $PID$PINNED"
+ALSO_PID=""
+if [ -n "${ALSO:-}" ]; then
+    read -r -a also_args <<<"$ALSO"
+    (
+        sleep "${ALSO_AFTER:-0}"
+        exec "${IN_TOOL_NET[@]}" "${TOOL_ON[@]}" "$BENCH" "${also_args[@]}" --url "http://$HOST:$PORT" \
+            --server-pid "$PID"
+    ) >"$WORK/also.log" 2>&1 &
+    ALSO_PID=$!
+fi
 "${IN_TOOL_NET[@]}" "${TOOL_ON[@]}" "$BENCH" "$scenario" --url "http://$HOST:$PORT" \
     --server-pid "$PID" "${SCENARIO_ARGS[@]}" "$@"
+if [ -n "$ALSO_PID" ]; then
+    also_rc=0
+    wait "$ALSO_PID" || also_rc=$?
+    sed 's/^/also: /' "$WORK/also.log"
+    if [ "$also_rc" != 0 ]; then echo "the second scenario failed ($also_rc)" >&2; exit 1; fi
+fi
 if grep -q "panicked" "$WORK/server.log"; then echo "server panicked" >&2; exit 1; fi

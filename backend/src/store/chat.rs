@@ -132,19 +132,28 @@ fn exec_err(e: sea_orm::sqlx::Error) -> DbErr {
 }
 
 /// `INSERT … SELECT … FROM (VALUES …) WHERE EXISTS (the session with this
-/// fence)` for a non-empty batch.
+/// fence)` for a non-empty batch: its text from [`fenced_insert_sql`], its
+/// values bound in the order of its placeholders.
 fn fenced_insert(
     backend: sea_orm::DbBackend,
     session_id: Uuid,
     fence: i64,
     batch: &[(ChatMessage, DateTime<Utc>)],
 ) -> Result<sea_orm::Statement, DbErr> {
-    use chat_message::Column as C;
-    use sea_orm::sea_query::{Alias, Expr, Query, SimpleExpr, ValueTuple};
-    use sea_orm::Value;
-    use simmer_entity::session;
+    let sql = fenced_insert_sql(backend, batch.len())?;
+    let mut values = Vec::with_capacity(batch.len() * COLUMNS.len() + 3);
+    for (m, sent_at) in batch {
+        values.extend(row_values(m, *sent_at));
+    }
+    values.extend(fence_values(session_id, fence));
+    Ok(sea_orm::Statement::from_sql_and_values(
+        backend, sql, values,
+    ))
+}
 
-    let columns = [
+const COLUMNS: [chat_message::Column; 8] = {
+    use chat_message::Column as C;
+    [
         C::SessionId,
         C::Seq,
         C::AuthorId,
@@ -153,22 +162,99 @@ fn fenced_insert(
         C::Text,
         C::ClientMsgId,
         C::SentAt,
-    ];
-    let rows = batch.iter().map(|(m, sent_at)| {
-        ValueTuple::Many(vec![
-            Value::from(m.session_id.0),
-            Value::from(i64::try_from(m.seq).unwrap_or(i64::MAX)),
-            Value::from(m.author.id.0),
-            Value::from(m.author.name.clone()),
-            Value::from(role_str(m.author.role)),
-            Value::from(m.text.clone()),
-            Value::from(m.client_msg_id.clone()),
-            Value::from(*sent_at),
-        ])
-    });
+    ]
+};
+
+/// One row's values, in the order of [`COLUMNS`].
+fn row_values(m: &ChatMessage, sent_at: DateTime<Utc>) -> [sea_orm::Value; 8] {
+    use sea_orm::Value;
+    [
+        Value::from(m.session_id.0),
+        Value::from(i64::try_from(m.seq).unwrap_or(i64::MAX)),
+        Value::from(m.author.id.0),
+        Value::from(m.author.name.clone()),
+        Value::from(role_str(m.author.role)),
+        Value::from(m.text.clone()),
+        Value::from(m.client_msg_id.clone()),
+        Value::from(sent_at),
+    ]
+}
+
+/// The values of the fence's check, after the rows': `SELECT 1 FROM session
+/// WHERE id = … AND fence = …`.
+fn fence_values(session_id: Uuid, fence: i64) -> [sea_orm::Value; 3] {
+    [
+        sea_orm::Value::from(1),
+        sea_orm::Value::from(session_id),
+        sea_orm::Value::from(fence),
+    ]
+}
+
+/// Batches of up to this many rows have their statement's text built once
+/// per database and kept; a larger batch, rarer and shared by more
+/// messages, has it built each time. Bounded: at most twice this many texts
+/// (SQLite's and PostgreSQL's), the longest a few KiB.
+const KEPT_TEXTS: usize = 32;
+
+/// The text of [`fenced_insert`]'s statement for `rows` rows. Built with
+/// sea-query, which took ~0.25 ms of the chat actor's thread per message on
+/// a 2-core VM, on the path of every ack before the write could begin
+/// (docs/benchmarks.md, "The chat's statement built once"); the text depends
+/// only on the database and the number of rows, so it is kept.
+fn fenced_insert_sql(backend: sea_orm::DbBackend, rows: usize) -> Result<String, DbErr> {
+    static KEPT: [std::sync::OnceLock<String>; 2 * KEPT_TEXTS] =
+        [const { std::sync::OnceLock::new() }; 2 * KEPT_TEXTS];
+    let slot = match backend {
+        sea_orm::DbBackend::Sqlite => Some(0),
+        sea_orm::DbBackend::Postgres => Some(KEPT_TEXTS),
+        _ => None,
+    }
+    .filter(|_| (1..=KEPT_TEXTS).contains(&rows))
+    .map(|first| &KEPT[first + rows - 1]);
+    if let Some(kept) = slot.and_then(|slot| slot.get()) {
+        return Ok(kept.clone());
+    }
+    let sql = built_fenced_insert(backend, Uuid::nil(), 0, &vec![placeholder_row(); rows])?.sql;
+    if let Some(slot) = slot {
+        let _ = slot.set(sql.clone());
+    }
+    Ok(sql)
+}
+
+/// A row whose values only fill placeholders (the text does not depend on them).
+fn placeholder_row() -> (ChatMessage, DateTime<Utc>) {
+    let message = ChatMessage {
+        session_id: SessionId(Uuid::nil()),
+        seq: 0,
+        author: Author {
+            id: UserId(Uuid::nil()),
+            name: String::new(),
+            role: Role::Viewer,
+        },
+        text: String::new(),
+        sent_at: String::new(),
+        client_msg_id: Some(String::new()),
+        deleted: false,
+    };
+    (message, DateTime::<Utc>::UNIX_EPOCH)
+}
+
+/// The statement as sea-query builds it, text and values.
+fn built_fenced_insert(
+    backend: sea_orm::DbBackend,
+    session_id: Uuid,
+    fence: i64,
+    batch: &[(ChatMessage, DateTime<Utc>)],
+) -> Result<sea_orm::Statement, DbErr> {
+    use sea_orm::sea_query::{Alias, Expr, Query, SimpleExpr, ValueTuple};
+    use simmer_entity::session;
+
+    let rows = batch
+        .iter()
+        .map(|(m, sent_at)| ValueTuple::Many(row_values(m, *sent_at).into()));
     // VALUES names its columns column1, column2, … on both databases.
     let values = Alias::new("v");
-    let picked = (1..=columns.len()).map(|i| {
+    let picked = (1..=COLUMNS.len()).map(|i| {
         SimpleExpr::from(Expr::col((
             values.clone(),
             Alias::new(format!("column{i}")),
@@ -188,7 +274,7 @@ fn fenced_insert(
         .to_owned();
     let insert = Query::insert()
         .into_table(chat_message::Entity)
-        .columns(columns)
+        .columns(COLUMNS)
         .select_from(select)
         .map_err(|e| DbErr::Custom(e.to_string()))?
         .to_owned();
@@ -364,4 +450,49 @@ pub async fn last_seq(db: &DatabaseConnection, session_id: Uuid) -> Result<u64, 
     Ok(row
         .map(|r| u64::try_from(r.seq).unwrap_or_default())
         .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(rows: usize) -> Vec<(ChatMessage, DateTime<Utc>)> {
+        (0..rows)
+            .map(|i| {
+                let message = ChatMessage {
+                    session_id: SessionId(Uuid::from_u128(7)),
+                    seq: u64::try_from(i).unwrap_or_default() + 1,
+                    author: Author {
+                        id: UserId(Uuid::from_u128(u128::try_from(i).unwrap_or_default())),
+                        name: format!("viewer {i}"),
+                        role: if i % 2 == 0 { Role::Viewer } else { Role::Host },
+                    },
+                    text: format!("it's {i}'s turn to stir"),
+                    sent_at: String::new(),
+                    client_msg_id: (i % 3 != 0).then(|| format!("c-{i}")),
+                    deleted: false,
+                };
+                (message, Utc::now())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_kept_statement_is_the_one_sea_query_builds_on_both_databases() {
+        let session = Uuid::from_u128(7);
+        for backend in [sea_orm::DbBackend::Sqlite, sea_orm::DbBackend::Postgres] {
+            for rows in [1, 2, 3, KEPT_TEXTS, KEPT_TEXTS + 1, 100] {
+                let batch = batch(rows);
+                let built = built_fenced_insert(backend, session, 42, &batch).unwrap();
+                // The first call builds and keeps the text, the second reads it.
+                for _ in 0..2 {
+                    assert_eq!(
+                        fenced_insert(backend, session, 42, &batch).unwrap(),
+                        built,
+                        "{backend:?}, {rows} rows"
+                    );
+                }
+            }
+        }
+    }
 }
