@@ -132,23 +132,33 @@ fn exec_err(e: sea_orm::sqlx::Error) -> DbErr {
 }
 
 /// `INSERT … SELECT … FROM (VALUES …) WHERE EXISTS (the session with this
-/// fence)` for a non-empty batch: its text from [`fenced_insert_sql`], its
-/// values bound in the order of its placeholders.
+/// fence)` for a non-empty batch: with its text as kept ([`kept_text`]) and
+/// its values bound in the order of its placeholders, or else as sea-query
+/// builds it (and its text kept).
 fn fenced_insert(
     backend: sea_orm::DbBackend,
     session_id: Uuid,
     fence: i64,
     batch: &[(ChatMessage, DateTime<Utc>)],
 ) -> Result<sea_orm::Statement, DbErr> {
-    let sql = fenced_insert_sql(backend, batch.len())?;
-    let mut values = Vec::with_capacity(batch.len() * COLUMNS.len() + 3);
-    for (m, sent_at) in batch {
-        values.extend(row_values(m, *sent_at));
+    let kept = kept_text(backend, batch.len());
+    if let Some(sql) = kept.and_then(std::sync::OnceLock::get) {
+        let mut values = Vec::with_capacity(batch.len() * COLUMNS.len() + 3);
+        for (m, sent_at) in batch {
+            values.extend(row_values(m, *sent_at));
+        }
+        values.extend(fence_values(session_id, fence));
+        return Ok(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql.clone(),
+            values,
+        ));
     }
-    values.extend(fence_values(session_id, fence));
-    Ok(sea_orm::Statement::from_sql_and_values(
-        backend, sql, values,
-    ))
+    let built = built_fenced_insert(backend, session_id, fence, batch)?;
+    if let Some(kept) = kept {
+        let _ = kept.set(built.sql.clone());
+    }
+    Ok(built)
 }
 
 const COLUMNS: [chat_message::Column; 8] = {
@@ -196,47 +206,26 @@ fn fence_values(session_id: Uuid, fence: i64) -> [sea_orm::Value; 3] {
 /// (SQLite's and PostgreSQL's), the longest a few KiB.
 const KEPT_TEXTS: usize = 32;
 
-/// The text of [`fenced_insert`]'s statement for `rows` rows. Built with
-/// sea-query, which took ~0.25 ms of the chat actor's thread per message on
-/// a 2-core VM, on the path of every ack before the write could begin
-/// (docs/benchmarks.md, "The chat's statement built once"); the text depends
-/// only on the database and the number of rows, so it is kept.
-fn fenced_insert_sql(backend: sea_orm::DbBackend, rows: usize) -> Result<String, DbErr> {
+/// Where the text of [`fenced_insert`]'s statement for `rows` rows is
+/// kept, if it is. Built with sea-query, it took ~0.25 ms of the chat
+/// actor's thread per message on a 2-core VM, on the path of every ack
+/// before the write could begin (docs/benchmarks.md, "The chat's statement
+/// built once"); the text depends only on the database and the number of
+/// rows, so it is built once.
+fn kept_text(
+    backend: sea_orm::DbBackend,
+    rows: usize,
+) -> Option<&'static std::sync::OnceLock<String>> {
     static KEPT: [std::sync::OnceLock<String>; 2 * KEPT_TEXTS] =
         [const { std::sync::OnceLock::new() }; 2 * KEPT_TEXTS];
-    let slot = match backend {
-        sea_orm::DbBackend::Sqlite => Some(0),
-        sea_orm::DbBackend::Postgres => Some(KEPT_TEXTS),
-        _ => None,
-    }
-    .filter(|_| (1..=KEPT_TEXTS).contains(&rows))
-    .map(|first| &KEPT[first + rows - 1]);
-    if let Some(kept) = slot.and_then(|slot| slot.get()) {
-        return Ok(kept.clone());
-    }
-    let sql = built_fenced_insert(backend, Uuid::nil(), 0, &vec![placeholder_row(); rows])?.sql;
-    if let Some(slot) = slot {
-        let _ = slot.set(sql.clone());
-    }
-    Ok(sql)
-}
-
-/// A row whose values only fill placeholders (the text does not depend on them).
-fn placeholder_row() -> (ChatMessage, DateTime<Utc>) {
-    let message = ChatMessage {
-        session_id: SessionId(Uuid::nil()),
-        seq: 0,
-        author: Author {
-            id: UserId(Uuid::nil()),
-            name: String::new(),
-            role: Role::Viewer,
-        },
-        text: String::new(),
-        sent_at: String::new(),
-        client_msg_id: Some(String::new()),
-        deleted: false,
+    let first = match backend {
+        sea_orm::DbBackend::Sqlite => 0,
+        sea_orm::DbBackend::Postgres => KEPT_TEXTS,
+        _ => return None,
     };
-    (message, DateTime::<Utc>::UNIX_EPOCH)
+    (1..=KEPT_TEXTS)
+        .contains(&rows)
+        .then(|| &KEPT[first + rows - 1])
 }
 
 /// The statement as sea-query builds it, text and values.
