@@ -292,6 +292,17 @@ status, page = request(BASE + f"/api/v1/sessions/{sid}/messages?limit=100", toke
 stored = sorted(m["seq"] for m in page["items"])
 check("history holds what was acknowledged", stored[-min(100, len(acked)):] == acked[-100:], stored[-3:])
 print(f"through nginx: {len(acked)} messages, {len(reconnects)} reconnects followed")
+
+# --- every node refused within nginx's fail_timeout: the first one back is
+# used at once, not held out until its mark lapses -------------------------
+for proc in nodes:
+    proc.send_signal(signal.SIGTERM)
+for proc in nodes:
+    proc.wait(timeout=20)
+check("with every node gone, the proxy answers 502", request(BASE + "/healthz")[0] == 502)
+nodes[0] = start_node(0)
+status, _ = request(BASE + "/healthz")
+check("the first node back is used at once, though every node is marked failed", status == 200, status)
 if failures():
     print("the viewer's timeline (s since it started):")
     for event in timeline:
