@@ -5,7 +5,8 @@ over wss, urllib over https, both trusting only the test's own CA) follows a
 live session through the proxy while every node is restarted in turn with
 SIGTERM: it follows each `reconnect`, resumes with `last_seq`, and must see
 every acknowledged message once and in order, the timer unchanged, and no
-error frame.
+error frame. Then, with every node gone (each marked failed by nginx), the
+first node back must be used at once.
 
 The viewer uses the asyncio client of `websockets`, not its sync one: the
 sync client reads the TLS socket on a thread of its own while the caller's
