@@ -762,7 +762,7 @@ async fn run(
 /// on, the worker's vCPU halts meanwhile and waking it goes through the
 /// host. The durable write (~1 ms) hides both. 1,000 members × 20 msgs/s,
 /// unpinned, 10 rounds against the build before: members' p50 lower in
-/// all 10, by 0.9 ms on average, p99 in 7; no more server CPU at 5,000 ×
+/// all 10, by 1.0 ms on average, p99 in 7; no more server CPU at 5,000 ×
 /// 20 or with 200 sessions chatting (docs/benchmarks.md, "The hubs get
 /// ready while the write waits for the disk").
 ///
