@@ -1136,12 +1136,22 @@ mod tests {
 
         /// Joins a session whose hub (if this starts it) reads `book`.
         fn join_with(&self, bus: &Arc<LocalBus>, session: Uuid, book: &Rc<Book>) -> Membership {
+            self.join_reading(bus, session, Rc::clone(book) as Rc<dyn History>)
+        }
+
+        /// Joins a session whose hub (if this starts it) reads `history`.
+        fn join_reading(
+            &self,
+            bus: &Arc<LocalBus>,
+            session: Uuid,
+            history: Rc<dyn History>,
+        ) -> Membership {
             join(
                 session,
                 || Source {
                     ring: bus.subscribe(session),
                     followers: bus.followers(session),
-                    history: Rc::clone(book) as Rc<dyn History>,
+                    history,
                 },
                 self.capacity,
                 Rc::clone(self.ws.outlet()),
@@ -1632,18 +1642,7 @@ mod tests {
             let mut members = Vec::new();
             for _ in 0..2 {
                 let client = client(64).await;
-                let member = join(
-                    session,
-                    || Source {
-                        ring: bus.subscribe(session),
-                        followers: bus.followers(session),
-                        history: Rc::clone(&history),
-                    },
-                    client.capacity,
-                    Rc::clone(client.ws.outlet()),
-                    Rc::clone(&client.inbox),
-                    false,
-                );
+                let member = client.join_reading(&bus, session, Rc::clone(&history));
                 member.settle();
                 members.push((client, member));
             }
