@@ -110,28 +110,14 @@ impl BusEvent {
 }
 
 /// How a session's members on this node keep up with its events, counted
-/// by its fan-out: what the chat weighs before it takes more. Also how the
-/// chat tells the fan-out that a message is on its way.
+/// by its fan-out: what the chat weighs before it takes more.
 #[derive(Debug, Default)]
 pub struct Followers {
     members: AtomicUsize,
     slow: AtomicUsize,
-    coming: tokio::sync::Notify,
 }
 
 impl Followers {
-    /// A chat message of the session is being made durable: its hubs on
-    /// this node that are waiting get ready for it (`gateway::fanout`).
-    /// Carries nothing: the message reaches members only once published.
-    pub fn announce(&self) {
-        self.coming.notify_waiters();
-    }
-
-    /// Waits for the next [`Followers::announce`].
-    pub async fn announced(&self) {
-        self.coming.notified().await;
-    }
-
     pub fn joined(&self) {
         self.members.fetch_add(1, Ordering::Relaxed);
     }

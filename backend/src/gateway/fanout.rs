@@ -37,12 +37,6 @@
 //! and those written before it get it in a second pass. So a fan-out that
 //! takes longer than the time between two messages sends them together
 //! rather than one round after another, each waiting for the last.
-//!
-//! While a chat message is being made durable, the chat announces it to
-//! the session's hubs on this node; a hub that is waiting then reads its
-//! members' state, so that its pass after the commit finds that state in
-//! the worker's cache ([`get_ready`]). Nothing reaches a member before the
-//! message is published, as before.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -703,22 +697,9 @@ async fn run(
     seats: Weak<RefCell<Vec<Rc<Seat>>>>,
     backlog: Rc<RefCell<Backlog>>,
 ) {
-    let followers = Arc::clone(&backlog.borrow().followers);
     let mut round = Round::default();
     while !round.closed {
-        let next = {
-            // Polled to the end, not dropped for an announcement: a hole
-            // being filled from history is not left half done.
-            let next = feed.next();
-            tokio::pin!(next);
-            loop {
-                tokio::select! {
-                    biased;
-                    next = &mut next => break next,
-                    () = followers.announced() => get_ready(&seats),
-                }
-            }
-        };
+        let next = feed.next().await;
         round.begin(&mut backlog.borrow_mut());
         round.take(next, &mut backlog.borrow_mut());
         round.take_waiting(&mut feed, &mut backlog.borrow_mut());
@@ -753,31 +734,6 @@ async fn run(
             hubs.remove(&session);
         }
     });
-}
-
-/// A chat message is on its way to the disk ([`Followers::announce`]):
-/// reads what the pass after its commit reads of each member, so that the
-/// pass finds it in the worker's cache, and the worker awake. At 20
-/// messages/s a hub rests ~45 ms between messages; on the VMs we measure
-/// on, the worker's vCPU halts meanwhile and waking it goes through the
-/// host. The durable write (~1 ms) hides both. 1,000 members × 20 msgs/s,
-/// unpinned, 10 rounds against the build before: members' p50 lower in
-/// all 10, by 1.0 ms on average, p99 in 7; no more server CPU at 5,000 ×
-/// 20 or with 200 sessions chatting (docs/benchmarks.md, "The hubs get
-/// ready while the write waits for the disk").
-///
-/// [`Followers::announce`]: crate::bus::Followers::announce
-fn get_ready(seats: &Weak<RefCell<Vec<Rc<Seat>>>>) {
-    let Some(seats) = seats.upgrade() else {
-        return;
-    };
-    for seat in seats.borrow().iter() {
-        std::hint::black_box((
-            seat.cursor.get(),
-            seat.delivered_seq.get(),
-            seat.outlet.backlogged(),
-        ));
-    }
 }
 
 /// One pass of a hub over its members, [`CHUNK`] at a time, passing each
@@ -1136,22 +1092,12 @@ mod tests {
 
         /// Joins a session whose hub (if this starts it) reads `book`.
         fn join_with(&self, bus: &Arc<LocalBus>, session: Uuid, book: &Rc<Book>) -> Membership {
-            self.join_reading(bus, session, Rc::clone(book) as Rc<dyn History>)
-        }
-
-        /// Joins a session whose hub (if this starts it) reads `history`.
-        fn join_reading(
-            &self,
-            bus: &Arc<LocalBus>,
-            session: Uuid,
-            history: Rc<dyn History>,
-        ) -> Membership {
             join(
                 session,
                 || Source {
                     ring: bus.subscribe(session),
                     followers: bus.followers(session),
-                    history,
+                    history: Rc::clone(book) as Rc<dyn History>,
                 },
                 self.capacity,
                 Rc::clone(self.ws.outlet()),
@@ -1574,101 +1520,6 @@ mod tests {
                 assert_eq!(member.delivered_seq(), 5);
             }
             assert_eq!(book.pages.get(), 2, "read once for both, a page at a time");
-            assert_eq!(*book.refills.borrow(), ["gap"]);
-        });
-    }
-
-    /// History whose pages wait until `open`.
-    struct Gated {
-        book: Rc<Book>,
-        open: Rc<tokio::sync::Notify>,
-    }
-
-    impl History for Gated {
-        fn after(&self, after: u64) -> LocalBoxFuture<'static, Option<Vec<BusEvent>>> {
-            let (page, open) = (self.book.after(after), Rc::clone(&self.open));
-            Box::pin(async move {
-                open.notified().await;
-                page.await
-            })
-        }
-
-        fn refilled(&self, cause: &'static str) {
-            self.book.refilled(cause);
-        }
-    }
-
-    #[test]
-    fn an_announced_message_reaches_members_only_when_published() {
-        on_worker(async {
-            let bus = LocalBus::new(64);
-            let session = Uuid::now_v7();
-            let mut members = caught_up(3, &bus, session, &Book::down()).await;
-            let followers = bus.followers(session);
-            followers.announce();
-            settle_down().await;
-            for (client, member) in &mut members {
-                assert!(
-                    client.reads_nothing().await,
-                    "nothing before it is published"
-                );
-                assert_eq!(member.delivered_seq(), 0);
-            }
-            bus.publish(session, chat(1));
-            // Announced and published many times over: each once, in order.
-            for seq in 2..=5 {
-                followers.announce();
-                tokio::task::yield_now().await;
-                bus.publish(session, chat(seq));
-            }
-            for (client, member) in &mut members {
-                client.reads_only(&frames(1..=5)).await;
-                assert_eq!(member.delivered_seq(), 5);
-            }
-        });
-    }
-
-    #[test]
-    fn announcements_while_the_hub_fills_a_hole_leave_the_hole_filled() {
-        on_worker(async {
-            let bus = LocalBus::new(64);
-            let session = Uuid::now_v7();
-            let book = Book::new(4);
-            let open = Rc::new(tokio::sync::Notify::new());
-            let history: Rc<dyn History> = Rc::new(Gated {
-                book: Rc::clone(&book),
-                open: Rc::clone(&open),
-            });
-            let mut members = Vec::new();
-            for _ in 0..2 {
-                let client = client(64).await;
-                let member = client.join_reading(&bus, session, Rc::clone(&history));
-                member.settle();
-                members.push((client, member));
-            }
-            bus.publish(session, chat(1));
-            // 2 and 3 never reached this node: the hub reads them from
-            // history, which waits, and is told of messages meanwhile.
-            bus.publish(session, chat(4));
-            settle_down().await;
-            for _ in 0..3 {
-                bus.followers(session).announce();
-                settle_down().await;
-            }
-            assert_eq!(
-                book.pages.get(),
-                1,
-                "the page asked for once, still awaited"
-            );
-            // Each page waits for its own opening.
-            for _ in 0..3 {
-                open.notify_one();
-                settle_down().await;
-            }
-            for (client, member) in &mut members {
-                client.reads_only(&frames(1..=4)).await;
-                assert_eq!(member.delivered_seq(), 4);
-            }
             assert_eq!(*book.refills.borrow(), ["gap"]);
         });
     }

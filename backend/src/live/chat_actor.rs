@@ -134,8 +134,6 @@ impl ChatChannel {
         let take = self.pending.len().min(MAX_BATCH);
         let batch: Vec<(ChatMessage, Instant)> = self.pending.drain(..take).collect();
         let writer = self.writer.clone();
-        // The hubs get ready while the write waits for the disk.
-        self.bus.followers(self.session_id).announce();
         let (id, fence) = (self.session_id, self.ownership.fence());
         let now = Utc::now();
         let fut = async move {
