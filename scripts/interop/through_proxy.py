@@ -106,6 +106,17 @@ def start_node(i):
     raise RuntimeError(f"node {i} did not get ready; see {WORK}/n{i}.log")
 
 
+def stop_all(procs):
+    """SIGTERM to each, then waits for them all (killed after 20 s)."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 nodes = [start_node(i) for i in range(NODES)]
 
 # --- nginx with the shipped config, only the addresses changed ---------------
@@ -296,10 +307,7 @@ print(f"through nginx: {len(acked)} messages, {len(reconnects)} reconnects follo
 
 # --- every node refused within nginx's fail_timeout: the first one back is
 # used at once, not held out until its mark lapses -------------------------
-for proc in nodes:
-    proc.send_signal(signal.SIGTERM)
-for proc in nodes:
-    proc.wait(timeout=20)
+stop_all(nodes)
 check("with every node gone, the proxy answers 502", request(BASE + "/healthz")[0] == 502)
 nodes[0] = start_node(0)
 status, _ = request(BASE + "/healthz")
@@ -309,11 +317,5 @@ if failures():
     for event in timeline:
         print("   ", *event)
 
-for proc in nodes + [nginx]:
-    proc.send_signal(signal.SIGTERM)
-for proc in nodes + [nginx]:
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+stop_all(nodes + [nginx])
 finish()
