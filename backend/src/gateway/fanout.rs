@@ -52,7 +52,7 @@ use uuid::Uuid;
 
 use crate::bus::{BusEvent, EventKind, Followers};
 use crate::metrics::FanoutClock;
-use crate::websocket::{batch, Outlet};
+use crate::websocket::{batch, LocalFrame, Outlet};
 
 /// Events a hub passes on in one round at most (a burst goes out in one
 /// `sendmsg` per member).
@@ -829,7 +829,7 @@ struct Taken {
     seq: Option<u64>,
     /// What the hub writes to caught-up members itself ([`direct`]); the
     /// others are left to the members' loops.
-    payload: Option<Rc<[u8]>>,
+    frame: Option<LocalFrame>,
     /// Left only to guests' loops (and those already behind).
     guests_only: bool,
 }
@@ -862,7 +862,7 @@ impl Round {
                 }
                 let taken = Taken {
                     seq: event.seq,
-                    payload: direct(&event),
+                    frame: direct(&event),
                     guests_only: event.kind == EventKind::GuestsRevoked,
                 };
                 (taken, Ok(event))
@@ -870,7 +870,7 @@ impl Round {
             Next::Lagged(missed) => {
                 let taken = Taken {
                     seq: None,
-                    payload: None,
+                    frame: None,
                     guests_only: false,
                 };
                 (taken, Err(BroadcastStreamRecvError::Lagged(missed)))
@@ -931,8 +931,8 @@ impl Round {
         let skip = usize::try_from(from - self.start).unwrap_or(usize::MAX);
         let mut queued = false;
         for (at, taken) in (from..).zip(self.events.iter().skip(skip)) {
-            match &taken.payload {
-                Some(payload) => queued |= offer(seat, backlog, at, taken.seq, payload),
+            match &taken.frame {
+                Some(frame) => queued |= offer(seat, backlog, at, taken.seq, frame),
                 None if taken.guests_only && !seat.guest && seat.cursor.get().is_none() => {}
                 None => seat.fall_behind(backlog, at),
             }
@@ -960,11 +960,11 @@ fn write(seats: &[Rc<Seat>], backlog: &mut Backlog, round: &Round, first: impl F
     wrote
 }
 
-/// The payload of an event the hub may write to caught-up members itself:
-/// a plain frame, not the last.
-fn direct(event: &BusEvent) -> Option<Rc<[u8]>> {
+/// The WebSocket frame of an event the hub may write to caught-up members
+/// itself: a plain frame, not the last.
+fn direct(event: &BusEvent) -> Option<LocalFrame> {
     (event.kind == EventKind::Frame && !event.last)
-        .then(|| Rc::from(event.frame.as_bytes().as_ref()))
+        .then(|| LocalFrame::text(event.frame.as_bytes()))
 }
 
 /// Queues a direct event (place `at`, chat number `seq`) to a caught-up
@@ -975,7 +975,7 @@ fn offer(
     backlog: &mut Backlog,
     at: u64,
     seq: Option<u64>,
-    payload: &Rc<[u8]>,
+    frame: &LocalFrame,
 ) -> bool {
     let backed_up = seat.outlet.backlogged();
     if backed_up {
@@ -995,7 +995,7 @@ fn offer(
         }
         _ => {}
     }
-    if seat.outlet.queue_local_text(payload).is_err() {
+    if seat.outlet.queue_local(frame).is_err() {
         // Closing, or over its limit: the loop meets the same error.
         seat.fall_behind(backlog, at);
         return false;

@@ -130,10 +130,10 @@ enum Chunk {
         end: u8,
     },
     Payload(Bytes),
-    /// A payload of this thread's, shared by many sockets' queues (the
+    /// A whole frame of this thread's, shared by many sockets' queues (the
     /// fan-out's): counted without atomics, from `at`.
     Local {
-        payload: Rc<[u8]>,
+        frame: Rc<[u8]>,
         at: usize,
     },
 }
@@ -143,7 +143,7 @@ impl Chunk {
         match self {
             Self::Header { bytes, at, end } => &bytes[usize::from(*at)..usize::from(*end)],
             Self::Payload(bytes) => bytes,
-            Self::Local { payload, at } => &payload[*at..],
+            Self::Local { frame, at } => &frame[*at..],
         }
     }
 
@@ -155,6 +155,23 @@ impl Chunk {
             Self::Payload(bytes) => bytes.advance(n),
             Self::Local { at, .. } => *at += n,
         }
+    }
+}
+
+/// A whole text frame, header and payload in one buffer, that this thread
+/// shares between many sockets' queues: the gateway's fan-out builds it once
+/// a message, and each member's write is then that one buffer.
+#[derive(Debug, Clone)]
+pub struct LocalFrame(Rc<[u8]>);
+
+impl LocalFrame {
+    /// The text frame of `payload`.
+    pub fn text(payload: &[u8]) -> Self {
+        let (header, used) = frame::header(OpCode::Text, payload.len());
+        let mut bytes = Vec::with_capacity(used + payload.len());
+        bytes.extend_from_slice(&header[..used]);
+        bytes.extend_from_slice(payload);
+        Self(Rc::from(bytes))
     }
 }
 
@@ -443,43 +460,44 @@ impl Outlet {
         self.queue(OpCode::Text, payload)
     }
 
-    /// Queues a text message whose payload this thread shares between many
-    /// sockets (see [`Self::queue_text`]): its count is kept without atomic
+    /// Queues a frame this thread shares between many sockets (see
+    /// [`Self::queue_text`]): one buffer, whose count is kept without atomic
     /// operations, which would order each socket's memory accesses after
     /// the last one's.
-    pub fn queue_local_text(&self, payload: &Rc<[u8]>) -> Result<(), WsError> {
-        self.queue_chunk(OpCode::Text, payload.len(), || Chunk::Local {
-            payload: Rc::clone(payload),
+    pub fn queue_local(&self, frame: &LocalFrame) -> Result<(), WsError> {
+        let chunk = Chunk::Local {
+            frame: Rc::clone(&frame.0),
             at: 0,
-        })
-    }
-
-    fn queue(&self, opcode: OpCode, payload: Bytes) -> Result<(), WsError> {
-        self.queue_chunk(opcode, payload.len(), || Chunk::Payload(payload))
+        };
+        self.push(frame.0.len(), chunk, None)
     }
 
     /// Queues a frame's header and, unless it is empty, its payload.
-    fn queue_chunk(
-        &self,
-        opcode: OpCode,
-        len: usize,
-        payload: impl FnOnce() -> Chunk,
-    ) -> Result<(), WsError> {
-        let mut queue = self.queue.borrow_mut();
-        if queue.close_sent {
-            return Err(WsError::Gone(None));
-        }
-        let (bytes, end) = frame::header(opcode, len);
-        queue.bytes += end + len;
-        queue.chunks.push_back(Chunk::Header {
+    fn queue(&self, opcode: OpCode, payload: Bytes) -> Result<(), WsError> {
+        let (bytes, end) = frame::header(opcode, payload.len());
+        let header = Chunk::Header {
             bytes,
             at: 0,
             // At most 10.
             end: end as u8,
-        });
-        if len > 0 {
-            queue.chunks.push_back(payload());
+        };
+        let len = end + payload.len();
+        self.push(
+            len,
+            header,
+            (!payload.is_empty()).then(|| Chunk::Payload(payload)),
+        )
+    }
+
+    /// Queues a frame of `len` bytes, in one chunk or two.
+    fn push(&self, len: usize, first: Chunk, second: Option<Chunk>) -> Result<(), WsError> {
+        let mut queue = self.queue.borrow_mut();
+        if queue.close_sent {
+            return Err(WsError::Gone(None));
         }
+        queue.bytes += len;
+        queue.chunks.push_back(first);
+        queue.chunks.extend(second);
         if queue.bytes > self.max_backlog {
             return Err(WsError::SlowReader {
                 limit: self.max_backlog,

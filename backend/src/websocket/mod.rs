@@ -11,6 +11,6 @@ pub mod server;
 mod sockets;
 mod upgrade;
 
-pub use conn::{Limits, Message, Outlet, WebSocket, WsError};
+pub use conn::{Limits, LocalFrame, Message, Outlet, WebSocket, WsError};
 pub use sockets::{SocketSlot, Sockets};
 pub use upgrade::accept;
