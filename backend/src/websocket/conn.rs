@@ -3,7 +3,8 @@
 //! It holds no buffer while it is idle: inbound bytes are read into a small
 //! buffer that is freed as soon as it holds no partial frame, and outbound
 //! frames are written straight from their shared payload (one `sendmsg` of
-//! headers and payloads); only what the socket did not take waits, and a
+//! headers and payloads, or of whole frames the fan-out shares, built once
+//! a message); only what the socket did not take waits, and a
 //! client that lets more than `max_backlog` bytes pile up is dropped; `recv`
 //! writes that backlog while it waits. Every method is cancel-safe, so a
 //! connection loop can `select!` over `recv` and its other sources. The
