@@ -140,6 +140,17 @@ enum Chunk {
 }
 
 impl Chunk {
+    /// The header of a frame of `opcode` with a payload of `len` bytes.
+    fn header(opcode: OpCode, len: usize) -> Self {
+        let (bytes, end) = frame::header(opcode, len);
+        Self::Header {
+            bytes,
+            at: 0,
+            // At most 10.
+            end: end as u8,
+        }
+    }
+
     fn as_slice(&self) -> &[u8] {
         match self {
             Self::Header { bytes, at, end } => &bytes[usize::from(*at)..usize::from(*end)],
@@ -169,10 +180,7 @@ impl LocalFrame {
     /// The text frame of `payload`.
     pub fn text(payload: &[u8]) -> Self {
         let (header, used) = frame::header(OpCode::Text, payload.len());
-        let mut bytes = Vec::with_capacity(used + payload.len());
-        bytes.extend_from_slice(&header[..used]);
-        bytes.extend_from_slice(payload);
-        Self(Rc::from(bytes))
+        Self(header[..used].iter().chain(payload).copied().collect())
     }
 }
 
@@ -470,33 +478,25 @@ impl Outlet {
             frame: Rc::clone(&frame.0),
             at: 0,
         };
-        self.push(frame.0.len(), chunk, None)
+        self.push(chunk, None)
     }
 
     /// Queues a frame's header and, unless it is empty, its payload.
     fn queue(&self, opcode: OpCode, payload: Bytes) -> Result<(), WsError> {
-        let (bytes, end) = frame::header(opcode, payload.len());
-        let header = Chunk::Header {
-            bytes,
-            at: 0,
-            // At most 10.
-            end: end as u8,
-        };
-        let len = end + payload.len();
+        let header = Chunk::header(opcode, payload.len());
         self.push(
-            len,
             header,
             (!payload.is_empty()).then(|| Chunk::Payload(payload)),
         )
     }
 
-    /// Queues a frame of `len` bytes, in one chunk or two.
-    fn push(&self, len: usize, first: Chunk, second: Option<Chunk>) -> Result<(), WsError> {
+    /// Queues a frame, in one chunk or two.
+    fn push(&self, first: Chunk, second: Option<Chunk>) -> Result<(), WsError> {
         let mut queue = self.queue.borrow_mut();
         if queue.close_sent {
             return Err(WsError::Gone(None));
         }
-        queue.bytes += len;
+        queue.bytes += first.as_slice().len() + second.as_ref().map_or(0, |c| c.as_slice().len());
         queue.chunks.push_back(first);
         queue.chunks.extend(second);
         if queue.bytes > self.max_backlog {
@@ -522,13 +522,9 @@ impl Outlet {
             cut -= 1;
         }
         payload.extend_from_slice(&reason.as_bytes()[..cut]);
-        let (bytes, end) = frame::header(OpCode::Close, payload.len());
-        queue.chunks.push_back(Chunk::Header {
-            bytes,
-            at: 0,
-            end: end as u8,
-        });
-        queue.bytes += end + payload.len();
+        let header = Chunk::header(OpCode::Close, payload.len());
+        queue.bytes += header.as_slice().len() + payload.len();
+        queue.chunks.push_back(header);
         queue.chunks.push_back(Chunk::Payload(payload.into()));
         queue.close_sent = true;
     }
