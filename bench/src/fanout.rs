@@ -12,9 +12,12 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use mobile_bridge::client::{Client, ClientConfig, Event};
 use mobile_bridge::SessionId;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::members::{connect_viewers, scene, Joined, LoadArgs, Viewer};
 use crate::raw;
+#[cfg(target_os = "linux")]
+use crate::raw::{uring, RawMember};
 use crate::setup::{self, now_us, CpuWindow};
 use crate::stats::{ms, Buckets, Histogram};
 
@@ -51,6 +54,13 @@ pub struct FanoutArgs {
     /// tool then takes all of its core: use with the tool pinned to its own.
     #[arg(long)]
     pub busy_poll: bool,
+    /// Read the raw members through io_uring (Linux 6.1 or later): a
+    /// reader thread per core of the tool (one with `--busy-poll`) reaps
+    /// every delivery since its last look in one system call, where each
+    /// otherwise costs an `epoll` event, a task and a `read`. With
+    /// `--busy-poll` the reader never sleeps.
+    #[arg(long, requires = "raw_members")]
+    pub uring: bool,
 }
 
 /// What every viewer counts, together.
@@ -117,14 +127,13 @@ impl Tally {
     }
 }
 
-/// Reads one viewer's chat until `stop` (a oneshot per viewer: a shared
-/// `Notify` or `watch` would take a lock at every wake-up); the viewer, and
-/// the sequence number it expected next.
+/// Reads one viewer's chat until `stop`; the viewer, and the sequence
+/// number it expected next.
 async fn read_chat(
     joined: Joined,
     counters: Arc<Counters>,
     mut stop: oneshot::Receiver<()>,
-) -> (Viewer, u64) {
+) -> Stopped {
     let mut tally = Tally {
         expected: joined.last_seq.map_or(0, |s| s + 1),
         ..Tally::default()
@@ -167,6 +176,125 @@ async fn read_chat(
         }
     };
     (viewer, tally.expected)
+}
+
+/// A viewer whose reading stopped, and the sequence number it expected
+/// next.
+type Stopped = (Viewer, u64);
+
+/// The viewers being read: a task each, or a few io_uring readers.
+enum Readers {
+    Tasks {
+        /// One oneshot per viewer: a shared `Notify` or `watch` would take
+        /// a lock at every wake-up.
+        stops: Vec<oneshot::Sender<()>>,
+        tasks: Vec<JoinHandle<Stopped>>,
+    },
+    #[cfg(target_os = "linux")]
+    Rings {
+        stop: Arc<AtomicBool>,
+        readers: Vec<JoinHandle<anyhow::Result<Vec<Stopped>>>>,
+    },
+}
+
+impl Readers {
+    /// Starts reading `viewers` into `counters`, through io_uring if
+    /// `uring` (and then never sleeping if `poll`).
+    fn start(
+        viewers: Vec<Joined>,
+        counters: &Arc<Counters>,
+        uring: bool,
+        poll: bool,
+    ) -> anyhow::Result<Self> {
+        if !uring {
+            let (stops, tasks) = viewers
+                .into_iter()
+                .map(|joined| {
+                    let (stop, stopped) = oneshot::channel();
+                    (
+                        stop,
+                        tokio::spawn(read_chat(joined, counters.clone(), stopped)),
+                    )
+                })
+                .unzip();
+            return Ok(Self::Tasks { stops, tasks });
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let threads = if poll {
+                1
+            } else {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            };
+            let mut groups: Vec<Vec<(RawMember, Tally)>> =
+                (0..threads).map(|_| Vec::new()).collect();
+            for (n, joined) in viewers.into_iter().enumerate() {
+                let Viewer::Raw(member) = joined.viewer else {
+                    anyhow::bail!("--uring reads raw members only");
+                };
+                let tally = Tally {
+                    expected: joined.last_seq.map_or(0, |s| s + 1),
+                    ..Tally::default()
+                };
+                groups[n % threads].push((member, tally));
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let readers = groups
+                .into_iter()
+                .map(|group| {
+                    let (stop, counters) = (stop.clone(), counters.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let (members, mut tallies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+                        let members = uring::read_until(members, &stop, poll, |i, text| {
+                            if let (Some(c), Some(tally)) = (raw::chat_of(text), tallies.get_mut(i))
+                            {
+                                tally.chat(&counters.histogram, c.seq, c.sent_us);
+                                counters.add(tally);
+                            }
+                        })?;
+                        Ok(members
+                            .into_iter()
+                            .zip(tallies)
+                            .map(|(member, tally)| (Viewer::Raw(member), tally.expected))
+                            .collect())
+                    })
+                })
+                .collect();
+            Ok(Self::Rings { stop, readers })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = poll;
+            anyhow::bail!("--uring needs Linux")
+        }
+    }
+
+    /// Stops reading and gives the viewers back.
+    async fn stop(self) -> Vec<Stopped> {
+        let mut stopped = Vec::new();
+        match self {
+            Self::Tasks { stops, tasks } => {
+                for stop in stops {
+                    let _ = stop.send(());
+                }
+                for task in tasks {
+                    stopped.extend(task.await.ok());
+                }
+            }
+            #[cfg(target_os = "linux")]
+            Self::Rings { stop, readers } => {
+                stop.store(true, Ordering::Relaxed);
+                for reader in readers {
+                    match reader.await {
+                        Ok(Ok(viewers)) => stopped.extend(viewers),
+                        Ok(Err(e)) => eprintln!("an io_uring reader failed: {e:#}"),
+                        Err(e) => eprintln!("an io_uring reader failed: {e}"),
+                    }
+                }
+            }
+        }
+        stopped
+    }
 }
 
 /// One timestamped message; the time to its acknowledgement goes into
@@ -421,14 +549,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
 
     let counters = Arc::new(Counters::default());
     let viewer_count = viewers.len() as u64;
-    let (stops, readers): (Vec<_>, Vec<_>) = viewers
-        .into_iter()
-        .map(|joined| {
-            let (stop, stopped) = oneshot::channel();
-            let reader = tokio::spawn(read_chat(joined, counters.clone(), stopped));
-            (stop, reader)
-        })
-        .unzip();
+    let readers = Readers::start(viewers, &counters, args.uring, args.busy_poll)?;
 
     let ws_url = format!("{}/ws", args.load.url.replacen("http", "ws", 1));
     let mut senders = Vec::with_capacity(args.senders.max(1));
@@ -450,7 +571,8 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         Breakdown::scrape(&http, &args.load.url, &args.load.viewer_urls).await
     };
     let polling = Arc::new(AtomicBool::new(args.busy_poll));
-    if args.busy_poll {
+    // An io_uring reader polls on its own thread.
+    if args.busy_poll && !args.uring {
         tokio::spawn(busy_poll(polling.clone()));
     }
     let acked = Arc::new(Histogram::default());
@@ -493,23 +615,19 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
             .map(|after| after.since(&before)),
         None => None,
     };
-    for stop in stops {
-        let _ = stop.send(());
-    }
+    let stopped = readers.stop().await;
     let delivered = counters.delivered.load(Ordering::Relaxed);
     let rss_after = setup::rss_kib(args.load.server_pid);
     let mut missing_tail = 0;
-    for reader in readers {
-        if let Ok((viewer, expected)) = reader.await {
-            // Messages never seen at the end count as lost too.
-            let from = match (expected, acks.first_seq) {
-                (0, Some(first)) => first,
-                (0, None) => continue,
-                (next, _) => next,
-            };
-            missing_tail += (acks.last_seq + 1).saturating_sub(from);
-            viewer.close().await;
-        }
+    for (viewer, expected) in stopped {
+        // Messages never seen at the end count as lost too.
+        let from = match (expected, acks.first_seq) {
+            (0, Some(first)) => first,
+            (0, None) => continue,
+            (next, _) => next,
+        };
+        missing_tail += (acks.last_seq + 1).saturating_sub(from);
+        viewer.close().await;
     }
     for sender in senders {
         sender.close().await;

@@ -21,6 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 mod frame;
+#[cfg(target_os = "linux")]
+pub mod uring;
 
 use frame::{frames, header, masked, Frame, OP_CLOSE, OP_PONG, OP_TEXT};
 
@@ -69,6 +71,12 @@ pub struct Chat {
 #[derive(Debug)]
 pub struct RawMember {
     stream: TcpStream,
+    inbox: Inbox,
+}
+
+/// What a viewer keeps between two reads, however it reads.
+#[derive(Debug, Default)]
+struct Inbox {
     /// The start of a frame that has not fully arrived yet. Usually empty
     /// (chat frames are small and arrive whole), so an idle viewer holds
     /// no read buffer of its own.
@@ -76,6 +84,33 @@ pub struct RawMember {
     /// A pong owed to the server (its pings keep the connection alive past
     /// Simmer's idle timeout).
     pong: Option<Vec<u8>>,
+}
+
+impl Inbox {
+    /// Hands every whole text frame of what arrived before and `data` to
+    /// `on_text` and keeps the rest; `false` once the server sent a close.
+    fn take(&mut self, data: &[u8], on_text: &mut impl FnMut(&[u8])) -> io::Result<bool> {
+        let pong = &mut self.pong;
+        let mut closed = false;
+        let mut on_frame = |frame: Frame<'_>| match frame {
+            Frame::Text(text) => on_text(text),
+            Frame::Ping(payload) => *pong = Some(payload.to_vec()),
+            Frame::Close => closed = true,
+            Frame::Other => {}
+        };
+        if self.partial.is_empty() {
+            let used = frames(data, &mut on_frame)?;
+            self.partial.extend_from_slice(&data[used..]);
+        } else {
+            self.partial.extend_from_slice(data);
+            let used = frames(&self.partial, &mut on_frame)?;
+            self.partial.drain(..used);
+            if self.partial.is_empty() && self.partial.capacity() > READ_CHUNK {
+                self.partial = Vec::new(); // after a large frame
+            }
+        }
+        Ok(!closed)
+    }
 }
 
 /// Bytes read at once, into the worker thread's buffer, not every viewer's.
@@ -135,8 +170,10 @@ impl RawMember {
         }
         let mut member = Self {
             stream,
-            partial: head.split_off(end),
-            pong: None,
+            inbox: Inbox {
+                partial: head.split_off(end),
+                pong: None,
+            },
         };
         let hello = member.next_text().await?;
         if find(&hello, b"\"hello\"").is_none() {
@@ -169,8 +206,8 @@ impl RawMember {
                     body: Some(body),
                     ..
                 } if body["last_seq"].is_u64() => {
-                    if self.partial.is_empty() {
-                        self.partial = Vec::new(); // an idle viewer holds no buffer
+                    if self.inbox.partial.is_empty() {
+                        self.inbox.partial = Vec::new(); // an idle viewer holds no buffer
                     }
                     return Ok(body["last_seq"].as_u64().unwrap_or(0));
                 }
@@ -193,7 +230,7 @@ impl RawMember {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
                 Ok(open) => {
-                    if let Some(payload) = self.pong.take() {
+                    if let Some(payload) = self.inbox.pong.take() {
                         self.send(OP_PONG, &payload).await?;
                     }
                     return Ok(open);
@@ -226,46 +263,28 @@ impl RawMember {
         if n == 0 {
             return Ok(false);
         }
-        let pong = &mut self.pong;
-        let mut closed = false;
-        let mut on_frame = |frame: Frame<'_>| match frame {
-            Frame::Text(text) => on_text(text),
-            Frame::Ping(payload) => *pong = Some(payload.to_vec()),
-            Frame::Close => closed = true,
-            Frame::Other => {}
-        };
-        if self.partial.is_empty() {
-            let used = frames(&chunk[..n], &mut on_frame)?;
-            self.partial.extend_from_slice(&chunk[used..n]);
-        } else {
-            self.partial.extend_from_slice(&chunk[..n]);
-            let used = frames(&self.partial, &mut on_frame)?;
-            self.partial.drain(..used);
-            if self.partial.is_empty() && self.partial.capacity() > READ_CHUNK {
-                self.partial = Vec::new(); // after a large frame
-            }
-        }
-        Ok(!closed)
+        self.inbox.take(&chunk[..n], on_text)
     }
 
     /// The next text frame, whatever it is (for the handshake and the join;
     /// allocates).
     async fn next_text(&mut self) -> anyhow::Result<Vec<u8>> {
         loop {
-            while let Some((opcode, head, len)) = header(&self.partial)? {
-                let Some(payload) = self.partial.get(head..head.saturating_add(len)) else {
+            let partial = &mut self.inbox.partial;
+            while let Some((opcode, head, len)) = header(partial)? {
+                let Some(payload) = partial.get(head..head.saturating_add(len)) else {
                     break;
                 };
                 let text = (opcode == OP_TEXT).then(|| payload.to_vec());
-                self.partial.drain(..head + len);
+                partial.drain(..head + len);
                 match (text, opcode) {
                     (Some(text), _) => return Ok(text),
                     (None, OP_CLOSE) => bail!("the server closed the connection"),
                     _ => {}
                 }
             }
-            self.partial.reserve(4096);
-            if self.stream.read_buf(&mut self.partial).await? == 0 {
+            partial.reserve(4096);
+            if self.stream.read_buf(partial).await? == 0 {
                 bail!("the server closed the connection");
             }
         }
