@@ -61,6 +61,15 @@ pub struct FanoutArgs {
     /// `--busy-poll` the reader never sleeps.
     #[arg(long, requires = "raw_members")]
     pub uring: bool,
+    /// Seconds between the senders' join and the first message. The
+    /// server's work for a ramp of joins (presence frames to every member
+    /// already there, the joins' own replies) goes on for a moment after
+    /// the last member is in; with 0 the first messages share the server
+    /// with it, and at 5,000 members their fan-out takes two to four times
+    /// as long as the rest. A pause measures the chat once the session has
+    /// settled.
+    #[arg(long, default_value_t = 0.0)]
+    pub settle: f64,
 }
 
 /// What every viewer counts, together.
@@ -576,6 +585,12 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         tokio::spawn(busy_poll(polling.clone()));
     }
     let acked = Arc::new(Histogram::default());
+    if args.settle > 0.0 {
+        let pause = Duration::try_from_secs_f64(args.settle)
+            .map_err(|e| anyhow::anyhow!("--settle {}: {e}", args.settle))?;
+        println!("waiting {} s for the session to settle", args.settle);
+        tokio::time::sleep(pause).await;
+    }
     let sending = CpuWindow::start(args.load.server_pid);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
