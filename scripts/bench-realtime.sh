@@ -14,6 +14,11 @@
 #            (--busy-poll: the tool never sleeps, so the server does not pay
 #            to wake it for each delivery, as members elsewhere would not
 #            make it; the tool then takes its whole core)
+#   PIN=1 ./scripts/bench-realtime.sh fanout --raw-members --viewers 5000 --busy-poll --uring --settle 2
+#            (--uring: the raw members are read through io_uring, no system
+#            call or task per delivery, Linux 6.1 or later; --settle 2: the
+#            first message two seconds after the joins, once the server's
+#            work for the ramp is done)
 #
 # Environment:
 #   FLOOR=1  run `simmer-bench floor` instead of simmer: a minimal tokio
