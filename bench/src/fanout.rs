@@ -230,6 +230,7 @@ impl Readers {
         }
         #[cfg(target_os = "linux")]
         {
+            uring::check().map_err(|e| anyhow::anyhow!("--uring: no io_uring here: {e}"))?;
             let threads = if poll {
                 1
             } else {

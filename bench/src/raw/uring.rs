@@ -12,8 +12,7 @@
 //! enter (`DEFER_TASKRUN`), so the server's core, which runs the receive
 //! side of loopback TCP, only queues it.
 //!
-//! Linux 6.1 or later; the scenario says so and stops where the ring
-//! cannot be set up.
+//! Linux 6.1 or later: [`check`] says why not before the run starts.
 
 use std::alloc::{self, Layout};
 use std::io::{self, Write};
@@ -70,6 +69,12 @@ impl Reading {
             let _ = (&self.stream).write_all(&masked(OP_PONG, &payload));
         }
     }
+}
+
+/// Whether this system can read through io_uring as [`read_until`] does
+/// (a ring set up and dropped on the calling thread).
+pub fn check() -> io::Result<()> {
+    Ring::new().map(drop)
 }
 
 /// Reads `members` until `stop` is set, calling `on_text(i, frame)` for
@@ -143,10 +148,9 @@ impl Ring {
             .setup_cqsize(COMPLETIONS)
             .build(SUBMISSIONS)?;
         let buffers = Buffers::new()?;
-        // SAFETY: the ring of buffer entries lives in `buffers`, which
-        // outlives the registration: `uring` is dropped first (field order
-        // and `Drop for Buffers` is after it), and unregistering is part of
-        // the ring's teardown.
+        // SAFETY: the entries and the buffers they lend live in `buffers`,
+        // which outlives the registration: `uring` is declared first in
+        // `Ring`, so it is dropped, and the registration with it, first.
         #[allow(unsafe_code)]
         unsafe {
             uring.submitter().register_buf_ring_with_flags(
@@ -257,6 +261,9 @@ struct Buffers {
     ring: *mut BufRingEntry,
     /// `BUFFERS` buffers of `BUFFER` bytes.
     data: Box<[u8]>,
+    /// Where they start, as the kernel writes to them (taken once, from a
+    /// mutable borrow).
+    base: u64,
     /// Entries published so far (the ring's tail).
     tail: u16,
 }
@@ -275,9 +282,12 @@ impl Buffers {
         if ring.is_null() {
             return Err(io::ErrorKind::OutOfMemory.into());
         }
+        let mut data = vec![0; usize::from(BUFFERS) * BUFFER].into_boxed_slice();
+        let base = data.as_mut_ptr() as u64;
         let mut buffers = Self {
             ring,
-            data: vec![0; usize::from(BUFFERS) * BUFFER].into_boxed_slice(),
+            data,
+            base,
             tail: 0,
         };
         for id in 0..BUFFERS {
@@ -297,7 +307,7 @@ impl Buffers {
     /// yet the kernel's: see [`Buffers::publish`]).
     fn give_back(&mut self, id: u16, offset: u16) {
         let slot = usize::from(self.tail.wrapping_add(offset) & (BUFFERS - 1));
-        let addr = self.data.as_ptr() as u64 + u64::from(id) * BUFFER as u64;
+        let addr = self.base + u64::from(id) * BUFFER as u64;
         // SAFETY: `slot` < BUFFERS, inside the allocation; the kernel reads
         // entries only up to the tail, which has not moved over this one.
         #[allow(unsafe_code)]
