@@ -105,14 +105,14 @@ pub fn read_until(
     while !stop.load(Ordering::Relaxed) {
         ring.arm(&mut unarmed, &readings)?;
         ring.enter(poll)?;
-        ring.reap(|i, result| {
+        ring.reap(|i, data| {
             let Some(reading) = readings.get_mut(i) else {
                 return false;
             };
-            match result {
-                Ok(data) if reading.open => reading.arrived(data, &mut |text| on_text(i, text)),
-                Ok(_) => {}
-                Err(_) => reading.open = false,
+            match data {
+                Some(data) if reading.open => reading.arrived(data, &mut |text| on_text(i, text)),
+                Some(_) => {}
+                None => reading.open = false,
             }
             reading.open
         });
@@ -224,10 +224,11 @@ impl Ring {
         }
     }
 
-    /// Hands each completion to `on_recv(member, data or error)`, which
-    /// says whether the member still reads, and gives its buffer back;
-    /// members whose `recv` ended while they still read go to `ended`.
-    fn reap(&mut self, mut on_recv: impl FnMut(usize, Result<&[u8], i32>) -> bool) {
+    /// Hands each completion to `on_recv(member, data)` (`None`: the
+    /// connection closed or failed), which says whether the member still
+    /// reads, and gives its buffer back; members whose `recv` ended while
+    /// they still read go to `ended`.
+    fn reap(&mut self, mut on_recv: impl FnMut(usize, Option<&[u8]>) -> bool) {
         let mut returned = 0;
         for cqe in self.uring.completion() {
             let member = cqe.user_data() as usize;
@@ -235,7 +236,7 @@ impl Ring {
             let buffer = cqueue::buffer_select(cqe.flags());
             let reads = match (result, buffer) {
                 (n, Some(id)) if n > 0 => {
-                    let reads = on_recv(member, Ok(self.buffers.data(id, n as usize)));
+                    let reads = on_recv(member, Some(self.buffers.data(id, n as usize)));
                     self.buffers.give_back(id, returned);
                     returned += 1;
                     reads
@@ -243,8 +244,7 @@ impl Ring {
                 // Out of buffers for a moment: the recv ended, the member
                 // did not.
                 (n, _) if n == -libc::ENOBUFS => true,
-                (0, _) => on_recv(member, Err(0)),
-                (n, _) => on_recv(member, Err(-n)),
+                _ => on_recv(member, None),
             };
             if reads && !cqueue::more(cqe.flags()) {
                 self.ended.push(member);
